@@ -1,0 +1,75 @@
+//! Builds every plugin under `plugins/` for wasm32-wasip2 and embeds the built-in ones.
+//!
+//! Built-ins are the crates directly under `plugins/` (except `sdk`); their directory name is
+//! the name a workflow uses (`plugin = "echo"`). `plugins/examples/*` are built too, and their
+//! directory is exported to the tests as `ORCH_EXAMPLE_PLUGINS`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::{env, fs};
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
+    let plugins = root.join("plugins");
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("plugins");
+    for watched in ["plugins", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target_dir)
+        .arg("--manifest-path")
+        .arg(plugins.join("Cargo.toml"));
+    // Do not leak the host build's settings into the guest build.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        build.env_remove(var);
+    }
+    let status = build.status().expect("run cargo to build plugins");
+    assert!(
+        status.success(),
+        "building plugins/ for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
+    );
+
+    let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
+    let mut table = String::from("/// Built-in plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n");
+    for name in builtin_names(&plugins) {
+        let file = format!("orch_{}.wasm", name.replace('-', "_"));
+        let embedded = out_dir.join(&file);
+        fs::copy(wasm_dir.join(&file), &embedded).expect("copy built plugin");
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            embedded.display().to_string()
+        ));
+    }
+    table.push_str("];\n");
+    fs::write(out_dir.join("builtin.rs"), table).expect("write builtin.rs");
+    println!("cargo:rustc-env=ORCH_EXAMPLE_PLUGINS={}", wasm_dir.display());
+}
+
+/// Directories directly under plugins/ holding a plugin crate (not the SDK, not examples).
+fn builtin_names(plugins: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(plugins)
+        .expect("read plugins/")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n != "sdk" && n != "examples")
+        .collect();
+    names.sort();
+    names
+}

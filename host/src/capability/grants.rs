@@ -1,0 +1,146 @@
+//! The one place that decides whether a step may use a connection or reach a destination.
+
+use crate::workflow::Grant;
+use std::fmt;
+
+/// A refused call: what, by whom, and the grant that would allow it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Denial {
+    pub step: String,
+    /// "http", "connection", "tcp".
+    pub action: &'static str,
+    pub target: String,
+    /// The `allow` entry that would permit it.
+    pub grant: String,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.action {
+            "connection" => "open connection",
+            _ => "reach",
+        };
+        write!(
+            f,
+            "step `{}` may not {verb} `{}`: add \"{}\" to its `allow`",
+            self.step, self.target, self.grant
+        )
+    }
+}
+
+/// The grants of one step.
+#[derive(Debug, Clone)]
+pub struct Granter {
+    step: String,
+    allow: Vec<Grant>,
+}
+
+impl Granter {
+    /// The grants of step `step`.
+    pub fn new(step: impl Into<String>, allow: Vec<Grant>) -> Self {
+        Self {
+            step: step.into(),
+            allow,
+        }
+    }
+
+    /// May the step open connection `name`?
+    pub fn grant_connection(&self, name: &str) -> Result<(), Denial> {
+        if self.allow.iter().any(|g| matches!(g, Grant::Connection(c) if c == name)) {
+            return Ok(());
+        }
+        Err(self.deny("connection", name.to_string(), name.to_string()))
+    }
+
+    /// May the step send an HTTP request to `scheme://host:port`? The check is on the URI
+    /// the request is sent to, never on a `Host` header.
+    pub fn grant_http(&self, scheme: &str, host: &str, port: Option<u16>) -> Result<(), Denial> {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let port = port.unwrap_or(if scheme == "http" { 80 } else { 443 });
+        let allowed = self.allow.iter().any(|g| match g {
+            Grant::Http {
+                scheme: s,
+                host: h,
+                port: p,
+            } => s == scheme && *p == port && host_matches(h, &host),
+            _ => false,
+        });
+        if allowed {
+            return Ok(());
+        }
+        let origin = match (scheme, port) {
+            ("http", 80) | ("https", 443) => format!("{scheme}://{host}"),
+            _ => format!("{scheme}://{host}:{port}"),
+        };
+        Err(self.deny("http", origin.clone(), origin))
+    }
+
+    fn deny(&self, action: &'static str, target: String, grant: String) -> Denial {
+        Denial {
+            step: self.step.clone(),
+            action,
+            target,
+            grant,
+        }
+    }
+}
+
+/// `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+        None => pattern == host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::Grant;
+
+    fn granter() -> Granter {
+        Granter::new(
+            "fetch",
+            vec![
+                Grant::Http {
+                    scheme: "https".into(),
+                    host: "*.example.com".into(),
+                    port: 443,
+                },
+                Grant::Http {
+                    scheme: "http".into(),
+                    host: "10.0.0.5".into(),
+                    port: 11434,
+                },
+                Grant::Connection("pg_admin".into()),
+            ],
+        )
+    }
+
+    #[test]
+    fn wildcard_allows_subdomains_only() {
+        let g = granter();
+        assert!(g.grant_http("https", "api.example.com", None).is_ok());
+        assert!(g.grant_http("https", "example.com", None).is_err());
+        assert!(g.grant_http("https", "evil-example.com", None).is_err());
+        assert!(g.grant_http("http", "api.example.com", None).is_err());
+    }
+
+    #[test]
+    fn ip_literal_needs_exact_port() {
+        let g = granter();
+        assert!(g.grant_http("http", "10.0.0.5", Some(11434)).is_ok());
+        let denial = g.grant_http("http", "10.0.0.5", Some(80)).unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            "step `fetch` may not reach `http://10.0.0.5`: add \"http://10.0.0.5\" to its `allow`"
+        );
+    }
+
+    #[test]
+    fn connections_need_their_name() {
+        let g = granter();
+        assert!(g.grant_connection("pg_admin").is_ok());
+        assert!(g.grant_connection("pg_other").is_err());
+    }
+}

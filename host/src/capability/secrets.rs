@@ -1,0 +1,71 @@
+//! Secrets and environment values for expressions: from the process environment, then from a
+//! `.env` file beside the workflow. Every secret value is registered with the [`Masker`].
+
+use super::Masker;
+use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A named value an expression reads that cannot be found.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("secret `{name}` is not set: export {name}=... or add it to {env_file}")]
+    MissingSecret { name: String, env_file: String },
+    #[error("environment variable `{name}` is not set: export {name}=... or add it to {env_file}")]
+    MissingEnv { name: String, env_file: String },
+    #[error("cannot read {path}: {message}")]
+    DotEnv { path: String, message: String },
+}
+
+/// Values for `secrets.NAME` and `env.NAME`, resolved once per run.
+pub struct Lookup {
+    pub secrets: Map<String, Json>,
+    pub env: Map<String, Json>,
+}
+
+/// Resolve the names a workflow reads. `process_env` is the caller's environment (passed in,
+/// not read here, so tests and the server control it).
+pub fn resolve(
+    secret_names: &[String],
+    env_names: &[String],
+    workflow_dir: &Path,
+    process_env: &HashMap<String, String>,
+    masker: &Masker,
+) -> Result<Lookup, LookupError> {
+    let env_file = workflow_dir.join(".env");
+    let dotenv = read_dotenv(&env_file)?;
+    let find = |name: &str| process_env.get(name).or_else(|| dotenv.get(name)).cloned();
+    let shown = env_file.display().to_string();
+    let mut secrets = Map::new();
+    for name in secret_names {
+        let value = find(name).ok_or_else(|| LookupError::MissingSecret {
+            name: name.clone(),
+            env_file: shown.clone(),
+        })?;
+        masker.register(&value);
+        secrets.insert(name.clone(), Json::String(value));
+    }
+    let mut env = Map::new();
+    for name in env_names {
+        let value = find(name).ok_or_else(|| LookupError::MissingEnv {
+            name: name.clone(),
+            env_file: shown.clone(),
+        })?;
+        env.insert(name.clone(), Json::String(value));
+    }
+    Ok(Lookup { secrets, env })
+}
+
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, LookupError> {
+    if !path.is_file() {
+        return Ok(HashMap::new());
+    }
+    let fail = |message: String| LookupError::DotEnv {
+        path: path.display().to_string(),
+        message,
+    };
+    dotenvy::from_path_iter(path)
+        .map_err(|e| fail(e.to_string()))?
+        .map(|item| item.map_err(|e| fail(e.to_string())))
+        .collect()
+}

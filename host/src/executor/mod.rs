@@ -1,0 +1,428 @@
+//! Runs a validated workflow: walks the DAG, starts ready steps concurrently (bounded), renders
+//! each step's config, calls its plugin with retries, masks and records everything.
+
+pub mod events;
+mod plan_mode;
+mod sink;
+
+pub use events::{Event, Observer, Silent};
+pub use plan_mode::{PlanReport, PlannedStep, StepPlan};
+
+use crate::capability::secrets::{self, LookupError};
+use crate::capability::{Granter, Masker};
+use crate::plan::{Plan, Readiness, StepStatus};
+use crate::runtime::bindings::Level;
+use crate::runtime::check::Resolved;
+use crate::runtime::{Call, Fault, Invocation, Output, Returned, Runtime, StepContext};
+use crate::store::{NewRun, StepEnd, Store, StoreError};
+use crate::workflow::expr::Scope;
+use crate::workflow::{Step, Workflow};
+use serde::Serialize;
+use serde_json::{json, Map, Value as Json};
+use sink::{RunChannel, StepEvents};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// Why a run could not be carried out (as opposed to a step failing inside it).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Everything a run needs.
+pub struct RunSpec {
+    pub workflow: Arc<Workflow>,
+    pub plugins: Resolved,
+    /// Resolved and checked input values.
+    pub inputs: Map<String, Json>,
+    /// cli, cron, http, webhook, retry.
+    pub trigger: String,
+    /// The environment `secrets.X` and `env.X` are read from (before the `.env` file).
+    pub process_env: HashMap<String, String>,
+}
+
+/// The outcome of one step, as reported (masked).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub status: StepStatus,
+    pub attempts: u32,
+    #[serde(serialize_with = "as_millis")]
+    pub duration: Duration,
+    pub error: Option<String>,
+    pub outputs: Json,
+}
+
+/// The outcome of a run, as reported (masked).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub workflow: String,
+    pub status: &'static str,
+    #[serde(serialize_with = "as_millis")]
+    pub duration: Duration,
+    pub steps: Vec<StepReport>,
+}
+
+impl RunReport {
+    /// Did every step succeed or get skipped?
+    pub fn succeeded(&self) -> bool {
+        self.status == "succeeded"
+    }
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// Runs workflows against a runtime and a store.
+pub struct Executor {
+    pub runtime: Arc<Runtime>,
+    pub store: Store,
+    /// Most steps running at once.
+    pub max_parallel: usize,
+}
+
+/// What every step task of one run shares.
+struct RunShared {
+    run_id: String,
+    workflow: Arc<Workflow>,
+    plugins: Resolved,
+    base: Scope,
+    /// `steps.ID` values (status and real outputs) of finished steps.
+    finished: RwLock<Map<String, Json>>,
+    channel: Arc<RunChannel>,
+    runtime: Arc<Runtime>,
+    store: Store,
+    trigger: String,
+}
+
+impl Executor {
+    /// Execute a run to the end; step failures are in the report, not errors.
+    pub async fn run(&self, spec: RunSpec, observer: Arc<dyn Observer>) -> Result<RunReport, ExecError> {
+        let started = Instant::now();
+        let masker = Arc::new(Masker::default());
+        let workflow = spec.workflow.clone();
+        let lookup = secrets::resolve(
+            &workflow.secret_names(),
+            &workflow.env_names(),
+            &workflow.dir,
+            &spec.process_env,
+            &masker,
+        )?;
+        let run_id = uuid::Uuid::now_v7().simple().to_string();
+        let inputs = Json::Object(spec.inputs);
+        self.store
+            .create_run(NewRun {
+                id: &run_id,
+                workflow: &workflow.name,
+                workflow_path: &workflow.source.path,
+                inputs: &masker.mask_json(&inputs),
+                trigger: &spec.trigger,
+            })
+            .await?;
+        observer.event(&Event::RunStarted {
+            run_id: run_id.clone(),
+            workflow: workflow.name.clone(),
+        });
+        let (records, writer) = sink::spawn_writer(self.store.clone(), run_id.clone());
+        let shared = Arc::new(RunShared {
+            base: Scope {
+                inputs,
+                steps: Json::Null,
+                secrets: Json::Object(lookup.secrets),
+                env: Json::Object(lookup.env),
+                run: json!({"id": run_id, "trigger": spec.trigger, "workflow": workflow.name}),
+            },
+            run_id: run_id.clone(),
+            workflow: workflow.clone(),
+            plugins: spec.plugins,
+            finished: RwLock::new(Map::new()),
+            channel: Arc::new(RunChannel {
+                masker: masker.clone(),
+                observer,
+                records: Some(records),
+                seq: AtomicI64::new(0),
+            }),
+            runtime: self.runtime.clone(),
+            store: self.store.clone(),
+            trigger: spec.trigger,
+        });
+
+        let reports = self.walk(&shared).await;
+        let status = match &reports {
+            Ok(r) if r.iter().all(|s| !s.status.is_failure()) => "succeeded",
+            _ => "failed",
+        };
+        let channel = shared.channel.clone();
+        drop(shared);
+        drop(channel); // closes the records channel once every step sink is gone
+        let _ = writer.await;
+        let reports = match reports {
+            Ok(r) => r,
+            Err(e) => {
+                self.store.finish_run(&run_id, "failed", Some(&e.to_string())).await?;
+                return Err(e);
+            }
+        };
+        self.store.finish_run(&run_id, status, None).await?;
+        let order: HashMap<&String, usize> = workflow.steps.keys().enumerate().map(|(i, k)| (k, i)).collect();
+        let mut steps = reports;
+        steps.sort_by_key(|s| order.get(&s.id).copied().unwrap_or(usize::MAX));
+        Ok(RunReport {
+            run_id,
+            workflow: workflow.name.clone(),
+            status,
+            duration: started.elapsed(),
+            steps,
+        })
+    }
+
+    /// Walk the DAG: start ready steps up to the bound, decide dependants as steps finish.
+    async fn walk(&self, shared: &Arc<RunShared>) -> Result<Vec<StepReport>, ExecError> {
+        let plan = Plan::new(&shared.workflow);
+        let mut waiting: HashMap<&str, usize> = plan.needs.iter().map(|(id, n)| (id.as_str(), n.len())).collect();
+        let mut status: HashMap<String, StepStatus> = HashMap::new();
+        let mut ready: VecDeque<String> = plan.roots().into();
+        let mut running: JoinSet<Result<StepReport, ExecError>> = JoinSet::new();
+        let mut reports = Vec::new();
+        let bound = self.max_parallel.max(1);
+        loop {
+            while running.len() < bound
+                && let Some(id) = ready.pop_front()
+            {
+                let shared = shared.clone();
+                running.spawn(async move { run_step(&shared, &id).await });
+            }
+            let Some(joined) = running.join_next().await else { break };
+            let report = joined.map_err(|e| ExecError::Internal(format!("step task failed: {e}")))??;
+            let mut finished = vec![(report.id.clone(), report.status)];
+            reports.push(report);
+            // Decide dependants; upstream failures cascade without running anything.
+            while let Some((id, st)) = finished.pop() {
+                status.insert(id.clone(), st);
+                for dependant in plan.dependents.get(&id).into_iter().flatten() {
+                    let left = waiting.get_mut(dependant.as_str()).expect("every step is in the plan");
+                    *left -= 1;
+                    if *left > 0 {
+                        continue;
+                    }
+                    match plan.readiness(dependant, &status) {
+                        Readiness::Run => ready.push_back(dependant.clone()),
+                        Readiness::UpstreamFailed => {
+                            let report = record_undecided(shared, dependant, &status, &plan).await?;
+                            finished.push((report.id.clone(), report.status));
+                            reports.push(report);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(reports)
+    }
+}
+
+/// Record a step that will not run because a need failed.
+async fn record_undecided(
+    shared: &RunShared,
+    id: &str,
+    status: &HashMap<String, StepStatus>,
+    plan: &Plan,
+) -> Result<StepReport, ExecError> {
+    let failed: Vec<&str> = plan.needs[id]
+        .iter()
+        .filter(|n| status.get(*n).is_some_and(|s| s.is_failure()))
+        .map(String::as_str)
+        .collect();
+    let error = format!("not run: needed step `{}` failed", failed.join("`, `"));
+    let step = &shared.workflow.steps[id];
+    finish_without_running(shared, step, StepStatus::UpstreamFailed, Some(error)).await
+}
+
+async fn finish_without_running(
+    shared: &RunShared,
+    step: &Step,
+    status: StepStatus,
+    error: Option<String>,
+) -> Result<StepReport, ExecError> {
+    let plugin = step.plugin.to_string();
+    shared.store.start_step(&shared.run_id, &step.id, 0, &plugin, status.as_str()).await?;
+    shared
+        .store
+        .finish_step(
+            &shared.run_id,
+            &step.id,
+            0,
+            StepEnd { status: status.as_str(), outputs: None, error: error.as_deref(), error_kind: None },
+        )
+        .await?;
+    shared.finished.write().unwrap_or_else(|e| e.into_inner()).insert(
+        step.id.clone(),
+        json!({"status": status.as_str(), "outputs": {}}),
+    );
+    shared.channel.observer.event(&Event::StepFinished {
+        step: step.id.clone(),
+        status,
+        duration: Duration::ZERO,
+        error: error.clone(),
+    });
+    Ok(StepReport {
+        id: step.id.clone(),
+        status,
+        attempts: 0,
+        duration: Duration::ZERO,
+        error,
+        outputs: json!({}),
+    })
+}
+
+/// The expression scope for a step: the run's values plus finished steps.
+fn scope_for(shared: &RunShared, step: &Step) -> Scope {
+    let mut scope = shared.base.clone();
+    if step.exprs().iter().any(|e| e.references.iter().any(|r| matches!(r, crate::workflow::expr::Reference::Step(_)))) {
+        scope.steps = Json::Object(shared.finished.read().unwrap_or_else(|e| e.into_inner()).clone());
+    }
+    scope
+}
+
+/// Run one step to its end: `if`, render, check, attempts with retries.
+async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError> {
+    let step = &shared.workflow.steps[id];
+    let started = Instant::now();
+    let masker = &shared.channel.masker;
+    let scope = scope_for(shared, step);
+    if let Some(condition) = &step.condition {
+        match condition.eval_bool(&scope) {
+            Ok(true) => {}
+            Ok(false) => return finish_without_running(shared, step, StepStatus::Skipped, None).await,
+            Err(e) => {
+                let error = masker.mask(&format!("`if` failed: {e}"));
+                return finish_without_running(shared, step, StepStatus::Failed, Some(error)).await;
+            }
+        }
+    }
+    let resolved = &shared.plugins[id];
+    let config = match step.with.render(&scope) {
+        Ok(config) => config,
+        Err(e) => {
+            let error = masker.mask(&format!("cannot render `with`: {e}"));
+            return finish_without_running(shared, step, StepStatus::Failed, Some(error)).await;
+        }
+    };
+    if let Err(problems) = resolved.check_config(&config) {
+        let error = masker.mask(&format!(
+            "`with` does not match plugin `{}` after rendering: {problems}",
+            resolved.info.name
+        ));
+        return finish_without_running(shared, step, StepStatus::Failed, Some(error)).await;
+    }
+    let config = config.to_string();
+    let events = Arc::new(StepEvents::new(shared.channel.clone(), id));
+    let granter = Arc::new(Granter::new(id, step.allow.clone()));
+    let plugin_name = step.plugin.to_string();
+    let mut attempt = 1;
+    loop {
+        events.attempt.store(attempt, Ordering::Relaxed);
+        shared.store.start_step(&shared.run_id, id, attempt, &plugin_name, "running").await?;
+        shared.channel.observer.event(&Event::StepStarted { step: id.to_string(), attempt });
+        let invocation = Invocation {
+            ctx: StepContext {
+                run_id: shared.run_id.clone(),
+                workflow: shared.workflow.name.clone(),
+                step_id: id.to_string(),
+                attempt,
+                trigger: shared.trigger.clone(),
+            },
+            config: &config,
+            limits: step.limits,
+            timeout: step.timeout,
+            granter: granter.clone(),
+            sink: events.clone(),
+        };
+        let result = shared.runtime.call(&resolved.plugin, Call::Run, invocation).await;
+        let denials = events.take_denials();
+        match result {
+            Ok(Returned::Run(outputs)) => {
+                let (real, masked) = collect_outputs(masker, outputs);
+                let end = StepEnd { status: "succeeded", outputs: Some(&masked), error: None, error_kind: None };
+                shared.store.finish_step(&shared.run_id, id, attempt, end).await?;
+                shared
+                    .finished
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.to_string(), json!({"status": "succeeded", "outputs": real}));
+                let duration = started.elapsed();
+                shared.channel.observer.event(&Event::StepFinished {
+                    step: id.to_string(),
+                    status: StepStatus::Succeeded,
+                    duration,
+                    error: None,
+                });
+                return Ok(StepReport { id: id.into(), status: StepStatus::Succeeded, attempts: attempt, duration, error: None, outputs: masked });
+            }
+            Ok(Returned::Plan(_)) => return Err(ExecError::Internal("plan returned from run".into())),
+            Err(fault) => {
+                // A denial explains the failure better than what the guest made of it.
+                let (kind, message) = match denials.first() {
+                    Some(denial) if !matches!(fault, Fault::Timeout(_) | Fault::OutOfMemory(_)) => {
+                        ("denied", format!("denied: {denial}"))
+                    }
+                    _ => (fault.kind(), fault.to_string()),
+                };
+                let message = masker.mask(&message);
+                let retry = fault.is_retryable() && denials.is_empty() && attempt <= step.retry.max;
+                let status = if retry { "retrying" } else { "failed" };
+                let end = StepEnd { status, outputs: None, error: Some(&message), error_kind: Some(kind) };
+                shared.store.finish_step(&shared.run_id, id, attempt, end).await?;
+                if retry {
+                    let delay = step.retry.delay_before(attempt + 1);
+                    events.host_log(Level::Warn, &format!("attempt {attempt} failed: {message}; retrying in {}", humantime::format_duration(delay)));
+                    shared.channel.observer.event(&Event::StepRetrying { step: id.into(), attempt, delay, error: message });
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                    continue;
+                }
+                let duration = started.elapsed();
+                shared
+                    .finished
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.to_string(), json!({"status": "failed", "outputs": {}}));
+                shared.channel.observer.event(&Event::StepFinished {
+                    step: id.to_string(),
+                    status: StepStatus::Failed,
+                    duration,
+                    error: Some(message.clone()),
+                });
+                return Ok(StepReport { id: id.into(), status: StepStatus::Failed, attempts: attempt, duration, error: Some(message), outputs: json!({}) });
+            }
+        }
+    }
+}
+
+/// Outputs as (real values for expressions, masked values for everything shown or stored).
+/// Secret outputs are registered with the masker first, so they are masked from now on.
+fn collect_outputs(masker: &Masker, outputs: Vec<Output>) -> (Json, Json) {
+    for o in outputs.iter().filter(|o| o.secret) {
+        match serde_json::from_str::<Json>(&o.value) {
+            Ok(Json::String(s)) => masker.register(&s),
+            _ => masker.register(&o.value),
+        }
+    }
+    let mut real = Map::new();
+    for o in outputs {
+        let value = serde_json::from_str(&o.value).unwrap_or(Json::String(o.value));
+        real.insert(o.name, value);
+    }
+    let real = Json::Object(real);
+    let masked = masker.mask_json(&real);
+    (real, masked)
+}

@@ -1,0 +1,52 @@
+//! Drawing the DAG: plain text, Graphviz dot, Mermaid.
+
+use crate::workflow::Workflow;
+
+/// Output format of `orch graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+    Mermaid,
+}
+
+/// Draw the workflow's DAG.
+pub fn render(workflow: &Workflow, format: GraphFormat) -> String {
+    let mut out = String::new();
+    match format {
+        GraphFormat::Text => {
+            out.push_str(&format!("{}\n", workflow.name));
+            for step in workflow.steps.values() {
+                out.push_str(&format!("  {} [{}]", step.id, step.plugin));
+                if !step.needs.is_empty() {
+                    out.push_str(&format!(" <- {}", step.needs.join(", ")));
+                }
+                if let Some(cond) = &step.condition {
+                    out.push_str(&format!(" if {}", cond.source));
+                }
+                out.push('\n');
+            }
+        }
+        GraphFormat::Dot => {
+            out.push_str(&format!("digraph {:?} {{\n  rankdir=LR;\n", workflow.name));
+            for step in workflow.steps.values() {
+                let plugin = step.plugin.to_string().replace('"', "'");
+                out.push_str(&format!("  {:?} [label=\"{}\\n{plugin}\"];\n", step.id, step.id));
+                for need in &step.needs {
+                    out.push_str(&format!("  {need:?} -> {:?};\n", step.id));
+                }
+            }
+            out.push_str("}\n");
+        }
+        GraphFormat::Mermaid => {
+            out.push_str("flowchart LR\n");
+            for step in workflow.steps.values() {
+                out.push_str(&format!("  {}[\"{} ({})\"]\n", step.id, step.id, step.plugin));
+                for need in &step.needs {
+                    out.push_str(&format!("  {need} --> {}\n", step.id));
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,69 @@
+//! Compiled components cached on disk by content hash, so a warm `orch run` skips Cranelift.
+
+use sha2::{Digest, Sha256};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::path::PathBuf;
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+/// Content hash of a component, hex.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Disk cache of precompiled components, keyed by content hash and engine settings.
+#[derive(Debug, Clone)]
+pub struct ComponentCache {
+    dir: Option<PathBuf>,
+}
+
+impl ComponentCache {
+    /// A cache in `dir`; `None` compiles every time.
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self { dir }
+    }
+
+    /// Load `bytes` as a component, from the cache when possible.
+    pub fn load(&self, engine: &Engine, hash: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.dir else {
+            return Component::new(engine, bytes);
+        };
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let path = dir.join(format!("{hash}-{:016x}.cwasm", hasher.finish()));
+        if path.is_file() {
+            match deserialize(engine, &path) {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+            }
+        }
+        let compiled = engine.precompile_component(bytes)?;
+        if let Err(e) = write_atomically(&path, &compiled) {
+            tracing::warn!(path = %path.display(), "cannot write component cache: {e}");
+        }
+        deserialize_bytes(engine, &compiled)
+    }
+}
+
+#[allow(unsafe_code, reason = "the file is our own output of Engine::precompile_component")]
+fn deserialize(engine: &Engine, path: &std::path::Path) -> wasmtime::Result<Component> {
+    // SAFETY: only files written by `write_atomically` from `precompile_component` with an
+    // engine of the same compatibility hash (it is in the file name) are read here.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+#[allow(unsafe_code, reason = "the bytes were just produced by Engine::precompile_component")]
+fn deserialize_bytes(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: produced by `precompile_component` on this very engine.
+    unsafe { Component::deserialize(engine, bytes) }
+}
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

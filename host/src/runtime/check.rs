@@ -1,0 +1,178 @@
+//! Plugin checks that need the plugins themselves: the file exists and is a component, it
+//! describes itself, and each step's `with` matches the plugin's config schema.
+
+use super::{Plugin, PluginInfo, Runtime};
+use crate::capability::{Denial, StepSink};
+use crate::workflow::expr::Template;
+use crate::workflow::{did_you_mean, Diagnostic, Diagnostics, PluginRef, Workflow};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A step's plugin: loaded, described, with its config schema compiled.
+pub struct ResolvedPlugin {
+    pub plugin: Arc<Plugin>,
+    pub info: PluginInfo,
+    schema: Option<jsonschema::Validator>,
+}
+
+impl ResolvedPlugin {
+    /// Check a rendered config against the plugin's schema; the error lists every problem.
+    pub fn check_config(&self, config: &Json) -> Result<(), String> {
+        let Some(schema) = &self.schema else { return Ok(()) };
+        let problems: Vec<String> = schema.iter_errors(config).map(|e| describe_error(&e)).collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+fn describe_error(e: &jsonschema::ValidationError<'_>) -> String {
+    let path = e.instance_path.to_string();
+    if path.is_empty() {
+        e.to_string()
+    } else {
+        format!("at `{path}`: {e}")
+    }
+}
+
+/// The plugins of every step of a workflow, keyed by step id.
+pub type Resolved = HashMap<String, Arc<ResolvedPlugin>>;
+
+/// Discards describe-time log lines (describe must not have side effects worth keeping).
+struct Quiet;
+
+impl StepSink for Quiet {
+    fn log(&self, _: super::bindings::Level, message: &str) {
+        tracing::debug!(message, "plugin describe");
+    }
+    fn progress(&self, _: u64, _: Option<u64>, _: &str) {}
+    fn denied(&self, denial: &Denial) {
+        tracing::warn!("{denial}");
+    }
+}
+
+/// Load and describe every step's plugin and check each `with` against its schema.
+pub async fn resolve(runtime: &Runtime, workflow: &Workflow) -> Result<Resolved, Diagnostics> {
+    let mut problems = Vec::new();
+    let mut by_ref: HashMap<PluginRef, Arc<ResolvedPlugin>> = HashMap::new();
+    let mut resolved = Resolved::new();
+    for step in workflow.steps.values() {
+        let plugin_span = step.spans.plugin.clone();
+        let entry = match by_ref.get(&step.plugin) {
+            Some(p) => p.clone(),
+            None => match load(runtime, &step.plugin).await {
+                Ok(p) => {
+                    by_ref.insert(step.plugin.clone(), p.clone());
+                    p
+                }
+                Err((message, help)) => {
+                    problems.push(Diagnostic::at(plugin_span, format!("step `{}`: {message}", step.id)).help(help));
+                    continue;
+                }
+            },
+        };
+        let skeleton = step.with.skeleton();
+        let templated = template_paths(&step.with, String::new());
+        if let Some(schema) = &entry.schema {
+            for error in schema.iter_errors(&skeleton) {
+                let path = error.instance_path.to_string();
+                if templated.iter().any(|t| path.starts_with(t.as_str())) {
+                    continue; // known only at run time; checked again after rendering
+                }
+                let with_span = step.spans.with.clone().unwrap_or(step.spans.step.clone());
+                let key = path.rsplit('/').next().filter(|k| !k.is_empty()).map(str::to_string);
+                let at = key
+                    .as_deref()
+                    .and_then(|k| find_in(&workflow.source.text, with_span.clone(), k))
+                    .unwrap_or(with_span);
+                problems.push(
+                    Diagnostic::at(at, format!("step `{}`: `with` does not match plugin `{}`: {}", step.id, entry.info.name, describe_error(&error)))
+                        .help(format!("see the config schema with `orch plugin inspect {}`", step.plugin)),
+                );
+            }
+        }
+        resolved.insert(step.id.clone(), entry);
+    }
+    if problems.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(Diagnostics { file: workflow.source.clone(), items: problems })
+    }
+}
+
+/// Load one plugin reference; the error is (message, help).
+pub async fn load(runtime: &Runtime, plugin: &PluginRef) -> Result<Arc<ResolvedPlugin>, (String, String)> {
+    let (name, bytes) = match plugin {
+        PluginRef::Builtin(name) => match super::builtin::get(name) {
+            Some(bytes) => (name.clone(), bytes.to_vec()),
+            None => {
+                let names = super::builtin::names();
+                let help = match did_you_mean(name, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("built-in plugins: {}; or give a path like \"./x.wasm\"", names.join(", ")),
+                };
+                return Err((format!("unknown plugin `{name}`"), help));
+            }
+        },
+        PluginRef::File { path, sha256 } => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                (
+                    format!("cannot read plugin file `{}`: {e}", path.display()),
+                    "fix the path (relative paths start at the workflow file's directory)".to_string(),
+                )
+            })?;
+            if let Some(expected) = sha256 {
+                let actual = hex::encode(Sha256::digest(&bytes));
+                if &actual != expected {
+                    return Err((
+                        format!("plugin file `{}` has sha256 {actual}, expected {expected}", path.display()),
+                        "the file changed: rebuild or update `sha256`".to_string(),
+                    ));
+                }
+            }
+            (path.display().to_string(), bytes)
+        }
+    };
+    let compiled = runtime.load(&name, &bytes).map_err(|e| (e.to_string(), "check how the plugin was built".to_string()))?;
+    let info = runtime
+        .describe(&compiled, Arc::new(Quiet))
+        .await
+        .map_err(|e| (format!("plugin `{name}` failed to describe itself: {e}"), "fix the plugin's `describe`".to_string()))?;
+    let schema = if info.config_schema.trim().is_empty() {
+        None
+    } else {
+        let json: Json = serde_json::from_str(&info.config_schema)
+            .map_err(|e| (format!("plugin `{name}` published an invalid config schema: {e}"), "fix the plugin".to_string()))?;
+        Some(jsonschema::validator_for(&json).map_err(|e| {
+            (format!("plugin `{name}` published an invalid config schema: {e}"), "fix the plugin".to_string())
+        })?)
+    };
+    Ok(Arc::new(ResolvedPlugin { plugin: compiled, info, schema }))
+}
+
+/// JSON pointers of every templated value in `with`.
+fn template_paths(t: &Template, prefix: String) -> Vec<String> {
+    match t {
+        Template::Literal(_) => vec![],
+        Template::String(_) => vec![prefix],
+        Template::Array(items) => items
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| template_paths(t, format!("{prefix}/{i}")))
+            .collect(),
+        Template::Object(fields) => fields
+            .iter()
+            .flat_map(|(k, t)| template_paths(t, format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1"))))
+            .collect(),
+    }
+}
+
+fn find_in(text: &str, span: std::ops::Range<usize>, needle: &str) -> Option<std::ops::Range<usize>> {
+    text.get(span.clone())?
+        .find(needle)
+        .map(|i| span.start + i..span.start + i + needle.len())
+}

@@ -1,0 +1,349 @@
+//! The wasmtime engine: compile (with a disk cache), instantiate a fresh sandbox per call from a
+//! reused `InstancePre`, and enforce memory, fuel and wall-clock limits.
+
+pub mod bindings;
+pub mod builtin;
+mod cache;
+pub mod check;
+mod state;
+
+pub use bindings::{Change, ChangeKind, Output, PluginInfo, StepContext, StepError};
+pub use cache::content_hash;
+
+use crate::capability::http::HttpGate;
+use crate::capability::log::LogHost;
+use crate::capability::{Granter, StepSink};
+use crate::workflow::Limits;
+use bindings::{Step, StepPre};
+use cache::ComponentCache;
+use state::{MemoryCap, StepState};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+/// How often the epoch advances: the granularity of timeouts and of yielding to other tasks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Bytes of a plugin's stdout/stderr kept per call.
+const PIPE_CAPACITY: usize = 1 << 20;
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("`{name}` is not a WebAssembly component ({reason}); build it for wasm32-wasip2 or wrap a module with `wasm-tools component new`")]
+    NotAComponent { name: String, reason: String },
+    #[error("`{name}` does not fit the orch:plugin/step world: {reason}")]
+    Incompatible { name: String, reason: String },
+}
+
+/// Why a call did not return a value from the plugin.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Fault {
+    #[error("{0}")]
+    Guest(#[from] GuestError),
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    #[error("timed out after {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("exceeded its memory limit of {}", bytesize::ByteSize(*.0))]
+    OutOfMemory(u64),
+    #[error("ran out of fuel ({0} units)")]
+    OutOfFuel(u64),
+    #[error("cannot start the plugin: {0}")]
+    Instantiate(String),
+}
+
+impl Fault {
+    /// Only a guest's `retryable` error is retried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Fault::Guest(GuestError::Retryable(_)))
+    }
+
+    /// Short machine name of the kind of fault, for the store and `--json`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Guest(GuestError::InvalidConfig(_)) => "invalid-config",
+            Fault::Guest(GuestError::Denied(_)) => "denied",
+            Fault::Guest(GuestError::Retryable(_)) => "retryable",
+            Fault::Guest(GuestError::Failed(_)) => "failed",
+            Fault::Trap(_) => "trap",
+            Fault::Timeout(_) => "timeout",
+            Fault::OutOfMemory(_) => "out-of-memory",
+            Fault::OutOfFuel(_) => "out-of-fuel",
+            Fault::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// A plugin's own `step-error`, owned (the generated type is not `Clone` + `Error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuestError {
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("{0}")]
+    Retryable(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<StepError> for GuestError {
+    fn from(e: StepError) -> Self {
+        match e {
+            StepError::InvalidConfig(m) => GuestError::InvalidConfig(m),
+            StepError::Denied(m) => GuestError::Denied(m),
+            StepError::Retryable(m) => GuestError::Retryable(m),
+            StepError::Failed(m) => GuestError::Failed(m),
+        }
+    }
+}
+
+/// A compiled plugin, ready to instantiate.
+pub struct Plugin {
+    /// How the workflow named it (built-in name or path).
+    pub name: String,
+    pub hash: String,
+    pre: StepPre<StepState>,
+}
+
+/// Which export to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Plan,
+    Run,
+}
+
+/// What a call returned.
+#[derive(Debug)]
+pub enum Returned {
+    Plan(Vec<Change>),
+    Run(Vec<Output>),
+}
+
+/// Everything one call needs besides the plugin.
+pub struct Invocation<'a> {
+    pub ctx: StepContext,
+    pub config: &'a str,
+    pub limits: Limits,
+    pub timeout: Duration,
+    pub granter: Arc<Granter>,
+    pub sink: Arc<dyn StepSink>,
+}
+
+/// Settings of the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The engine, linker and compiled-plugin cache shared by all steps of a process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StepState>,
+    cache: ComponentCache,
+    loaded: Mutex<HashMap<String, Arc<Plugin>>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Build the engine (epoch interruption + fuel) and the linker (WASI, wasi:http, log).
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true);
+        wasm.consume_fuel(true);
+        wasm.wasm_component_model(true);
+        let engine = Engine::new(&wasm)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        bindings::orch::plugin::log::add_to_linker::<_, HasSelf<LogHost>>(&mut linker, |s: &mut StepState| &mut s.log)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (stop, ticking) = (ticker_stop.clone(), engine.clone());
+        std::thread::Builder::new()
+            .name("orch-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })?;
+
+        Ok(Self {
+            engine,
+            linker,
+            cache: ComponentCache::new(config.cache_dir),
+            loaded: Mutex::new(HashMap::new()),
+            ticker_stop,
+        })
+    }
+
+    /// Compile (or fetch from cache) and pre-link a plugin. Loading the same bytes twice
+    /// returns the same [`Plugin`].
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        let hash = content_hash(bytes);
+        if let Some(p) = self.lock_loaded().get(&hash) {
+            return Ok(p.clone());
+        }
+        if !is_component(bytes) {
+            let reason = if bytes.starts_with(b"\0asm") {
+                "it is a core module".to_string()
+            } else {
+                "no WebAssembly header".to_string()
+            };
+            return Err(LoadError::NotAComponent { name: name.into(), reason });
+        }
+        let component = self
+            .cache
+            .load(&self.engine, &hash, bytes)
+            .map_err(|e| LoadError::NotAComponent { name: name.into(), reason: format!("{e:#}") })?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Incompatible { name: name.into(), reason: format!("{e:#}") })?;
+        let pre = StepPre::new(instance_pre)
+            .map_err(|e| LoadError::Incompatible { name: name.into(), reason: format!("{e:#}") })?;
+        let plugin = Arc::new(Plugin { name: name.into(), hash: hash.clone(), pre });
+        self.lock_loaded().insert(hash, plugin.clone());
+        Ok(plugin)
+    }
+
+    fn lock_loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Plugin>>> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ask a plugin to describe itself, in a sandbox with no grants.
+    pub async fn describe(&self, plugin: &Plugin, sink: Arc<dyn StepSink>) -> Result<PluginInfo, Fault> {
+        let granter = Arc::new(Granter::new("describe", vec![]));
+        let limits = Limits { memory: crate::workflow::DEFAULT_MEMORY, fuel: None };
+        let (mut store, instance, _pipes) = self.instantiate(plugin, limits, granter, sink).await?;
+        let call = instance.call_describe(&mut store);
+        let result = tokio::time::timeout(Duration::from_secs(10), call).await;
+        let limiter = store.data().limiter;
+        match result {
+            Err(_) => Err(Fault::Timeout(Duration::from_secs(10))),
+            Ok(Err(e)) => Err(classify_trap(e, limiter, None)),
+            Ok(Ok(info)) => Ok(info),
+        }
+    }
+
+    /// Call `plan` or `run` in a fresh instance with the invocation's limits.
+    pub async fn call(&self, plugin: &Plugin, call: Call, inv: Invocation<'_>) -> Result<Returned, Fault> {
+        let sink = inv.sink.clone();
+        let (mut store, instance, pipes) = self.instantiate(plugin, inv.limits, inv.granter, inv.sink).await?;
+        let result = {
+            let work = async {
+                match call {
+                    Call::Plan => instance
+                        .call_plan(&mut store, &inv.ctx, inv.config)
+                        .await
+                        .map(|r| r.map(Returned::Plan)),
+                    Call::Run => instance
+                        .call_run(&mut store, &inv.ctx, inv.config)
+                        .await
+                        .map(|r| r.map(Returned::Run)),
+                }
+            };
+            tokio::time::timeout(inv.timeout, work).await
+        };
+        pipes.drain_into(sink.as_ref());
+        let limiter = store.data().limiter;
+        match result {
+            Err(_) => Err(Fault::Timeout(inv.timeout)),
+            Ok(Err(trap)) => Err(classify_trap(trap, limiter, inv.limits.fuel)),
+            Ok(Ok(Err(guest))) => Err(Fault::Guest(guest.into())),
+            Ok(Ok(Ok(returned))) => Ok(returned),
+        }
+    }
+
+    async fn instantiate(
+        &self,
+        plugin: &Plugin,
+        limits: Limits,
+        granter: Arc<Granter>,
+        sink: Arc<dyn StepSink>,
+    ) -> Result<(Store<StepState>, Step, Pipes), Fault> {
+        let pipes = Pipes {
+            stdout: MemoryOutputPipe::new(PIPE_CAPACITY),
+            stderr: MemoryOutputPipe::new(PIPE_CAPACITY),
+        };
+        let wasi = WasiCtx::builder()
+            .stdout(pipes.stdout.clone())
+            .stderr(pipes.stderr.clone())
+            .build();
+        let state = StepState {
+            wasi,
+            table: Default::default(),
+            http: WasiHttpCtx::new(),
+            gate: HttpGate { granter, sink: sink.clone() },
+            log: LogHost { sink },
+            limiter: MemoryCap { max: limits.memory, hit: false },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+            .map_err(|e| Fault::Instantiate(format!("{e:#}")))?;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify_trap(e, store.data().limiter, limits.fuel))?;
+        Ok((store, instance, pipes))
+    }
+}
+
+/// A guest's captured stdout and stderr, turned into log lines after the call.
+struct Pipes {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl Pipes {
+    fn drain_into(&self, sink: &dyn StepSink) {
+        for (pipe, level, tag) in [
+            (&self.stdout, bindings::Level::Info, "stdout"),
+            (&self.stderr, bindings::Level::Warn, "stderr"),
+        ] {
+            let bytes = pipe.contents();
+            for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
+                sink.log(level, &format!("[{tag}] {line}"));
+            }
+        }
+    }
+}
+
+/// Explain a wasmtime error: memory cap, fuel, or the trap itself.
+fn classify_trap(error: wasmtime::Error, limiter: MemoryCap, fuel: Option<u64>) -> Fault {
+    if limiter.hit {
+        return Fault::OutOfMemory(limiter.max);
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Fault::OutOfFuel(fuel.unwrap_or(u64::MAX)),
+        Some(trap) => Fault::Trap(trap.to_string()),
+        None => Fault::Trap(format!("{error:#}").lines().next().unwrap_or_default().to_string()),
+    }
+}
+
+/// A component starts with `\0asm` and the component-model layer (version 0x0d, layer 1);
+/// a core module has layer 0.
+fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [1, 0]
+}

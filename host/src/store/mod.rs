@@ -1,0 +1,382 @@
+//! The run store: runs, step attempts, log lines and audited denials, on SQLite (default) or
+//! PostgreSQL (`--database-url postgres://...`). Same schema and code for both.
+
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::path::Path;
+
+/// The columns of [`RunRow`], as a literal so queries stay static strings.
+macro_rules! select_runs {
+    () => {
+        "SELECT id, workflow, workflow_path, inputs, trigger_kind, status, error, created_at, finished_at FROM runs"
+    };
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the run store at `{url}`: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("cannot migrate the run store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("run store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("no run matches `{0}`")]
+    NoSuchRun(String),
+    #[error("`{0}` matches several runs: give more characters")]
+    Ambiguous(String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The default database: `orch.db` in the user's data directory.
+pub fn default_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("orch.db").display())
+}
+
+/// A connection pool to the run store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+/// A run as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub workflow: String,
+    pub workflow_path: String,
+    pub inputs: serde_json::Value,
+    pub trigger: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// One attempt of one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    pub step: String,
+    pub attempt: i64,
+    pub plugin: String,
+    pub status: String,
+    pub outputs: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub error_kind: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// One log line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRow {
+    pub seq: i64,
+    pub step: String,
+    pub attempt: i64,
+    pub ts: i64,
+    pub level: String,
+    pub message: String,
+}
+
+/// One refused call.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub step: String,
+    pub ts: i64,
+    pub action: String,
+    pub target: String,
+    pub reason: String,
+}
+
+/// A run with everything recorded about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: RunRow,
+    pub steps: Vec<StepRow>,
+    pub logs: Vec<LogRow>,
+    pub audit: Vec<AuditRow>,
+}
+
+/// A new run to record.
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub workflow: &'a str,
+    pub workflow_path: &'a str,
+    pub inputs: &'a serde_json::Value,
+    pub trigger: &'a str,
+}
+
+/// The end of one step attempt.
+pub struct StepEnd<'a> {
+    pub status: &'a str,
+    pub outputs: Option<&'a serde_json::Value>,
+    pub error: Option<&'a str>,
+    pub error_kind: Option<&'a str>,
+}
+
+/// A log line to append.
+pub struct NewLog {
+    pub seq: i64,
+    pub step: String,
+    pub attempt: i64,
+    pub ts: i64,
+    pub level: &'static str,
+    pub message: String,
+}
+
+impl Store {
+    /// Connect (creating the SQLite file and its directory if needed) and migrate.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if sqlite && let Some(path) = sqlite_path(url) {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+        }
+        let open_err = |source| StoreError::Open { url: redact_url(url), source };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 8 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(open_err)?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Record a new run as `running`.
+    pub async fn create_run(&self, run: NewRun<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO runs (id, workflow, workflow_path, inputs, trigger_kind, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'running', $6)",
+        )
+        .bind(run.id)
+        .bind(run.workflow)
+        .bind(run.workflow_path)
+        .bind(run.inputs.to_string())
+        .bind(run.trigger)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Record the end of a run.
+    pub async fn finish_run(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4")
+            .bind(status)
+            .bind(error)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Record the start of a step attempt (`running`), or a step decided without running
+    /// (`skipped`, `upstream_failed`) when `end` is given.
+    pub async fn start_step(
+        &self,
+        run: &str,
+        step: &str,
+        attempt: u32,
+        plugin: &str,
+        status: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(run)
+        .bind(step)
+        .bind(attempt as i64)
+        .bind(plugin)
+        .bind(status)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Record how a step attempt ended.
+    pub async fn finish_step(&self, run: &str, step: &str, attempt: u32, end: StepEnd<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE step_runs SET status = $1, outputs = $2, error = $3, error_kind = $4, finished_at = $5 \
+             WHERE run_id = $6 AND step = $7 AND attempt = $8",
+        )
+        .bind(end.status)
+        .bind(end.outputs.map(|o| o.to_string()))
+        .bind(end.error)
+        .bind(end.error_kind)
+        .bind(now_ms())
+        .bind(run)
+        .bind(step)
+        .bind(attempt as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Append log lines in one transaction.
+    pub async fn append_logs(&self, run: &str, lines: &[NewLog]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for line in lines {
+            sqlx::query(
+                "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(run)
+            .bind(line.seq)
+            .bind(&line.step)
+            .bind(line.attempt)
+            .bind(line.ts)
+            .bind(line.level)
+            .bind(&line.message)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Record a refused call.
+    pub async fn audit(&self, run: &str, row: &AuditRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit (run_id, step, ts, action, target, reason) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(run)
+            .bind(&row.step)
+            .bind(row.ts)
+            .bind(&row.action)
+            .bind(&row.target)
+            .bind(&row.reason)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The most recent runs, newest first.
+    pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(concat!(select_runs!(), " ORDER BY created_at DESC, id DESC LIMIT $1"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// A run by id or unique id prefix, with steps, logs and audit.
+    pub async fn get_run(&self, id: &str) -> Result<RunDetail, StoreError> {
+        let pattern = format!("{}%", id.replace(['%', '_'], ""));
+        let rows = sqlx::query(concat!(select_runs!(), " WHERE id LIKE $1 ORDER BY id LIMIT 2"))
+            .bind(&pattern)
+            .fetch_all(&self.pool)
+            .await?;
+        let run = match rows.as_slice() {
+            [] => return Err(StoreError::NoSuchRun(id.into())),
+            [one] => run_row(one)?,
+            _ => return Err(StoreError::Ambiguous(id.into())),
+        };
+        let steps = sqlx::query(
+            "SELECT step, attempt, plugin, status, outputs, error, error_kind, started_at, finished_at \
+             FROM step_runs WHERE run_id = $1 ORDER BY started_at, step, attempt",
+        )
+        .bind(&run.id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StepRow {
+                step: r.try_get("step")?,
+                attempt: r.try_get("attempt")?,
+                plugin: r.try_get("plugin")?,
+                status: r.try_get("status")?,
+                outputs: r.try_get::<Option<String>, _>("outputs")?.and_then(|s| serde_json::from_str(&s).ok()),
+                error: r.try_get("error")?,
+                error_kind: r.try_get("error_kind")?,
+                started_at: r.try_get("started_at")?,
+                finished_at: r.try_get("finished_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        let logs = sqlx::query("SELECT seq, step, attempt, ts, level, message FROM logs WHERE run_id = $1 ORDER BY seq")
+            .bind(&run.id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(LogRow {
+                    seq: r.try_get("seq")?,
+                    step: r.try_get("step")?,
+                    attempt: r.try_get("attempt")?,
+                    ts: r.try_get("ts")?,
+                    level: r.try_get("level")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        let audit = sqlx::query("SELECT step, ts, action, target, reason FROM audit WHERE run_id = $1 ORDER BY ts")
+            .bind(&run.id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    step: r.try_get("step")?,
+                    ts: r.try_get("ts")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(RunDetail { run, steps, logs, audit })
+    }
+}
+
+
+fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: r.try_get("id")?,
+        workflow: r.try_get("workflow")?,
+        workflow_path: r.try_get("workflow_path")?,
+        inputs: serde_json::from_str(&r.try_get::<String, _>("inputs")?).unwrap_or_default(),
+        trigger: r.try_get("trigger_kind")?,
+        status: r.try_get("status")?,
+        error: r.try_get("error")?,
+        created_at: r.try_get("created_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
+/// The URL without its password, for error messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

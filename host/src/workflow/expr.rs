@@ -1,0 +1,446 @@
+//! Expressions (CEL) for `if` and `${{ ... }}` templates, the names they read, and evaluation.
+
+use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// The top-level names an expression may read.
+pub const ROOTS: &[&str] = &["inputs", "steps", "secrets", "env", "run"];
+/// The fields of `run`.
+pub const RUN_FIELDS: &[&str] = &["id", "trigger", "workflow"];
+
+/// Why an expression could not be compiled or evaluated.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExprError {
+    #[error("expression `{expr}` does not parse: {message}")]
+    Parse { expr: String, message: String },
+    #[error("template is missing its closing `}}}}`")]
+    Unclosed,
+    #[error("template `${{{{ }}}}` is empty")]
+    Empty,
+    #[error("expression `{expr}` failed: {message}")]
+    Eval { expr: String, message: String },
+}
+
+/// A name an expression reads, e.g. `inputs.db_user` or `steps.build.outputs.image`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// `inputs.NAME`, or all of `inputs` when None.
+    Input(Option<String>),
+    /// `steps.ID...`, or all of `steps` when None.
+    Step(Option<String>),
+    Secret(Option<String>),
+    Env(Option<String>),
+    Run(Option<String>),
+    /// A top-level name that is none of the above.
+    Unknown(String),
+}
+
+/// A compiled CEL expression with the names it reads.
+#[derive(Clone)]
+pub struct Expr {
+    pub source: String,
+    program: Arc<cel::Program>,
+    pub references: Vec<Reference>,
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+impl Expr {
+    /// Compile `source`; fails with the parser's message.
+    pub fn compile(source: &str) -> Result<Self, ExprError> {
+        let source = source.trim();
+        if source.is_empty() {
+            return Err(ExprError::Empty);
+        }
+        let program = cel::Program::compile(source).map_err(|e| ExprError::Parse {
+            expr: source.to_string(),
+            message: e.to_string().lines().next().unwrap_or_default().to_string(),
+        })?;
+        let mut names = Vec::new();
+        collect_names(program.expression(), &mut Vec::new(), &mut names);
+        let references = names.iter().map(|segments| classify(segments)).collect();
+        Ok(Self {
+            source: source.to_string(),
+            program: Arc::new(program),
+            references,
+        })
+    }
+
+    /// Evaluate against `scope`, as JSON.
+    pub fn eval(&self, scope: &Scope) -> Result<Json, ExprError> {
+        let mut context = cel::Context::default();
+        for (name, value) in scope.roots() {
+            if self.reads_root(name) {
+                context.add_variable_from_value(name, json_to_cel(value));
+            }
+        }
+        let fail = |message: String| ExprError::Eval {
+            expr: self.source.clone(),
+            message,
+        };
+        let value = self.program.execute(&context).map_err(|e| fail(e.to_string()))?;
+        value.json().map_err(|e| fail(e.to_string()))
+    }
+
+    /// Evaluate as a condition: must be a boolean.
+    pub fn eval_bool(&self, scope: &Scope) -> Result<bool, ExprError> {
+        match self.eval(scope)? {
+            Json::Bool(b) => Ok(b),
+            other => Err(ExprError::Eval {
+                expr: self.source.clone(),
+                message: format!("expected a boolean, got {other}"),
+            }),
+        }
+    }
+
+    fn reads_root(&self, root: &str) -> bool {
+        self.references.iter().any(|r| {
+            matches!(
+                (r, root),
+                (Reference::Input(_), "inputs")
+                    | (Reference::Step(_), "steps")
+                    | (Reference::Secret(_), "secrets")
+                    | (Reference::Env(_), "env")
+                    | (Reference::Run(_), "run")
+            )
+        })
+    }
+}
+
+/// Collect qualified names (`a.b.c` as segments) read by `expr`, skipping comprehension
+/// variables in `bound`.
+fn collect_names(expr: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match &expr.expr {
+        Ast::Ident(name) => {
+            if !bound.contains(name) {
+                out.push(vec![name.clone()]);
+            }
+        }
+        Ast::Select(select) => {
+            if let Some(mut segments) = qualified_name(expr) {
+                if !bound.contains(&segments[0]) {
+                    if select.test {
+                        segments.pop(); // has(a.b): reads `a`, tests `b`
+                    }
+                    out.push(segments);
+                }
+            } else {
+                collect_names(&select.operand, bound, out);
+            }
+        }
+        Ast::Call(call) => {
+            if let Some(target) = &call.target {
+                collect_names(target, bound, out);
+            }
+            for arg in &call.args {
+                collect_names(arg, bound, out);
+            }
+        }
+        Ast::Comprehension(c) => {
+            collect_names(&c.iter_range, bound, out);
+            collect_names(&c.accu_init, bound, out);
+            let depth = bound.len();
+            bound.push(c.iter_var.clone());
+            bound.extend(c.iter_var2.clone());
+            bound.push(c.accu_var.clone());
+            collect_names(&c.loop_cond, bound, out);
+            collect_names(&c.loop_step, bound, out);
+            collect_names(&c.result, bound, out);
+            bound.truncate(depth);
+        }
+        Ast::List(list) => {
+            for e in &list.elements {
+                collect_names(e, bound, out);
+            }
+        }
+        Ast::Map(map) => {
+            for entry in &map.entries {
+                if let EntryExpr::MapEntry(e) = &entry.expr {
+                    collect_names(&e.key, bound, out);
+                    collect_names(&e.value, bound, out);
+                }
+            }
+        }
+        Ast::Struct(s) => {
+            for entry in &s.entries {
+                if let EntryExpr::StructField(f) = &entry.expr {
+                    collect_names(&f.value, bound, out);
+                }
+            }
+        }
+        Ast::Literal(_) | Ast::Unspecified => {}
+    }
+}
+
+/// `a.b.c` as `["a", "b", "c"]` when `expr` is an identifier with field selections.
+fn qualified_name(expr: &IdedExpr) -> Option<Vec<String>> {
+    let mut segments = Vec::new();
+    let mut current = expr;
+    loop {
+        match &current.expr {
+            Ast::Ident(name) => {
+                segments.push(name.clone());
+                segments.reverse();
+                return Some(segments);
+            }
+            Ast::Select(select) => {
+                segments.push(select.field.clone());
+                current = &select.operand;
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn classify(segments: &[String]) -> Reference {
+    let second = segments.get(1).cloned();
+    match segments[0].as_str() {
+        "inputs" => Reference::Input(second),
+        "steps" => Reference::Step(second),
+        "secrets" => Reference::Secret(second),
+        "env" => Reference::Env(second),
+        "run" => Reference::Run(second),
+        other => Reference::Unknown(other.to_string()),
+    }
+}
+
+/// Convert JSON to a CEL value; integers stay integers so `inputs.n > 3` type-checks.
+pub fn json_to_cel(value: &Json) -> cel::Value {
+    match value {
+        Json::Null => cel::Value::Null,
+        Json::Bool(b) => cel::Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => cel::Value::Int(i),
+            None => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => cel::Value::String(Arc::new(s.clone())),
+        Json::Array(items) => cel::Value::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        Json::Object(map) => {
+            let map: HashMap<String, cel::Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_cel(v)))
+                .collect();
+            cel::Value::from(map)
+        }
+    }
+}
+
+/// What expressions can read while a run is going: each root is a JSON object.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub inputs: Json,
+    /// `{ ID: { status, outputs: {..} } }` for finished steps.
+    pub steps: Json,
+    pub secrets: Json,
+    pub env: Json,
+    pub run: Json,
+}
+
+impl Scope {
+    fn roots(&self) -> [(&'static str, &Json); 5] {
+        [
+            ("inputs", &self.inputs),
+            ("steps", &self.steps),
+            ("secrets", &self.secrets),
+            ("env", &self.env),
+            ("run", &self.run),
+        ]
+    }
+}
+
+/// One piece of a templated string.
+#[derive(Debug, Clone)]
+pub enum Part {
+    Text(String),
+    Expr(Expr),
+}
+
+/// A `with` value whose strings may hold `${{ expr }}` templates.
+#[derive(Debug, Clone)]
+pub enum Template {
+    /// No template inside: used as is.
+    Literal(Json),
+    /// A string with at least one `${{ }}`.
+    String(Vec<Part>),
+    Array(Vec<Template>),
+    Object(Vec<(String, Template)>),
+}
+
+impl Template {
+    /// Parse every string of `value` for templates; errors carry the offending text.
+    pub fn parse(value: &Json) -> Result<Self, (String, ExprError)> {
+        Ok(match value {
+            Json::String(s) if s.contains("${{") => {
+                Template::String(parse_parts(s).map_err(|e| (s.clone(), e))?)
+            }
+            Json::Array(items) if contains_template(value) => Template::Array(
+                items.iter().map(Template::parse).collect::<Result<_, _>>()?,
+            ),
+            Json::Object(map) if contains_template(value) => Template::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), Template::parse(v)?)))
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => Template::Literal(other.clone()),
+        })
+    }
+
+    /// Every expression inside, for reference checks.
+    pub fn exprs(&self) -> Vec<&Expr> {
+        let mut out = Vec::new();
+        self.collect_exprs(&mut out);
+        out
+    }
+
+    fn collect_exprs<'a>(&'a self, out: &mut Vec<&'a Expr>) {
+        match self {
+            Template::Literal(_) => {}
+            Template::String(parts) => out.extend(parts.iter().filter_map(|p| match p {
+                Part::Expr(e) => Some(e),
+                Part::Text(_) => None,
+            })),
+            Template::Array(items) => items.iter().for_each(|t| t.collect_exprs(out)),
+            Template::Object(fields) => fields.iter().for_each(|(_, t)| t.collect_exprs(out)),
+        }
+    }
+
+    /// Substitute every template. A string that is exactly one `${{ expr }}` takes the
+    /// expression's type (number, list...); otherwise values are spliced into the text.
+    pub fn render(&self, scope: &Scope) -> Result<Json, ExprError> {
+        Ok(match self {
+            Template::Literal(v) => v.clone(),
+            Template::String(parts) => match parts.as_slice() {
+                [Part::Expr(e)] => e.eval(scope)?,
+                parts => {
+                    let mut text = String::new();
+                    for part in parts {
+                        match part {
+                            Part::Text(t) => text.push_str(t),
+                            Part::Expr(e) => match e.eval(scope)? {
+                                Json::String(s) => text.push_str(&s),
+                                other => text.push_str(&other.to_string()),
+                            },
+                        }
+                    }
+                    Json::String(text)
+                }
+            },
+            Template::Array(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|t| t.render(scope))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Template::Object(fields) => Json::Object(
+                fields
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), t.render(scope)?)))
+                    .collect::<Result<_, ExprError>>()?,
+            ),
+        })
+    }
+
+    /// The value with every template replaced by `null`, to check the rest against a schema.
+    pub fn skeleton(&self) -> Json {
+        match self {
+            Template::Literal(v) => v.clone(),
+            Template::String(_) => Json::Null,
+            Template::Array(items) => Json::Array(items.iter().map(Template::skeleton).collect()),
+            Template::Object(fields) => Json::Object(
+                fields
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.skeleton()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn contains_template(value: &Json) -> bool {
+    match value {
+        Json::String(s) => s.contains("${{"),
+        Json::Array(items) => items.iter().any(contains_template),
+        Json::Object(map) => map.values().any(contains_template),
+        _ => false,
+    }
+}
+
+fn parse_parts(mut text: &str) -> Result<Vec<Part>, ExprError> {
+    let mut parts = Vec::new();
+    while let Some(start) = text.find("${{") {
+        if start > 0 {
+            parts.push(Part::Text(text[..start].to_string()));
+        }
+        let rest = &text[start + 3..];
+        let end = rest.find("}}").ok_or(ExprError::Unclosed)?;
+        parts.push(Part::Expr(Expr::compile(&rest[..end])?));
+        text = &rest[end + 2..];
+    }
+    if !text.is_empty() {
+        parts.push(Part::Text(text.to_string()));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope() -> Scope {
+        Scope {
+            inputs: json!({"db_user": "etl", "n": 4, "tags": ["a", "b"]}),
+            steps: json!({"make": {"status": "succeeded", "outputs": {"pw": "s3cret"}}}),
+            ..Scope::default()
+        }
+    }
+
+    #[test]
+    fn evaluates_condition_on_inputs() {
+        let e = Expr::compile("inputs.db_user != '' && inputs.n > 3").unwrap();
+        assert!(e.eval_bool(&scope()).unwrap());
+    }
+
+    #[test]
+    fn collects_references_but_not_comprehension_variables() {
+        let e = Expr::compile("inputs.tags.all(t, t != steps.make.outputs.pw) && has(inputs.x)")
+            .unwrap();
+        assert!(e.references.contains(&Reference::Input(Some("tags".into()))));
+        assert!(e.references.contains(&Reference::Step(Some("make".into()))));
+        assert!(e.references.contains(&Reference::Input(None)));
+        assert!(!e.references.iter().any(|r| matches!(r, Reference::Unknown(_))));
+    }
+
+    #[test]
+    fn unknown_root_is_reported() {
+        let e = Expr::compile("input.db_user == ''").unwrap();
+        assert_eq!(e.references, vec![Reference::Unknown("input".into())]);
+    }
+
+    #[test]
+    fn whole_template_keeps_type_and_mixed_template_splices() {
+        let t = Template::parse(&json!({"n": "${{ inputs.n }}", "s": "user=${{ inputs.db_user }}!"}))
+            .unwrap();
+        assert_eq!(t.render(&scope()).unwrap(), json!({"n": 4, "s": "user=etl!"}));
+        assert_eq!(t.skeleton(), json!({"n": null, "s": null}));
+    }
+
+    #[test]
+    fn rejects_unclosed_and_unparsable_templates() {
+        assert!(matches!(
+            Template::parse(&json!("${{ inputs.x")),
+            Err((_, ExprError::Unclosed))
+        ));
+        assert!(matches!(
+            Template::parse(&json!("${{ inputs. }}")),
+            Err((_, ExprError::Parse { .. }))
+        ));
+    }
+}

@@ -1,0 +1,191 @@
+//! The validated workflow: every reference resolved, every value typed.
+
+use super::authored::{Catchup, ConnectionKind, Overlap};
+use super::diagnostic::Source;
+use super::expr::{Expr, Template};
+use super::inputs::InputSpec;
+use indexmap::IndexMap;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default per-step memory cap.
+pub const DEFAULT_MEMORY: u64 = 256 * 1024 * 1024;
+/// Default per-step wall-clock timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A workflow that passed every static check.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: Source,
+    /// Directory of the file: plugin paths and `.env` are relative to it.
+    pub dir: PathBuf,
+    pub inputs: IndexMap<String, InputSpec>,
+    pub connections: IndexMap<String, Connection>,
+    pub schedules: Vec<Schedule>,
+    /// Steps in topological order (dependencies first, then declaration order).
+    pub steps: IndexMap<String, Step>,
+}
+
+impl Workflow {
+    /// Names of every secret any expression reads.
+    pub fn secret_names(&self) -> Vec<String> {
+        self.referenced(|r| match r {
+            super::expr::Reference::Secret(Some(n)) => Some(n.clone()),
+            _ => None,
+        })
+    }
+
+    /// Names of every environment variable any expression reads.
+    pub fn env_names(&self) -> Vec<String> {
+        self.referenced(|r| match r {
+            super::expr::Reference::Env(Some(n)) => Some(n.clone()),
+            _ => None,
+        })
+    }
+
+    fn referenced(&self, pick: impl Fn(&super::expr::Reference) -> Option<String>) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .steps
+            .values()
+            .flat_map(|s| s.exprs())
+            .flat_map(|e| e.references.iter().filter_map(&pick))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// A step that passed static checks.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub description: Option<String>,
+    pub plugin: PluginRef,
+    pub needs: Vec<String>,
+    pub condition: Option<Expr>,
+    pub with: Template,
+    pub allow: Vec<Grant>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub limits: Limits,
+    pub spans: StepSpans,
+}
+
+impl Step {
+    /// Every expression of the step (`if` and `with`).
+    pub fn exprs(&self) -> Vec<&Expr> {
+        let mut exprs = self.with.exprs();
+        exprs.extend(self.condition.as_ref());
+        exprs
+    }
+}
+
+/// Where a step's parts are in the file, for diagnostics found later (plugin checks).
+#[derive(Debug, Clone, Default)]
+pub struct StepSpans {
+    pub step: Range<usize>,
+    pub plugin: Range<usize>,
+    pub with: Option<Range<usize>>,
+}
+
+/// Which component a step runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PluginRef {
+    /// Compiled into the `orch` binary (`plugin = "echo"`).
+    Builtin(String),
+    /// A component file, relative paths resolved against the workflow's directory.
+    File {
+        path: PathBuf,
+        sha256: Option<String>,
+    },
+}
+
+impl std::fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginRef::Builtin(name) => f.write_str(name),
+            PluginRef::File { path, .. } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// What a step may reach, from its `allow` list. Default: nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// A named connection from `[connections]`.
+    Connection(String),
+    /// An HTTP origin; `host` may start with `*.` to allow subdomains.
+    Http {
+        scheme: String,
+        host: String,
+        port: u16,
+    },
+    /// A raw TCP destination (wasi:sockets).
+    Tcp { host: String, port: u16 },
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Grant::Connection(name) => f.write_str(name),
+            Grant::Http { scheme, host, port } => write!(f, "{scheme}://{host}:{port}"),
+            Grant::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+        }
+    }
+}
+
+/// Retries for `retryable` step errors: exponential backoff from `backoff`, capped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0 = no retry).
+    pub max: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// No retries.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        max: 0,
+        backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(60),
+    };
+
+    /// The wait before attempt `next` (2 = first retry): backoff × 2^(next-2), capped.
+    pub fn delay_before(&self, next: u32) -> Duration {
+        let factor = 2u32.saturating_pow(next.saturating_sub(2));
+        self.backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+/// Resource limits of one step instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory: u64,
+    pub fuel: Option<u64>,
+}
+
+/// A named endpoint whose credentials the host keeps.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub name: String,
+    pub kind: ConnectionKind,
+    pub settings: BTreeMap<String, toml::Value>,
+}
+
+/// A validated `[[schedule]]`.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// As written (5 or 6 fields).
+    pub cron: String,
+    pub parsed: cron::Schedule,
+    pub timezone: chrono_tz::Tz,
+    pub overlap: Overlap,
+    pub catchup: Catchup,
+    pub inputs: IndexMap<String, serde_json::Value>,
+}

@@ -1,0 +1,575 @@
+//! Cross-field checks that turn a [`WorkflowToml`] into a [`Workflow`], collecting every
+//! problem with its span instead of stopping at the first.
+
+use super::authored::{InputToml, RetryToml, ScheduleToml, StepToml, WorkflowToml};
+use super::diagnostic::{Diagnostic, Source};
+use super::expr::{Expr, Reference, Template, RUN_FIELDS};
+use super::inputs::{toml_to_json, InputSpec};
+use super::model::*;
+use super::did_you_mean;
+use indexmap::IndexMap;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Validate `raw`; on failure every diagnostic found is returned.
+pub fn validate(raw: WorkflowToml, source: Source, dir: PathBuf) -> Result<Workflow, Vec<Diagnostic>> {
+    let mut v = Validator {
+        source: &source,
+        errors: Vec::new(),
+    };
+    let name = raw.name.get_ref().trim().to_string();
+    if name.is_empty() {
+        v.error(Diagnostic::at(raw.name.span(), "workflow `name` is empty").help("name the workflow, e.g. name = \"datalab\""));
+    }
+    let inputs = v.inputs(raw.inputs);
+    let connections = v.connections(raw.connections);
+    let schedules = raw
+        .schedule
+        .into_iter()
+        .filter_map(|s| v.schedule(s, &inputs))
+        .collect();
+    let steps = v.steps(raw.steps, &inputs, &connections, &dir);
+    if !v.errors.is_empty() {
+        return Err(v.errors);
+    }
+    Ok(Workflow {
+        name,
+        description: raw.description,
+        source,
+        dir,
+        inputs,
+        connections,
+        schedules,
+        steps,
+    })
+}
+
+struct Validator<'a> {
+    source: &'a Source,
+    errors: Vec<Diagnostic>,
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Validator<'_> {
+    fn error(&mut self, d: Diagnostic) {
+        self.errors.push(d);
+    }
+
+    fn identifier(&mut self, name: &Spanned<String>, what: &str) -> bool {
+        let ok = is_identifier(name.get_ref());
+        if !ok {
+            self.error(
+                Diagnostic::at(name.span(), format!("{what} name `{}` is not an identifier", name.get_ref()))
+                    .help("use letters, digits and `_`, starting with a letter or `_` (expressions read it as a field)"),
+            );
+        }
+        ok
+    }
+
+    /// Narrow `span` to where `needle` first appears inside it (for expressions in `with`).
+    fn narrow(&self, span: Range<usize>, needle: &str) -> Range<usize> {
+        self.source.text[span.clone()]
+            .find(needle)
+            .map(|i| span.start + i..span.start + i + needle.len())
+            .unwrap_or(span)
+    }
+
+    fn inputs(&mut self, raw: IndexMap<Spanned<String>, InputToml>) -> IndexMap<String, InputSpec> {
+        let mut out = IndexMap::new();
+        for (name, input) in raw {
+            if !self.identifier(&name, "input") {
+                continue;
+            }
+            let regex = input.regex.as_ref().and_then(|r| match regex::Regex::new(r.get_ref()) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    self.error(Diagnostic::at(r.span(), format!("input `{}`: invalid regex: {e}", name.get_ref())));
+                    None
+                }
+            });
+            let mut spec = InputSpec {
+                name: name.get_ref().clone(),
+                description: input.description,
+                kind: input.kind,
+                default: input.default.as_ref().map(|d| toml_to_json(d.get_ref())),
+                required: input.required.unwrap_or(input.default.is_none()),
+                options: input.options.as_ref().map(|o| o.get_ref().iter().map(toml_to_json).collect()),
+                regex,
+            };
+            if let Some(options) = &input.options {
+                let unchecked = InputSpec { options: None, regex: None, ..spec.clone() };
+                for option in spec.options.iter().flatten() {
+                    if let Err(e) = unchecked.check(option) {
+                        self.error(Diagnostic::at(options.span(), format!("input `{}`: option {e}", spec.name)));
+                    }
+                }
+            }
+            if let (Some(default), Some(value)) = (&input.default, &spec.default)
+                && let Err(e) = spec.check(value)
+            {
+                self.error(
+                    Diagnostic::at(default.span(), format!("input `{}`: default {e}", spec.name))
+                        .help("make the default match the input's type, options and regex"),
+                );
+            }
+            spec.name = name.get_ref().clone();
+            out.insert(spec.name.clone(), spec);
+        }
+        out
+    }
+
+    fn connections(
+        &mut self,
+        raw: IndexMap<Spanned<String>, super::authored::ConnectionToml>,
+    ) -> IndexMap<String, Connection> {
+        raw.into_iter()
+            .map(|(name, c)| {
+                let name = name.into_inner();
+                (name.clone(), Connection { name, kind: *c.kind.get_ref(), settings: c.settings })
+            })
+            .collect()
+    }
+
+    fn schedule(&mut self, raw: ScheduleToml, inputs: &IndexMap<String, InputSpec>) -> Option<Schedule> {
+        let expr = raw.cron.get_ref().trim().to_string();
+        let fields = expr.split_whitespace().count();
+        let full = match fields {
+            5 => format!("0 {expr}"),
+            6 => expr.clone(),
+            _ => {
+                self.error(
+                    Diagnostic::at(raw.cron.span(), format!("cron `{expr}` has {fields} fields"))
+                        .help("use 5 fields (minute hour day month weekday) or 6 with seconds first"),
+                );
+                return None;
+            }
+        };
+        let parsed = match cron::Schedule::from_str(&full) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.error(
+                    Diagnostic::at(raw.cron.span(), format!("invalid cron `{expr}`: {e}"))
+                        .help("e.g. \"0 3 * * *\" for 03:00 every day"),
+                );
+                None
+            }
+        };
+        let timezone = match &raw.timezone {
+            None => Some(chrono_tz::UTC),
+            Some(tz) => match chrono_tz::Tz::from_str(tz.get_ref()) {
+                Ok(tz) => Some(tz),
+                Err(_) => {
+                    let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()).collect();
+                    let help = match did_you_mean(tz.get_ref(), &names) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "use an IANA name like \"Europe/Lisbon\" or \"UTC\"".into(),
+                    };
+                    self.error(Diagnostic::at(tz.span(), format!("unknown timezone `{}`", tz.get_ref())).help(help));
+                    None
+                }
+            },
+        };
+        let mut values = IndexMap::new();
+        if let Some(table) = &raw.inputs {
+            for (name, value) in table.get_ref() {
+                let value = toml_to_json(value);
+                match inputs.get(name) {
+                    None => self.error(Diagnostic::at(table.span(), format!("schedule sets undeclared input `{name}`"))),
+                    Some(spec) => {
+                        if let Err(e) = spec.check(&value) {
+                            self.error(Diagnostic::at(table.span(), format!("schedule input `{name}`: {e}")));
+                        }
+                    }
+                }
+                values.insert(name.clone(), value);
+            }
+        }
+        Some(Schedule {
+            cron: expr,
+            parsed: parsed?,
+            timezone: timezone?,
+            overlap: raw.overlap,
+            catchup: raw.catchup,
+            inputs: values,
+        })
+    }
+
+    fn steps(
+        &mut self,
+        raw: IndexMap<Spanned<String>, Spanned<StepToml>>,
+        inputs: &IndexMap<String, InputSpec>,
+        connections: &IndexMap<String, Connection>,
+        dir: &std::path::Path,
+    ) -> IndexMap<String, Step> {
+        if raw.is_empty() {
+            self.error(Diagnostic::global("workflow has no steps").help("add a [steps.NAME] table with a `plugin`"));
+        }
+        let ids: Vec<String> = raw.keys().map(|k| k.get_ref().clone()).collect();
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        // needs first: expression checks need the ancestors.
+        let mut needs: IndexMap<String, Vec<Spanned<String>>> = IndexMap::new();
+        for (id, step) in &raw {
+            self.identifier(id, "step");
+            let mut seen = BTreeSet::new();
+            for need in &step.get_ref().needs {
+                let name = need.get_ref();
+                if name == id.get_ref() {
+                    self.error(Diagnostic::at(need.span(), format!("step `{name}` needs itself")).help("remove it from `needs`"));
+                } else if !ids.contains(name) {
+                    let help = match did_you_mean(name, &id_refs) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("steps in this workflow: {}", ids.join(", ")),
+                    };
+                    self.error(Diagnostic::at(need.span(), format!("step `{}` needs unknown step `{name}`", id.get_ref())).help(help));
+                } else if !seen.insert(name.clone()) {
+                    self.error(Diagnostic::at(need.span(), format!("step `{}` lists `{name}` twice in `needs`", id.get_ref())));
+                }
+            }
+            needs.insert(id.get_ref().clone(), step.get_ref().needs.clone());
+        }
+        let Some(order) = self.topological_order(&needs) else {
+            return IndexMap::new();
+        };
+        let ancestors = ancestors(&order, &needs);
+
+        let mut steps: HashMap<String, Step> = HashMap::new();
+        for (id, step) in raw {
+            let step_span = step.span();
+            let id = id.into_inner();
+            if let Some(built) = self.step(&id, step.into_inner(), step_span, inputs, connections, dir, &ancestors[&id]) {
+                steps.insert(id, built);
+            }
+        }
+        order.into_iter().filter_map(|id| steps.remove(&id).map(|s| (id, s))).collect()
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one call site; the arguments are the workflow context")]
+    fn step(
+        &mut self,
+        id: &str,
+        raw: StepToml,
+        span: Range<usize>,
+        inputs: &IndexMap<String, InputSpec>,
+        connections: &IndexMap<String, Connection>,
+        dir: &std::path::Path,
+        ancestors: &BTreeSet<String>,
+    ) -> Option<Step> {
+        let errors_before = self.errors.len();
+        let plugin = self.plugin_ref(id, &raw.plugin, dir);
+        let condition = raw.condition.as_ref().and_then(|c| match Expr::compile(c.get_ref()) {
+            Ok(e) => {
+                self.references(id, &e, c.span(), inputs, ancestors);
+                Some(e)
+            }
+            Err(e) => {
+                self.error(Diagnostic::at(c.span(), format!("step `{id}`: invalid `if`: {e}")).help(EXPR_HELP));
+                None
+            }
+        });
+        let with_json = raw
+            .with
+            .as_ref()
+            .map(|w| toml_to_json(&toml::Value::Table(w.get_ref().clone())))
+            .unwrap_or_else(|| serde_json::json!({}));
+        let with_span = raw.with.as_ref().map(|w| w.span());
+        let with = match Template::parse(&with_json) {
+            Ok(t) => {
+                for e in t.exprs() {
+                    let at = self.narrow(with_span.clone().unwrap_or(span.clone()), &e.source);
+                    self.references(id, e, at, inputs, ancestors);
+                }
+                t
+            }
+            Err((text, e)) => {
+                let at = self.narrow(with_span.clone().unwrap_or(span.clone()), &text);
+                self.error(Diagnostic::at(at, format!("step `{id}`: invalid template in `with`: {e}")).help(EXPR_HELP));
+                Template::Literal(with_json)
+            }
+        };
+        let allow = raw
+            .allow
+            .iter()
+            .filter_map(|g| self.grant(id, g, connections))
+            .collect();
+        let timeout = match &raw.timeout {
+            None => DEFAULT_TIMEOUT,
+            Some(t) => self.duration(id, "timeout", t.get_ref(), t.span()).unwrap_or(DEFAULT_TIMEOUT),
+        };
+        let retry = raw.retry.as_ref().map_or(RetryPolicy::NONE, |r| self.retry(id, r.get_ref(), r.span()));
+        let memory = match &raw.memory {
+            None => DEFAULT_MEMORY,
+            Some(m) => match m.get_ref().parse::<bytesize::ByteSize>() {
+                Ok(size) if size.as_u64() >= 1 << 20 => size.as_u64(),
+                _ => {
+                    self.error(
+                        Diagnostic::at(m.span(), format!("step `{id}`: invalid memory limit `{}`", m.get_ref()))
+                            .help("write a size of at least 1 MiB, e.g. \"256MiB\""),
+                    );
+                    DEFAULT_MEMORY
+                }
+            },
+        };
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(Step {
+            id: id.to_string(),
+            description: raw.description,
+            plugin: plugin?,
+            needs: raw.needs.into_iter().map(Spanned::into_inner).collect(),
+            condition,
+            with,
+            allow,
+            timeout,
+            retry,
+            limits: Limits { memory, fuel: raw.fuel },
+            spans: StepSpans { step: span, plugin: raw.plugin.span(), with: with_span },
+        })
+    }
+
+    fn plugin_ref(&mut self, id: &str, raw: &Spanned<toml::Value>, dir: &std::path::Path) -> Option<PluginRef> {
+        let file = |path: &str| {
+            let p = PathBuf::from(path);
+            if p.is_absolute() { p } else { dir.join(p) }
+        };
+        match raw.get_ref() {
+            toml::Value::String(s) if s.contains('/') || s.ends_with(".wasm") => {
+                Some(PluginRef::File { path: file(s), sha256: None })
+            }
+            toml::Value::String(s) if !s.is_empty() => Some(PluginRef::Builtin(s.clone())),
+            toml::Value::Table(t) => {
+                let path = t.get("path").and_then(toml::Value::as_str);
+                let sha = t.get("sha256").and_then(toml::Value::as_str);
+                let extra: Vec<&String> = t.keys().filter(|k| *k != "path" && *k != "sha256").collect();
+                match (path, extra.is_empty()) {
+                    (Some(path), true) => {
+                        if let Some(sha) = sha
+                            && (sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()))
+                        {
+                            self.error(Diagnostic::at(raw.span(), format!("step `{id}`: `sha256` must be 64 hex digits")));
+                            return None;
+                        }
+                        Some(PluginRef::File { path: file(path), sha256: sha.map(str::to_lowercase) })
+                    }
+                    _ => {
+                        self.error(
+                            Diagnostic::at(raw.span(), format!("step `{id}`: invalid plugin table"))
+                                .help("write plugin = { path = \"./x.wasm\", sha256 = \"...\" }"),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.error(
+                    Diagnostic::at(raw.span(), format!("step `{id}`: `plugin` must be a name or a path"))
+                        .help("a built-in name like \"echo\", a file like \"./plugins/x.wasm\", or { path, sha256 }"),
+                );
+                None
+            }
+        }
+    }
+
+    fn references(
+        &mut self,
+        id: &str,
+        expr: &Expr,
+        at: Range<usize>,
+        inputs: &IndexMap<String, InputSpec>,
+        ancestors: &BTreeSet<String>,
+    ) {
+        for reference in &expr.references {
+            let problem = match reference {
+                Reference::Input(Some(name)) if !inputs.contains_key(name) => {
+                    let names: Vec<&str> = inputs.keys().map(String::as_str).collect();
+                    Some((
+                        format!("step `{id}` reads unknown input `{name}`"),
+                        match did_you_mean(name, &names) {
+                            Some(s) => format!("did you mean `inputs.{s}`?"),
+                            None => format!("declare it under [inputs.{name}]"),
+                        },
+                    ))
+                }
+                Reference::Step(Some(other)) if other == id => Some((
+                    format!("step `{id}` reads its own outputs"),
+                    "a step can read only the steps it needs".to_string(),
+                )),
+                Reference::Step(Some(other)) if !ancestors.contains(other) => Some((
+                    format!("step `{id}` reads `steps.{other}` but does not need it"),
+                    format!("add \"{other}\" to the `needs` of `{id}` (or fix the step name)"),
+                )),
+                Reference::Run(Some(field)) if !RUN_FIELDS.contains(&field.as_str()) => Some((
+                    format!("`run.{field}` does not exist"),
+                    format!("run has: {}", RUN_FIELDS.join(", ")),
+                )),
+                Reference::Secret(None) | Reference::Env(None) => Some((
+                    format!("step `{id}` reads a whole map in `{}`", expr.source),
+                    "name one value, like secrets.API_TOKEN or env.HOME".to_string(),
+                )),
+                Reference::Unknown(name) => Some((
+                    format!("unknown name `{name}` in `{}`", expr.source),
+                    match did_you_mean(name, super::expr::ROOTS) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("expressions can read {}", super::expr::ROOTS.join(", ")),
+                    },
+                )),
+                _ => None,
+            };
+            if let Some((message, help)) = problem {
+                self.error(Diagnostic::at(at.clone(), message).help(help));
+            }
+        }
+    }
+
+    fn grant(&mut self, id: &str, raw: &Spanned<String>, connections: &IndexMap<String, Connection>) -> Option<Grant> {
+        let text = raw.get_ref();
+        match parse_grant(text) {
+            Ok(Grant::Connection(name)) if !connections.contains_key(&name) => {
+                let names: Vec<&str> = connections.keys().map(String::as_str).collect();
+                let help = match did_you_mean(&name, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("define it under [connections.{name}], or grant a destination like \"https://api.example.com\""),
+                };
+                self.error(Diagnostic::at(raw.span(), format!("step `{id}` is granted undefined connection `{name}`")).help(help));
+                None
+            }
+            Ok(grant) => Some(grant),
+            Err(message) => {
+                self.error(Diagnostic::at(raw.span(), format!("step `{id}`: invalid grant `{text}`: {message}")).help(
+                    "grant a connection name, \"https://host[:port]\", \"https://*.domain\" or \"tcp://host:port\"",
+                ));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, id: &str, what: &str, text: &str, span: Range<usize>) -> Option<Duration> {
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Some(d),
+            _ => {
+                self.error(
+                    Diagnostic::at(span, format!("step `{id}`: invalid {what} `{text}`"))
+                        .help("write a duration like \"30s\", \"2m\" or \"1h 30m\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn retry(&mut self, id: &str, raw: &RetryToml, span: Range<usize>) -> RetryPolicy {
+        let backoff = raw
+            .backoff
+            .as_ref()
+            .and_then(|b| self.duration(id, "retry backoff", b, span.clone()))
+            .unwrap_or(Duration::from_secs(1));
+        let max_backoff = raw
+            .max_backoff
+            .as_ref()
+            .and_then(|b| self.duration(id, "retry max_backoff", b, span.clone()))
+            .unwrap_or(Duration::from_secs(60));
+        RetryPolicy { max: raw.max, backoff, max_backoff }
+    }
+
+    /// Kahn's algorithm, ties broken by declaration order; reports one cycle if there is one.
+    fn topological_order(&mut self, needs: &IndexMap<String, Vec<Spanned<String>>>) -> Option<Vec<String>> {
+        let mut remaining: IndexMap<&str, usize> = needs
+            .iter()
+            .map(|(id, n)| (id.as_str(), n.iter().filter(|x| needs.contains_key(x.get_ref())).count()))
+            .collect();
+        let mut order = Vec::with_capacity(needs.len());
+        while let Some(next) = remaining.iter().find(|(_, n)| **n == 0).map(|(id, _)| *id) {
+            remaining.shift_remove(next);
+            order.push(next.to_string());
+            for (id, n) in remaining.iter_mut() {
+                if needs[*id].iter().any(|x| x.get_ref() == next) {
+                    *n -= 1;
+                }
+            }
+        }
+        if remaining.is_empty() {
+            return Some(order);
+        }
+        // Every remaining step is on or behind a cycle: walk needs until a step repeats.
+        let mut path: Vec<&str> = vec![*remaining.keys().next()?];
+        loop {
+            let last = *path.last()?;
+            let next = needs[last].iter().find(|x| remaining.contains_key(x.get_ref().as_str()))?;
+            if let Some(start) = path.iter().position(|p| p == next.get_ref()) {
+                let mut cycle: Vec<&str> = path[start..].to_vec();
+                cycle.push(next.get_ref());
+                self.error(
+                    Diagnostic::at(next.span(), format!("cycle in `needs`: {}", cycle.join(" -> ")))
+                        .help("remove one of these `needs` so the steps can be ordered"),
+                );
+                return None;
+            }
+            path.push(next.get_ref());
+        }
+    }
+}
+
+const EXPR_HELP: &str = "expressions are CEL, e.g. inputs.db_user != '' or steps.make.outputs.id; templates are ${{ expr }}";
+
+/// Every step's transitive needs.
+fn ancestors(order: &[String], needs: &IndexMap<String, Vec<Spanned<String>>>) -> HashMap<String, BTreeSet<String>> {
+    let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for id in order {
+        let mut set = BTreeSet::new();
+        for need in &needs[id] {
+            set.insert(need.get_ref().clone());
+            set.extend(out.get(need.get_ref()).into_iter().flatten().cloned());
+        }
+        out.insert(id.clone(), set);
+    }
+    out
+}
+
+/// Parse one `allow` entry: a connection name or a destination.
+pub fn parse_grant(text: &str) -> Result<Grant, String> {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return if is_identifier(&text.replace('-', "_")) {
+            Ok(Grant::Connection(text.to_string()))
+        } else {
+            Err("not a connection name or a URL".into())
+        };
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') || rest.contains('?') {
+        return Err("grants are per host: remove the path".into());
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => match p.parse::<u16>() {
+            Ok(p) => (h, Some(p)),
+            Err(_) => return Err(format!("invalid port `{p}`")),
+        },
+        _ => (rest, None),
+    };
+    let host = host.to_ascii_lowercase();
+    if host.is_empty() || host[host.starts_with("*.") as usize * 2..].contains('*') {
+        return Err("invalid host (a wildcard is allowed only as a leading `*.`)".into());
+    }
+    match scheme {
+        "http" | "https" => Ok(Grant::Http {
+            port: port.unwrap_or(if scheme == "http" { 80 } else { 443 }),
+            scheme: scheme.to_string(),
+            host,
+        }),
+        "tcp" => match port {
+            Some(port) => Ok(Grant::Tcp { host, port }),
+            None => Err("a tcp grant needs a port".into()),
+        },
+        other => Err(format!("unsupported scheme `{other}`")),
+    }
+}
+
