@@ -10,7 +10,10 @@ use std::{env, fs};
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
     let plugins = root.join("plugins");
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -23,7 +26,13 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir)
         .arg("--manifest-path")
         .arg(plugins.join("Cargo.toml"));
@@ -46,7 +55,9 @@ fn main() {
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
-    let mut table = String::from("/// Built-in plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n");
+    let mut table = String::from(
+        "/// Built-in plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n",
+    );
     for name in builtin_names(&plugins) {
         let file = format!("orch_{}.wasm", name.replace('-', "_"));
         let embedded = out_dir.join(&file);
@@ -58,7 +69,10 @@ fn main() {
     }
     table.push_str("];\n");
     fs::write(out_dir.join("builtin.rs"), table).expect("write builtin.rs");
-    println!("cargo:rustc-env=ORCH_EXAMPLE_PLUGINS={}", wasm_dir.display());
+    println!(
+        "cargo:rustc-env=ORCH_EXAMPLE_PLUGINS={}",
+        wasm_dir.display()
+    );
 }
 
 /// Directories directly under plugins/ holding a plugin crate (not the SDK, not examples).

@@ -46,7 +46,11 @@ impl Granter {
 
     /// May the step open connection `name`?
     pub fn grant_connection(&self, name: &str) -> Result<(), Denial> {
-        if self.allow.iter().any(|g| matches!(g, Grant::Connection(c) if c == name)) {
+        if self
+            .allow
+            .iter()
+            .any(|g| matches!(g, Grant::Connection(c) if c == name))
+        {
             return Ok(());
         }
         Err(self.deny("connection", name.to_string(), name.to_string()))
@@ -55,7 +59,10 @@ impl Granter {
     /// May the step send an HTTP request to `scheme://host:port`? The check is on the URI
     /// the request is sent to, never on a `Host` header.
     pub fn grant_http(&self, scheme: &str, host: &str, port: Option<u16>) -> Result<(), Denial> {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let port = port.unwrap_or(if scheme == "http" { 80 } else { 443 });
         let allowed = self.allow.iter().any(|g| match g {
             Grant::Http {

@@ -6,7 +6,7 @@ mod plan_mode;
 mod sink;
 
 pub use events::{Event, Observer, Silent};
-pub use plan_mode::{PlanReport, PlannedStep, StepPlan};
+pub use plan_mode::{PlanReport, PlannedStep, StepPlan, plan};
 
 use crate::capability::secrets::{self, LookupError};
 use crate::capability::{Granter, Masker};
@@ -18,7 +18,7 @@ use crate::store::{NewRun, StepEnd, Store, StoreError};
 use crate::workflow::expr::Scope;
 use crate::workflow::{Step, Workflow};
 use serde::Serialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 use sink::{RunChannel, StepEvents};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -107,7 +107,11 @@ struct RunShared {
 
 impl Executor {
     /// Execute a run to the end; step failures are in the report, not errors.
-    pub async fn run(&self, spec: RunSpec, observer: Arc<dyn Observer>) -> Result<RunReport, ExecError> {
+    pub async fn run(
+        &self,
+        spec: RunSpec,
+        observer: Arc<dyn Observer>,
+    ) -> Result<RunReport, ExecError> {
         let started = Instant::now();
         let masker = Arc::new(Masker::default());
         let workflow = spec.workflow.clone();
@@ -169,12 +173,19 @@ impl Executor {
         let reports = match reports {
             Ok(r) => r,
             Err(e) => {
-                self.store.finish_run(&run_id, "failed", Some(&e.to_string())).await?;
+                self.store
+                    .finish_run(&run_id, "failed", Some(&e.to_string()))
+                    .await?;
                 return Err(e);
             }
         };
         self.store.finish_run(&run_id, status, None).await?;
-        let order: HashMap<&String, usize> = workflow.steps.keys().enumerate().map(|(i, k)| (k, i)).collect();
+        let order: HashMap<&String, usize> = workflow
+            .steps
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k, i))
+            .collect();
         let mut steps = reports;
         steps.sort_by_key(|s| order.get(&s.id).copied().unwrap_or(usize::MAX));
         Ok(RunReport {
@@ -189,7 +200,11 @@ impl Executor {
     /// Walk the DAG: start ready steps up to the bound, decide dependants as steps finish.
     async fn walk(&self, shared: &Arc<RunShared>) -> Result<Vec<StepReport>, ExecError> {
         let plan = Plan::new(&shared.workflow);
-        let mut waiting: HashMap<&str, usize> = plan.needs.iter().map(|(id, n)| (id.as_str(), n.len())).collect();
+        let mut waiting: HashMap<&str, usize> = plan
+            .needs
+            .iter()
+            .map(|(id, n)| (id.as_str(), n.len()))
+            .collect();
         let mut status: HashMap<String, StepStatus> = HashMap::new();
         let mut ready: VecDeque<String> = plan.roots().into();
         let mut running: JoinSet<Result<StepReport, ExecError>> = JoinSet::new();
@@ -202,15 +217,20 @@ impl Executor {
                 let shared = shared.clone();
                 running.spawn(async move { run_step(&shared, &id).await });
             }
-            let Some(joined) = running.join_next().await else { break };
-            let report = joined.map_err(|e| ExecError::Internal(format!("step task failed: {e}")))??;
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let report =
+                joined.map_err(|e| ExecError::Internal(format!("step task failed: {e}")))??;
             let mut finished = vec![(report.id.clone(), report.status)];
             reports.push(report);
             // Decide dependants; upstream failures cascade without running anything.
             while let Some((id, st)) = finished.pop() {
                 status.insert(id.clone(), st);
                 for dependant in plan.dependents.get(&id).into_iter().flatten() {
-                    let left = waiting.get_mut(dependant.as_str()).expect("every step is in the plan");
+                    let left = waiting
+                        .get_mut(dependant.as_str())
+                        .expect("every step is in the plan");
                     *left -= 1;
                     if *left > 0 {
                         continue;
@@ -218,7 +238,8 @@ impl Executor {
                     match plan.readiness(dependant, &status) {
                         Readiness::Run => ready.push_back(dependant.clone()),
                         Readiness::UpstreamFailed => {
-                            let report = record_undecided(shared, dependant, &status, &plan).await?;
+                            let report =
+                                record_undecided(shared, dependant, &status, &plan).await?;
                             finished.push((report.id.clone(), report.status));
                             reports.push(report);
                         }
@@ -254,20 +275,32 @@ async fn finish_without_running(
     error: Option<String>,
 ) -> Result<StepReport, ExecError> {
     let plugin = step.plugin.to_string();
-    shared.store.start_step(&shared.run_id, &step.id, 0, &plugin, status.as_str()).await?;
+    shared
+        .store
+        .start_step(&shared.run_id, &step.id, 0, &plugin, status.as_str())
+        .await?;
     shared
         .store
         .finish_step(
             &shared.run_id,
             &step.id,
             0,
-            StepEnd { status: status.as_str(), outputs: None, error: error.as_deref(), error_kind: None },
+            StepEnd {
+                status: status.as_str(),
+                outputs: None,
+                error: error.as_deref(),
+                error_kind: None,
+            },
         )
         .await?;
-    shared.finished.write().unwrap_or_else(|e| e.into_inner()).insert(
-        step.id.clone(),
-        json!({"status": status.as_str(), "outputs": {}}),
-    );
+    shared
+        .finished
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            step.id.clone(),
+            json!({"status": status.as_str(), "outputs": {}}),
+        );
     shared.channel.observer.event(&Event::StepFinished {
         step: step.id.clone(),
         status,
@@ -287,8 +320,18 @@ async fn finish_without_running(
 /// The expression scope for a step: the run's values plus finished steps.
 fn scope_for(shared: &RunShared, step: &Step) -> Scope {
     let mut scope = shared.base.clone();
-    if step.exprs().iter().any(|e| e.references.iter().any(|r| matches!(r, crate::workflow::expr::Reference::Step(_)))) {
-        scope.steps = Json::Object(shared.finished.read().unwrap_or_else(|e| e.into_inner()).clone());
+    if step.exprs().iter().any(|e| {
+        e.references
+            .iter()
+            .any(|r| matches!(r, crate::workflow::expr::Reference::Step(_)))
+    }) {
+        scope.steps = Json::Object(
+            shared
+                .finished
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        );
     }
     scope
 }
@@ -302,7 +345,9 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
     if let Some(condition) = &step.condition {
         match condition.eval_bool(&scope) {
             Ok(true) => {}
-            Ok(false) => return finish_without_running(shared, step, StepStatus::Skipped, None).await,
+            Ok(false) => {
+                return finish_without_running(shared, step, StepStatus::Skipped, None).await;
+            }
             Err(e) => {
                 let error = masker.mask(&format!("`if` failed: {e}"));
                 return finish_without_running(shared, step, StepStatus::Failed, Some(error)).await;
@@ -331,8 +376,14 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
     let mut attempt = 1;
     loop {
         events.attempt.store(attempt, Ordering::Relaxed);
-        shared.store.start_step(&shared.run_id, id, attempt, &plugin_name, "running").await?;
-        shared.channel.observer.event(&Event::StepStarted { step: id.to_string(), attempt });
+        shared
+            .store
+            .start_step(&shared.run_id, id, attempt, &plugin_name, "running")
+            .await?;
+        shared.channel.observer.event(&Event::StepStarted {
+            step: id.to_string(),
+            attempt,
+        });
         let invocation = Invocation {
             ctx: StepContext {
                 run_id: shared.run_id.clone(),
@@ -347,18 +398,32 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
             granter: granter.clone(),
             sink: events.clone(),
         };
-        let result = shared.runtime.call(&resolved.plugin, Call::Run, invocation).await;
+        let result = shared
+            .runtime
+            .call(&resolved.plugin, Call::Run, invocation)
+            .await;
         let denials = events.take_denials();
         match result {
             Ok(Returned::Run(outputs)) => {
                 let (real, masked) = collect_outputs(masker, outputs);
-                let end = StepEnd { status: "succeeded", outputs: Some(&masked), error: None, error_kind: None };
-                shared.store.finish_step(&shared.run_id, id, attempt, end).await?;
+                let end = StepEnd {
+                    status: "succeeded",
+                    outputs: Some(&masked),
+                    error: None,
+                    error_kind: None,
+                };
+                shared
+                    .store
+                    .finish_step(&shared.run_id, id, attempt, end)
+                    .await?;
                 shared
                     .finished
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(id.to_string(), json!({"status": "succeeded", "outputs": real}));
+                    .insert(
+                        id.to_string(),
+                        json!({"status": "succeeded", "outputs": real}),
+                    );
                 let duration = started.elapsed();
                 shared.channel.observer.event(&Event::StepFinished {
                     step: id.to_string(),
@@ -366,9 +431,18 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                     duration,
                     error: None,
                 });
-                return Ok(StepReport { id: id.into(), status: StepStatus::Succeeded, attempts: attempt, duration, error: None, outputs: masked });
+                return Ok(StepReport {
+                    id: id.into(),
+                    status: StepStatus::Succeeded,
+                    attempts: attempt,
+                    duration,
+                    error: None,
+                    outputs: masked,
+                });
             }
-            Ok(Returned::Plan(_)) => return Err(ExecError::Internal("plan returned from run".into())),
+            Ok(Returned::Plan(_)) => {
+                return Err(ExecError::Internal("plan returned from run".into()));
+            }
             Err(fault) => {
                 // A denial explains the failure better than what the guest made of it.
                 let (kind, message) = match denials.first() {
@@ -380,12 +454,31 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                 let message = masker.mask(&message);
                 let retry = fault.is_retryable() && denials.is_empty() && attempt <= step.retry.max;
                 let status = if retry { "retrying" } else { "failed" };
-                let end = StepEnd { status, outputs: None, error: Some(&message), error_kind: Some(kind) };
-                shared.store.finish_step(&shared.run_id, id, attempt, end).await?;
+                let end = StepEnd {
+                    status,
+                    outputs: None,
+                    error: Some(&message),
+                    error_kind: Some(kind),
+                };
+                shared
+                    .store
+                    .finish_step(&shared.run_id, id, attempt, end)
+                    .await?;
                 if retry {
                     let delay = step.retry.delay_before(attempt + 1);
-                    events.host_log(Level::Warn, &format!("attempt {attempt} failed: {message}; retrying in {}", humantime::format_duration(delay)));
-                    shared.channel.observer.event(&Event::StepRetrying { step: id.into(), attempt, delay, error: message });
+                    events.host_log(
+                        Level::Warn,
+                        &format!(
+                            "attempt {attempt} failed: {message}; retrying in {}",
+                            humantime::format_duration(delay)
+                        ),
+                    );
+                    shared.channel.observer.event(&Event::StepRetrying {
+                        step: id.into(),
+                        attempt,
+                        delay,
+                        error: message,
+                    });
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                     continue;
@@ -402,7 +495,14 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                     duration,
                     error: Some(message.clone()),
                 });
-                return Ok(StepReport { id: id.into(), status: StepStatus::Failed, attempts: attempt, duration, error: Some(message), outputs: json!({}) });
+                return Ok(StepReport {
+                    id: id.into(),
+                    status: StepStatus::Failed,
+                    attempts: attempt,
+                    duration,
+                    error: Some(message),
+                    outputs: json!({}),
+                });
             }
         }
     }

@@ -1,15 +1,16 @@
 //! `orch plan`: ask every step's plugin what `run` would change. Nothing is run or stored.
 
 use super::sink::{RunChannel, StepEvents};
-use super::{ExecError, Executor, Observer, RunSpec};
+use super::{ExecError, Observer, RunSpec};
 use crate::capability::secrets;
 use crate::capability::{Granter, Masker};
+use crate::runtime::Runtime;
 use crate::runtime::{Call, ChangeKind, Invocation, Returned, StepContext};
 use crate::workflow::expr::{Reference, Scope};
 use serde::Serialize;
-use serde_json::{json, Value as Json};
-use std::sync::atomic::AtomicI64;
+use serde_json::{Value as Json, json};
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 
 /// One predicted change, masked.
 #[derive(Debug, Clone, Serialize)]
@@ -51,7 +52,10 @@ pub struct PlanReport {
 impl PlanReport {
     /// Did every step plan (changes, skipped or unknown)?
     pub fn ok(&self) -> bool {
-        !self.steps.iter().any(|s| matches!(s.plan, StepPlan::Failed(_)))
+        !self
+            .steps
+            .iter()
+            .any(|s| matches!(s.plan, StepPlan::Failed(_)))
     }
 }
 
@@ -66,100 +70,136 @@ fn kind_name(kind: ChangeKind) -> &'static str {
     }
 }
 
-impl Executor {
-    /// Plan every step in order. Steps whose config reads other steps' outputs are `unknown`.
-    pub async fn plan(&self, spec: RunSpec, observer: Arc<dyn Observer>) -> Result<PlanReport, ExecError> {
-        let workflow = spec.workflow.clone();
-        let masker = Arc::new(Masker::default());
-        let lookup = secrets::resolve(&workflow.secret_names(), &workflow.env_names(), &workflow.dir, &spec.process_env, &masker)?;
-        let run_id = "plan".to_string();
-        let scope = Scope {
-            inputs: Json::Object(spec.inputs),
-            steps: json!({}),
-            secrets: Json::Object(lookup.secrets),
-            env: Json::Object(lookup.env),
-            run: json!({"id": run_id, "trigger": spec.trigger, "workflow": workflow.name}),
+/// Plan every step in order. Steps whose config reads other steps' outputs are `unknown`.
+/// Needs no store: planning records nothing.
+pub async fn plan(
+    runtime: &Runtime,
+    spec: RunSpec,
+    observer: Arc<dyn Observer>,
+) -> Result<PlanReport, ExecError> {
+    let workflow = spec.workflow.clone();
+    let masker = Arc::new(Masker::default());
+    let lookup = secrets::resolve(
+        &workflow.secret_names(),
+        &workflow.env_names(),
+        &workflow.dir,
+        &spec.process_env,
+        &masker,
+    )?;
+    let run_id = "plan".to_string();
+    let scope = Scope {
+        inputs: Json::Object(spec.inputs),
+        steps: json!({}),
+        secrets: Json::Object(lookup.secrets),
+        env: Json::Object(lookup.env),
+        run: json!({"id": run_id, "trigger": spec.trigger, "workflow": workflow.name}),
+    };
+    let channel = Arc::new(RunChannel {
+        masker: masker.clone(),
+        observer,
+        records: None,
+        seq: AtomicI64::new(0),
+    });
+    let mut steps = Vec::new();
+    for step in workflow.steps.values() {
+        let reads_steps: Vec<String> = step
+            .exprs()
+            .iter()
+            .flat_map(|e| e.references.iter())
+            .filter_map(|r| match r {
+                Reference::Step(Some(s)) => Some(format!("`{s}`")),
+                _ => None,
+            })
+            .collect();
+        let plan = if !reads_steps.is_empty() {
+            StepPlan::Unknown(format!("known after {} run", reads_steps.join(", ")))
+        } else {
+            plan_step(
+                runtime,
+                &spec.plugins,
+                step,
+                &scope,
+                &channel,
+                &run_id,
+                &spec.trigger,
+            )
+            .await
         };
-        let channel = Arc::new(RunChannel { masker: masker.clone(), observer, records: None, seq: AtomicI64::new(0) });
-        let mut steps = Vec::new();
-        for step in workflow.steps.values() {
-            let reads_steps: Vec<String> = step
-                .exprs()
-                .iter()
-                .flat_map(|e| e.references.iter())
-                .filter_map(|r| match r {
-                    Reference::Step(Some(s)) => Some(format!("`{s}`")),
-                    _ => None,
-                })
-                .collect();
-            let plan = if !reads_steps.is_empty() {
-                StepPlan::Unknown(format!("known after {} run", reads_steps.join(", ")))
-            } else {
-                self.plan_step(&spec.plugins, step, &scope, &channel, &run_id, &spec.trigger).await
-            };
-            steps.push(PlannedStep { id: step.id.clone(), plugin: step.plugin.to_string(), plan });
-        }
-        Ok(PlanReport { workflow: workflow.name.clone(), steps })
+        steps.push(PlannedStep {
+            id: step.id.clone(),
+            plugin: step.plugin.to_string(),
+            plan,
+        });
     }
+    Ok(PlanReport {
+        workflow: workflow.name.clone(),
+        steps,
+    })
+}
 
-    async fn plan_step(
-        &self,
-        plugins: &crate::runtime::check::Resolved,
-        step: &crate::workflow::Step,
-        scope: &Scope,
-        channel: &Arc<RunChannel>,
-        run_id: &str,
-        trigger: &str,
-    ) -> StepPlan {
-        let masker = &channel.masker;
-        if let Some(condition) = &step.condition {
-            match condition.eval_bool(scope) {
-                Ok(true) => {}
-                Ok(false) => return StepPlan::Skipped(format!("`if` {} is false", condition.source)),
-                Err(e) => return StepPlan::Failed(masker.mask(&e.to_string())),
-            }
+async fn plan_step(
+    runtime: &Runtime,
+    plugins: &crate::runtime::check::Resolved,
+    step: &crate::workflow::Step,
+    scope: &Scope,
+    channel: &Arc<RunChannel>,
+    run_id: &str,
+    trigger: &str,
+) -> StepPlan {
+    let masker = &channel.masker;
+    if let Some(condition) = &step.condition {
+        match condition.eval_bool(scope) {
+            Ok(true) => {}
+            Ok(false) => return StepPlan::Skipped(format!("`if` {} is false", condition.source)),
+            Err(e) => return StepPlan::Failed(masker.mask(&e.to_string())),
         }
-        let config = match step.with.render(scope) {
-            Ok(c) => c,
-            Err(e) => return StepPlan::Failed(masker.mask(&format!("cannot render `with`: {e}"))),
-        };
-        let resolved = &plugins[&step.id];
-        if let Err(problems) = resolved.check_config(&config) {
-            return StepPlan::Failed(masker.mask(&format!("`with` does not match plugin `{}`: {problems}", resolved.info.name)));
-        }
-        let config = config.to_string();
-        let invocation = Invocation {
-            ctx: StepContext {
-                run_id: run_id.to_string(),
-                workflow: channel_workflow(scope),
-                step_id: step.id.clone(),
-                attempt: 1,
-                trigger: trigger.to_string(),
-            },
-            config: &config,
-            limits: step.limits,
-            timeout: step.timeout,
-            granter: Arc::new(Granter::new(&step.id, step.allow.clone())),
-            sink: Arc::new(StepEvents::new(channel.clone(), &step.id)),
-        };
-        match self.runtime.call(&resolved.plugin, Call::Plan, invocation).await {
-            Ok(Returned::Plan(changes)) => StepPlan::Changes(
-                changes
-                    .into_iter()
-                    .filter(|c| c.kind != ChangeKind::None)
-                    .map(|c| PlannedChange {
-                        kind: kind_name(c.kind),
-                        resource: masker.mask(&c.resource),
-                        detail: masker.mask(&c.detail),
-                    })
-                    .collect(),
-            ),
-            Ok(Returned::Run(_)) => StepPlan::Failed("run returned from plan".into()),
-            Err(fault) => StepPlan::Failed(masker.mask(&fault.to_string())),
-        }
+    }
+    let config = match step.with.render(scope) {
+        Ok(c) => c,
+        Err(e) => return StepPlan::Failed(masker.mask(&format!("cannot render `with`: {e}"))),
+    };
+    let resolved = &plugins[&step.id];
+    if let Err(problems) = resolved.check_config(&config) {
+        return StepPlan::Failed(masker.mask(&format!(
+            "`with` does not match plugin `{}`: {problems}",
+            resolved.info.name
+        )));
+    }
+    let config = config.to_string();
+    let invocation = Invocation {
+        ctx: StepContext {
+            run_id: run_id.to_string(),
+            workflow: channel_workflow(scope),
+            step_id: step.id.clone(),
+            attempt: 1,
+            trigger: trigger.to_string(),
+        },
+        config: &config,
+        limits: step.limits,
+        timeout: step.timeout,
+        granter: Arc::new(Granter::new(&step.id, step.allow.clone())),
+        sink: Arc::new(StepEvents::new(channel.clone(), &step.id)),
+    };
+    match runtime.call(&resolved.plugin, Call::Plan, invocation).await {
+        Ok(Returned::Plan(changes)) => StepPlan::Changes(
+            changes
+                .into_iter()
+                .filter(|c| c.kind != ChangeKind::None)
+                .map(|c| PlannedChange {
+                    kind: kind_name(c.kind),
+                    resource: masker.mask(&c.resource),
+                    detail: masker.mask(&c.detail),
+                })
+                .collect(),
+        ),
+        Ok(Returned::Run(_)) => StepPlan::Failed("run returned from plan".into()),
+        Err(fault) => StepPlan::Failed(masker.mask(&fault.to_string())),
     }
 }
 
 fn channel_workflow(scope: &Scope) -> String {
-    scope.run["workflow"].as_str().unwrap_or_default().to_string()
+    scope.run["workflow"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }

@@ -4,7 +4,7 @@
 use super::events::{Event, Observer};
 use crate::capability::{Denial, Masker, StepSink};
 use crate::runtime::bindings::Level;
-use crate::store::{now_ms, AuditRow, NewLog, Store};
+use crate::store::{AuditRow, NewLog, Store, now_ms};
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -16,7 +16,10 @@ pub enum Record {
 }
 
 /// Writes records in arrival order, batching whatever is queued into one transaction.
-pub fn spawn_writer(store: Store, run_id: String) -> (mpsc::UnboundedSender<Record>, tokio::task::JoinHandle<()>) {
+pub fn spawn_writer(
+    store: Store,
+    run_id: String,
+) -> (mpsc::UnboundedSender<Record>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
     let handle = tokio::spawn(async move {
         let mut batch = Vec::new();
@@ -133,6 +136,9 @@ impl StepSink for StepEvents {
                 reason,
             }));
         }
-        self.denials.lock().unwrap_or_else(|e| e.into_inner()).push(denial.clone());
+        self.denials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(denial.clone());
     }
 }

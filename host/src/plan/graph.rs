@@ -31,7 +31,10 @@ pub fn render(workflow: &Workflow, format: GraphFormat) -> String {
             out.push_str(&format!("digraph {:?} {{\n  rankdir=LR;\n", workflow.name));
             for step in workflow.steps.values() {
                 let plugin = step.plugin.to_string().replace('"', "'");
-                out.push_str(&format!("  {:?} [label=\"{}\\n{plugin}\"];\n", step.id, step.id));
+                out.push_str(&format!(
+                    "  {:?} [label=\"{}\\n{plugin}\"];\n",
+                    step.id, step.id
+                ));
                 for need in &step.needs {
                     out.push_str(&format!("  {need:?} -> {:?};\n", step.id));
                 }
@@ -41,7 +44,10 @@ pub fn render(workflow: &Workflow, format: GraphFormat) -> String {
         GraphFormat::Mermaid => {
             out.push_str("flowchart LR\n");
             for step in workflow.steps.values() {
-                out.push_str(&format!("  {}[\"{} ({})\"]\n", step.id, step.id, step.plugin));
+                out.push_str(&format!(
+                    "  {}[\"{} ({})\"]\n",
+                    step.id, step.id, step.plugin
+                ));
                 for need in &step.needs {
                     out.push_str(&format!("  {need} --> {}\n", step.id));
                 }

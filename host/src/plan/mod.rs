@@ -3,7 +3,7 @@
 
 mod graph;
 
-pub use graph::{render, GraphFormat};
+pub use graph::{GraphFormat, render};
 
 use crate::workflow::Workflow;
 use std::collections::HashMap;
@@ -65,7 +65,10 @@ impl Plan {
         let mut needs = HashMap::new();
         for step in workflow.steps.values() {
             for need in &step.needs {
-                dependents.entry(need.clone()).or_default().push(step.id.clone());
+                dependents
+                    .entry(need.clone())
+                    .or_default()
+                    .push(step.id.clone());
             }
             needs.insert(step.id.clone(), step.needs.clone());
         }

@@ -11,5 +11,5 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use orch::plugin::log::Level;
-pub use orch::plugin::types::ChangeKind;
+pub use self::orch::plugin::log::Level;
+pub use self::orch::plugin::types::ChangeKind;

@@ -4,7 +4,10 @@ include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
 
 /// The component bytes of a built-in plugin.
 pub fn get(name: &str) -> Option<&'static [u8]> {
-    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
+    BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
 }
 
 /// Names of all built-in plugins.

@@ -4,8 +4,8 @@ use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::PathBuf;
-use wasmtime::component::Component;
 use wasmtime::Engine;
+use wasmtime::component::Component;
 
 /// Content hash of a component, hex.
 pub fn content_hash(bytes: &[u8]) -> String {
@@ -35,7 +35,9 @@ impl ComponentCache {
         if path.is_file() {
             match deserialize(engine, &path) {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}")
+                }
             }
         }
         let compiled = engine.precompile_component(bytes)?;
@@ -46,14 +48,20 @@ impl ComponentCache {
     }
 }
 
-#[allow(unsafe_code, reason = "the file is our own output of Engine::precompile_component")]
+#[allow(
+    unsafe_code,
+    reason = "the file is our own output of Engine::precompile_component"
+)]
 fn deserialize(engine: &Engine, path: &std::path::Path) -> wasmtime::Result<Component> {
     // SAFETY: only files written by `write_atomically` from `precompile_component` with an
     // engine of the same compatibility hash (it is in the file name) are read here.
     unsafe { Component::deserialize_file(engine, path) }
 }
 
-#[allow(unsafe_code, reason = "the bytes were just produced by Engine::precompile_component")]
+#[allow(
+    unsafe_code,
+    reason = "the bytes were just produced by Engine::precompile_component"
+)]
 fn deserialize_bytes(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: produced by `precompile_component` on this very engine.
     unsafe { Component::deserialize(engine, bytes) }

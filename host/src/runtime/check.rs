@@ -4,7 +4,7 @@
 use super::{Plugin, PluginInfo, Runtime};
 use crate::capability::{Denial, StepSink};
 use crate::workflow::expr::Template;
-use crate::workflow::{did_you_mean, Diagnostic, Diagnostics, PluginRef, Workflow};
+use crate::workflow::{Diagnostic, Diagnostics, PluginRef, Workflow, did_you_mean};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -20,8 +20,13 @@ pub struct ResolvedPlugin {
 impl ResolvedPlugin {
     /// Check a rendered config against the plugin's schema; the error lists every problem.
     pub fn check_config(&self, config: &Json) -> Result<(), String> {
-        let Some(schema) = &self.schema else { return Ok(()) };
-        let problems: Vec<String> = schema.iter_errors(config).map(|e| describe_error(&e)).collect();
+        let Some(schema) = &self.schema else {
+            return Ok(());
+        };
+        let problems: Vec<String> = schema
+            .iter_errors(config)
+            .map(|e| describe_error(&e))
+            .collect();
         if problems.is_empty() {
             Ok(())
         } else {
@@ -70,7 +75,10 @@ pub async fn resolve(runtime: &Runtime, workflow: &Workflow) -> Result<Resolved,
                     p
                 }
                 Err((message, help)) => {
-                    problems.push(Diagnostic::at(plugin_span, format!("step `{}`: {message}", step.id)).help(help));
+                    problems.push(
+                        Diagnostic::at(plugin_span, format!("step `{}`: {message}", step.id))
+                            .help(help),
+                    );
                     continue;
                 }
             },
@@ -84,15 +92,39 @@ pub async fn resolve(runtime: &Runtime, workflow: &Workflow) -> Result<Resolved,
                     continue; // known only at run time; checked again after rendering
                 }
                 let with_span = step.spans.with.clone().unwrap_or(step.spans.step.clone());
-                let key = path.rsplit('/').next().filter(|k| !k.is_empty()).map(str::to_string);
+                let (key, help) = match &error.kind {
+                    jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                        let first = unexpected.first().cloned();
+                        let known = schema_properties(&entry.info.config_schema, &path);
+                        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                        let help = match first.as_deref().and_then(|u| did_you_mean(u, &known)) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("allowed keys: {}", known.join(", ")),
+                        };
+                        (first, help)
+                    }
+                    _ => (
+                        path.rsplit('/')
+                            .next()
+                            .filter(|k| !k.is_empty())
+                            .map(str::to_string),
+                        format!(
+                            "see the config schema with `orch plugin inspect {}`",
+                            step.plugin
+                        ),
+                    ),
+                };
                 let at = key
                     .as_deref()
                     .and_then(|k| find_in(&workflow.source.text, with_span.clone(), k))
                     .unwrap_or(with_span);
-                problems.push(
-                    Diagnostic::at(at, format!("step `{}`: `with` does not match plugin `{}`: {}", step.id, entry.info.name, describe_error(&error)))
-                        .help(format!("see the config schema with `orch plugin inspect {}`", step.plugin)),
+                let message = format!(
+                    "step `{}`: `with` does not match plugin `{}`: {}",
+                    step.id,
+                    entry.info.name,
+                    describe_error(&error)
                 );
+                problems.push(Diagnostic::at(at, message).help(help));
             }
         }
         resolved.insert(step.id.clone(), entry);
@@ -100,12 +132,18 @@ pub async fn resolve(runtime: &Runtime, workflow: &Workflow) -> Result<Resolved,
     if problems.is_empty() {
         Ok(resolved)
     } else {
-        Err(Diagnostics { file: workflow.source.clone(), items: problems })
+        Err(Diagnostics {
+            file: workflow.source.clone(),
+            items: problems,
+        })
     }
 }
 
 /// Load one plugin reference; the error is (message, help).
-pub async fn load(runtime: &Runtime, plugin: &PluginRef) -> Result<Arc<ResolvedPlugin>, (String, String)> {
+pub async fn load(
+    runtime: &Runtime,
+    plugin: &PluginRef,
+) -> Result<Arc<ResolvedPlugin>, (String, String)> {
     let (name, bytes) = match plugin {
         PluginRef::Builtin(name) => match super::builtin::get(name) {
             Some(bytes) => (name.clone(), bytes.to_vec()),
@@ -113,7 +151,10 @@ pub async fn load(runtime: &Runtime, plugin: &PluginRef) -> Result<Arc<ResolvedP
                 let names = super::builtin::names();
                 let help = match did_you_mean(name, &names) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("built-in plugins: {}; or give a path like \"./x.wasm\"", names.join(", ")),
+                    None => format!(
+                        "built-in plugins: {}; or give a path like \"./x.wasm\"",
+                        names.join(", ")
+                    ),
                 };
                 return Err((format!("unknown plugin `{name}`"), help));
             }
@@ -122,14 +163,18 @@ pub async fn load(runtime: &Runtime, plugin: &PluginRef) -> Result<Arc<ResolvedP
             let bytes = std::fs::read(path).map_err(|e| {
                 (
                     format!("cannot read plugin file `{}`: {e}", path.display()),
-                    "fix the path (relative paths start at the workflow file's directory)".to_string(),
+                    "fix the path (relative paths start at the workflow file's directory)"
+                        .to_string(),
                 )
             })?;
             if let Some(expected) = sha256 {
                 let actual = hex::encode(Sha256::digest(&bytes));
                 if &actual != expected {
                     return Err((
-                        format!("plugin file `{}` has sha256 {actual}, expected {expected}", path.display()),
+                        format!(
+                            "plugin file `{}` has sha256 {actual}, expected {expected}",
+                            path.display()
+                        ),
                         "the file changed: rebuild or update `sha256`".to_string(),
                     ));
                 }
@@ -137,21 +182,53 @@ pub async fn load(runtime: &Runtime, plugin: &PluginRef) -> Result<Arc<ResolvedP
             (path.display().to_string(), bytes)
         }
     };
-    let compiled = runtime.load(&name, &bytes).map_err(|e| (e.to_string(), "check how the plugin was built".to_string()))?;
+    let compiled = runtime
+        .load(&name, &bytes)
+        .map_err(|e| (e.to_string(), "check how the plugin was built".to_string()))?;
     let info = runtime
         .describe(&compiled, Arc::new(Quiet))
         .await
-        .map_err(|e| (format!("plugin `{name}` failed to describe itself: {e}"), "fix the plugin's `describe`".to_string()))?;
+        .map_err(|e| {
+            (
+                format!("plugin `{name}` failed to describe itself: {e}"),
+                "fix the plugin's `describe`".to_string(),
+            )
+        })?;
     let schema = if info.config_schema.trim().is_empty() {
         None
     } else {
-        let json: Json = serde_json::from_str(&info.config_schema)
-            .map_err(|e| (format!("plugin `{name}` published an invalid config schema: {e}"), "fix the plugin".to_string()))?;
+        let json: Json = serde_json::from_str(&info.config_schema).map_err(|e| {
+            (
+                format!("plugin `{name}` published an invalid config schema: {e}"),
+                "fix the plugin".to_string(),
+            )
+        })?;
         Some(jsonschema::validator_for(&json).map_err(|e| {
-            (format!("plugin `{name}` published an invalid config schema: {e}"), "fix the plugin".to_string())
+            (
+                format!("plugin `{name}` published an invalid config schema: {e}"),
+                "fix the plugin".to_string(),
+            )
         })?)
     };
-    Ok(Arc::new(ResolvedPlugin { plugin: compiled, info, schema }))
+    Ok(Arc::new(ResolvedPlugin {
+        plugin: compiled,
+        info,
+        schema,
+    }))
+}
+
+/// Property names the schema allows at `pointer` (only plain nested `properties` are followed).
+fn schema_properties(schema: &str, pointer: &str) -> Vec<String> {
+    let Ok(mut node) = serde_json::from_str::<Json>(schema) else {
+        return vec![];
+    };
+    for segment in pointer.split('/').filter(|s| !s.is_empty()) {
+        node = node["properties"][segment].clone();
+    }
+    node["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// JSON pointers of every templated value in `with`.
@@ -166,12 +243,21 @@ fn template_paths(t: &Template, prefix: String) -> Vec<String> {
             .collect(),
         Template::Object(fields) => fields
             .iter()
-            .flat_map(|(k, t)| template_paths(t, format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1"))))
+            .flat_map(|(k, t)| {
+                template_paths(
+                    t,
+                    format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1")),
+                )
+            })
             .collect(),
     }
 }
 
-fn find_in(text: &str, span: std::ops::Range<usize>, needle: &str) -> Option<std::ops::Range<usize>> {
+fn find_in(
+    text: &str,
+    span: std::ops::Range<usize>,
+    needle: &str,
+) -> Option<std::ops::Range<usize>> {
     text.get(span.clone())?
         .find(needle)
         .map(|i| span.start + i..span.start + i + needle.len())

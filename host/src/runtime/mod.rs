@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpCtx;
 
 /// How often the epoch advances: the granularity of timeouts and of yielding to other tasks.
@@ -36,7 +36,9 @@ const PIPE_CAPACITY: usize = 1 << 20;
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("`{name}` is not a WebAssembly component ({reason}); build it for wasm32-wasip2 or wrap a module with `wasm-tools component new`")]
+    #[error(
+        "`{name}` is not a WebAssembly component ({reason}); build it for wasm32-wasip2 or wrap a module with `wasm-tools component new`"
+    )]
     NotAComponent { name: String, reason: String },
     #[error("`{name}` does not fit the orch:plugin/step world: {reason}")]
     Incompatible { name: String, reason: String },
@@ -171,7 +173,10 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        bindings::orch::plugin::log::add_to_linker::<_, HasSelf<LogHost>>(&mut linker, |s: &mut StepState| &mut s.log)?;
+        bindings::orch::plugin::log::add_to_linker::<_, HasSelf<LogHost>>(
+            &mut linker,
+            |s: &mut StepState| &mut s.log,
+        )?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (stop, ticking) = (ticker_stop.clone(), engine.clone());
@@ -206,19 +211,34 @@ impl Runtime {
             } else {
                 "no WebAssembly header".to_string()
             };
-            return Err(LoadError::NotAComponent { name: name.into(), reason });
+            return Err(LoadError::NotAComponent {
+                name: name.into(),
+                reason,
+            });
         }
-        let component = self
-            .cache
-            .load(&self.engine, &hash, bytes)
-            .map_err(|e| LoadError::NotAComponent { name: name.into(), reason: format!("{e:#}") })?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Incompatible { name: name.into(), reason: format!("{e:#}") })?;
-        let pre = StepPre::new(instance_pre)
-            .map_err(|e| LoadError::Incompatible { name: name.into(), reason: format!("{e:#}") })?;
-        let plugin = Arc::new(Plugin { name: name.into(), hash: hash.clone(), pre });
+        let component =
+            self.cache
+                .load(&self.engine, &hash, bytes)
+                .map_err(|e| LoadError::NotAComponent {
+                    name: name.into(),
+                    reason: format!("{e:#}"),
+                })?;
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::Incompatible {
+                    name: name.into(),
+                    reason: format!("{e:#}"),
+                })?;
+        let pre = StepPre::new(instance_pre).map_err(|e| LoadError::Incompatible {
+            name: name.into(),
+            reason: format!("{e:#}"),
+        })?;
+        let plugin = Arc::new(Plugin {
+            name: name.into(),
+            hash: hash.clone(),
+            pre,
+        });
         self.lock_loaded().insert(hash, plugin.clone());
         Ok(plugin)
     }
@@ -228,9 +248,16 @@ impl Runtime {
     }
 
     /// Ask a plugin to describe itself, in a sandbox with no grants.
-    pub async fn describe(&self, plugin: &Plugin, sink: Arc<dyn StepSink>) -> Result<PluginInfo, Fault> {
+    pub async fn describe(
+        &self,
+        plugin: &Plugin,
+        sink: Arc<dyn StepSink>,
+    ) -> Result<PluginInfo, Fault> {
         let granter = Arc::new(Granter::new("describe", vec![]));
-        let limits = Limits { memory: crate::workflow::DEFAULT_MEMORY, fuel: None };
+        let limits = Limits {
+            memory: crate::workflow::DEFAULT_MEMORY,
+            fuel: None,
+        };
         let (mut store, instance, _pipes) = self.instantiate(plugin, limits, granter, sink).await?;
         let call = instance.call_describe(&mut store);
         let result = tokio::time::timeout(Duration::from_secs(10), call).await;
@@ -243,9 +270,16 @@ impl Runtime {
     }
 
     /// Call `plan` or `run` in a fresh instance with the invocation's limits.
-    pub async fn call(&self, plugin: &Plugin, call: Call, inv: Invocation<'_>) -> Result<Returned, Fault> {
+    pub async fn call(
+        &self,
+        plugin: &Plugin,
+        call: Call,
+        inv: Invocation<'_>,
+    ) -> Result<Returned, Fault> {
         let sink = inv.sink.clone();
-        let (mut store, instance, pipes) = self.instantiate(plugin, inv.limits, inv.granter, inv.sink).await?;
+        let (mut store, instance, pipes) = self
+            .instantiate(plugin, inv.limits, inv.granter, inv.sink)
+            .await?;
         let result = {
             let work = async {
                 match call {
@@ -290,9 +324,15 @@ impl Runtime {
             wasi,
             table: Default::default(),
             http: WasiHttpCtx::new(),
-            gate: HttpGate { granter, sink: sink.clone() },
+            gate: HttpGate {
+                granter,
+                sink: sink.clone(),
+            },
             log: LogHost { sink },
-            limiter: MemoryCap { max: limits.memory, hit: false },
+            limiter: MemoryCap {
+                max: limits.memory,
+                hit: false,
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -323,7 +363,10 @@ impl Pipes {
             (&self.stderr, bindings::Level::Warn, "stderr"),
         ] {
             let bytes = pipe.contents();
-            for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
+            for line in String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
                 sink.log(level, &format!("[{tag}] {line}"));
             }
         }
@@ -338,7 +381,13 @@ fn classify_trap(error: wasmtime::Error, limiter: MemoryCap, fuel: Option<u64>) 
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Fault::OutOfFuel(fuel.unwrap_or(u64::MAX)),
         Some(trap) => Fault::Trap(trap.to_string()),
-        None => Fault::Trap(format!("{error:#}").lines().next().unwrap_or_default().to_string()),
+        None => Fault::Trap(
+            format!("{error:#}")
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        ),
     }
 }
 

@@ -18,16 +18,29 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the run store at `{url}`: {source}")]
-    Open { url: String, source: sqlx::Error },
+    // Driver errors are kept as text, not as `source`: their own chain repeats itself.
+    #[error("cannot open the run store at `{url}`: {reason}")]
+    Open { url: String, reason: String },
     #[error("cannot migrate the run store: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
     #[error("run store query failed: {0}")]
-    Query(#[from] sqlx::Error),
+    Query(String),
     #[error("no run matches `{0}`")]
     NoSuchRun(String),
     #[error("`{0}` matches several runs: give more characters")]
     Ambiguous(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Query(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e.to_string())
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -137,21 +150,33 @@ impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        if sqlite && let Some(path) = sqlite_path(url) {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
+        if sqlite
+            && let Some(dir) = sqlite_path(url).as_deref().and_then(Path::parent)
+        {
+            let _ = std::fs::create_dir_all(dir);
         }
-        let open_err = |source| StoreError::Open { url: redact_url(url), source };
+        let open_err = |e: sqlx::Error| StoreError::Open {
+            url: redact_url(url),
+            reason: e.to_string(),
+        };
+        let url = &with_create_mode(url);
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 8 })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
-                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -181,7 +206,12 @@ impl Store {
     }
 
     /// Record the end of a run.
-    pub async fn finish_run(&self, id: &str, status: &str, error: Option<&str>) -> Result<(), StoreError> {
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4")
             .bind(status)
             .bind(error)
@@ -218,7 +248,13 @@ impl Store {
     }
 
     /// Record how a step attempt ended.
-    pub async fn finish_step(&self, run: &str, step: &str, attempt: u32, end: StepEnd<'_>) -> Result<(), StoreError> {
+    pub async fn finish_step(
+        &self,
+        run: &str,
+        step: &str,
+        attempt: u32,
+        end: StepEnd<'_>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE step_runs SET status = $1, outputs = $2, error = $3, error_kind = $4, finished_at = $5 \
              WHERE run_id = $6 AND step = $7 AND attempt = $8",
@@ -273,20 +309,26 @@ impl Store {
 
     /// The most recent runs, newest first.
     pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(concat!(select_runs!(), " ORDER BY created_at DESC, id DESC LIMIT $1"))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(concat!(
+            select_runs!(),
+            " ORDER BY created_at DESC, id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(run_row).collect()
     }
 
     /// A run by id or unique id prefix, with steps, logs and audit.
     pub async fn get_run(&self, id: &str) -> Result<RunDetail, StoreError> {
         let pattern = format!("{}%", id.replace(['%', '_'], ""));
-        let rows = sqlx::query(concat!(select_runs!(), " WHERE id LIKE $1 ORDER BY id LIMIT 2"))
-            .bind(&pattern)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(concat!(
+            select_runs!(),
+            " WHERE id LIKE $1 ORDER BY id LIMIT 2"
+        ))
+        .bind(&pattern)
+        .fetch_all(&self.pool)
+        .await?;
         let run = match rows.as_slice() {
             [] => return Err(StoreError::NoSuchRun(id.into())),
             [one] => run_row(one)?,
@@ -330,25 +372,31 @@ impl Store {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?;
-        let audit = sqlx::query("SELECT step, ts, action, target, reason FROM audit WHERE run_id = $1 ORDER BY ts")
-            .bind(&run.id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    step: r.try_get("step")?,
-                    ts: r.try_get("ts")?,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    reason: r.try_get("reason")?,
-                })
+        let audit = sqlx::query(
+            "SELECT step, ts, action, target, reason FROM audit WHERE run_id = $1 ORDER BY ts",
+        )
+        .bind(&run.id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditRow {
+                step: r.try_get("step")?,
+                ts: r.try_get("ts")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                reason: r.try_get("reason")?,
             })
-            .collect::<Result<_, sqlx::Error>>()?;
-        Ok(RunDetail { run, steps, logs, audit })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        Ok(RunDetail {
+            run,
+            steps,
+            logs,
+            audit,
+        })
     }
 }
-
 
 fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
     Ok(RunRow {
@@ -364,8 +412,19 @@ fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
     })
 }
 
+/// SQLite URLs create the file unless told otherwise.
+fn with_create_mode(url: &str) -> String {
+    if !url.starts_with("sqlite:") || url.contains("mode=") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}mode=rwc")
+}
+
 fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| path.into())
 }

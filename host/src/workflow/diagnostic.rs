@@ -75,7 +75,7 @@ impl Diagnostics {
             GraphicalTheme::unicode_nocolor()
         };
         let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
-        let named = NamedSource::new(self.file.path.to_string(), self.file.text.to_string());
+        let named = NamedSource::new(&self.file.path, self.file.text.to_string());
         let mut out = String::new();
         for item in &self.items {
             let location = match item.span {

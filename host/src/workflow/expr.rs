@@ -85,7 +85,10 @@ impl Expr {
             expr: self.source.clone(),
             message,
         };
-        let value = self.program.execute(&context).map_err(|e| fail(e.to_string()))?;
+        let value = self
+            .program
+            .execute(&context)
+            .map_err(|e| fail(e.to_string()))?;
         value.json().map_err(|e| fail(e.to_string()))
     }
 
@@ -281,7 +284,10 @@ impl Template {
                 Template::String(parse_parts(s).map_err(|e| (s.clone(), e))?)
             }
             Json::Array(items) if contains_template(value) => Template::Array(
-                items.iter().map(Template::parse).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .map(Template::parse)
+                    .collect::<Result<_, _>>()?,
             ),
             Json::Object(map) if contains_template(value) => Template::Object(
                 map.iter()
@@ -412,10 +418,17 @@ mod tests {
     fn collects_references_but_not_comprehension_variables() {
         let e = Expr::compile("inputs.tags.all(t, t != steps.make.outputs.pw) && has(inputs.x)")
             .unwrap();
-        assert!(e.references.contains(&Reference::Input(Some("tags".into()))));
+        assert!(
+            e.references
+                .contains(&Reference::Input(Some("tags".into())))
+        );
         assert!(e.references.contains(&Reference::Step(Some("make".into()))));
         assert!(e.references.contains(&Reference::Input(None)));
-        assert!(!e.references.iter().any(|r| matches!(r, Reference::Unknown(_))));
+        assert!(
+            !e.references
+                .iter()
+                .any(|r| matches!(r, Reference::Unknown(_)))
+        );
     }
 
     #[test]
@@ -426,9 +439,13 @@ mod tests {
 
     #[test]
     fn whole_template_keeps_type_and_mixed_template_splices() {
-        let t = Template::parse(&json!({"n": "${{ inputs.n }}", "s": "user=${{ inputs.db_user }}!"}))
-            .unwrap();
-        assert_eq!(t.render(&scope()).unwrap(), json!({"n": 4, "s": "user=etl!"}));
+        let t =
+            Template::parse(&json!({"n": "${{ inputs.n }}", "s": "user=${{ inputs.db_user }}!"}))
+                .unwrap();
+        assert_eq!(
+            t.render(&scope()).unwrap(),
+            json!({"n": 4, "s": "user=etl!"})
+        );
         assert_eq!(t.skeleton(), json!({"n": null, "s": null}));
     }
 

@@ -32,12 +32,18 @@ impl InputSpec {
             && !options.contains(value)
         {
             let list: Vec<String> = options.iter().map(Json::to_string).collect();
-            return Err(format!("{value} is not one of the options [{}]", list.join(", ")));
+            return Err(format!(
+                "{value} is not one of the options [{}]",
+                list.join(", ")
+            ));
         }
         if let (Some(re), Some(s)) = (&self.regex, value.as_str())
             && !re.is_match(s)
         {
-            return Err(format!("\"{s}\" does not match the regex `{}`", re.as_str()));
+            return Err(format!(
+                "\"{s}\" does not match the regex `{}`",
+                re.as_str()
+            ));
         }
         Ok(())
     }
@@ -216,13 +222,25 @@ mod tests {
     #[test]
     fn wrong_type_options_and_regex_are_reported() {
         let mut s = spec(InputKind::Number);
-        assert!(s.parse_cli("abc").unwrap_err().contains("expected a number"));
+        assert!(
+            s.parse_cli("abc")
+                .unwrap_err()
+                .contains("expected a number")
+        );
         s.kind = InputKind::String;
         s.options = Some(vec![json!("a"), json!("b")]);
-        assert!(s.check(&json!("c")).unwrap_err().contains("not one of the options"));
+        assert!(
+            s.check(&json!("c"))
+                .unwrap_err()
+                .contains("not one of the options")
+        );
         s.options = None;
         s.regex = Some(regex::Regex::new("^[a-z]+$").unwrap());
-        assert!(s.check(&json!("A1")).unwrap_err().contains("does not match"));
+        assert!(
+            s.check(&json!("A1"))
+                .unwrap_err()
+                .contains("does not match")
+        );
         assert!(s.check(&json!("ok")).is_ok());
     }
 

@@ -21,20 +21,17 @@ use std::sync::Arc;
 /// Why a workflow could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read workflow `{path}`: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read workflow `{path}`: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{0}")]
     Invalid(Diagnostics),
 }
 
 /// Read, parse and validate a workflow file.
 pub fn load(path: &Path) -> Result<Workflow, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })?;
     parse(path, &text)
 }
@@ -45,11 +42,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Workflow, LoadError> {
         path: Arc::from(path.display().to_string()),
         text: Arc::from(text),
     };
-    let invalid = |items| LoadError::Invalid(Diagnostics {
-        file: source.clone(),
-        items,
-    });
-    let raw: authored::WorkflowToml = toml::from_str(text).map_err(|e| invalid(vec![toml_diagnostic(&e)]))?;
+    let invalid = |items| {
+        LoadError::Invalid(Diagnostics {
+            file: source.clone(),
+            items,
+        })
+    };
+    let raw: authored::WorkflowToml =
+        toml::from_str(text).map_err(|e| invalid(vec![toml_diagnostic(&e)]))?;
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     validate::validate(raw, source.clone(), dir).map_err(invalid)
 }

@@ -3,10 +3,10 @@
 
 use super::authored::{InputToml, RetryToml, ScheduleToml, StepToml, WorkflowToml};
 use super::diagnostic::{Diagnostic, Source};
-use super::expr::{Expr, Reference, Template, RUN_FIELDS};
-use super::inputs::{toml_to_json, InputSpec};
-use super::model::*;
 use super::did_you_mean;
+use super::expr::{Expr, RUN_FIELDS, Reference, Template};
+use super::inputs::{InputSpec, toml_to_json};
+use super::model::*;
 use indexmap::IndexMap;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
@@ -16,14 +16,21 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// Validate `raw`; on failure every diagnostic found is returned.
-pub fn validate(raw: WorkflowToml, source: Source, dir: PathBuf) -> Result<Workflow, Vec<Diagnostic>> {
+pub fn validate(
+    raw: WorkflowToml,
+    source: Source,
+    dir: PathBuf,
+) -> Result<Workflow, Vec<Diagnostic>> {
     let mut v = Validator {
         source: &source,
         errors: Vec::new(),
     };
     let name = raw.name.get_ref().trim().to_string();
     if name.is_empty() {
-        v.error(Diagnostic::at(raw.name.span(), "workflow `name` is empty").help("name the workflow, e.g. name = \"datalab\""));
+        v.error(
+            Diagnostic::at(raw.name.span(), "workflow `name` is empty")
+                .help("name the workflow, e.g. name = \"datalab\""),
+        );
     }
     let inputs = v.inputs(raw.inputs);
     let connections = v.connections(raw.connections);
@@ -91,27 +98,43 @@ impl Validator<'_> {
             if !self.identifier(&name, "input") {
                 continue;
             }
-            let regex = input.regex.as_ref().and_then(|r| match regex::Regex::new(r.get_ref()) {
-                Ok(re) => Some(re),
-                Err(e) => {
-                    self.error(Diagnostic::at(r.span(), format!("input `{}`: invalid regex: {e}", name.get_ref())));
-                    None
-                }
-            });
+            let regex = input
+                .regex
+                .as_ref()
+                .and_then(|r| match regex::Regex::new(r.get_ref()) {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        self.error(Diagnostic::at(
+                            r.span(),
+                            format!("input `{}`: invalid regex: {e}", name.get_ref()),
+                        ));
+                        None
+                    }
+                });
             let mut spec = InputSpec {
                 name: name.get_ref().clone(),
                 description: input.description,
                 kind: input.kind,
                 default: input.default.as_ref().map(|d| toml_to_json(d.get_ref())),
                 required: input.required.unwrap_or(input.default.is_none()),
-                options: input.options.as_ref().map(|o| o.get_ref().iter().map(toml_to_json).collect()),
+                options: input
+                    .options
+                    .as_ref()
+                    .map(|o| o.get_ref().iter().map(toml_to_json).collect()),
                 regex,
             };
             if let Some(options) = &input.options {
-                let unchecked = InputSpec { options: None, regex: None, ..spec.clone() };
+                let unchecked = InputSpec {
+                    options: None,
+                    regex: None,
+                    ..spec.clone()
+                };
                 for option in spec.options.iter().flatten() {
                     if let Err(e) = unchecked.check(option) {
-                        self.error(Diagnostic::at(options.span(), format!("input `{}`: option {e}", spec.name)));
+                        self.error(Diagnostic::at(
+                            options.span(),
+                            format!("input `{}`: option {e}", spec.name),
+                        ));
                     }
                 }
             }
@@ -119,8 +142,11 @@ impl Validator<'_> {
                 && let Err(e) = spec.check(value)
             {
                 self.error(
-                    Diagnostic::at(default.span(), format!("input `{}`: default {e}", spec.name))
-                        .help("make the default match the input's type, options and regex"),
+                    Diagnostic::at(
+                        default.span(),
+                        format!("input `{}`: default {e}", spec.name),
+                    )
+                    .help("make the default match the input's type, options and regex"),
                 );
             }
             spec.name = name.get_ref().clone();
@@ -136,31 +162,50 @@ impl Validator<'_> {
         raw.into_iter()
             .map(|(name, c)| {
                 let name = name.into_inner();
-                (name.clone(), Connection { name, kind: *c.kind.get_ref(), settings: c.settings })
+                (
+                    name.clone(),
+                    Connection {
+                        name,
+                        kind: *c.kind.get_ref(),
+                        settings: c.settings,
+                    },
+                )
             })
             .collect()
     }
 
-    fn schedule(&mut self, raw: ScheduleToml, inputs: &IndexMap<String, InputSpec>) -> Option<Schedule> {
+    fn schedule(
+        &mut self,
+        raw: ScheduleToml,
+        inputs: &IndexMap<String, InputSpec>,
+    ) -> Option<Schedule> {
         let expr = raw.cron.get_ref().trim().to_string();
         let fields = expr.split_whitespace().count();
-        let full = match fields {
-            5 => format!("0 {expr}"),
-            6 => expr.clone(),
+        let parsed = match fields {
+            5 | 6 => {
+                let full = if fields == 5 {
+                    format!("0 {expr}")
+                } else {
+                    expr.clone()
+                };
+                match cron::Schedule::from_str(&full) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        self.error(
+                            Diagnostic::at(raw.cron.span(), format!("invalid cron `{expr}`: {e}"))
+                                .help("e.g. \"0 3 * * *\" for 03:00 every day"),
+                        );
+                        None
+                    }
+                }
+            }
             _ => {
                 self.error(
-                    Diagnostic::at(raw.cron.span(), format!("cron `{expr}` has {fields} fields"))
-                        .help("use 5 fields (minute hour day month weekday) or 6 with seconds first"),
-                );
-                return None;
-            }
-        };
-        let parsed = match cron::Schedule::from_str(&full) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                self.error(
-                    Diagnostic::at(raw.cron.span(), format!("invalid cron `{expr}`: {e}"))
-                        .help("e.g. \"0 3 * * *\" for 03:00 every day"),
+                    Diagnostic::at(
+                        raw.cron.span(),
+                        format!("cron `{expr}` has {fields} fields"),
+                    )
+                    .help("use 5 fields (minute hour day month weekday) or 6 with seconds first"),
                 );
                 None
             }
@@ -170,12 +215,16 @@ impl Validator<'_> {
             Some(tz) => match chrono_tz::Tz::from_str(tz.get_ref()) {
                 Ok(tz) => Some(tz),
                 Err(_) => {
-                    let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()).collect();
+                    let names: Vec<&str> =
+                        chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()).collect();
                     let help = match did_you_mean(tz.get_ref(), &names) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => "use an IANA name like \"Europe/Lisbon\" or \"UTC\"".into(),
                     };
-                    self.error(Diagnostic::at(tz.span(), format!("unknown timezone `{}`", tz.get_ref())).help(help));
+                    self.error(
+                        Diagnostic::at(tz.span(), format!("unknown timezone `{}`", tz.get_ref()))
+                            .help(help),
+                    );
                     None
                 }
             },
@@ -185,10 +234,16 @@ impl Validator<'_> {
             for (name, value) in table.get_ref() {
                 let value = toml_to_json(value);
                 match inputs.get(name) {
-                    None => self.error(Diagnostic::at(table.span(), format!("schedule sets undeclared input `{name}`"))),
+                    None => self.error(Diagnostic::at(
+                        table.span(),
+                        format!("schedule sets undeclared input `{name}`"),
+                    )),
                     Some(spec) => {
                         if let Err(e) = spec.check(&value) {
-                            self.error(Diagnostic::at(table.span(), format!("schedule input `{name}`: {e}")));
+                            self.error(Diagnostic::at(
+                                table.span(),
+                                format!("schedule input `{name}`: {e}"),
+                            ));
                         }
                     }
                 }
@@ -213,7 +268,10 @@ impl Validator<'_> {
         dir: &std::path::Path,
     ) -> IndexMap<String, Step> {
         if raw.is_empty() {
-            self.error(Diagnostic::global("workflow has no steps").help("add a [steps.NAME] table with a `plugin`"));
+            self.error(
+                Diagnostic::global("workflow has no steps")
+                    .help("add a [steps.NAME] table with a `plugin`"),
+            );
         }
         let ids: Vec<String> = raw.keys().map(|k| k.get_ref().clone()).collect();
         let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -225,36 +283,71 @@ impl Validator<'_> {
             for need in &step.get_ref().needs {
                 let name = need.get_ref();
                 if name == id.get_ref() {
-                    self.error(Diagnostic::at(need.span(), format!("step `{name}` needs itself")).help("remove it from `needs`"));
+                    self.error(
+                        Diagnostic::at(need.span(), format!("step `{name}` needs itself"))
+                            .help("remove it from `needs`"),
+                    );
                 } else if !ids.contains(name) {
                     let help = match did_you_mean(name, &id_refs) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!("steps in this workflow: {}", ids.join(", ")),
                     };
-                    self.error(Diagnostic::at(need.span(), format!("step `{}` needs unknown step `{name}`", id.get_ref())).help(help));
+                    self.error(
+                        Diagnostic::at(
+                            need.span(),
+                            format!("step `{}` needs unknown step `{name}`", id.get_ref()),
+                        )
+                        .help(help),
+                    );
                 } else if !seen.insert(name.clone()) {
-                    self.error(Diagnostic::at(need.span(), format!("step `{}` lists `{name}` twice in `needs`", id.get_ref())));
+                    self.error(Diagnostic::at(
+                        need.span(),
+                        format!("step `{}` lists `{name}` twice in `needs`", id.get_ref()),
+                    ));
                 }
             }
             needs.insert(id.get_ref().clone(), step.get_ref().needs.clone());
         }
-        let Some(order) = self.topological_order(&needs) else {
-            return IndexMap::new();
+        let (order, ancestors) = match self.topological_order(&needs) {
+            Some(order) => {
+                let ancestors = ancestors(&order, &needs);
+                (order, ancestors)
+            }
+            // Keep checking the steps (the cycle is already reported); any step may be read.
+            None => (
+                ids.clone(),
+                ids.iter()
+                    .map(|id| (id.clone(), ids.iter().cloned().collect()))
+                    .collect(),
+            ),
         };
-        let ancestors = ancestors(&order, &needs);
 
         let mut steps: HashMap<String, Step> = HashMap::new();
         for (id, step) in raw {
             let step_span = step.span();
             let id = id.into_inner();
-            if let Some(built) = self.step(&id, step.into_inner(), step_span, inputs, connections, dir, &ancestors[&id]) {
+            if let Some(built) = self.step(
+                &id,
+                step.into_inner(),
+                step_span,
+                inputs,
+                connections,
+                dir,
+                &ancestors[&id],
+            ) {
                 steps.insert(id, built);
             }
         }
-        order.into_iter().filter_map(|id| steps.remove(&id).map(|s| (id, s))).collect()
+        order
+            .into_iter()
+            .filter_map(|id| steps.remove(&id).map(|s| (id, s)))
+            .collect()
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one call site; the arguments are the workflow context")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site; the arguments are the workflow context"
+    )]
     fn step(
         &mut self,
         id: &str,
@@ -267,16 +360,22 @@ impl Validator<'_> {
     ) -> Option<Step> {
         let errors_before = self.errors.len();
         let plugin = self.plugin_ref(id, &raw.plugin, dir);
-        let condition = raw.condition.as_ref().and_then(|c| match Expr::compile(c.get_ref()) {
-            Ok(e) => {
-                self.references(id, &e, c.span(), inputs, ancestors);
-                Some(e)
-            }
-            Err(e) => {
-                self.error(Diagnostic::at(c.span(), format!("step `{id}`: invalid `if`: {e}")).help(EXPR_HELP));
-                None
-            }
-        });
+        let condition = raw
+            .condition
+            .as_ref()
+            .and_then(|c| match Expr::compile(c.get_ref()) {
+                Ok(e) => {
+                    self.references(id, &e, c.span(), inputs, ancestors);
+                    Some(e)
+                }
+                Err(e) => {
+                    self.error(
+                        Diagnostic::at(c.span(), format!("step `{id}`: invalid `if`: {e}"))
+                            .help(EXPR_HELP),
+                    );
+                    None
+                }
+            });
         let with_json = raw
             .with
             .as_ref()
@@ -293,7 +392,10 @@ impl Validator<'_> {
             }
             Err((text, e)) => {
                 let at = self.narrow(with_span.clone().unwrap_or(span.clone()), &text);
-                self.error(Diagnostic::at(at, format!("step `{id}`: invalid template in `with`: {e}")).help(EXPR_HELP));
+                self.error(
+                    Diagnostic::at(at, format!("step `{id}`: invalid template in `with`: {e}"))
+                        .help(EXPR_HELP),
+                );
                 Template::Literal(with_json)
             }
         };
@@ -304,17 +406,25 @@ impl Validator<'_> {
             .collect();
         let timeout = match &raw.timeout {
             None => DEFAULT_TIMEOUT,
-            Some(t) => self.duration(id, "timeout", t.get_ref(), t.span()).unwrap_or(DEFAULT_TIMEOUT),
+            Some(t) => self
+                .duration(id, "timeout", t.get_ref(), t.span())
+                .unwrap_or(DEFAULT_TIMEOUT),
         };
-        let retry = raw.retry.as_ref().map_or(RetryPolicy::NONE, |r| self.retry(id, r.get_ref(), r.span()));
+        let retry = raw
+            .retry
+            .as_ref()
+            .map_or(RetryPolicy::NONE, |r| self.retry(id, r.get_ref(), r.span()));
         let memory = match &raw.memory {
             None => DEFAULT_MEMORY,
             Some(m) => match m.get_ref().parse::<bytesize::ByteSize>() {
                 Ok(size) if size.as_u64() >= 1 << 20 => size.as_u64(),
                 _ => {
                     self.error(
-                        Diagnostic::at(m.span(), format!("step `{id}`: invalid memory limit `{}`", m.get_ref()))
-                            .help("write a size of at least 1 MiB, e.g. \"256MiB\""),
+                        Diagnostic::at(
+                            m.span(),
+                            format!("step `{id}`: invalid memory limit `{}`", m.get_ref()),
+                        )
+                        .help("write a size of at least 1 MiB, e.g. \"256MiB\""),
                     );
                     DEFAULT_MEMORY
                 }
@@ -333,39 +443,66 @@ impl Validator<'_> {
             allow,
             timeout,
             retry,
-            limits: Limits { memory, fuel: raw.fuel },
-            spans: StepSpans { step: span, plugin: raw.plugin.span(), with: with_span },
+            limits: Limits {
+                memory,
+                fuel: raw.fuel,
+            },
+            spans: StepSpans {
+                step: span,
+                plugin: raw.plugin.span(),
+                with: with_span,
+            },
         })
     }
 
-    fn plugin_ref(&mut self, id: &str, raw: &Spanned<toml::Value>, dir: &std::path::Path) -> Option<PluginRef> {
+    fn plugin_ref(
+        &mut self,
+        id: &str,
+        raw: &Spanned<toml::Value>,
+        dir: &std::path::Path,
+    ) -> Option<PluginRef> {
         let file = |path: &str| {
             let p = PathBuf::from(path);
             if p.is_absolute() { p } else { dir.join(p) }
         };
         match raw.get_ref() {
             toml::Value::String(s) if s.contains('/') || s.ends_with(".wasm") => {
-                Some(PluginRef::File { path: file(s), sha256: None })
+                Some(PluginRef::File {
+                    path: file(s),
+                    sha256: None,
+                })
             }
             toml::Value::String(s) if !s.is_empty() => Some(PluginRef::Builtin(s.clone())),
             toml::Value::Table(t) => {
                 let path = t.get("path").and_then(toml::Value::as_str);
                 let sha = t.get("sha256").and_then(toml::Value::as_str);
-                let extra: Vec<&String> = t.keys().filter(|k| *k != "path" && *k != "sha256").collect();
+                let extra: Vec<&String> = t
+                    .keys()
+                    .filter(|k| *k != "path" && *k != "sha256")
+                    .collect();
                 match (path, extra.is_empty()) {
                     (Some(path), true) => {
                         if let Some(sha) = sha
                             && (sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()))
                         {
-                            self.error(Diagnostic::at(raw.span(), format!("step `{id}`: `sha256` must be 64 hex digits")));
+                            self.error(Diagnostic::at(
+                                raw.span(),
+                                format!("step `{id}`: `sha256` must be 64 hex digits"),
+                            ));
                             return None;
                         }
-                        Some(PluginRef::File { path: file(path), sha256: sha.map(str::to_lowercase) })
+                        Some(PluginRef::File {
+                            path: file(path),
+                            sha256: sha.map(str::to_lowercase),
+                        })
                     }
                     _ => {
                         self.error(
-                            Diagnostic::at(raw.span(), format!("step `{id}`: invalid plugin table"))
-                                .help("write plugin = { path = \"./x.wasm\", sha256 = \"...\" }"),
+                            Diagnostic::at(
+                                raw.span(),
+                                format!("step `{id}`: invalid plugin table"),
+                            )
+                            .help("write plugin = { path = \"./x.wasm\", sha256 = \"...\" }"),
                         );
                         None
                     }
@@ -432,16 +569,29 @@ impl Validator<'_> {
         }
     }
 
-    fn grant(&mut self, id: &str, raw: &Spanned<String>, connections: &IndexMap<String, Connection>) -> Option<Grant> {
+    fn grant(
+        &mut self,
+        id: &str,
+        raw: &Spanned<String>,
+        connections: &IndexMap<String, Connection>,
+    ) -> Option<Grant> {
         let text = raw.get_ref();
         match parse_grant(text) {
             Ok(Grant::Connection(name)) if !connections.contains_key(&name) => {
                 let names: Vec<&str> = connections.keys().map(String::as_str).collect();
                 let help = match did_you_mean(&name, &names) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("define it under [connections.{name}], or grant a destination like \"https://api.example.com\""),
+                    None => format!(
+                        "define it under [connections.{name}], or grant a destination like \"https://api.example.com\""
+                    ),
                 };
-                self.error(Diagnostic::at(raw.span(), format!("step `{id}` is granted undefined connection `{name}`")).help(help));
+                self.error(
+                    Diagnostic::at(
+                        raw.span(),
+                        format!("step `{id}` is granted undefined connection `{name}`"),
+                    )
+                    .help(help),
+                );
                 None
             }
             Ok(grant) => Some(grant),
@@ -454,7 +604,13 @@ impl Validator<'_> {
         }
     }
 
-    fn duration(&mut self, id: &str, what: &str, text: &str, span: Range<usize>) -> Option<Duration> {
+    fn duration(
+        &mut self,
+        id: &str,
+        what: &str,
+        text: &str,
+        span: Range<usize>,
+    ) -> Option<Duration> {
         match humantime::parse_duration(text) {
             Ok(d) if !d.is_zero() => Some(d),
             _ => {
@@ -478,14 +634,26 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|b| self.duration(id, "retry max_backoff", b, span.clone()))
             .unwrap_or(Duration::from_secs(60));
-        RetryPolicy { max: raw.max, backoff, max_backoff }
+        RetryPolicy {
+            max: raw.max,
+            backoff,
+            max_backoff,
+        }
     }
 
     /// Kahn's algorithm, ties broken by declaration order; reports one cycle if there is one.
-    fn topological_order(&mut self, needs: &IndexMap<String, Vec<Spanned<String>>>) -> Option<Vec<String>> {
+    fn topological_order(
+        &mut self,
+        needs: &IndexMap<String, Vec<Spanned<String>>>,
+    ) -> Option<Vec<String>> {
         let mut remaining: IndexMap<&str, usize> = needs
             .iter()
-            .map(|(id, n)| (id.as_str(), n.iter().filter(|x| needs.contains_key(x.get_ref())).count()))
+            .map(|(id, n)| {
+                (
+                    id.as_str(),
+                    n.iter().filter(|x| needs.contains_key(x.get_ref())).count(),
+                )
+            })
             .collect();
         let mut order = Vec::with_capacity(needs.len());
         while let Some(next) = remaining.iter().find(|(_, n)| **n == 0).map(|(id, _)| *id) {
@@ -504,13 +672,18 @@ impl Validator<'_> {
         let mut path: Vec<&str> = vec![*remaining.keys().next()?];
         loop {
             let last = *path.last()?;
-            let next = needs[last].iter().find(|x| remaining.contains_key(x.get_ref().as_str()))?;
+            let next = needs[last]
+                .iter()
+                .find(|x| remaining.contains_key(x.get_ref().as_str()))?;
             if let Some(start) = path.iter().position(|p| p == next.get_ref()) {
                 let mut cycle: Vec<&str> = path[start..].to_vec();
                 cycle.push(next.get_ref());
                 self.error(
-                    Diagnostic::at(next.span(), format!("cycle in `needs`: {}", cycle.join(" -> ")))
-                        .help("remove one of these `needs` so the steps can be ordered"),
+                    Diagnostic::at(
+                        next.span(),
+                        format!("cycle in `needs`: {}", cycle.join(" -> ")),
+                    )
+                    .help("remove one of these `needs` so the steps can be ordered"),
                 );
                 return None;
             }
@@ -522,7 +695,10 @@ impl Validator<'_> {
 const EXPR_HELP: &str = "expressions are CEL, e.g. inputs.db_user != '' or steps.make.outputs.id; templates are ${{ expr }}";
 
 /// Every step's transitive needs.
-fn ancestors(order: &[String], needs: &IndexMap<String, Vec<Spanned<String>>>) -> HashMap<String, BTreeSet<String>> {
+fn ancestors(
+    order: &[String],
+    needs: &IndexMap<String, Vec<Spanned<String>>>,
+) -> HashMap<String, BTreeSet<String>> {
     let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
     for id in order {
         let mut set = BTreeSet::new();
@@ -572,4 +748,3 @@ pub fn parse_grant(text: &str) -> Result<Grant, String> {
         other => Err(format!("unsupported scheme `{other}`")),
     }
 }
-

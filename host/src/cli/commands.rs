@@ -1,0 +1,303 @@
+//! One function per subcommand; each returns an [`Outcome`] or an error for the edge to print.
+
+use super::progress::{JsonObserver, TerminalObserver};
+use super::{Cli, Command, Outcome, PluginCommand, RunsCommand, render};
+use crate::executor::{Executor, Observer, RunSpec};
+use crate::runtime::check::{self, Resolved};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::store::Store;
+use crate::workflow::{self, LoadError, PluginRef, Workflow, inputs};
+use anyhow::Context;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Run the parsed command.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
+    let env = Env::new(&cli);
+    match cli.command {
+        Command::Run {
+            file,
+            inputs,
+            parallel,
+        } => run(&env, &file, &inputs, parallel).await,
+        Command::Plan { file, inputs } => plan(&env, &file, &inputs).await,
+        Command::Validate { files } => validate(&env, &files).await,
+        Command::Graph { file, format } => match load(&file) {
+            Ok(wf) => {
+                print!("{}", crate::plan::render(&wf, format));
+                Ok(Outcome::Success)
+            }
+            Err(outcome) => Ok(outcome),
+        },
+        Command::Runs { command } => runs(&env, command).await,
+        Command::Plugin { command } => plugin(&env, command).await,
+    }
+}
+
+/// Settings every command shares.
+struct Env {
+    database_url: Option<String>,
+    cache_dir: Option<PathBuf>,
+    json: bool,
+    color: bool,
+}
+
+impl Env {
+    fn new(cli: &Cli) -> Self {
+        Self {
+            database_url: cli.database_url.clone(),
+            cache_dir: cli.cache_dir.clone(),
+            json: cli.json,
+            color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    fn dirs() -> Option<directories::ProjectDirs> {
+        directories::ProjectDirs::from("dev", "orch", "orch")
+    }
+
+    fn runtime(&self) -> anyhow::Result<Runtime> {
+        let cache_dir = self
+            .cache_dir
+            .clone()
+            .or_else(|| Self::dirs().map(|d| d.cache_dir().join("components")));
+        Runtime::new(RuntimeConfig { cache_dir })
+    }
+
+    async fn store(&self) -> anyhow::Result<Store> {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let dirs = Self::dirs()
+                    .context("no home directory: pass --database-url or set ORCH_DATABASE_URL")?;
+                crate::store::default_url(dirs.data_dir())
+            }
+        };
+        Ok(Store::open(&url).await?)
+    }
+}
+
+/// Load a workflow, printing its diagnostics on failure.
+fn load(file: &Path) -> Result<Workflow, Outcome> {
+    match workflow::load(file) {
+        Ok(wf) => Ok(wf),
+        Err(LoadError::Invalid(diagnostics)) => {
+            eprint!("{}", diagnostics.render(std::io::stderr().is_terminal()));
+            Err(Outcome::Invalid)
+        }
+        Err(e @ LoadError::Read { .. }) => {
+            eprintln!("error: {e}");
+            Err(Outcome::Invalid)
+        }
+    }
+}
+
+/// Load plugins and check every `with`, printing diagnostics on failure.
+async fn resolve(env: &Env, runtime: &Runtime, wf: &Workflow) -> Result<Resolved, Outcome> {
+    check::resolve(runtime, wf).await.map_err(|d| {
+        eprint!("{}", d.render(env.color));
+        Outcome::Invalid
+    })
+}
+
+/// Parse `--input` pairs and resolve them against the declared inputs.
+fn resolve_inputs(
+    wf: &Workflow,
+    pairs: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, Outcome> {
+    let report = |errors: Vec<inputs::InputError>| {
+        for e in errors {
+            eprintln!("error: {}: {e}", wf.source.path);
+        }
+        Outcome::Invalid
+    };
+    let given = inputs::parse_cli_pairs(&wf.inputs, pairs).map_err(report)?;
+    inputs::resolve(&wf.inputs, &given).map_err(report)
+}
+
+fn spec(
+    wf: Workflow,
+    plugins: Resolved,
+    inputs: serde_json::Map<String, serde_json::Value>,
+) -> RunSpec {
+    RunSpec {
+        workflow: Arc::new(wf),
+        plugins,
+        inputs,
+        trigger: "cli".into(),
+        process_env: std::env::vars().collect(),
+    }
+}
+
+async fn run(env: &Env, file: &Path, pairs: &[String], parallel: usize) -> anyhow::Result<Outcome> {
+    let wf = match load(file) {
+        Ok(wf) => wf,
+        Err(o) => return Ok(o),
+    };
+    let inputs = match resolve_inputs(&wf, pairs) {
+        Ok(i) => i,
+        Err(o) => return Ok(o),
+    };
+    let runtime = Arc::new(env.runtime()?);
+    let plugins = match resolve(env, &runtime, &wf).await {
+        Ok(p) => p,
+        Err(o) => return Ok(o),
+    };
+    let store = env.store().await?;
+    let executor = Executor {
+        runtime,
+        store,
+        max_parallel: parallel,
+    };
+    let observer: Arc<dyn Observer> = if env.json {
+        Arc::new(JsonObserver)
+    } else {
+        Arc::new(TerminalObserver::new(std::io::stderr().is_terminal()))
+    };
+    let report = match executor
+        .run(spec(wf, plugins, inputs), observer.clone())
+        .await
+    {
+        Ok(r) => r,
+        Err(crate::executor::ExecError::Lookup(e)) => {
+            eprintln!("error: {e}");
+            return Ok(Outcome::Invalid);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if env.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{}", render::run_summary(&report));
+    }
+    Ok(if report.succeeded() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
+}
+
+async fn plan(env: &Env, file: &Path, pairs: &[String]) -> anyhow::Result<Outcome> {
+    let wf = match load(file) {
+        Ok(wf) => wf,
+        Err(o) => return Ok(o),
+    };
+    let inputs = match resolve_inputs(&wf, pairs) {
+        Ok(i) => i,
+        Err(o) => return Ok(o),
+    };
+    let runtime = Arc::new(env.runtime()?);
+    let plugins = match resolve(env, &runtime, &wf).await {
+        Ok(p) => p,
+        Err(o) => return Ok(o),
+    };
+    // Planning changes nothing and records nothing: the store is not opened.
+    let observer: Arc<dyn Observer> = if env.json {
+        Arc::new(crate::executor::Silent)
+    } else {
+        Arc::new(TerminalObserver::new(false))
+    };
+    let report = match crate::executor::plan(&runtime, spec(wf, plugins, inputs), observer).await {
+        Ok(r) => r,
+        Err(crate::executor::ExecError::Lookup(e)) => {
+            eprintln!("error: {e}");
+            return Ok(Outcome::Invalid);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if env.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", render::plan(&report));
+    }
+    Ok(if report.ok() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
+}
+
+async fn validate(env: &Env, files: &[PathBuf]) -> anyhow::Result<Outcome> {
+    let runtime = env.runtime()?;
+    let mut ok = true;
+    for file in files {
+        let Ok(wf) = load(file) else {
+            ok = false;
+            continue;
+        };
+        if resolve(env, &runtime, &wf).await.is_err() {
+            ok = false;
+            continue;
+        }
+        if !env.json {
+            println!("ok: {} ({} steps)", file.display(), wf.steps.len());
+        }
+    }
+    Ok(if ok {
+        Outcome::Success
+    } else {
+        Outcome::Invalid
+    })
+}
+
+async fn runs(env: &Env, command: RunsCommand) -> anyhow::Result<Outcome> {
+    let store = env.store().await?;
+    match command {
+        RunsCommand::List { limit } => {
+            let runs = store.list_runs(limit).await?;
+            if env.json {
+                println!("{}", serde_json::to_string(&runs)?);
+            } else {
+                println!("{}", render::runs_list(&runs));
+            }
+        }
+        RunsCommand::Show { id } => {
+            let detail = store.get_run(&id).await?;
+            if env.json {
+                println!("{}", serde_json::to_string(&detail)?);
+            } else {
+                print!("{}", render::run_detail(&detail));
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+async fn plugin(env: &Env, command: PluginCommand) -> anyhow::Result<Outcome> {
+    let runtime = env.runtime()?;
+    let names: Vec<String> = match command {
+        PluginCommand::List => crate::runtime::builtin::names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        PluginCommand::Inspect { plugin } => vec![plugin],
+    };
+    let mut infos = Vec::new();
+    for name in names {
+        let reference = if name.contains('/') || name.ends_with(".wasm") {
+            PluginRef::File {
+                path: PathBuf::from(&name),
+                sha256: None,
+            }
+        } else {
+            PluginRef::Builtin(name.clone())
+        };
+        match check::load(&runtime, &reference).await {
+            Ok(p) => infos.push(p.info.clone()),
+            Err((message, help)) => {
+                eprintln!("error: {message}\n  help: {help}");
+                return Ok(Outcome::Invalid);
+            }
+        }
+    }
+    if env.json {
+        let json: Vec<_> = infos.iter().map(render::plugin_json).collect();
+        println!("{}", serde_json::to_string(&json)?);
+    } else {
+        for info in &infos {
+            print!("{}", render::plugin_info(info));
+        }
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,204 @@
+//! Tables and text for humans: run summaries, plans, run history, plugin descriptions.
+
+use crate::executor::{PlanReport, RunReport, StepPlan};
+use crate::runtime::PluginInfo;
+use crate::store::{RunDetail, RunRow};
+use comfy_table::{Table, presets};
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_HORIZONTAL_ONLY)
+        .set_header(header.to_vec());
+    t
+}
+
+fn millis(ms: u128) -> String {
+    if ms >= 1000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn short(text: &str, max: usize) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        format!("{}…", one_line.chars().take(max).collect::<String>())
+    }
+}
+
+/// The table printed at the end of `orch run`.
+pub fn run_summary(report: &RunReport) -> String {
+    let mut t = table(&["step", "status", "attempts", "duration", "detail"]);
+    for s in &report.steps {
+        let detail = match &s.error {
+            Some(e) => e.clone(),
+            None if s.outputs.as_object().is_some_and(|o| !o.is_empty()) => {
+                format!("outputs: {}", s.outputs)
+            }
+            None => String::new(),
+        };
+        t.add_row(vec![
+            s.id.clone(),
+            s.status.as_str().to_string(),
+            s.attempts.to_string(),
+            millis(s.duration.as_millis()),
+            short(&detail, 100),
+        ]);
+    }
+    format!(
+        "{t}\nrun {} {} in {} (orch runs show {})",
+        report.run_id,
+        report.status,
+        millis(report.duration.as_millis()),
+        &report.run_id[..12.min(report.run_id.len())]
+    )
+}
+
+/// `orch plan` output.
+pub fn plan(report: &PlanReport) -> String {
+    let mut out = format!("plan for `{}`\n", report.workflow);
+    for step in &report.steps {
+        out.push_str(&format!("\n{} [{}]\n", step.id, step.plugin));
+        match &step.plan {
+            StepPlan::Changes(changes) if changes.is_empty() => out.push_str("  no change\n"),
+            StepPlan::Changes(changes) => {
+                for c in changes {
+                    out.push_str(&format!("  {} {}", c.kind, c.resource));
+                    if !c.detail.is_empty() {
+                        out.push_str(&format!(": {}", c.detail));
+                    }
+                    out.push('\n');
+                }
+            }
+            StepPlan::Skipped(why) => out.push_str(&format!("  skipped: {why}\n")),
+            StepPlan::Unknown(why) => out.push_str(&format!("  unknown: {why}\n")),
+            StepPlan::Failed(why) => out.push_str(&format!("  error: {why}\n")),
+        }
+    }
+    out
+}
+
+/// `orch runs list` output.
+pub fn runs_list(runs: &[RunRow]) -> String {
+    let mut t = table(&[
+        "run", "workflow", "trigger", "status", "started", "duration",
+    ]);
+    for r in runs {
+        let took = r
+            .finished_at
+            .map(|f| millis((f - r.created_at).max(0) as u128))
+            .unwrap_or_default();
+        t.add_row(vec![
+            r.id.clone(),
+            r.workflow.clone(),
+            r.trigger.clone(),
+            r.status.clone(),
+            time(r.created_at),
+            took,
+        ]);
+    }
+    t.to_string()
+}
+
+/// `orch runs show` output.
+pub fn run_detail(d: &RunDetail) -> String {
+    let r = &d.run;
+    let mut out = format!(
+        "run {}\nworkflow {} ({})\ntrigger {}\nstatus {}\nstarted {}\ninputs {}\n",
+        r.id,
+        r.workflow,
+        r.workflow_path,
+        r.trigger,
+        r.status,
+        time(r.created_at),
+        r.inputs
+    );
+    if let Some(e) = &r.error {
+        out.push_str(&format!("error {e}\n"));
+    }
+    let mut t = table(&["step", "attempt", "status", "duration", "outputs / error"]);
+    for s in &d.steps {
+        let took = s
+            .finished_at
+            .map(|f| millis((f - s.started_at).max(0) as u128))
+            .unwrap_or_default();
+        let detail = match (&s.error, &s.outputs) {
+            (Some(e), _) => format!("{}: {e}", s.error_kind.as_deref().unwrap_or("error")),
+            (None, Some(o)) => o.to_string(),
+            _ => String::new(),
+        };
+        t.add_row(vec![
+            s.step.clone(),
+            s.attempt.to_string(),
+            s.status.clone(),
+            took,
+            detail,
+        ]);
+    }
+    out.push_str(&format!("\n{t}\n"));
+    if !d.logs.is_empty() {
+        out.push_str("\nlogs\n");
+        for l in &d.logs {
+            out.push_str(&format!(
+                "  {} {} #{} {}: {}\n",
+                time(l.ts),
+                l.step,
+                l.attempt,
+                l.level,
+                l.message
+            ));
+        }
+    }
+    if !d.audit.is_empty() {
+        out.push_str("\ndenied\n");
+        for a in &d.audit {
+            out.push_str(&format!(
+                "  {} {} {}: {}\n",
+                time(a.ts),
+                a.step,
+                a.action,
+                a.reason
+            ));
+        }
+    }
+    out
+}
+
+/// `orch plugin inspect` output.
+pub fn plugin_info(info: &PluginInfo) -> String {
+    let schema = serde_json::from_str::<serde_json::Value>(&info.config_schema)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| info.config_schema.clone());
+    format!(
+        "{} {}\n  {}\n  capabilities: {}\n  config schema:\n{}\n\n",
+        info.name,
+        info.version,
+        info.description,
+        info.capabilities.join(", "),
+        schema
+            .lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+/// `orch plugin inspect --json` output.
+pub fn plugin_json(info: &PluginInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": info.name,
+        "version": info.version,
+        "description": info.description,
+        "capabilities": info.capabilities,
+        "config_schema": serde_json::from_str::<serde_json::Value>(&info.config_schema).unwrap_or_default(),
+    })
+}
