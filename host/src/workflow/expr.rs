@@ -6,6 +6,25 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+/// The CEL environment: the standard library plus the strings, lists and math extensions
+/// (`upperAscii()`, `split()`, `math.greatest()`...).
+fn env() -> Arc<cel::Env> {
+    static ENV: std::sync::LazyLock<Arc<cel::Env>> = std::sync::LazyLock::new(|| {
+        let mut env = cel::Env::stdlib();
+        for extension in [
+            cel::extensions::strings,
+            cel::extensions::lists,
+            cel::extensions::math,
+        ] {
+            if let Err(e) = env.add_extension(extension) {
+                tracing::error!("cannot add a CEL extension: {e}");
+            }
+        }
+        Arc::new(env)
+    });
+    ENV.clone()
+}
+
 /// The top-level names an expression may read.
 pub const ROOTS: &[&str] = &["inputs", "steps", "secrets", "env", "run"];
 /// The fields of `run`.
@@ -59,7 +78,7 @@ impl Expr {
         if source.is_empty() {
             return Err(ExprError::Empty);
         }
-        let program = cel::Program::compile(source).map_err(|e| ExprError::Parse {
+        let program = env().compile(source).map_err(|e| ExprError::Parse {
             expr: source.to_string(),
             message: e.to_string().lines().next().unwrap_or_default().to_string(),
         })?;
@@ -75,7 +94,7 @@ impl Expr {
 
     /// Evaluate against `scope`, as JSON.
     pub fn eval(&self, scope: &Scope) -> Result<Json, ExprError> {
-        let mut context = cel::Context::default();
+        let mut context = cel::Context::with_env(env());
         for (name, value) in scope.roots() {
             if self.reads_root(name) {
                 context.add_variable_from_value(name, json_to_cel(value));

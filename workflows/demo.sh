@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The demo: build orch and run the example workflows of this directory.
+# Set-up included (wasm target, services for the provisioning workflows).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
+bash tests/services.sh start
+# shellcheck disable=SC1090
+source "$(bash tests/services.sh env)"
+
+cargo build --bin orch
+orch=./target/debug/orch
+export ORCH_DATABASE_URL=${ORCH_DATABASE_URL:-sqlite://$PWD/target/demo/orch.db}
+
+$orch validate workflows/*.toml
+$orch graph workflows/hello.toml
+$orch plan workflows/hello.toml --input who=datalab
+$orch run workflows/hello.toml --input who=datalab
+$orch runs list --limit 5
