@@ -1,1 +1,7 @@
+//! End-to-end tests: the real `orch` binary in a temp dir, real plugins, a real run store.
 
+mod faults;
+mod harness;
+mod runs;
+mod store_postgres;
+mod ui;

@@ -150,9 +150,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        if sqlite
-            && let Some(dir) = sqlite_path(url).as_deref().and_then(Path::parent)
-        {
+        if sqlite && let Some(dir) = sqlite_path(url).as_deref().and_then(Path::parent) {
             let _ = std::fs::create_dir_all(dir);
         }
         let open_err = |e: sqlx::Error| StoreError::Open {

@@ -181,9 +181,9 @@ pub struct Connection {
 /// A validated `[[schedule]]`.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    /// As written (5 or 6 fields).
+    /// As written: 5 fields, or 6 with seconds first (vixie-cron semantics, Sunday = 0).
     pub cron: String,
-    pub parsed: cron::Schedule,
+    pub parsed: croner::Cron,
     pub timezone: chrono_tz::Tz,
     pub overlap: Overlap,
     pub catchup: Catchup,

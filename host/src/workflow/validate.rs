@@ -24,6 +24,7 @@ pub fn validate(
     let mut v = Validator {
         source: &source,
         errors: Vec::new(),
+        step_ids: raw.steps.keys().map(|k| k.get_ref().clone()).collect(),
     };
     let name = raw.name.get_ref().trim().to_string();
     if name.is_empty() {
@@ -58,6 +59,8 @@ pub fn validate(
 struct Validator<'a> {
     source: &'a Source,
     errors: Vec<Diagnostic>,
+    /// Every step id, for reference checks.
+    step_ids: Vec<String>,
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -180,32 +183,12 @@ impl Validator<'_> {
         inputs: &IndexMap<String, InputSpec>,
     ) -> Option<Schedule> {
         let expr = raw.cron.get_ref().trim().to_string();
-        let fields = expr.split_whitespace().count();
-        let parsed = match fields {
-            5 | 6 => {
-                let full = if fields == 5 {
-                    format!("0 {expr}")
-                } else {
-                    expr.clone()
-                };
-                match cron::Schedule::from_str(&full) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        self.error(
-                            Diagnostic::at(raw.cron.span(), format!("invalid cron `{expr}`: {e}"))
-                                .help("e.g. \"0 3 * * *\" for 03:00 every day"),
-                        );
-                        None
-                    }
-                }
-            }
-            _ => {
+        let parsed = match croner::Cron::from_str(&expr) {
+            Ok(p) => Some(p),
+            Err(e) => {
                 self.error(
-                    Diagnostic::at(
-                        raw.cron.span(),
-                        format!("cron `{expr}` has {fields} fields"),
-                    )
-                    .help("use 5 fields (minute hour day month weekday) or 6 with seconds first"),
+                    Diagnostic::at(raw.cron.span(), format!("invalid cron `{expr}`: {}", cron_problem(&expr, &e)))
+                        .help("fields are minute (0-59) hour (0-23) day (1-31) month (1-12) weekday (0-6, SUN-SAT), optionally seconds first; e.g. \"0 3 * * *\""),
                 );
                 None
             }
@@ -462,7 +445,7 @@ impl Validator<'_> {
         dir: &std::path::Path,
     ) -> Option<PluginRef> {
         let file = |path: &str| {
-            let p = PathBuf::from(path);
+            let p = PathBuf::from(path.strip_prefix("./").unwrap_or(path));
             if p.is_absolute() { p } else { dir.join(p) }
         };
         match raw.get_ref() {
@@ -526,6 +509,7 @@ impl Validator<'_> {
         inputs: &IndexMap<String, InputSpec>,
         ancestors: &BTreeSet<String>,
     ) {
+        let all_steps = &self.step_ids.clone();
         for reference in &expr.references {
             let problem = match reference {
                 Reference::Input(Some(name)) if !inputs.contains_key(name) => {
@@ -541,6 +525,16 @@ impl Validator<'_> {
                 Reference::Step(Some(other)) if other == id => Some((
                     format!("step `{id}` reads its own outputs"),
                     "a step can read only the steps it needs".to_string(),
+                )),
+                Reference::Step(Some(other)) if !all_steps.contains(other) => Some((
+                    format!("step `{id}` reads unknown step `{other}`"),
+                    match did_you_mean(
+                        other,
+                        &all_steps.iter().map(String::as_str).collect::<Vec<_>>(),
+                    ) {
+                        Some(s) => format!("did you mean `steps.{s}`?"),
+                        None => format!("steps in this workflow: {}", all_steps.join(", ")),
+                    },
                 )),
                 Reference::Step(Some(other)) if !ancestors.contains(other) => Some((
                     format!("step `{id}` reads `steps.{other}` but does not need it"),
@@ -693,6 +687,37 @@ impl Validator<'_> {
 }
 
 const EXPR_HELP: &str = "expressions are CEL, e.g. inputs.db_user != '' or steps.make.outputs.id; templates are ${{ expr }}";
+
+/// Say which field of a cron expression is wrong: croner's component errors do not name it.
+fn cron_problem(expr: &str, error: &croner::errors::CronError) -> String {
+    const FIVE: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+    const SIX: [&str; 6] = [
+        "second",
+        "minute",
+        "hour",
+        "day-of-month",
+        "month",
+        "day-of-week",
+    ];
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let names: &[&str] = match fields.len() {
+        5 => &FIVE,
+        6 => &SIX,
+        n => {
+            return format!(
+                "{n} fields; write 5 (minute hour day month weekday) or 6 with seconds first"
+            );
+        }
+    };
+    for (i, field) in fields.iter().enumerate() {
+        let mut probe = vec!["*"; fields.len()];
+        probe[i] = field;
+        if let Err(e) = croner::Cron::from_str(&probe.join(" ")) {
+            return format!("the {} field `{field}` is invalid ({e})", names[i]);
+        }
+    }
+    error.to_string()
+}
 
 /// Every step's transitive needs.
 fn ancestors(

@@ -13,7 +13,11 @@ impl Plugin for EchoConfig {
         orch_sdk::info::<Config>("echo-config", "0.1.0", "Return the config", &["log"])
     }
     fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        Ok(vec![orch_sdk::change(orch_sdk::ChangeKind::Run, "echo", config)])
+        Ok(vec![orch_sdk::change(
+            orch_sdk::ChangeKind::Run,
+            "echo",
+            config,
+        )])
     }
     fn run(ctx: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
         let value: serde_json::Value = orch_sdk::config(&config)?;

@@ -33,7 +33,10 @@ impl Plugin for Fail {
         if config.succeed_on_attempt.is_some_and(|n| ctx.attempt >= n) {
             return Ok(vec![orch_sdk::output("attempt", ctx.attempt)]);
         }
-        orch_sdk::log::warn(format!("attempt {} failing: {}", ctx.attempt, config.message));
+        orch_sdk::log::warn(format!(
+            "attempt {} failing: {}",
+            ctx.attempt, config.message
+        ));
         let message = config.message;
         Err(match config.kind.as_str() {
             "retryable" => StepError::Retryable(message),

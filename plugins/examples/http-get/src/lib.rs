@@ -67,13 +67,20 @@ impl Plugin for HttpGet {
     }
     fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
         let config: Config = orch_sdk::config(&config)?;
-        Ok(vec![orch_sdk::change(orch_sdk::ChangeKind::Run, "GET", config.url)])
+        Ok(vec![orch_sdk::change(
+            orch_sdk::ChangeKind::Run,
+            "GET",
+            config.url,
+        )])
     }
     fn run(_: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
         let config: Config = orch_sdk::config(&config)?;
         let (status, body) = get(&config.url)?;
         orch_sdk::log::info(format!("GET {} -> {status}", config.url));
-        Ok(vec![orch_sdk::output("status", status), orch_sdk::output("body", body)])
+        Ok(vec![
+            orch_sdk::output("status", status),
+            orch_sdk::output("body", body),
+        ])
     }
 }
 

@@ -20,7 +20,11 @@ impl Plugin for LeakSecret {
     }
     fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
         let config: Config = orch_sdk::config(&config)?;
-        Ok(vec![orch_sdk::change(orch_sdk::ChangeKind::Run, "leak", config.secret)])
+        Ok(vec![orch_sdk::change(
+            orch_sdk::ChangeKind::Run,
+            "leak",
+            config.secret,
+        )])
     }
     fn run(_: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
         let config: Config = orch_sdk::config(&config)?;

@@ -1,0 +1,126 @@
+//! Drive the `orch` binary: a temp dir per test, its own SQLite store, a shared plugin cache.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of a test plugin built from `plugins/examples/NAME`.
+pub fn example(name: &str) -> String {
+    format!(
+        "{}/example_{}.wasm",
+        env!("ORCH_EXAMPLE_PLUGINS"),
+        name.replace('-', "_")
+    )
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// One test's sandbox.
+pub struct Orch {
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+    envs: Vec<(String, String)>,
+}
+
+/// What a command did.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// stdout parsed as JSON lines; the last one is the result.
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\nstderr: {}", self.stderr))
+            })
+            .collect()
+    }
+
+    /// The final report of `orch run --json`.
+    pub fn report(&self) -> Value {
+        self.json_lines()
+            .pop()
+            .unwrap_or_else(|| panic!("no output; stderr: {}", self.stderr))
+    }
+}
+
+impl From<Output> for Ran {
+    fn from(o: Output) -> Self {
+        Ran {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Orch {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = format!("sqlite://{}", dir.path().join("orch.db").display());
+        Self {
+            dir,
+            database_url,
+            envs: Vec::new(),
+        }
+    }
+
+    /// Set an environment variable for every command.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Write a file into the sandbox.
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).expect("write test file");
+        path
+    }
+
+    /// Run `orch ARGS` in the sandbox.
+    pub fn orch(&self, args: &[&str]) -> Ran {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("ORCH_DATABASE_URL", &self.database_url)
+            .env(
+                "ORCH_CACHE_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+            )
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_BACKTRACE");
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run orch").into()
+    }
+
+    /// `orch --json run FILE ARGS` on a workflow written from `toml`.
+    pub fn run(&self, toml: &str, args: &[&str]) -> Ran {
+        let file = self.write("workflow.toml", toml);
+        let file = file.to_str().expect("utf-8 path");
+        let mut all = vec!["--json", "run", file];
+        all.extend_from_slice(args);
+        self.orch(&all)
+    }
+}
+
+/// The step named `id` in a run report.
+pub fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("no step {id} in {report}"))
+}
