@@ -16,4 +16,5 @@ source "$(bash tests/services.sh env)"
 cargo fmt --all -- --check
 (cd plugins && cargo fmt --all -- --check)
 cargo clippy --workspace --all-targets -- -D warnings
+(cd plugins && cargo clippy --target wasm32-wasip2 --release --target-dir ../target/plugins -- -D warnings)
 cargo test --workspace

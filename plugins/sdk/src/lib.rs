@@ -11,6 +11,7 @@
 //! ```
 
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments, reason = "generated from WIT")]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "step",
