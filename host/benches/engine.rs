@@ -1,0 +1,197 @@
+//! Engine overhead benchmark (a bench binary; figures go to BENCHMARKS.md).
+//!
+//!     cargo bench --bench engine
+//!
+//! 1. Per-step overhead of a 40-step chain of no-op steps: (run time - step work) / steps, where
+//!    step work is the time spent inside the plugin call itself (measured separately as the
+//!    median `run` call on a warm instance pre).
+//! 2. Throughput of a 1000-step fan-out (independent no-op steps).
+//! 3. Plugin load with and without the compiled-component cache; per-step instantiate + call.
+//! 4. `orch run` wall time for a one-step workflow with a warm cache (the real binary).
+//!
+//! The run store is SQLite in a temp dir in every case.
+
+use orch::capability::{Denial, Granter, StepSink};
+use orch::executor::{Executor, RunSpec, Silent};
+use orch::runtime::bindings::Level;
+use orch::runtime::{check, Call, Invocation, Runtime, RuntimeConfig, StepContext};
+use orch::store::Store;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn p(v: &[Duration], q: f64) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn chain(n: usize) -> String {
+    let mut s = String::from("name = \"chain\"\n");
+    for i in 0..n {
+        s.push_str(&format!("[steps.s{i}]\nplugin = \"echo\"\n"));
+        if i > 0 {
+            s.push_str(&format!("needs = [\"s{}\"]\n", i - 1));
+        }
+    }
+    s
+}
+
+fn fan_out(n: usize) -> String {
+    let mut s = String::from("name = \"fanout\"\n");
+    for i in 0..n {
+        s.push_str(&format!("[steps.s{i}]\nplugin = \"echo\"\n"));
+    }
+    s
+}
+
+struct Quiet;
+impl StepSink for Quiet {
+    fn log(&self, _: Level, _: &str) {}
+    fn progress(&self, _: u64, _: Option<u64>, _: &str) {}
+    fn denied(&self, _: &Denial) {}
+}
+
+async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duration {
+    let wf = orch::workflow::parse(Path::new("bench.toml"), text).expect("valid workflow");
+    let plugins = check::resolve(runtime, &wf).await.expect("plugins resolve");
+    let spec = RunSpec {
+        workflow: Arc::new(wf),
+        plugins,
+        inputs: Default::default(),
+        trigger: "cli".into(),
+        process_env: HashMap::new(),
+    };
+    let start = Instant::now();
+    let report = executor.run(spec, Arc::new(Silent)).await.expect("run");
+    let took = start.elapsed();
+    assert!(report.succeeded());
+    took
+}
+
+fn main() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let cache = tmp.path().join("cache");
+        let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(cache.clone()) })?);
+        let store = Store::open(&format!("sqlite://{}", tmp.path().join("bench.db").display())).await?;
+        let executor = Executor { runtime: runtime.clone(), store, max_parallel: 8 };
+
+        // Plugin load: cold (compile + write cache) vs warm (deserialize from cache).
+        let echo = orch::runtime::builtin::get("echo").expect("echo is built in");
+        let cold_runtime = Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cold")) })?;
+        let t = Instant::now();
+        cold_runtime.load("echo", echo)?;
+        let cold = t.elapsed();
+        let mut warm = Vec::new();
+        for _ in 0..20 {
+            let fresh = Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cold")) })?;
+            let t = Instant::now();
+            fresh.load("echo", echo)?;
+            warm.push(t.elapsed());
+        }
+        let no_cache_runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+        let t = Instant::now();
+        no_cache_runtime.load("echo", echo)?;
+        let uncached = t.elapsed();
+
+        // One step = fresh instance from the InstancePre + the `run` call.
+        let plugin = runtime.load("echo", echo)?;
+        let mut per_call = Vec::new();
+        for i in 0..1000 {
+            let t = Instant::now();
+            runtime
+                .call(
+                    &plugin,
+                    Call::Run,
+                    Invocation {
+                        ctx: StepContext {
+                            run_id: "bench".into(),
+                            workflow: "bench".into(),
+                            step_id: format!("s{i}"),
+                            attempt: 1,
+                            trigger: "cli".into(),
+                        },
+                        config: "{}",
+                        limits: orch::workflow::Limits { memory: 256 << 20, fuel: None },
+                        timeout: Duration::from_secs(10),
+                        granter: Arc::new(Granter::new("s", vec![])),
+                        sink: Arc::new(Quiet),
+                    },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            per_call.push(t.elapsed());
+        }
+        let step_work = median(per_call.clone());
+
+        // 40-step chain.
+        let chain_text = chain(40);
+        run_once(&executor, &runtime, &chain_text).await; // warm-up
+        let mut chains = Vec::new();
+        for _ in 0..20 {
+            chains.push(run_once(&executor, &runtime, &chain_text).await);
+        }
+        let per_step: Vec<Duration> = chains.iter().map(|d| d.saturating_sub(step_work * 40) / 40).collect();
+
+        // 1000-step fan-out.
+        let fan_text = fan_out(1000);
+        run_once(&executor, &runtime, &fan_text).await;
+        let mut fans = Vec::new();
+        for _ in 0..5 {
+            fans.push(run_once(&executor, &runtime, &fan_text).await);
+        }
+        let fan = median(fans.clone());
+
+        println!("## orch engine benchmark (SQLite store)");
+        println!("plugin load, no cache (compile):          {:>9.2?}", uncached);
+        println!("plugin load, cold cache (compile + write): {:>9.2?}", cold);
+        println!("plugin load, warm cache (deserialize):     {:>9.2?} (median of 20)", median(warm));
+        println!(
+            "instantiate + run call, per step:          {:>9.2?} median, {:.2?} p99 (1000 calls)",
+            step_work,
+            p(&per_call, 0.99)
+        );
+        println!(
+            "40-step chain: run {:.2?} median; per-step overhead {:.2?} median, {:.2?} max (20 runs)",
+            median(chains.clone()),
+            median(per_step.clone()),
+            per_step.iter().max().copied().unwrap_or_default()
+        );
+        println!(
+            "1000-step fan-out: {:.2?} median (5 runs) = {:.0} steps/s",
+            fan,
+            1000.0 / fan.as_secs_f64()
+        );
+        anyhow::Ok(())
+    })?;
+
+    // The real binary, one-step workflow, warm cache.
+    let dir = tmp.path();
+    std::fs::write(dir.join("one.toml"), "name = \"one\"\n[steps.hello]\nplugin = \"echo\"\nwith = { message = \"hi\" }\n")?;
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
+            .args(["run", "one.toml"])
+            .current_dir(dir)
+            .env("ORCH_DATABASE_URL", format!("sqlite://{}", dir.join("cli.db").display()))
+            .env("ORCH_CACHE_DIR", dir.join("cli-cache"))
+            .output()
+    };
+    run()?; // fills the cache and creates the store
+    let mut walls = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let out = run()?;
+        walls.push(t.elapsed());
+        assert!(out.status.success());
+    }
+    println!("`orch run` one-step workflow, warm cache:  {:>9.2?} median, {:.2?} max (20 runs)", median(walls.clone()), walls.iter().max().copied().unwrap_or_default());
+    Ok(())
+}
