@@ -14,7 +14,7 @@
 use orch::capability::{Denial, Granter, StepSink};
 use orch::executor::{Executor, RunSpec, Silent};
 use orch::runtime::bindings::Level;
-use orch::runtime::{check, Call, Invocation, Runtime, RuntimeConfig, StepContext};
+use orch::runtime::{Call, Invocation, Runtime, RuntimeConfig, StepContext, check};
 use orch::store::Store;
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,7 +77,9 @@ async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duratio
 
 fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let cache = tmp.path().join("cache");
         let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(cache.clone()) })?);
@@ -175,12 +177,18 @@ fn main() -> anyhow::Result<()> {
 
     // The real binary, one-step workflow, warm cache.
     let dir = tmp.path();
-    std::fs::write(dir.join("one.toml"), "name = \"one\"\n[steps.hello]\nplugin = \"echo\"\nwith = { message = \"hi\" }\n")?;
+    std::fs::write(
+        dir.join("one.toml"),
+        "name = \"one\"\n[steps.hello]\nplugin = \"echo\"\nwith = { message = \"hi\" }\n",
+    )?;
     let run = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
             .args(["run", "one.toml"])
             .current_dir(dir)
-            .env("ORCH_DATABASE_URL", format!("sqlite://{}", dir.join("cli.db").display()))
+            .env(
+                "ORCH_DATABASE_URL",
+                format!("sqlite://{}", dir.join("cli.db").display()),
+            )
             .env("ORCH_CACHE_DIR", dir.join("cli-cache"))
             .output()
     };
@@ -192,6 +200,10 @@ fn main() -> anyhow::Result<()> {
         walls.push(t.elapsed());
         assert!(out.status.success());
     }
-    println!("`orch run` one-step workflow, warm cache:  {:>9.2?} median, {:.2?} max (20 runs)", median(walls.clone()), walls.iter().max().copied().unwrap_or_default());
+    println!(
+        "`orch run` one-step workflow, warm cache:  {:>9.2?} median, {:.2?} max (20 runs)",
+        median(walls.clone()),
+        walls.iter().max().copied().unwrap_or_default()
+    );
     Ok(())
 }

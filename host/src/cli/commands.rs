@@ -2,7 +2,7 @@
 
 use super::progress::{JsonObserver, TerminalObserver};
 use super::{Cli, Command, Outcome, PluginCommand, RunsCommand, render};
-use crate::executor::{Executor, Observer, RunSpec};
+use crate::executor::{ExecError, Executor, Observer, RunSpec};
 use crate::runtime::check::{self, Resolved};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::Store;
@@ -116,38 +116,56 @@ fn resolve_inputs(
     inputs::resolve(&wf.inputs, &given).map_err(report)
 }
 
-fn spec(
-    wf: Workflow,
-    plugins: Resolved,
-    inputs: serde_json::Map<String, serde_json::Value>,
-) -> RunSpec {
-    RunSpec {
+/// Everything before a run or a plan: workflow, inputs, runtime, plugins. `Err(outcome)` when
+/// something was invalid (already reported).
+async fn prepare(
+    env: &Env,
+    file: &Path,
+    pairs: &[String],
+) -> anyhow::Result<Result<(Arc<Runtime>, RunSpec), Outcome>> {
+    let wf = match load(file) {
+        Ok(wf) => wf,
+        Err(o) => return Ok(Err(o)),
+    };
+    let inputs = match resolve_inputs(&wf, pairs) {
+        Ok(i) => i,
+        Err(o) => return Ok(Err(o)),
+    };
+    let runtime = Arc::new(env.runtime()?);
+    let plugins = match resolve(env, &runtime, &wf).await {
+        Ok(p) => p,
+        Err(o) => return Ok(Err(o)),
+    };
+    let spec = RunSpec {
         workflow: Arc::new(wf),
         plugins,
         inputs,
         trigger: "cli".into(),
         process_env: std::env::vars().collect(),
+    };
+    Ok(Ok((runtime, spec)))
+}
+
+/// A missing secret or env value is the user's to fix (exit 2); anything else is an error.
+fn reported<T>(result: Result<T, ExecError>) -> anyhow::Result<Result<T, Outcome>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(ExecError::Lookup(e)) => {
+            eprintln!("error: {e}");
+            Ok(Err(Outcome::Invalid))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
 async fn run(env: &Env, file: &Path, pairs: &[String], parallel: usize) -> anyhow::Result<Outcome> {
-    let wf = match load(file) {
-        Ok(wf) => wf,
+    let (runtime, spec) = match prepare(env, file, pairs).await? {
+        Ok(prepared) => prepared,
         Err(o) => return Ok(o),
     };
-    let inputs = match resolve_inputs(&wf, pairs) {
-        Ok(i) => i,
-        Err(o) => return Ok(o),
-    };
-    let runtime = Arc::new(env.runtime()?);
-    let plugins = match resolve(env, &runtime, &wf).await {
-        Ok(p) => p,
-        Err(o) => return Ok(o),
-    };
-    let store = env.store().await?;
     let executor = Executor {
         runtime,
-        store,
+        store: env.store().await?,
         max_parallel: parallel,
     };
     let observer: Arc<dyn Observer> = if env.json {
@@ -155,16 +173,9 @@ async fn run(env: &Env, file: &Path, pairs: &[String], parallel: usize) -> anyho
     } else {
         Arc::new(TerminalObserver::new(std::io::stderr().is_terminal()))
     };
-    let report = match executor
-        .run(spec(wf, plugins, inputs), observer.clone())
-        .await
-    {
+    let report = match reported(executor.run(spec, observer).await)? {
         Ok(r) => r,
-        Err(crate::executor::ExecError::Lookup(e)) => {
-            eprintln!("error: {e}");
-            return Ok(Outcome::Invalid);
-        }
-        Err(e) => return Err(e.into()),
+        Err(o) => return Ok(o),
     };
     if env.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -179,17 +190,8 @@ async fn run(env: &Env, file: &Path, pairs: &[String], parallel: usize) -> anyho
 }
 
 async fn plan(env: &Env, file: &Path, pairs: &[String]) -> anyhow::Result<Outcome> {
-    let wf = match load(file) {
-        Ok(wf) => wf,
-        Err(o) => return Ok(o),
-    };
-    let inputs = match resolve_inputs(&wf, pairs) {
-        Ok(i) => i,
-        Err(o) => return Ok(o),
-    };
-    let runtime = Arc::new(env.runtime()?);
-    let plugins = match resolve(env, &runtime, &wf).await {
-        Ok(p) => p,
+    let (runtime, spec) = match prepare(env, file, pairs).await? {
+        Ok(prepared) => prepared,
         Err(o) => return Ok(o),
     };
     // Planning changes nothing and records nothing: the store is not opened.
@@ -198,13 +200,9 @@ async fn plan(env: &Env, file: &Path, pairs: &[String]) -> anyhow::Result<Outcom
     } else {
         Arc::new(TerminalObserver::new(false))
     };
-    let report = match crate::executor::plan(&runtime, spec(wf, plugins, inputs), observer).await {
+    let report = match reported(crate::executor::plan(&runtime, spec, observer).await)? {
         Ok(r) => r,
-        Err(crate::executor::ExecError::Lookup(e)) => {
-            eprintln!("error: {e}");
-            return Ok(Outcome::Invalid);
-        }
-        Err(e) => return Err(e.into()),
+        Err(o) => return Ok(o),
     };
     if env.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -284,7 +282,7 @@ async fn plugin(env: &Env, command: PluginCommand) -> anyhow::Result<Outcome> {
             PluginRef::Builtin(name.clone())
         };
         match check::load(&runtime, &reference).await {
-            Ok(p) => infos.push(p.info.clone()),
+            Ok(p) => infos.push((p.info.clone(), p.plugin.imports.clone())),
             Err((message, help)) => {
                 eprintln!("error: {message}\n  help: {help}");
                 return Ok(Outcome::Invalid);
@@ -292,11 +290,14 @@ async fn plugin(env: &Env, command: PluginCommand) -> anyhow::Result<Outcome> {
         }
     }
     if env.json {
-        let json: Vec<_> = infos.iter().map(render::plugin_json).collect();
+        let json: Vec<_> = infos
+            .iter()
+            .map(|(info, imports)| render::plugin_json(info, imports))
+            .collect();
         println!("{}", serde_json::to_string(&json)?);
     } else {
-        for info in &infos {
-            print!("{}", render::plugin_info(info));
+        for (info, imports) in &infos {
+            print!("{}", render::plugin_info(info, imports));
         }
     }
     Ok(Outcome::Success)

@@ -174,16 +174,17 @@ pub fn run_detail(d: &RunDetail) -> String {
 }
 
 /// `orch plugin inspect` output.
-pub fn plugin_info(info: &PluginInfo) -> String {
+pub fn plugin_info(info: &PluginInfo, imports: &[String]) -> String {
     let schema = serde_json::from_str::<serde_json::Value>(&info.config_schema)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| info.config_schema.clone());
     format!(
-        "{} {}\n  {}\n  capabilities: {}\n  config schema:\n{}\n\n",
+        "{} {}\n  {}\n  capabilities: {}\n  imports: {}\n  config schema:\n{}\n\n",
         info.name,
         info.version,
         info.description,
         info.capabilities.join(", "),
+        imports.join(", "),
         schema
             .lines()
             .map(|l| format!("    {l}"))
@@ -193,12 +194,13 @@ pub fn plugin_info(info: &PluginInfo) -> String {
 }
 
 /// `orch plugin inspect --json` output.
-pub fn plugin_json(info: &PluginInfo) -> serde_json::Value {
+pub fn plugin_json(info: &PluginInfo, imports: &[String]) -> serde_json::Value {
     serde_json::json!({
         "name": info.name,
         "version": info.version,
         "description": info.description,
         "capabilities": info.capabilities,
+        "imports": imports,
         "config_schema": serde_json::from_str::<serde_json::Value>(&info.config_schema).unwrap_or_default(),
     })
 }

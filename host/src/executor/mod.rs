@@ -9,13 +9,13 @@ pub use events::{Event, Observer, Silent};
 pub use plan_mode::{PlanReport, PlannedStep, StepPlan, plan};
 
 use crate::capability::secrets::{self, LookupError};
-use crate::capability::{Granter, Masker};
+use crate::capability::{Granter, Masker, StepSink};
 use crate::plan::{Plan, Readiness, StepStatus};
 use crate::runtime::bindings::Level;
 use crate::runtime::check::Resolved;
 use crate::runtime::{Call, Fault, Invocation, Output, Returned, Runtime, StepContext};
 use crate::store::{NewRun, StepEnd, Store, StoreError};
-use crate::workflow::expr::Scope;
+use crate::workflow::expr::{Reference, Scope};
 use crate::workflow::{Step, Workflow};
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
@@ -47,6 +47,20 @@ pub struct RunSpec {
     pub trigger: String,
     /// The environment `secrets.X` and `env.X` are read from (before the `.env` file).
     pub process_env: HashMap<String, String>,
+}
+
+impl RunSpec {
+    /// Resolve the secrets and env values the workflow reads; secrets are masked from now on.
+    fn lookup(&self, masker: &Masker) -> Result<secrets::Lookup, LookupError> {
+        let wf = &self.workflow;
+        secrets::resolve(
+            &wf.secret_names(),
+            &wf.env_names(),
+            &wf.dir,
+            &self.process_env,
+            masker,
+        )
+    }
 }
 
 /// The outcome of one step, as reported (masked).
@@ -115,13 +129,7 @@ impl Executor {
         let started = Instant::now();
         let masker = Arc::new(Masker::default());
         let workflow = spec.workflow.clone();
-        let lookup = secrets::resolve(
-            &workflow.secret_names(),
-            &workflow.env_names(),
-            &workflow.dir,
-            &spec.process_env,
-            &masker,
-        )?;
+        let lookup = spec.lookup(&masker)?;
         let run_id = uuid::Uuid::now_v7().simple().to_string();
         let inputs = Json::Object(spec.inputs);
         self.store
@@ -166,9 +174,7 @@ impl Executor {
             Ok(r) if r.iter().all(|s| !s.status.is_failure()) => "succeeded",
             _ => "failed",
         };
-        let channel = shared.channel.clone();
-        drop(shared);
-        drop(channel); // closes the records channel once every step sink is gone
+        drop(shared); // the last owner of the records channel: the writer drains and stops
         let _ = writer.await;
         let reports = match reports {
             Ok(r) => r,
@@ -275,56 +281,69 @@ async fn finish_without_running(
     error: Option<String>,
 ) -> Result<StepReport, ExecError> {
     let plugin = step.plugin.to_string();
+    let (run, id) = (&shared.run_id, &step.id);
     shared
         .store
-        .start_step(&shared.run_id, &step.id, 0, &plugin, status.as_str())
+        .start_step(run, id, 0, &plugin, status.as_str())
         .await?;
-    shared
-        .store
-        .finish_step(
-            &shared.run_id,
-            &step.id,
-            0,
-            StepEnd {
-                status: status.as_str(),
-                outputs: None,
-                error: error.as_deref(),
-                error_kind: None,
-            },
-        )
-        .await?;
-    shared
-        .finished
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(
-            step.id.clone(),
-            json!({"status": status.as_str(), "outputs": {}}),
-        );
-    shared.channel.observer.event(&Event::StepFinished {
-        step: step.id.clone(),
-        status,
-        duration: Duration::ZERO,
-        error: error.clone(),
-    });
-    Ok(StepReport {
-        id: step.id.clone(),
-        status,
-        attempts: 0,
-        duration: Duration::ZERO,
-        error,
-        outputs: json!({}),
-    })
+    let end = StepEnd {
+        status: status.as_str(),
+        outputs: None,
+        error: error.as_deref(),
+        error_kind: None,
+    };
+    shared.store.finish_step(run, id, 0, end).await?;
+    Ok(shared.conclude(id, status, json!({}), json!({}), 0, Duration::ZERO, error))
 }
 
-/// The expression scope for a step: the run's values plus finished steps.
+impl RunShared {
+    /// A step reached its final state: publish it to later expressions and observers.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of the report, named at each call"
+    )]
+    fn conclude(
+        &self,
+        id: &str,
+        status: StepStatus,
+        real_outputs: Json,
+        masked_outputs: Json,
+        attempts: u32,
+        duration: Duration,
+        error: Option<String>,
+    ) -> StepReport {
+        self.finished
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id.to_string(),
+                json!({"status": status.as_str(), "outputs": real_outputs}),
+            );
+        self.channel.observer.event(&Event::StepFinished {
+            step: id.to_string(),
+            status,
+            duration,
+            error: error.clone(),
+        });
+        StepReport {
+            id: id.to_string(),
+            status,
+            attempts,
+            duration,
+            error,
+            outputs: masked_outputs,
+        }
+    }
+}
+
+/// The expression scope for a step: the run's values plus finished steps (only when read).
 fn scope_for(shared: &RunShared, step: &Step) -> Scope {
     let mut scope = shared.base.clone();
-    if step.exprs().iter().any(|e| {
-        e.references
-            .iter()
-            .any(|r| matches!(r, crate::workflow::expr::Reference::Step(_)))
-    }) {
+    let reads_steps = step
+        .exprs()
+        .iter()
+        .any(|e| e.references.iter().any(|r| matches!(r, Reference::Step(_))));
+    if reads_steps {
         scope.steps = Json::Object(
             shared
                 .finished
@@ -373,12 +392,13 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
     let events = Arc::new(StepEvents::new(shared.channel.clone(), id));
     let granter = Arc::new(Granter::new(id, step.allow.clone()));
     let plugin_name = step.plugin.to_string();
+    let run = shared.run_id.as_str();
     let mut attempt = 1;
     loop {
         events.attempt.store(attempt, Ordering::Relaxed);
         shared
             .store
-            .start_step(&shared.run_id, id, attempt, &plugin_name, "running")
+            .start_step(run, id, attempt, &plugin_name, "running")
             .await?;
         shared.channel.observer.event(&Event::StepStarted {
             step: id.to_string(),
@@ -403,7 +423,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
             .call(&resolved.plugin, Call::Run, invocation)
             .await;
         let denials = events.take_denials();
-        match result {
+        let fault = match result {
             Ok(Returned::Run(outputs)) => {
                 let (real, masked) = collect_outputs(masker, outputs);
                 let end = StepEnd {
@@ -412,99 +432,68 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                     error: None,
                     error_kind: None,
                 };
-                shared
-                    .store
-                    .finish_step(&shared.run_id, id, attempt, end)
-                    .await?;
-                shared
-                    .finished
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(
-                        id.to_string(),
-                        json!({"status": "succeeded", "outputs": real}),
-                    );
-                let duration = started.elapsed();
-                shared.channel.observer.event(&Event::StepFinished {
-                    step: id.to_string(),
-                    status: StepStatus::Succeeded,
-                    duration,
-                    error: None,
-                });
-                return Ok(StepReport {
-                    id: id.into(),
-                    status: StepStatus::Succeeded,
-                    attempts: attempt,
-                    duration,
-                    error: None,
-                    outputs: masked,
-                });
+                shared.store.finish_step(run, id, attempt, end).await?;
+                let took = started.elapsed();
+                return Ok(shared.conclude(
+                    id,
+                    StepStatus::Succeeded,
+                    real,
+                    masked,
+                    attempt,
+                    took,
+                    None,
+                ));
             }
             Ok(Returned::Plan(_)) => {
                 return Err(ExecError::Internal("plan returned from run".into()));
             }
-            Err(fault) => {
-                // A denial explains the failure better than what the guest made of it.
-                let (kind, message) = match denials.first() {
-                    Some(denial) if !matches!(fault, Fault::Timeout(_) | Fault::OutOfMemory(_)) => {
-                        ("denied", format!("denied: {denial}"))
-                    }
-                    _ => (fault.kind(), fault.to_string()),
-                };
-                let message = masker.mask(&message);
-                let retry = fault.is_retryable() && denials.is_empty() && attempt <= step.retry.max;
-                let status = if retry { "retrying" } else { "failed" };
-                let end = StepEnd {
-                    status,
-                    outputs: None,
-                    error: Some(&message),
-                    error_kind: Some(kind),
-                };
-                shared
-                    .store
-                    .finish_step(&shared.run_id, id, attempt, end)
-                    .await?;
-                if retry {
-                    let delay = step.retry.delay_before(attempt + 1);
-                    events.host_log(
-                        Level::Warn,
-                        &format!(
-                            "attempt {attempt} failed: {message}; retrying in {}",
-                            humantime::format_duration(delay)
-                        ),
-                    );
-                    shared.channel.observer.event(&Event::StepRetrying {
-                        step: id.into(),
-                        attempt,
-                        delay,
-                        error: message,
-                    });
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                    continue;
-                }
-                let duration = started.elapsed();
-                shared
-                    .finished
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id.to_string(), json!({"status": "failed", "outputs": {}}));
-                shared.channel.observer.event(&Event::StepFinished {
-                    step: id.to_string(),
-                    status: StepStatus::Failed,
-                    duration,
-                    error: Some(message.clone()),
-                });
-                return Ok(StepReport {
-                    id: id.into(),
-                    status: StepStatus::Failed,
-                    attempts: attempt,
-                    duration,
-                    error: Some(message),
-                    outputs: json!({}),
-                });
+            Err(fault) => fault,
+        };
+        // A denial explains the failure better than what the guest made of it.
+        let (kind, message) = match denials.first() {
+            Some(denial) if !matches!(fault, Fault::Timeout(_) | Fault::OutOfMemory(_)) => {
+                ("denied", format!("denied: {denial}"))
             }
+            _ => (fault.kind(), fault.to_string()),
+        };
+        let message = masker.mask(&message);
+        let retry = fault.is_retryable() && denials.is_empty() && attempt <= step.retry.max;
+        let status = if retry { "retrying" } else { "failed" };
+        let end = StepEnd {
+            status,
+            outputs: None,
+            error: Some(&message),
+            error_kind: Some(kind),
+        };
+        shared.store.finish_step(run, id, attempt, end).await?;
+        if !retry {
+            let took = started.elapsed();
+            return Ok(shared.conclude(
+                id,
+                StepStatus::Failed,
+                json!({}),
+                json!({}),
+                attempt,
+                took,
+                Some(message),
+            ));
         }
+        let delay = step.retry.delay_before(attempt + 1);
+        events.log(
+            Level::Warn,
+            &format!(
+                "attempt {attempt} failed: {message}; retrying in {}",
+                humantime::format_duration(delay)
+            ),
+        );
+        shared.channel.observer.event(&Event::StepRetrying {
+            step: id.into(),
+            attempt,
+            delay,
+            error: message,
+        });
+        tokio::time::sleep(delay).await;
+        attempt += 1;
     }
 }
 

@@ -2,7 +2,6 @@
 
 use super::sink::{RunChannel, StepEvents};
 use super::{ExecError, Observer, RunSpec};
-use crate::capability::secrets;
 use crate::capability::{Granter, Masker};
 use crate::runtime::Runtime;
 use crate::runtime::{Call, ChangeKind, Invocation, Returned, StepContext};
@@ -79,20 +78,20 @@ pub async fn plan(
 ) -> Result<PlanReport, ExecError> {
     let workflow = spec.workflow.clone();
     let masker = Arc::new(Masker::default());
-    let lookup = secrets::resolve(
-        &workflow.secret_names(),
-        &workflow.env_names(),
-        &workflow.dir,
-        &spec.process_env,
-        &masker,
-    )?;
-    let run_id = "plan".to_string();
+    let lookup = spec.lookup(&masker)?;
+    let base = StepContext {
+        run_id: "plan".into(),
+        workflow: workflow.name.clone(),
+        step_id: String::new(),
+        attempt: 1,
+        trigger: spec.trigger.clone(),
+    };
     let scope = Scope {
         inputs: Json::Object(spec.inputs),
         steps: json!({}),
         secrets: Json::Object(lookup.secrets),
         env: Json::Object(lookup.env),
-        run: json!({"id": run_id, "trigger": spec.trigger, "workflow": workflow.name}),
+        run: json!({"id": base.run_id, "trigger": base.trigger, "workflow": workflow.name}),
     };
     let channel = Arc::new(RunChannel {
         masker: masker.clone(),
@@ -114,16 +113,7 @@ pub async fn plan(
         let plan = if !reads_steps.is_empty() {
             StepPlan::Unknown(format!("known after {} run", reads_steps.join(", ")))
         } else {
-            plan_step(
-                runtime,
-                &spec.plugins,
-                step,
-                &scope,
-                &channel,
-                &run_id,
-                &spec.trigger,
-            )
-            .await
+            plan_step(runtime, &spec.plugins, step, &scope, &channel, &base).await
         };
         steps.push(PlannedStep {
             id: step.id.clone(),
@@ -143,8 +133,7 @@ async fn plan_step(
     step: &crate::workflow::Step,
     scope: &Scope,
     channel: &Arc<RunChannel>,
-    run_id: &str,
-    trigger: &str,
+    base: &StepContext,
 ) -> StepPlan {
     let masker = &channel.masker;
     if let Some(condition) = &step.condition {
@@ -168,11 +157,8 @@ async fn plan_step(
     let config = config.to_string();
     let invocation = Invocation {
         ctx: StepContext {
-            run_id: run_id.to_string(),
-            workflow: channel_workflow(scope),
             step_id: step.id.clone(),
-            attempt: 1,
-            trigger: trigger.to_string(),
+            ..base.clone()
         },
         config: &config,
         limits: step.limits,
@@ -195,11 +181,4 @@ async fn plan_step(
         Ok(Returned::Run(_)) => StepPlan::Failed("run returned from plan".into()),
         Err(fault) => StepPlan::Failed(masker.mask(&fault.to_string())),
     }
-}
-
-fn channel_workflow(scope: &Scope) -> String {
-    scope.run["workflow"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }

@@ -77,11 +77,6 @@ impl StepEvents {
     pub fn take_denials(&self) -> Vec<Denial> {
         std::mem::take(&mut *self.denials.lock().unwrap_or_else(|e| e.into_inner()))
     }
-
-    /// Log a line on behalf of the host (retries, decisions), like a plugin line.
-    pub fn host_log(&self, level: Level, message: &str) {
-        self.log(level, message);
-    }
 }
 
 fn level_name(level: Level) -> &'static str {

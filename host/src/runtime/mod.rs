@@ -112,6 +112,8 @@ pub struct Plugin {
     /// How the workflow named it (built-in name or path).
     pub name: String,
     pub hash: String,
+    /// Interfaces the component imports: all it could ever ask the host for.
+    pub imports: Vec<String>,
     pre: StepPre<StepState>,
 }
 
@@ -234,9 +236,15 @@ impl Runtime {
             name: name.into(),
             reason: format!("{e:#}"),
         })?;
+        let imports = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         let plugin = Arc::new(Plugin {
             name: name.into(),
             hash: hash.clone(),
+            imports,
             pre,
         });
         self.lock_loaded().insert(hash, plugin.clone());

@@ -773,3 +773,99 @@ pub fn parse_grant(text: &str) -> Result<Grant, String> {
         other => Err(format!("unsupported scheme `{other}`")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_parse_connections_origins_and_tcp() {
+        assert_eq!(
+            parse_grant("pg_admin"),
+            Ok(Grant::Connection("pg_admin".into()))
+        );
+        assert_eq!(
+            parse_grant("https://API.example.com/"),
+            Ok(Grant::Http {
+                scheme: "https".into(),
+                host: "api.example.com".into(),
+                port: 443
+            })
+        );
+        assert_eq!(
+            parse_grant("http://10.0.0.5:11434"),
+            Ok(Grant::Http {
+                scheme: "http".into(),
+                host: "10.0.0.5".into(),
+                port: 11434
+            })
+        );
+        assert_eq!(
+            parse_grant("tcp://db:5432"),
+            Ok(Grant::Tcp {
+                host: "db".into(),
+                port: 5432
+            })
+        );
+    }
+
+    #[test]
+    fn grants_reject_paths_bad_wildcards_and_missing_tcp_ports() {
+        assert!(
+            parse_grant("https://api.example.com/v1")
+                .unwrap_err()
+                .contains("remove the path")
+        );
+        assert!(
+            parse_grant("https://api.*.com")
+                .unwrap_err()
+                .contains("wildcard")
+        );
+        assert!(
+            parse_grant("tcp://db")
+                .unwrap_err()
+                .contains("needs a port")
+        );
+        assert!(
+            parse_grant("ftp://x")
+                .unwrap_err()
+                .contains("unsupported scheme")
+        );
+        assert!(parse_grant("not a name").is_err());
+    }
+
+    #[test]
+    fn retry_backoff_doubles_and_is_capped() {
+        let policy = RetryPolicy {
+            max: 5,
+            backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(5),
+        };
+        assert_eq!(policy.delay_before(2), Duration::from_secs(2));
+        assert_eq!(policy.delay_before(3), Duration::from_secs(4));
+        assert_eq!(policy.delay_before(4), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn steps_are_ordered_dependencies_first_and_every_error_is_collected() {
+        let wf = crate::workflow::parse(
+            std::path::Path::new("w.toml"),
+            "name = \"w\"\n[steps.b]\nplugin = \"echo\"\nneeds = [\"a\"]\n[steps.a]\nplugin = \"echo\"\n",
+        )
+        .unwrap();
+        assert_eq!(wf.steps.keys().collect::<Vec<_>>(), ["a", "b"]);
+        let err = crate::workflow::parse(
+            std::path::Path::new("w.toml"),
+            "name = \"w\"\n[steps.a]\nplugin = \"echo\"\nneeds = [\"x\"]\ntimeout = \"soon\"\nmemory = \"1KiB\"\n",
+        )
+        .unwrap_err();
+        let crate::workflow::LoadError::Invalid(d) = err else {
+            panic!("expected diagnostics")
+        };
+        let messages: Vec<&str> = d.items.iter().map(|i| i.message.as_str()).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(messages[0].contains("unknown step `x`"));
+        assert!(messages[1].contains("invalid timeout `soon`"));
+        assert!(messages[2].contains("invalid memory limit `1KiB`"));
+    }
+}
