@@ -67,6 +67,7 @@ async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duratio
         inputs: Default::default(),
         trigger: "cli".into(),
         process_env: HashMap::new(),
+        cancel: Default::default(),
     };
     let start = Instant::now();
     let report = executor.run(spec, Arc::new(Silent)).await.expect("run");

@@ -379,3 +379,56 @@ fn plugin_list_describes_builtins_with_their_schema() {
         inspect.stdout
     );
 }
+
+#[test]
+fn an_interrupted_run_is_recorded_as_cancelled() {
+    let orch = Orch::new();
+    let file = orch.write(
+        "w.toml",
+        &format!(
+            "name = \"long\"\n[steps.spin]\nplugin = \"{}\"\ntimeout = \"60s\"\n[steps.after]\nplugin = \"echo\"\nneeds = [\"spin\"]\n",
+            example("spin")
+        ),
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["--json", "run", file.to_str().unwrap()])
+        .env("ORCH_DATABASE_URL", &orch.database_url)
+        .env(
+            "ORCH_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["status"], "cancelled");
+    let shown: serde_json::Value = serde_json::from_str(
+        &orch
+            .orch(&["--json", "runs", "show", report["run_id"].as_str().unwrap()])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(shown["status"], "cancelled");
+    let steps = shown["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "`after` never started: {shown}");
+    assert_eq!(steps[0]["status"], "cancelled");
+    assert!(
+        steps[0]["finished_at"].is_i64(),
+        "no attempt left open: {shown}"
+    );
+}

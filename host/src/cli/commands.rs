@@ -142,8 +142,30 @@ async fn prepare(
         inputs,
         trigger: "cli".into(),
         process_env: std::env::vars().collect(),
+        cancel: cancel_on_signal(),
     };
     Ok(Ok((runtime, spec)))
+}
+
+/// A token cancelled by Ctrl-C or SIGTERM, so an interrupted run is recorded as cancelled.
+fn cancel_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("interrupted: cancelling the run");
+        cancel.cancel();
+    });
+    token
 }
 
 /// A missing secret or env value is the user's to fix (exit 2); anything else is an error.

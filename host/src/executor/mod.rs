@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// Why a run could not be carried out (as opposed to a step failing inside it).
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub struct RunSpec {
     pub trigger: String,
     /// The environment `secrets.X` and `env.X` are read from (before the `.env` file).
     pub process_env: HashMap<String, String>,
+    /// Cancelling stops the run: running steps are aborted and recorded `cancelled`.
+    pub cancel: CancellationToken,
 }
 
 impl RunSpec {
@@ -169,23 +172,31 @@ impl Executor {
             trigger: spec.trigger,
         });
 
-        let reports = self.walk(&shared).await;
-        let status = match &reports {
-            Ok(r) if r.iter().all(|s| !s.status.is_failure()) => "succeeded",
-            _ => "failed",
-        };
+        let walked = self.walk(&shared, &spec.cancel).await;
         drop(shared); // the last owner of the records channel: the writer drains and stops
         let _ = writer.await;
-        let reports = match reports {
-            Ok(r) => r,
+        let (reports, status) = match walked {
+            Ok((reports, true)) => {
+                self.store.cancel_open_steps(&run_id).await?;
+                self.store
+                    .finish_run(&run_id, "cancelled", Some("cancelled before the end"))
+                    .await?;
+                (reports, "cancelled")
+            }
+            Ok((reports, false)) => {
+                let ok = reports.iter().all(|s| !s.status.is_failure());
+                let status = if ok { "succeeded" } else { "failed" };
+                self.store.finish_run(&run_id, status, None).await?;
+                (reports, status)
+            }
             Err(e) => {
+                self.store.cancel_open_steps(&run_id).await?;
                 self.store
                     .finish_run(&run_id, "failed", Some(&e.to_string()))
                     .await?;
                 return Err(e);
             }
         };
-        self.store.finish_run(&run_id, status, None).await?;
         let order: HashMap<&String, usize> = workflow
             .steps
             .keys()
@@ -204,7 +215,12 @@ impl Executor {
     }
 
     /// Walk the DAG: start ready steps up to the bound, decide dependants as steps finish.
-    async fn walk(&self, shared: &Arc<RunShared>) -> Result<Vec<StepReport>, ExecError> {
+    /// Returns the reports of finished steps and whether the run was cancelled.
+    async fn walk(
+        &self,
+        shared: &Arc<RunShared>,
+        cancel: &CancellationToken,
+    ) -> Result<(Vec<StepReport>, bool), ExecError> {
         let plan = Plan::new(&shared.workflow);
         let mut waiting: HashMap<&str, usize> = plan
             .needs
@@ -223,7 +239,16 @@ impl Executor {
                 let shared = shared.clone();
                 running.spawn(async move { run_step(&shared, &id).await });
             }
-            let Some(joined) = running.join_next().await else {
+            let joined = tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                    return Ok((reports, true));
+                }
+                joined = running.join_next() => joined,
+            };
+            let Some(joined) = joined else {
                 break;
             };
             let report =
@@ -253,7 +278,7 @@ impl Executor {
                 }
             }
         }
-        Ok(reports)
+        Ok((reports, false))
     }
 }
 

@@ -270,6 +270,19 @@ impl Store {
         Ok(())
     }
 
+    /// Close every attempt of a run still open (the run was cancelled or the executor failed).
+    pub async fn cancel_open_steps(&self, run: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE step_runs SET status = 'cancelled', error = 'cancelled while running', finished_at = $1 \
+             WHERE run_id = $2 AND finished_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(run)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Append log lines in one transaction.
     pub async fn append_logs(&self, run: &str, lines: &[NewLog]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
