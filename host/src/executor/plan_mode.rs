@@ -110,7 +110,14 @@ pub async fn plan(
                 _ => None,
             })
             .collect();
-        let plan = if !reads_steps.is_empty() {
+        // A condition that reads only inputs/env/secrets decides now, even if `with` cannot.
+        let skipped = step.condition.as_ref().filter(|c| {
+            !c.references.iter().any(|r| matches!(r, Reference::Step(_)))
+                && c.eval_bool(&scope).is_ok_and(|v| !v)
+        });
+        let plan = if let Some(c) = skipped {
+            StepPlan::Skipped(format!("`if` {} is false", c.source))
+        } else if !reads_steps.is_empty() {
             StepPlan::Unknown(format!("known after {} run", reads_steps.join(", ")))
         } else {
             plan_step(runtime, &spec.plugins, step, &scope, &channel, &base).await
