@@ -432,3 +432,30 @@ fn an_interrupted_run_is_recorded_as_cancelled() {
         "no attempt left open: {shown}"
     );
 }
+
+#[test]
+fn independent_steps_run_concurrently_up_to_the_bound() {
+    let orch = Orch::new();
+    let workflow = format!(
+        "name = \"par\"\n[steps.a]\nplugin = \"{spin}\"\ntimeout = \"1s\"\n[steps.b]\nplugin = \"{spin}\"\ntimeout = \"1s\"\n",
+        spin = example("spin")
+    );
+    let order = |parallel: &str| -> Vec<String> {
+        let ran = orch.run(&workflow, &["--parallel", parallel]);
+        ran.json_lines()
+            .iter()
+            .filter_map(|e| match e["event"].as_str() {
+                Some("step_started") => Some(format!("start {}", e["step"].as_str().unwrap())),
+                Some("step_finished") => Some(format!("end {}", e["step"].as_str().unwrap())),
+                _ => None,
+            })
+            .collect()
+    };
+    let both = order("2");
+    assert!(
+        both[0].starts_with("start") && both[1].starts_with("start"),
+        "{both:?}"
+    );
+    let one = order("1");
+    assert_eq!(one, ["start a", "end a", "start b", "end b"]);
+}
