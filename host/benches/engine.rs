@@ -68,6 +68,7 @@ async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duratio
         trigger: "cli".into(),
         process_env: HashMap::new(),
         cancel: Default::default(),
+        secret_store: None,
     };
     let start = Instant::now();
     let report = executor.run(spec, Arc::new(Silent)).await.expect("run");

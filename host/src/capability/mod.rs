@@ -3,10 +3,13 @@
 //! One module per concern: [`grants`] decides, [`log`] and [`http`] implement host
 //! interfaces, [`mask`] hides secrets, [`secrets`] loads them.
 
+pub mod connections;
 pub mod grants;
 pub mod http;
 pub mod log;
 pub mod mask;
+pub mod postgres;
+pub mod secret_store;
 pub mod secrets;
 
 pub use grants::{Denial, Granter};

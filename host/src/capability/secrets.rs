@@ -1,6 +1,8 @@
 //! Secrets and environment values for expressions: from the process environment, then from a
-//! `.env` file beside the workflow. Every secret value is registered with the [`Masker`].
+//! `.env` file beside the workflow, then (secrets only) from the host [`SecretStore`]. Every
+//! secret value is registered with the [`Masker`].
 
+use super::secret_store::{SecretStore, SecretStoreError};
 use super::Masker;
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
@@ -9,10 +11,12 @@ use std::path::Path;
 /// A named value an expression reads that cannot be found.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
-    #[error("secret `{name}` is not set: export {name}=... or add it to {env_file}")]
+    #[error("secret `{name}` is not set: export {name}=..., add it to {env_file}, or `orch secret set {name}`")]
     MissingSecret { name: String, env_file: String },
     #[error("environment variable `{name}` is not set: export {name}=... or add it to {env_file}")]
     MissingEnv { name: String, env_file: String },
+    #[error(transparent)]
+    Store(#[from] SecretStoreError),
     #[error("cannot read {path}: {message}")]
     DotEnv { path: String, message: String },
 }
@@ -30,6 +34,7 @@ pub fn resolve(
     env_names: &[String],
     workflow_dir: &Path,
     process_env: &HashMap<String, String>,
+    store: Option<&SecretStore>,
     masker: &Masker,
 ) -> Result<Lookup, LookupError> {
     let env_file = workflow_dir.join(".env");
@@ -38,10 +43,17 @@ pub fn resolve(
     let shown = env_file.display().to_string();
     let mut secrets = Map::new();
     for name in secret_names {
-        let value = find(name).ok_or_else(|| LookupError::MissingSecret {
-            name: name.clone(),
-            env_file: shown.clone(),
-        })?;
+        let stored = || match store {
+            Some(store) => store.get(name).map_err(LookupError::Store),
+            None => Ok(None),
+        };
+        let value = match find(name) {
+            Some(v) => v,
+            None => stored()?.ok_or_else(|| LookupError::MissingSecret {
+                name: name.clone(),
+                env_file: shown.clone(),
+            })?,
+        };
         masker.register(&value);
         secrets.insert(name.clone(), Json::String(value));
     }

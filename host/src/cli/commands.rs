@@ -1,10 +1,11 @@
 //! One function per subcommand; each returns an [`Outcome`] or an error for the edge to print.
 
 use super::progress::{JsonObserver, TerminalObserver};
-use super::{Cli, Command, Outcome, PluginCommand, RunsCommand, render};
+use super::{Cli, Command, Outcome, PluginCommand, RunsCommand, SecretCommand, render};
 use crate::executor::{ExecError, Executor, Observer, RunSpec};
 use crate::runtime::check::{self, Resolved};
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::capability::secret_store::SecretStore;
 use crate::store::Store;
 use crate::workflow::{self, LoadError, PluginRef, Workflow, inputs};
 use anyhow::Context;
@@ -32,6 +33,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         },
         Command::Runs { command } => runs(&env, command).await,
         Command::Plugin { command } => plugin(&env, command).await,
+        Command::Secret { command } => secret(&env, command),
     }
 }
 
@@ -39,6 +41,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
 struct Env {
     database_url: Option<String>,
     cache_dir: Option<PathBuf>,
+    secrets_dir: Option<PathBuf>,
     json: bool,
     color: bool,
 }
@@ -48,6 +51,7 @@ impl Env {
         Self {
             database_url: cli.database_url.clone(),
             cache_dir: cli.cache_dir.clone(),
+            secrets_dir: cli.secrets_dir.clone(),
             json: cli.json,
             color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         }
@@ -63,6 +67,17 @@ impl Env {
             .clone()
             .or_else(|| Self::dirs().map(|d| d.cache_dir().join("components")));
         Runtime::new(RuntimeConfig { cache_dir })
+    }
+
+    fn secret_store(&self) -> anyhow::Result<SecretStore> {
+        let dir = match &self.secrets_dir {
+            Some(dir) => dir.clone(),
+            None => Self::dirs()
+                .context("no home directory: pass --secrets-dir or set ORCH_SECRETS_DIR")?
+                .data_dir()
+                .join("secrets"),
+        };
+        Ok(SecretStore::new(dir))
     }
 
     async fn store(&self) -> anyhow::Result<Store> {
@@ -143,6 +158,7 @@ async fn prepare(
         trigger: "cli".into(),
         process_env: std::env::vars().collect(),
         cancel: cancel_on_signal(),
+        secret_store: Some(env.secret_store()?),
     };
     Ok(Ok((runtime, spec)))
 }
@@ -172,7 +188,7 @@ fn cancel_on_signal() -> tokio_util::sync::CancellationToken {
 fn reported<T>(result: Result<T, ExecError>) -> anyhow::Result<Result<T, Outcome>> {
     match result {
         Ok(value) => Ok(Ok(value)),
-        Err(ExecError::Lookup(e)) => {
+        Err(e @ (ExecError::Lookup(_) | ExecError::Connection(_))) => {
             eprintln!("error: {e}");
             Ok(Err(Outcome::Invalid))
         }
@@ -320,6 +336,36 @@ async fn plugin(env: &Env, command: PluginCommand) -> anyhow::Result<Outcome> {
     } else {
         for (info, imports) in &infos {
             print!("{}", render::plugin_info(info, imports));
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn secret(env: &Env, command: SecretCommand) -> anyhow::Result<Outcome> {
+    let store = env.secret_store()?;
+    match command {
+        SecretCommand::List => {
+            for name in store.list()? {
+                println!("{name}");
+            }
+        }
+        SecretCommand::Get { name } => match store.get(&name)? {
+            Some(value) => println!("{value}"),
+            None => {
+                eprintln!("error: no secret `{name}` in the secret store (`orch secret list` shows them)");
+                return Ok(Outcome::Failed);
+            }
+        },
+        SecretCommand::Set { name } => {
+            let mut value = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)?;
+            store.set(&name, value.trim_end_matches(['\n', '\r']))?;
+        }
+        SecretCommand::Rm { name } => {
+            if !store.remove(&name)? {
+                eprintln!("error: no secret `{name}` in the secret store");
+                return Ok(Outcome::Failed);
+            }
         }
     }
     Ok(Outcome::Success)

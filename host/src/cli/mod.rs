@@ -21,6 +21,9 @@ pub struct Cli {
     /// Where compiled plugins are cached (default: the user cache dir).
     #[arg(long, global = true, env = "ORCH_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// The host secret store (default: `secrets/` in the user data dir).
+    #[arg(long, global = true, env = "ORCH_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
     /// Machine-readable output: JSON lines for events, JSON for results.
     #[arg(long, global = true)]
     pub json: bool,
@@ -66,6 +69,23 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// The host secret store (values kept by `store_secret`, read as `secrets.NAME`).
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Names of stored secrets.
+    List,
+    /// Print a secret's value.
+    Get { name: String },
+    /// Store a secret read from stdin.
+    Set { name: String },
+    /// Delete a secret.
+    Rm { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,8 @@ mod sink;
 pub use events::{Event, Observer, Silent};
 pub use plan_mode::{PlanReport, PlannedStep, StepPlan, plan};
 
+use crate::capability::connections::{ConnectionError, Connections};
+use crate::capability::secret_store::SecretStore;
 use crate::capability::secrets::{self, LookupError};
 use crate::capability::{Granter, Masker, StepSink};
 use crate::plan::{Plan, Readiness, StepStatus};
@@ -33,6 +35,8 @@ pub enum ExecError {
     #[error(transparent)]
     Lookup(#[from] LookupError),
     #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
@@ -48,6 +52,8 @@ pub struct RunSpec {
     pub trigger: String,
     /// The environment `secrets.X` and `env.X` are read from (before the `.env` file).
     pub process_env: HashMap<String, String>,
+    /// Where `secrets.X` is looked up last and `store_secret` writes to.
+    pub secret_store: Option<SecretStore>,
     /// Cancelling stops the run: running steps are aborted and recorded `cancelled`.
     pub cancel: CancellationToken,
 }
@@ -61,6 +67,7 @@ impl RunSpec {
             &wf.env_names(),
             &wf.dir,
             &self.process_env,
+            self.secret_store.as_ref(),
             masker,
         )
     }
@@ -116,6 +123,8 @@ struct RunShared {
     base: Scope,
     /// `steps.ID` values (status and real outputs) of finished steps.
     finished: RwLock<Map<String, Json>>,
+    connections: Arc<Connections>,
+    secret_store: Option<SecretStore>,
     channel: Arc<RunChannel>,
     runtime: Arc<Runtime>,
     store: Store,
@@ -134,13 +143,20 @@ impl Executor {
         let workflow = spec.workflow.clone();
         let lookup = spec.lookup(&masker)?;
         let run_id = uuid::Uuid::now_v7().simple().to_string();
-        let inputs = Json::Object(spec.inputs);
+        let base = Scope {
+            inputs: Json::Object(spec.inputs),
+            steps: Json::Null,
+            secrets: Json::Object(lookup.secrets),
+            env: Json::Object(lookup.env),
+            run: json!({"id": run_id, "trigger": spec.trigger, "workflow": workflow.name}),
+        };
+        let connections = Arc::new(Connections::resolve(&workflow, &base, &masker)?);
         self.store
             .create_run(NewRun {
                 id: &run_id,
                 workflow: &workflow.name,
                 workflow_path: &workflow.source.path,
-                inputs: &masker.mask_json(&inputs),
+                inputs: &masker.mask_json(&base.inputs),
                 trigger: &spec.trigger,
             })
             .await?;
@@ -150,13 +166,9 @@ impl Executor {
         });
         let (records, writer) = sink::spawn_writer(self.store.clone(), run_id.clone());
         let shared = Arc::new(RunShared {
-            base: Scope {
-                inputs,
-                steps: Json::Null,
-                secrets: Json::Object(lookup.secrets),
-                env: Json::Object(lookup.env),
-                run: json!({"id": run_id, "trigger": spec.trigger, "workflow": workflow.name}),
-            },
+            base,
+            connections,
+            secret_store: spec.secret_store.clone(),
             run_id: run_id.clone(),
             workflow: workflow.clone(),
             plugins: spec.plugins,
@@ -442,6 +454,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
             timeout: step.timeout,
             granter: granter.clone(),
             sink: events.clone(),
+            connections: shared.connections.clone(),
         };
         let result = shared
             .runtime
@@ -450,7 +463,21 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
         let denials = events.take_denials();
         let fault = match result {
             Ok(Returned::Run(outputs)) => {
+                let secret_names: Vec<String> =
+                    outputs.iter().filter(|o| o.secret).map(|o| o.name.clone()).collect();
                 let (real, masked) = collect_outputs(masker, outputs);
+                if let Err(error) = keep_secrets(shared, step, &real, &secret_names, events.as_ref()) {
+                    let error = masker.mask(&error);
+                    let end = StepEnd {
+                        status: "failed",
+                        outputs: Some(&masked),
+                        error: Some(&error),
+                        error_kind: Some("store-secret"),
+                    };
+                    shared.store.finish_step(run, id, attempt, end).await?;
+                    let took = started.elapsed();
+                    return Ok(shared.conclude(id, StepStatus::Failed, json!({}), masked, attempt, took, Some(error)));
+                }
                 let end = StepEnd {
                     status: "succeeded",
                     outputs: Some(&masked),
@@ -520,6 +547,40 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
         tokio::time::sleep(delay).await;
         attempt += 1;
     }
+}
+
+/// Write the outputs named by the step's `store_secret` into the host secret store.
+fn keep_secrets(
+    shared: &RunShared,
+    step: &Step,
+    outputs: &Json,
+    secret_names: &[String],
+    events: &StepEvents,
+) -> Result<(), String> {
+    for keep in &step.store_secrets {
+        let output = match (&keep.output, secret_names) {
+            (Some(o), _) => o.clone(),
+            (None, [only]) => only.clone(),
+            (None, names) => {
+                return Err(format!(
+                    "store_secret = \"{}\" needs exactly one secret output, the plugin returned {}: name it, e.g. {{ {} = \"{}\" }}",
+                    keep.name,
+                    names.len(),
+                    names.first().map_or("password", String::as_str),
+                    keep.name
+                ));
+            }
+        };
+        let value = match outputs.get(&output) {
+            Some(Json::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => return Err(format!("store_secret: the step returned no output `{output}`")),
+        };
+        let store = shared.secret_store.as_ref().ok_or("store_secret: no secret store is configured")?;
+        store.set(&keep.name, &value).map_err(|e| format!("store_secret: {e}"))?;
+        events.log(Level::Info, &format!("stored output `{output}` as secret `{}`", keep.name));
+    }
+    Ok(())
 }
 
 /// Outputs as (real values for expressions, masked values for everything shown or stored).

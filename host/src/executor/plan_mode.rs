@@ -2,6 +2,7 @@
 
 use super::sink::{RunChannel, StepEvents};
 use super::{ExecError, Observer, RunSpec};
+use crate::capability::connections::Connections;
 use crate::capability::{Granter, Masker};
 use crate::runtime::Runtime;
 use crate::runtime::{Call, ChangeKind, Invocation, Returned, StepContext};
@@ -93,6 +94,7 @@ pub async fn plan(
         env: Json::Object(lookup.env),
         run: json!({"id": base.run_id, "trigger": base.trigger, "workflow": workflow.name}),
     };
+    let connections = Arc::new(Connections::resolve(&workflow, &scope, &masker)?);
     let channel = Arc::new(RunChannel {
         masker: masker.clone(),
         observer,
@@ -120,7 +122,16 @@ pub async fn plan(
         } else if !reads_steps.is_empty() {
             StepPlan::Unknown(format!("known after {} run", reads_steps.join(", ")))
         } else {
-            plan_step(runtime, &spec.plugins, step, &scope, &channel, &base).await
+            plan_step(
+                runtime,
+                &spec.plugins,
+                step,
+                &scope,
+                &channel,
+                &base,
+                &connections,
+            )
+            .await
         };
         steps.push(PlannedStep {
             id: step.id.clone(),
@@ -141,6 +152,7 @@ async fn plan_step(
     scope: &Scope,
     channel: &Arc<RunChannel>,
     base: &StepContext,
+    connections: &Arc<Connections>,
 ) -> StepPlan {
     let masker = &channel.masker;
     if let Some(condition) = &step.condition {
@@ -172,6 +184,7 @@ async fn plan_step(
         timeout: step.timeout,
         granter: Arc::new(Granter::new(&step.id, step.allow.clone())),
         sink: Arc::new(StepEvents::new(channel.clone(), &step.id)),
+        connections: connections.clone(),
     };
     match runtime.call(&resolved.plugin, Call::Plan, invocation).await {
         Ok(Returned::Plan(changes)) => StepPlan::Changes(

@@ -3,11 +3,14 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "step",
+    imports: { "orch:plugin/postgres": async | trappable },
     exports: { default: async },
     with: {
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        "wasi:random": wasmtime_wasi::p2::bindings::random,
+        "orch:plugin/postgres.connection": crate::capability::postgres::PgSession,
     },
 });
 

@@ -88,8 +88,15 @@ pub async fn resolve(runtime: &Runtime, workflow: &Workflow) -> Result<Resolved,
         if let Some(schema) = &entry.schema {
             for error in schema.iter_errors(&skeleton) {
                 let path = error.instance_path.to_string();
-                if templated.iter().any(|t| path.starts_with(t.as_str())) {
-                    continue; // known only at run time; checked again after rendering
+                // Known only at run time (checked again after rendering): errors at a templated
+                // value, and "no variant matches" errors above one.
+                let combinator = matches!(
+                    error.kind,
+                    jsonschema::error::ValidationErrorKind::OneOfNotValid { .. }
+                        | jsonschema::error::ValidationErrorKind::AnyOf { .. }
+                );
+                if templated.iter().any(|t| path.starts_with(t.as_str()) || (combinator && t.starts_with(&path))) {
+                    continue;
                 }
                 let with_span = step.spans.with.clone().unwrap_or(step.spans.step.clone());
                 let (key, help) = match &error.kind {

@@ -10,8 +10,10 @@ mod state;
 pub use bindings::{Change, ChangeKind, Output, PluginInfo, StepContext, StepError};
 pub use cache::content_hash;
 
+use crate::capability::connections::Connections;
 use crate::capability::http::HttpGate;
 use crate::capability::log::LogHost;
+use crate::capability::postgres::{PostgresData, PostgresHost, PostgresView};
 use crate::capability::{Granter, StepSink};
 use crate::workflow::Limits;
 use bindings::{Step, StepPre};
@@ -139,6 +141,8 @@ pub struct Invocation<'a> {
     pub timeout: Duration,
     pub granter: Arc<Granter>,
     pub sink: Arc<dyn StepSink>,
+    /// The run's rendered connections (only granted ones can be opened).
+    pub connections: Arc<Connections>,
 }
 
 /// Settings of the runtime.
@@ -175,6 +179,13 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        bindings::orch::plugin::postgres::add_to_linker::<_, PostgresData>(
+            &mut linker,
+            |s: &mut StepState| PostgresView {
+                table: &mut s.table,
+                host: &mut s.postgres,
+            },
+        )?;
         bindings::orch::plugin::log::add_to_linker::<_, HasSelf<LogHost>>(
             &mut linker,
             |s: &mut StepState| &mut s.log,
@@ -266,7 +277,9 @@ impl Runtime {
             memory: crate::workflow::DEFAULT_MEMORY,
             fuel: None,
         };
-        let (mut store, instance, _pipes) = self.instantiate(plugin, limits, granter, sink).await?;
+        let (mut store, instance, _pipes) = self
+            .instantiate(plugin, limits, granter, sink, Arc::default())
+            .await?;
         let call = instance.call_describe(&mut store);
         let result = tokio::time::timeout(Duration::from_secs(10), call).await;
         let limiter = store.data().limiter;
@@ -286,7 +299,7 @@ impl Runtime {
     ) -> Result<Returned, Fault> {
         let sink = inv.sink.clone();
         let (mut store, instance, pipes) = self
-            .instantiate(plugin, inv.limits, inv.granter, inv.sink)
+            .instantiate(plugin, inv.limits, inv.granter, inv.sink, inv.connections)
             .await?;
         let result = {
             let work = async {
@@ -319,6 +332,7 @@ impl Runtime {
         limits: Limits,
         granter: Arc<Granter>,
         sink: Arc<dyn StepSink>,
+        connections: Arc<Connections>,
     ) -> Result<(Store<StepState>, Step, Pipes), Fault> {
         let pipes = Pipes {
             stdout: MemoryOutputPipe::new(PIPE_CAPACITY),
@@ -333,7 +347,12 @@ impl Runtime {
             table: Default::default(),
             http: WasiHttpCtx::new(),
             gate: HttpGate {
+                granter: granter.clone(),
+                sink: sink.clone(),
+            },
+            postgres: PostgresHost {
                 granter,
+                connections,
                 sink: sink.clone(),
             },
             log: LogHost { sink },

@@ -2,6 +2,7 @@
 
 use crate::capability::http::HttpGate;
 use crate::capability::log::LogHost;
+use crate::capability::postgres::PostgresHost;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -14,6 +15,7 @@ pub struct StepState {
     pub http: WasiHttpCtx,
     pub gate: HttpGate,
     pub log: LogHost,
+    pub postgres: PostgresHost,
     pub limiter: MemoryCap,
 }
 

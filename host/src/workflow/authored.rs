@@ -142,6 +142,10 @@ pub struct StepToml {
     pub memory: Option<Spanned<String>>,
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Keep secret outputs in the host secret store: `"NAME"` (the step's one secret output)
+    /// or `{ output = "NAME" }`.
+    #[serde(default)]
+    pub store_secret: Option<Spanned<toml::Value>>,
 }
 
 /// `retry = { max = 3, backoff = "2s" }`.

@@ -372,11 +372,20 @@ impl Template {
         })
     }
 
-    /// The value with every template replaced by `null`, to check the rest against a schema.
+    /// The value with every template left as its text, to check the rest against a schema
+    /// before run time (string-typed fields then pass; others are excused by the caller).
     pub fn skeleton(&self) -> Json {
         match self {
             Template::Literal(v) => v.clone(),
-            Template::String(_) => Json::Null,
+            Template::String(parts) => Json::String(
+                parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => t.clone(),
+                        Part::Expr(e) => format!("${{{{ {} }}}}", e.source),
+                    })
+                    .collect(),
+            ),
             Template::Array(items) => Json::Array(items.iter().map(Template::skeleton).collect()),
             Template::Object(fields) => Json::Object(
                 fields
@@ -465,7 +474,10 @@ mod tests {
             t.render(&scope()).unwrap(),
             json!({"n": 4, "s": "user=etl!"})
         );
-        assert_eq!(t.skeleton(), json!({"n": null, "s": null}));
+        assert_eq!(
+            t.skeleton(),
+            json!({"n": "${{ inputs.n }}", "s": "user=${{ inputs.db_user }}!"})
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@ use super::diagnostic::Source;
 use super::expr::{Expr, Template};
 use super::inputs::InputSpec;
 use indexmap::IndexMap;
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,6 +51,7 @@ impl Workflow {
             .steps
             .values()
             .flat_map(|s| s.exprs())
+            .chain(self.connections.values().flat_map(|c| c.settings.exprs()))
             .flat_map(|e| e.references.iter().filter_map(&pick))
             .collect();
         names.sort();
@@ -73,7 +73,18 @@ pub struct Step {
     pub timeout: Duration,
     pub retry: RetryPolicy,
     pub limits: Limits,
+    /// Secret outputs to keep in the host secret store after success.
+    pub store_secrets: Vec<StoreSecret>,
     pub spans: StepSpans,
+}
+
+/// One `store_secret` mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSecret {
+    /// The output to store; `None`: the step's only secret output.
+    pub output: Option<String>,
+    /// The secret's name in the store (`secrets.NAME` later).
+    pub name: String,
 }
 
 impl Step {
@@ -175,7 +186,9 @@ pub struct Limits {
 pub struct Connection {
     pub name: String,
     pub kind: ConnectionKind,
-    pub settings: BTreeMap<String, toml::Value>,
+    /// Kind-specific settings (`url`, `database`...), templated (`${{ secrets.X }}`), rendered
+    /// by the host at run start.
+    pub settings: Template,
 }
 
 /// A validated `[[schedule]]`.

@@ -1,6 +1,7 @@
 //! Cross-field checks that turn a [`WorkflowToml`] into a [`Workflow`], collecting every
 //! problem with its span instead of stopping at the first.
 
+use super::authored::ConnectionKind;
 use super::authored::{InputToml, RetryToml, ScheduleToml, StepToml, WorkflowToml};
 use super::diagnostic::{Diagnostic, Source};
 use super::did_you_mean;
@@ -162,19 +163,63 @@ impl Validator<'_> {
         &mut self,
         raw: IndexMap<Spanned<String>, super::authored::ConnectionToml>,
     ) -> IndexMap<String, Connection> {
-        raw.into_iter()
-            .map(|(name, c)| {
-                let name = name.into_inner();
-                (
-                    name.clone(),
-                    Connection {
-                        name,
-                        kind: *c.kind.get_ref(),
-                        settings: c.settings,
-                    },
-                )
-            })
-            .collect()
+        let mut out = IndexMap::new();
+        for (name, c) in raw {
+            let span = name.span();
+            let name = name.into_inner();
+            let kind = *c.kind.get_ref();
+            let required: &[&str] = match kind {
+                ConnectionKind::Postgres => &["url"],
+                _ => &[],
+            };
+            for key in required.iter().filter(|k| !c.settings.contains_key(**k)) {
+                self.error(
+                    Diagnostic::at(span.clone(), format!("connection `{name}` has no `{key}`"))
+                        .help("e.g. url = \"${{ secrets.POSTGRES_ADMIN_URL }}\" (keep passwords in secrets)"),
+                );
+            }
+            let json = serde_json::Value::Object(
+                c.settings
+                    .iter()
+                    .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                    .collect(),
+            );
+            let settings = match Template::parse(&json) {
+                Ok(t) => t,
+                Err((_, e)) => {
+                    self.error(
+                        Diagnostic::at(
+                            span.clone(),
+                            format!("connection `{name}`: invalid template: {e}"),
+                        )
+                        .help(EXPR_HELP),
+                    );
+                    Template::Literal(json)
+                }
+            };
+            for expr in settings.exprs() {
+                for reference in &expr.references {
+                    if matches!(reference, Reference::Step(_) | Reference::Unknown(_)) {
+                        self.error(
+                            Diagnostic::at(
+                                span.clone(),
+                                format!("connection `{name}` reads `{}`", expr.source),
+                            )
+                            .help("connections can read inputs, secrets, env and run, not steps"),
+                        );
+                    }
+                }
+            }
+            out.insert(
+                name.clone(),
+                Connection {
+                    name,
+                    kind,
+                    settings,
+                },
+            );
+        }
+        out
     }
 
     fn schedule(
@@ -413,6 +458,7 @@ impl Validator<'_> {
                 }
             },
         };
+        let store_secrets = raw.store_secret.as_ref().map(|s| self.store_secret(id, s)).unwrap_or_default();
         if self.errors.len() > errors_before {
             return None;
         }
@@ -430,12 +476,32 @@ impl Validator<'_> {
                 memory,
                 fuel: raw.fuel,
             },
+            store_secrets,
             spans: StepSpans {
                 step: span,
                 plugin: raw.plugin.span(),
                 with: with_span,
             },
         })
+    }
+
+    fn store_secret(&mut self, id: &str, raw: &Spanned<toml::Value>) -> Vec<StoreSecret> {
+        let pairs: Vec<(Option<String>, Option<&str>)> = match raw.get_ref() {
+            toml::Value::String(name) => vec![(None, Some(name.as_str()))],
+            toml::Value::Table(t) => t.iter().map(|(k, v)| (Some(k.clone()), v.as_str())).collect(),
+            _ => vec![(None, None)],
+        };
+        let mut out = Vec::new();
+        for (output, name) in pairs {
+            match name {
+                Some(name) if is_identifier(name) => out.push(StoreSecret { output, name: name.to_string() }),
+                _ => self.error(
+                    Diagnostic::at(raw.span(), format!("step `{id}`: invalid `store_secret`"))
+                        .help("write store_secret = \"APP_DB_PASSWORD\" or { password = \"APP_DB_PASSWORD\" } (names: letters, digits, `_`)"),
+                ),
+            }
+        }
+        out
     }
 
     fn plugin_ref(

@@ -23,6 +23,7 @@ pub mod bindings {
     });
 }
 
+pub use bindings::orch::plugin::postgres;
 pub use bindings::orch::plugin::types::{
     Change, ChangeKind, Output, PluginInfo, StepContext, StepError,
 };
@@ -109,6 +110,22 @@ pub fn change(kind: ChangeKind, resource: impl Into<String>, detail: impl Into<S
         kind,
         resource: resource.into(),
         detail: detail.into(),
+    }
+}
+
+impl From<postgres::Error> for StepError {
+    /// Unreachable servers are retryable; denials and server answers are not.
+    fn from(e: postgres::Error) -> Self {
+        match e {
+            postgres::Error::Denied(m) => StepError::Denied(m),
+            postgres::Error::Unavailable(m) => {
+                StepError::Retryable(format!("postgres unavailable: {m}"))
+            }
+            postgres::Error::Database(db) => {
+                StepError::Failed(format!("postgres error {}: {}", db.code, db.message))
+            }
+            postgres::Error::Other(m) => StepError::Failed(m),
+        }
     }
 }
 

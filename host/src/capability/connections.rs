@@ -1,0 +1,79 @@
+//! Connections rendered for one run: settings with secrets substituted, held by the host only.
+
+use super::Masker;
+use crate::workflow::expr::{ExprError, Scope};
+use crate::workflow::{ConnectionKind, Workflow};
+use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
+
+/// One connection's rendered settings.
+#[derive(Debug, Clone)]
+pub struct ResolvedConnection {
+    pub kind: ConnectionKind,
+    pub settings: Map<String, Json>,
+}
+
+impl ResolvedConnection {
+    /// A string setting.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.get(key).and_then(Json::as_str)
+    }
+}
+
+/// Every connection of a run, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Connections(HashMap<String, ResolvedConnection>);
+
+/// A connection whose settings cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+#[error("connection `{name}`: {error}")]
+pub struct ConnectionError {
+    pub name: String,
+    pub error: ExprError,
+}
+
+impl Connections {
+    /// Render every connection of `workflow`; passwords in URLs are registered for masking.
+    pub fn resolve(
+        workflow: &Workflow,
+        scope: &Scope,
+        masker: &Masker,
+    ) -> Result<Self, ConnectionError> {
+        let mut out = HashMap::new();
+        for (name, c) in &workflow.connections {
+            let rendered = c.settings.render(scope).map_err(|error| ConnectionError {
+                name: name.clone(),
+                error,
+            })?;
+            let settings = match rendered {
+                Json::Object(map) => map,
+                _ => Map::new(),
+            };
+            for value in settings.values().filter_map(Json::as_str) {
+                if let Ok(url) = url::Url::parse(value)
+                    && let Some(password) = url.password()
+                {
+                    masker.register(password);
+                    if let Ok(decoded) =
+                        percent_encoding::percent_decode_str(password).decode_utf8()
+                    {
+                        masker.register(&decoded);
+                    }
+                }
+            }
+            out.insert(
+                name.clone(),
+                ResolvedConnection {
+                    kind: c.kind,
+                    settings,
+                },
+            );
+        }
+        Ok(Self(out))
+    }
+
+    /// A connection by name.
+    pub fn get(&self, name: &str) -> Option<&ResolvedConnection> {
+        self.0.get(name)
+    }
+}

@@ -1,0 +1,266 @@
+//! Host side of `orch:plugin/postgres`: opens granted connections with sqlx and runs statements
+//! for the guest. The URL and password never cross into the sandbox.
+
+use super::connections::Connections;
+use super::{Granter, StepSink};
+use crate::runtime::bindings::orch::plugin::postgres::{
+    DbError, Error, Host, HostConnection, Rows, Value,
+};
+use crate::workflow::ConnectionKind;
+use futures::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgRow};
+use sqlx::{Column, ConnectOptions, Connection, PgConnection, Row, TypeInfo};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{HasData, Resource, ResourceTable};
+
+/// How long opening a connection may take before it counts as unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One open session, owned by the guest through a resource handle.
+pub struct PgSession {
+    conn: PgConnection,
+}
+
+/// The postgres interface's state for one step.
+pub struct PostgresHost {
+    pub granter: Arc<Granter>,
+    pub connections: Arc<Connections>,
+    pub sink: Arc<dyn StepSink>,
+}
+
+/// The narrow view the generated traits are implemented on: the resource table and this host.
+pub struct PostgresView<'a> {
+    pub table: &'a mut ResourceTable,
+    pub host: &'a mut PostgresHost,
+}
+
+/// Marker tying [`PostgresView`] to the linker.
+pub struct PostgresData;
+
+impl HasData for PostgresData {
+    type Data<'a> = PostgresView<'a>;
+}
+
+/// Map a driver error: unreachable is retryable, an answer from the server is not.
+fn classify(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::Database(db) => Error::Database(DbError {
+            code: db.code().map(|c| c.into_owned()).unwrap_or_default(),
+            message: db.message().to_string(),
+        }),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => Error::Unavailable(e.to_string()),
+        other => Error::Other(other.to_string()),
+    }
+}
+
+impl PostgresHost {
+    async fn connect(&self, name: &str) -> Result<PgConnection, Error> {
+        if let Err(denial) = self.granter.grant_connection(name) {
+            self.sink.denied(&denial);
+            return Err(Error::Denied(denial.to_string()));
+        }
+        let Some(connection) = self.connections.get(name) else {
+            return Err(Error::Other(format!(
+                "connection `{name}` is not defined in the workflow"
+            )));
+        };
+        if connection.kind != ConnectionKind::Postgres {
+            return Err(Error::Other(format!(
+                "connection `{name}` is not a postgres connection"
+            )));
+        }
+        let url = connection.setting("url").unwrap_or_default();
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|_| {
+                Error::Other(format!(
+                    "connection `{name}`: `url` is not a valid postgres URL"
+                ))
+            })?
+            .application_name("orch")
+            .disable_statement_logging();
+        if let Some(database) = connection.setting("database") {
+            options = options.database(database);
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(Error::Unavailable(format!(
+                "connection `{name}`: no answer within {CONNECT_TIMEOUT:?}"
+            ))),
+        }
+    }
+}
+
+fn bind<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    params: Vec<Value>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for p in params {
+        query = match p {
+            Value::Null => query.bind(None::<String>),
+            Value::Boolean(b) => query.bind(b),
+            Value::Int(i) => query.bind(i),
+            Value::Float(f) => query.bind(f),
+            Value::Text(t) => query.bind(t),
+            Value::Bytes(b) => query.bind(b),
+            Value::Json(j) => query.bind(sqlx::types::Json(
+                serde_json::from_str::<serde_json::Value>(&j)
+                    .unwrap_or(serde_json::Value::String(j)),
+            )),
+        };
+    }
+    query
+}
+
+/// A result cell as a typed value; unknown types ask for a cast.
+fn cell(row: &PgRow, i: usize) -> Result<Value, Error> {
+    let column = &row.columns()[i];
+    let type_name = column.type_info().name().to_string();
+    let fail = |e: sqlx::Error| Error::Other(format!("column `{}`: {e}", column.name()));
+    macro_rules! get {
+        ($t:ty, $wrap:expr) => {
+            row.try_get::<Option<$t>, _>(i)
+                .map_err(fail)?
+                .map($wrap)
+                .unwrap_or(Value::Null)
+        };
+    }
+    Ok(match type_name.as_str() {
+        "BOOL" => get!(bool, Value::Boolean),
+        "INT2" => get!(i16, |v| Value::Int(v.into())),
+        "INT4" => get!(i32, |v| Value::Int(v.into())),
+        "INT8" => get!(i64, Value::Int),
+        "FLOAT4" => get!(f32, |v| Value::Float(v.into())),
+        "FLOAT8" => get!(f64, Value::Float),
+        "NUMERIC" => get!(sqlx::types::Decimal, |v| Value::Text(v.to_string())),
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" | "CITEXT" => get!(String, Value::Text),
+        "JSON" | "JSONB" => get!(serde_json::Value, |v| Value::Json(v.to_string())),
+        "BYTEA" => get!(Vec<u8>, Value::Bytes),
+        "UUID" => get!(sqlx::types::Uuid, |v| Value::Text(v.to_string())),
+        "TIMESTAMPTZ" => get!(chrono::DateTime<chrono::Utc>, |v| Value::Text(
+            v.to_rfc3339()
+        )),
+        "TIMESTAMP" => get!(chrono::NaiveDateTime, |v| Value::Text(v.to_string())),
+        "DATE" => get!(chrono::NaiveDate, |v| Value::Text(v.to_string())),
+        "TIME" => get!(chrono::NaiveTime, |v| Value::Text(v.to_string())),
+        "OID" => get!(sqlx::postgres::types::Oid, |v| Value::Int(v.0.into())),
+        other => {
+            return Err(Error::Other(format!(
+                "column `{}` has type {other}: cast it in the query, e.g. `{}::text`",
+                column.name(),
+                column.name()
+            )));
+        }
+    })
+}
+
+impl Host for PostgresView<'_> {
+    async fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<PgSession>, Error>> {
+        match self.host.connect(&name).await {
+            Ok(conn) => Ok(Ok(self.table.push(PgSession { conn })?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+impl HostConnection for PostgresView<'_> {
+    async fn execute(
+        &mut self,
+        session: Resource<PgSession>,
+        sql: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        let conn = &mut self.table.get_mut(&session)?.conn;
+        let result = if params.is_empty() {
+            // Simple protocol: several statements at once (migrations).
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await
+        } else {
+            bind(sqlx::query(sqlx::AssertSqlSafe(sql)), params)
+                .execute(&mut *conn)
+                .await
+        };
+        Ok(result.map(|r| r.rows_affected()).map_err(classify))
+    }
+
+    async fn query(
+        &mut self,
+        session: Resource<PgSession>,
+        sql: String,
+        params: Vec<Value>,
+        limit: Option<u32>,
+    ) -> wasmtime::Result<Result<Rows, Error>> {
+        let conn = &mut self.table.get_mut(&session)?.conn;
+        let query = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), params);
+        let mut stream = query.fetch(&mut *conn);
+        let mut columns = Vec::new();
+        let mut rows = Vec::new();
+        loop {
+            if limit.is_some_and(|l| rows.len() >= l as usize) {
+                break;
+            }
+            let row = match stream.try_next().await {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Ok(Err(classify(e))),
+            };
+            if columns.is_empty() {
+                columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+            }
+            let mut values = Vec::with_capacity(columns.len());
+            for i in 0..row.columns().len() {
+                match cell(&row, i) {
+                    Ok(v) => values.push(v),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            rows.push(values);
+        }
+        Ok(Ok(Rows { columns, rows }))
+    }
+
+    async fn begin(&mut self, session: Resource<PgSession>) -> wasmtime::Result<Result<(), Error>> {
+        self.simple(session, "BEGIN").await
+    }
+
+    async fn commit(
+        &mut self,
+        session: Resource<PgSession>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        self.simple(session, "COMMIT").await
+    }
+
+    async fn rollback(
+        &mut self,
+        session: Resource<PgSession>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        self.simple(session, "ROLLBACK").await
+    }
+
+    async fn drop(&mut self, session: Resource<PgSession>) -> wasmtime::Result<()> {
+        let session = self.table.delete(session)?;
+        let _ = session.conn.close().await;
+        Ok(())
+    }
+}
+
+impl PostgresView<'_> {
+    async fn simple(
+        &mut self,
+        session: Resource<PgSession>,
+        sql: &'static str,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let conn = &mut self.table.get_mut(&session)?.conn;
+        Ok(sqlx::raw_sql(sql)
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(classify))
+    }
+}
