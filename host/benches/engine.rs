@@ -128,6 +128,7 @@ fn main() -> anyhow::Result<()> {
                         timeout: Duration::from_secs(10),
                         granter: Arc::new(Granter::new("s", vec![])),
                         sink: Arc::new(Quiet),
+                        connections: Default::default(),
                     },
                 )
                 .await
