@@ -103,7 +103,7 @@ pub async fn plan(
     });
     let mut steps = Vec::new();
     for step in workflow.steps.values() {
-        let reads_steps: Vec<String> = step
+        let mut reads_steps: Vec<String> = step
             .exprs()
             .iter()
             .flat_map(|e| e.references.iter())
@@ -112,6 +112,8 @@ pub async fn plan(
                 _ => None,
             })
             .collect();
+        reads_steps.sort();
+        reads_steps.dedup();
         // A condition that reads only inputs/env/secrets decides now, even if `with` cannot.
         let skipped = step.condition.as_ref().filter(|c| {
             !c.references.iter().any(|r| matches!(r, Reference::Step(_)))

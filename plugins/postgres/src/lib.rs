@@ -70,18 +70,50 @@ enum Config {
     },
     /// Insert rows (objects keyed by column) into a table in one transaction, in batches;
     /// with `key`, rows whose key exists are updated instead (upsert).
-    Load {
-        connection: String,
-        table: String,
-        #[serde(default)]
-        schema: Option<String>,
-        #[schemars(with = "Vec<Map<String, Json>>")]
-        rows: Vec<Box<RawValue>>,
-        #[serde(default)]
-        key: Vec<String>,
-        #[serde(default = "default_batch")]
-        batch_size: usize,
-    },
+    Load(LoadSchema),
+}
+
+/// The schema of `load` (parsed as [`LoadConfig`], which keeps rows as raw JSON).
+#[derive(Deserialize, schemars::JsonSchema)]
+#[allow(dead_code, reason = "only its schema is used")]
+struct LoadSchema {
+    connection: String,
+    table: String,
+    schema: Option<String>,
+    rows: Vec<Map<String, Json>>,
+    key: Option<Vec<String>>,
+    batch_size: Option<usize>,
+}
+
+/// `load` as parsed: rows stay raw JSON and are passed through to the server unparsed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadConfig {
+    #[allow(dead_code, reason = "the tag, already matched")]
+    action: String,
+    connection: String,
+    table: String,
+    #[serde(default)]
+    schema: Option<String>,
+    rows: Vec<Box<RawValue>>,
+    #[serde(default)]
+    key: Vec<String>,
+    #[serde(default = "default_batch")]
+    batch_size: usize,
+}
+
+/// Parse `with`: `load` separately, because an internally tagged enum cannot hold raw JSON.
+fn parse(config: &str) -> Result<Result<Config, LoadConfig>, StepError> {
+    #[derive(Deserialize)]
+    struct Tag {
+        action: String,
+    }
+    let tag: Tag = orch_sdk::config(config)?;
+    if tag.action == "load" {
+        Ok(Err(orch_sdk::config(config)?))
+    } else {
+        Ok(Ok(orch_sdk::config(config)?))
+    }
 }
 
 fn yes() -> bool {
@@ -593,12 +625,12 @@ fn load(
     rows: &[Box<RawValue>],
     key: &[String],
     batch_size: usize,
+    columns: &[String],
 ) -> Result<Vec<Output>, StepError> {
-    let (columns, _) = load_plan(db, schema, table, rows, key)?;
     if rows.is_empty() {
         return Ok(vec![orch_sdk::output("rows", 0)]);
     }
-    let statement = load_statement(db, schema, table, &columns, key)?;
+    let statement = load_statement(db, schema, table, columns, key)?;
     let total = rows.len() as u64;
     db.transaction(|db| {
         let mut done = 0u64;
@@ -631,13 +663,17 @@ fn connection_of(config: &Config) -> &str {
         | Config::CreateDb { connection, .. }
         | Config::Grant { connection, .. }
         | Config::Sql { connection, .. }
-        | Config::Query { connection, .. }
-        | Config::Load { connection, .. } => connection,
+        | Config::Query { connection, .. } => connection,
+        Config::Load(_) => "",
     }
 }
 
 /// Plan (`apply = false`) or run one action.
-fn act(config: Config, apply: bool) -> Result<Step, StepError> {
+fn act(config: &str, apply: bool) -> Result<Step, StepError> {
+    let config = match parse(config)? {
+        Ok(config) => config,
+        Err(load) => return act_load(load, apply),
+    };
     let db = Db::open(connection_of(&config))?;
     let none = |outputs| Step {
         changes: vec![],
@@ -659,7 +695,8 @@ fn act(config: Config, apply: bool) -> Result<Step, StepError> {
         } => create_db(
             &db,
             &name,
-            owner.as_deref(),
+            // An empty owner (an empty input) means the connecting role.
+            owner.as_deref().filter(|o| !o.is_empty()),
             encoding.as_deref(),
             template.as_deref(),
             apply,
@@ -707,26 +744,24 @@ fn act(config: Config, apply: bool) -> Result<Step, StepError> {
                 })
             }
         }
-        Config::Load {
-            table,
-            schema,
-            rows,
-            key,
-            batch_size,
-            ..
-        } => {
-            let schema = schema.unwrap_or_else(|| "public".into());
-            if apply {
-                Ok(none(load(&db, &schema, &table, &rows, &key, batch_size)?))
-            } else {
-                let (_, c) = load_plan(&db, &schema, &table, &rows, &key)?;
-                Ok(Step {
-                    changes: vec![c],
-                    outputs: vec![],
-                })
-            }
-        }
+        Config::Load(_) => Err(StepError::Failed("load is parsed as LoadConfig".into())),
     }
+}
+
+fn act_load(config: LoadConfig, apply: bool) -> Result<Step, StepError> {
+    let db = Db::open(&config.connection)?;
+    let schema = config.schema.unwrap_or_else(|| "public".into());
+    let (table, rows, key) = (&config.table, &config.rows, &config.key);
+    let (columns, change) = load_plan(&db, &schema, table, rows, key)?;
+    let outputs = if apply {
+        load(&db, &schema, table, rows, key, config.batch_size, &columns)?
+    } else {
+        vec![]
+    };
+    Ok(Step {
+        changes: vec![change],
+        outputs,
+    })
 }
 
 struct Postgres;
@@ -742,11 +777,11 @@ impl Plugin for Postgres {
     }
 
     fn plan(_: StepContext, config: String) -> Result<Vec<Change>, StepError> {
-        Ok(act(orch_sdk::config(&config)?, false)?.changes)
+        Ok(act(&config, false)?.changes)
     }
 
     fn run(_: StepContext, config: String) -> Result<Vec<Output>, StepError> {
-        let step = act(orch_sdk::config(&config)?, true)?;
+        let step = act(&config, true)?;
         for c in &step.changes {
             orch_sdk::log::info(&c.detail);
         }
