@@ -70,7 +70,7 @@ enum Config {
     },
     /// Insert rows (objects keyed by column) into a table in one transaction, in batches;
     /// with `key`, rows whose key exists are updated instead (upsert).
-    Load(LoadSchema),
+    Load(#[allow(dead_code, reason = "schema only: parsed as LoadConfig")] LoadSchema),
 }
 
 /// The schema of `load` (parsed as [`LoadConfig`], which keeps rows as raw JSON).
