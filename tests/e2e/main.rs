@@ -2,6 +2,7 @@
 
 mod faults;
 mod harness;
+mod postgres;
 mod runs;
 mod store_postgres;
 mod ui;

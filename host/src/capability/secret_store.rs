@@ -14,7 +14,9 @@ pub struct SecretStore {
 /// A secret store operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretStoreError {
-    #[error("secret name `{0}` is not valid: use letters, digits and `_`, starting with a letter or `_`")]
+    #[error(
+        "secret name `{0}` is not valid: use letters, digits and `_`, starting with a letter or `_`"
+    )]
     BadName(String),
     #[error("secret store `{dir}`: {error}")]
     Io { dir: String, error: std::io::Error },
@@ -22,7 +24,9 @@ pub enum SecretStoreError {
 
 fn valid(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -33,7 +37,10 @@ impl SecretStore {
     }
 
     fn io(&self, error: std::io::Error) -> SecretStoreError {
-        SecretStoreError::Io { dir: self.dir.display().to_string(), error }
+        SecretStoreError::Io {
+            dir: self.dir.display().to_string(),
+            error,
+        }
     }
 
     fn path(&self, name: &str) -> Result<PathBuf, SecretStoreError> {
@@ -111,10 +118,16 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("secrets/APP_PW")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("secrets/APP_PW"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(store.remove("APP_PW").unwrap());
-        assert!(matches!(store.set("../etc", "x"), Err(SecretStoreError::BadName(_))));
+        assert!(matches!(
+            store.set("../etc", "x"),
+            Err(SecretStoreError::BadName(_))
+        ));
     }
 }

@@ -2,8 +2,8 @@
 //! `.env` file beside the workflow, then (secrets only) from the host [`SecretStore`]. Every
 //! secret value is registered with the [`Masker`].
 
-use super::secret_store::{SecretStore, SecretStoreError};
 use super::Masker;
+use super::secret_store::{SecretStore, SecretStoreError};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,7 +11,9 @@ use std::path::Path;
 /// A named value an expression reads that cannot be found.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
-    #[error("secret `{name}` is not set: export {name}=..., add it to {env_file}, or `orch secret set {name}`")]
+    #[error(
+        "secret `{name}` is not set: export {name}=..., add it to {env_file}, or `orch secret set {name}`"
+    )]
     MissingSecret { name: String, env_file: String },
     #[error("environment variable `{name}` is not set: export {name}=... or add it to {env_file}")]
     MissingEnv { name: String, env_file: String },

@@ -2,10 +2,10 @@
 
 use super::progress::{JsonObserver, TerminalObserver};
 use super::{Cli, Command, Outcome, PluginCommand, RunsCommand, SecretCommand, render};
+use crate::capability::secret_store::SecretStore;
 use crate::executor::{ExecError, Executor, Observer, RunSpec};
 use crate::runtime::check::{self, Resolved};
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::capability::secret_store::SecretStore;
 use crate::store::Store;
 use crate::workflow::{self, LoadError, PluginRef, Workflow, inputs};
 use anyhow::Context;
@@ -352,7 +352,9 @@ fn secret(env: &Env, command: SecretCommand) -> anyhow::Result<Outcome> {
         SecretCommand::Get { name } => match store.get(&name)? {
             Some(value) => println!("{value}"),
             None => {
-                eprintln!("error: no secret `{name}` in the secret store (`orch secret list` shows them)");
+                eprintln!(
+                    "error: no secret `{name}` in the secret store (`orch secret list` shows them)"
+                );
                 return Ok(Outcome::Failed);
             }
         },

@@ -463,10 +463,15 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
         let denials = events.take_denials();
         let fault = match result {
             Ok(Returned::Run(outputs)) => {
-                let secret_names: Vec<String> =
-                    outputs.iter().filter(|o| o.secret).map(|o| o.name.clone()).collect();
+                let secret_names: Vec<String> = outputs
+                    .iter()
+                    .filter(|o| o.secret)
+                    .map(|o| o.name.clone())
+                    .collect();
                 let (real, masked) = collect_outputs(masker, outputs);
-                if let Err(error) = keep_secrets(shared, step, &real, &secret_names, events.as_ref()) {
+                if let Err(error) =
+                    keep_secrets(shared, step, &real, &secret_names, events.as_ref())
+                {
                     let error = masker.mask(&error);
                     let end = StepEnd {
                         status: "failed",
@@ -476,7 +481,15 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                     };
                     shared.store.finish_step(run, id, attempt, end).await?;
                     let took = started.elapsed();
-                    return Ok(shared.conclude(id, StepStatus::Failed, json!({}), masked, attempt, took, Some(error)));
+                    return Ok(shared.conclude(
+                        id,
+                        StepStatus::Failed,
+                        json!({}),
+                        masked,
+                        attempt,
+                        took,
+                        Some(error),
+                    ));
                 }
                 let end = StepEnd {
                     status: "succeeded",
@@ -574,11 +587,23 @@ fn keep_secrets(
         let value = match outputs.get(&output) {
             Some(Json::String(s)) => s.clone(),
             Some(other) => other.to_string(),
-            None => return Err(format!("store_secret: the step returned no output `{output}`")),
+            None => {
+                return Err(format!(
+                    "store_secret: the step returned no output `{output}`"
+                ));
+            }
         };
-        let store = shared.secret_store.as_ref().ok_or("store_secret: no secret store is configured")?;
-        store.set(&keep.name, &value).map_err(|e| format!("store_secret: {e}"))?;
-        events.log(Level::Info, &format!("stored output `{output}` as secret `{}`", keep.name));
+        let store = shared
+            .secret_store
+            .as_ref()
+            .ok_or("store_secret: no secret store is configured")?;
+        store
+            .set(&keep.name, &value)
+            .map_err(|e| format!("store_secret: {e}"))?;
+        events.log(
+            Level::Info,
+            &format!("stored output `{output}` as secret `{}`", keep.name),
+        );
     }
     Ok(())
 }

@@ -95,7 +95,10 @@ pub async fn resolve(runtime: &Runtime, workflow: &Workflow) -> Result<Resolved,
                     jsonschema::error::ValidationErrorKind::OneOfNotValid { .. }
                         | jsonschema::error::ValidationErrorKind::AnyOf { .. }
                 );
-                if templated.iter().any(|t| path.starts_with(t.as_str()) || (combinator && t.starts_with(&path))) {
+                if templated
+                    .iter()
+                    .any(|t| path.starts_with(t.as_str()) || (combinator && t.starts_with(&path)))
+                {
                     continue;
                 }
                 let with_span = step.spans.with.clone().unwrap_or(step.spans.step.clone());

@@ -458,7 +458,11 @@ impl Validator<'_> {
                 }
             },
         };
-        let store_secrets = raw.store_secret.as_ref().map(|s| self.store_secret(id, s)).unwrap_or_default();
+        let store_secrets = raw
+            .store_secret
+            .as_ref()
+            .map(|s| self.store_secret(id, s))
+            .unwrap_or_default();
         if self.errors.len() > errors_before {
             return None;
         }
@@ -488,7 +492,10 @@ impl Validator<'_> {
     fn store_secret(&mut self, id: &str, raw: &Spanned<toml::Value>) -> Vec<StoreSecret> {
         let pairs: Vec<(Option<String>, Option<&str>)> = match raw.get_ref() {
             toml::Value::String(name) => vec![(None, Some(name.as_str()))],
-            toml::Value::Table(t) => t.iter().map(|(k, v)| (Some(k.clone()), v.as_str())).collect(),
+            toml::Value::Table(t) => t
+                .iter()
+                .map(|(k, v)| (Some(k.clone()), v.as_str()))
+                .collect(),
             _ => vec![(None, None)],
         };
         let mut out = Vec::new();

@@ -1,0 +1,582 @@
+//! The `postgres` plugin against the project's real PostgreSQL (tests/services.sh). Every test
+//! asserts the database state afterwards, with `psql`.
+
+use crate::harness::{Orch, root, step};
+use std::process::Command;
+
+pub fn admin_url() -> String {
+    std::env::var("ORCH_TEST_POSTGRES_URL")
+        .expect("ORCH_TEST_POSTGRES_URL is not set: run `bash tests/services.sh start` and source its env file")
+}
+
+/// Run SQL as the admin (or with `url`), returning trimmed unaligned output.
+pub fn psql_at(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql is installed");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn psql(sql: &str) -> String {
+    psql_at(&admin_url(), sql)
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    )
+}
+
+/// Can `user` log in with `password`?
+fn can_log_in(user: &str, password: &str) -> bool {
+    let url = url::Url::parse(&admin_url()).unwrap();
+    Command::new("psql")
+        .args([
+            "-X",
+            "-t",
+            "-A",
+            "-h",
+            url.host_str().unwrap(),
+            "-p",
+            &url.port().unwrap().to_string(),
+        ])
+        .args(["-U", user, "-d", "postgres", "-c", "SELECT current_user"])
+        .env("PGPASSWORD", password)
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == user)
+        .unwrap_or(false)
+}
+
+fn orch() -> Orch {
+    Orch::new().env("POSTGRES_ADMIN_URL", &admin_url())
+}
+
+fn seed_workflow() -> String {
+    root().join("workflows/postgres.toml").display().to_string()
+}
+
+fn run_seed(orch: &Orch, user: &str, db: &str) -> serde_json::Value {
+    let ran = orch.orch(&[
+        "--json",
+        "run",
+        &seed_workflow(),
+        "-i",
+        &format!("db_user={user}"),
+        "-i",
+        &format!("db_name={db}"),
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    ran.report()
+}
+
+#[test]
+fn seed_workflow_creates_user_and_db_and_a_second_run_changes_nothing() {
+    let orch = orch();
+    let (user, db) = (unique("app"), unique("appdb"));
+    let first = run_seed(&orch, &user, &db);
+    assert_eq!(step(&first, "psql_create_user")["outputs"]["created"], true);
+    assert_eq!(
+        step(&first, "psql_create_user")["outputs"]["password"],
+        "***"
+    );
+    assert_eq!(
+        psql(&format!(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = '{user}'"
+        )),
+        "t"
+    );
+    assert_eq!(
+        psql(&format!(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'"
+        )),
+        user
+    );
+    let oids = |_: ()| {
+        psql(&format!(
+            "SELECT (SELECT oid FROM pg_roles WHERE rolname = '{user}') || ' ' || (SELECT oid FROM pg_database WHERE datname = '{db}')"
+        ))
+    };
+    let before = oids(());
+
+    let plan = orch.orch(&[
+        "plan",
+        &seed_workflow(),
+        "-i",
+        &format!("db_user={user}"),
+        "-i",
+        &format!("db_name={db}"),
+    ]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert_eq!(
+        plan.stdout.matches("no change").count(),
+        2,
+        "{}",
+        plan.stdout
+    );
+
+    let second = run_seed(&orch, &user, &db);
+    assert_eq!(
+        step(&second, "psql_create_user")["outputs"]["created"],
+        false
+    );
+    assert_eq!(step(&second, "psql_create_db")["outputs"]["created"], false);
+    assert!(
+        step(&second, "psql_create_user")["outputs"]
+            .get("password")
+            .is_none(),
+        "password kept"
+    );
+    assert_eq!(oids(()), before, "nothing was recreated");
+}
+
+#[test]
+fn user_only_skips_the_db_and_db_only_uses_an_existing_owner() {
+    let orch = orch();
+    let user = unique("solo");
+    let ran = orch.orch(&[
+        "--json",
+        "run",
+        &seed_workflow(),
+        "-i",
+        &format!("db_user={user}"),
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(step(&ran.report(), "psql_create_db")["status"], "skipped");
+    assert_eq!(
+        psql(&format!(
+            "SELECT count(*) FROM pg_roles WHERE rolname = '{user}'"
+        )),
+        "1"
+    );
+
+    let (owner, db) = (unique("owner"), unique("owned"));
+    psql(&format!("CREATE ROLE {owner}"));
+    let report = run_seed(&orch, &owner, &db);
+    assert_eq!(
+        step(&report, "psql_create_user")["outputs"]["created"],
+        false
+    );
+    assert_eq!(
+        psql(&format!(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = '{owner}'"
+        )),
+        "t",
+        "LOGIN ensured"
+    );
+    assert_eq!(
+        psql(&format!(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'"
+        )),
+        owner
+    );
+
+    let only_db = unique("nodbuser");
+    let ran = orch.orch(&[
+        "--json",
+        "run",
+        &seed_workflow(),
+        "-i",
+        &format!("db_name={only_db}"),
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(step(&ran.report(), "psql_create_user")["status"], "skipped");
+    assert_eq!(
+        psql(&format!(
+            "SELECT count(*) FROM pg_database WHERE datname = '{only_db}'"
+        )),
+        "1"
+    );
+}
+
+fn create_user_workflow(extra: &str) -> String {
+    format!(
+        r#"
+        name = "users"
+        [inputs.user]
+        [connections.pg_admin]
+        kind = "postgres"
+        url = "${{{{ secrets.POSTGRES_ADMIN_URL }}}}"
+        [steps.user]
+        plugin = "postgres"
+        allow = ["pg_admin"]
+        {extra}
+        "#
+    )
+}
+
+#[test]
+fn rotating_a_password_lets_the_user_log_in_with_the_new_one_only() {
+    let orch = orch()
+        .env("NEW_PW", "n3w-Pass-rotated")
+        .env("OLD_PW", "0ld-Pass-first");
+    let user = unique("rot");
+    let first = orch.run(
+        &create_user_workflow(r#"with = { action = "create-user", connection = "pg_admin", user = "${{ inputs.user }}", password = "${{ secrets.OLD_PW }}" }"#),
+        &["-i", &format!("user={user}")],
+    );
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(can_log_in(&user, "0ld-Pass-first"));
+    let rotated = orch.run(
+        &create_user_workflow(r#"with = { action = "create-user", connection = "pg_admin", user = "${{ inputs.user }}", password = "${{ secrets.NEW_PW }}", rotate = true }"#),
+        &["-i", &format!("user={user}")],
+    );
+    assert_eq!(rotated.code, 0, "{}", rotated.stderr);
+    assert_eq!(step(&rotated.report(), "user")["outputs"]["rotated"], true);
+    assert!(can_log_in(&user, "n3w-Pass-rotated"));
+    assert!(!can_log_in(&user, "0ld-Pass-first"));
+    assert!(
+        !rotated.stdout.contains("n3w-Pass-rotated")
+            && !rotated.stderr.contains("n3w-Pass-rotated")
+    );
+}
+
+#[test]
+fn a_generated_password_is_stored_for_later_and_appears_nowhere_else() {
+    let user = unique("gen");
+    let secrets_dir = tempfile::tempdir().unwrap();
+    let mut orch = orch().env("ORCH_SECRETS_DIR", secrets_dir.path().to_str().unwrap());
+    let workflow = create_user_workflow(
+        r#"with = { action = "create-user", connection = "pg_admin", user = "${{ inputs.user }}", rotate = true }
+        store_secret = "APP_PW""#,
+    );
+    let file = orch.write("w.toml", &workflow);
+    let file = file.to_str().unwrap();
+    // SQLite store, terminal output.
+    let human = orch.orch(&["run", file, "-i", &format!("user={user}")]);
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    let password = orch
+        .orch(&["secret", "get", "APP_PW"])
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(password.len(), 32, "a strong generated password");
+    assert!(can_log_in(&user, &password));
+    let sqlite_run = orch.orch(&["--json", "runs", "list"]);
+    let id = serde_json::from_str::<serde_json::Value>(&sqlite_run.stdout).unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let show = orch.orch(&["runs", "show", &id]);
+    assert!(
+        show.stdout
+            .contains("stored output `password` as secret `APP_PW`"),
+        "{}",
+        show.stdout
+    );
+    let mut store_bytes = Vec::new();
+    for entry in std::fs::read_dir(orch.dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+    {
+        if entry.file_name().to_string_lossy().starts_with("orch.db") {
+            store_bytes.extend(std::fs::read(entry.path()).unwrap());
+        }
+    }
+    for (what, text) in [
+        ("terminal stdout", human.stdout.as_str()),
+        ("terminal stderr", &human.stderr),
+        ("runs show", &show.stdout),
+        ("sqlite store", &String::from_utf8_lossy(&store_bytes)),
+    ] {
+        assert!(!text.contains(&password), "the password is in the {what}");
+    }
+
+    // PostgreSQL store, rotated again (a new generated password), JSON output.
+    orch.database_url = admin_url();
+    let json = orch.orch(&["--json", "run", file, "-i", &format!("user={user}")]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let rotated = orch
+        .orch(&["secret", "get", "APP_PW"])
+        .stdout
+        .trim()
+        .to_string();
+    assert_ne!(rotated, password);
+    assert!(can_log_in(&user, &rotated));
+    let run_id = json.report()["run_id"].as_str().unwrap().to_string();
+    let dump = psql(&format!(
+        "SELECT concat_ws(' ', (SELECT string_agg(r::text, ' ') FROM runs r WHERE id = '{run_id}'), \
+         (SELECT string_agg(s::text, ' ') FROM step_runs s WHERE run_id = '{run_id}'), \
+         (SELECT string_agg(l::text, ' ') FROM logs l WHERE run_id = '{run_id}'))"
+    ));
+    assert!(dump.contains(&user), "the dump has the run: {dump}");
+    assert!(
+        !dump.contains(&rotated),
+        "the password is in the PostgreSQL store"
+    );
+    assert!(!json.stdout.contains(&rotated) && !json.stderr.contains(&rotated));
+}
+
+#[test]
+fn injection_attempts_in_names_and_values_are_created_literally() {
+    let orch = orch().env("EVIL_PW", "p'; DROP ROLE orch; --");
+    let user = format!("x\"; DROP DATABASE postgres; --{}", &unique("")[1..7]);
+    let db = format!("d'); DROP TABLE x; --{}", &unique("")[1..7]);
+    let ran = orch.run(
+        &format!(
+            r#"
+            name = "evil"
+            [inputs.user]
+            [inputs.db]
+            [connections.pg_admin]
+            kind = "postgres"
+            url = "${{{{ secrets.POSTGRES_ADMIN_URL }}}}"
+            [steps.user]
+            plugin = "postgres"
+            allow = ["pg_admin"]
+            with = {{ action = "create-user", connection = "pg_admin", user = "${{{{ inputs.user }}}}", password = "${{{{ secrets.EVIL_PW }}}}" }}
+            [steps.db]
+            plugin = "postgres"
+            needs = ["user"]
+            allow = ["pg_admin"]
+            with = {{ action = "create-db", connection = "pg_admin", name = "${{{{ inputs.db }}}}", owner = "${{{{ inputs.user }}}}" }}
+            "#
+        ),
+        &["-i", &format!("user={user}"), "-i", &format!("db={db}")],
+    );
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let literal = |s: &str| s.replace('\'', "''");
+    assert_eq!(
+        psql(&format!(
+            "SELECT count(*) FROM pg_roles WHERE rolname = '{}'",
+            literal(&user)
+        )),
+        "1"
+    );
+    assert_eq!(
+        psql(&format!(
+            "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+            literal(&db)
+        )),
+        "1"
+    );
+    assert_eq!(
+        psql("SELECT count(*) FROM pg_database WHERE datname = 'postgres'"),
+        "1",
+        "postgres survived"
+    );
+    assert_eq!(
+        psql("SELECT count(*) FROM pg_roles WHERE rolname = 'orch'"),
+        "1",
+        "the admin survived"
+    );
+    assert!(
+        can_log_in(&user, "p'; DROP ROLE orch; --"),
+        "the password was set literally"
+    );
+
+    let too_long = "a".repeat(64);
+    let rejected = orch.run(
+        &create_user_workflow(r#"with = { action = "create-user", connection = "pg_admin", user = "${{ inputs.user }}" }"#),
+        &["-i", &format!("user={too_long}")],
+    );
+    assert_eq!(rejected.code, 1);
+    let error = step(&rejected.report(), "user")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("must be 1 to 63 bytes"), "{error}");
+}
+
+#[test]
+fn a_wrong_admin_password_fails_once_with_a_clear_error() {
+    let mut url = url::Url::parse(&admin_url()).unwrap();
+    url.set_password(Some("definitely-wrong-pw")).unwrap();
+    let orch = Orch::new().env("POSTGRES_ADMIN_URL", url.as_str());
+    let ran = orch.orch(&[
+        "--json",
+        "run",
+        &seed_workflow(),
+        "-i",
+        "db_user=nobody_here",
+    ]);
+    assert_eq!(ran.code, 1);
+    let report = ran.report();
+    let user = step(&report, "psql_create_user");
+    assert_eq!(user["attempts"], 1, "no retry storm: {user}");
+    let error = user["error"].as_str().unwrap();
+    assert!(
+        error.contains("28P01") && error.contains("password authentication failed"),
+        "{error}"
+    );
+    assert!(
+        !ran.stdout.contains("definitely-wrong-pw") && !ran.stderr.contains("definitely-wrong-pw")
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_retried_with_backoff_then_fails_clearly() {
+    let orch = Orch::new().env(
+        "POSTGRES_ADMIN_URL",
+        "postgres://orch:pw@127.0.0.1:1/postgres",
+    );
+    let ran = orch.run(
+        &create_user_workflow(
+            r#"with = { action = "create-user", connection = "pg_admin", user = "${{ inputs.user }}" }
+            retry = { max = 2, backoff = "100ms" }
+            timeout = "20s""#,
+        ),
+        &["-i", "user=whoever"],
+    );
+    assert_eq!(ran.code, 1);
+    let events = ran.json_lines();
+    let delays: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "step_retrying")
+        .map(|e| e["delay"].as_u64().unwrap())
+        .collect();
+    assert_eq!(delays, [100, 200]);
+    let user = step(&ran.report(), "user").clone();
+    assert_eq!(user["attempts"], 3);
+    assert!(
+        user["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres unavailable"),
+        "{user}"
+    );
+}
+
+#[test]
+fn a_step_without_the_grant_is_denied_and_audited() {
+    let orch = orch();
+    let ran = orch.run(
+        r#"
+        name = "sneaky"
+        [connections.pg_admin]
+        kind = "postgres"
+        url = "${{ secrets.POSTGRES_ADMIN_URL }}"
+        [steps.sneak]
+        plugin = "postgres"
+        with = { action = "query", connection = "pg_admin", sql = "SELECT 1" }
+        "#,
+        &[],
+    );
+    assert_eq!(ran.code, 1);
+    let report = ran.report();
+    assert_eq!(
+        step(&report, "sneak")["error"],
+        "denied: step `sneak` may not open connection `pg_admin`: add \"pg_admin\" to its `allow`"
+    );
+    let shown: serde_json::Value = serde_json::from_str(
+        &orch
+            .orch(&["--json", "runs", "show", report["run_id"].as_str().unwrap()])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(shown["audit"][0]["action"], "connection");
+    assert_eq!(shown["audit"][0]["target"], "pg_admin");
+}
+
+#[test]
+fn etl_workflow_moves_transformed_rows_and_is_idempotent() {
+    let orch = orch();
+    let (source, target) = (unique("etl_src"), unique("etl_dst"));
+    let args = [
+        "-i".to_string(),
+        format!("source_db={source}"),
+        "-i".to_string(),
+        format!("target_db={target}"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let file = root().join("workflows/etl-postgres.toml");
+    let mut all = vec!["--json", "run", file.to_str().unwrap()];
+    all.extend(&args);
+    for _ in 0..2 {
+        let ran = orch.orch(&all);
+        assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    }
+    let mut target_url = url::Url::parse(&admin_url()).unwrap();
+    target_url.set_path(&target);
+    assert_eq!(
+        psql_at(
+            target_url.as_str(),
+            "SELECT string_agg(customer || ':' || orders || ':' || total, ' ' ORDER BY customer) FROM customer_totals"
+        ),
+        "ANA:2:15.00 EVA:1:1.00 RUI:2:10.00"
+    );
+}
+
+#[test]
+fn sql_query_and_grant_actions_work_and_report_their_plan() {
+    let orch = orch();
+    let (db, reader) = (unique("qdb"), unique("reader"));
+    psql(&format!("CREATE DATABASE {db}"));
+    psql(&format!("CREATE ROLE {reader} LOGIN"));
+    let workflow = format!(
+        r#"
+        name = "actions"
+        [connections.pg_admin]
+        kind = "postgres"
+        url = "${{{{ secrets.POSTGRES_ADMIN_URL }}}}"
+        [connections.app]
+        kind = "postgres"
+        url = "${{{{ secrets.POSTGRES_ADMIN_URL }}}}"
+        database = "{db}"
+        [steps.migrate]
+        plugin = "postgres"
+        allow = ["app"]
+        with = {{ action = "sql", connection = "app", sql = "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, v jsonb, at timestamptz DEFAULT '2026-01-01T00:00:00Z', n numeric(5,2) DEFAULT 1.5)" }}
+        [steps.insert]
+        plugin = "postgres"
+        needs = ["migrate"]
+        allow = ["app"]
+        with = {{ action = "sql", connection = "app", sql = "INSERT INTO t (id, v) VALUES ($1::int, $2::jsonb) ON CONFLICT (id) DO NOTHING", params = [1, {{ a = "b" }}] }}
+        [steps.read]
+        plugin = "postgres"
+        needs = ["insert"]
+        allow = ["app"]
+        with = {{ action = "query", connection = "app", sql = "SELECT id, v, at, n FROM t WHERE id = $1::int", params = [1] }}
+        [steps.grant]
+        plugin = "postgres"
+        allow = ["pg_admin"]
+        with = {{ action = "grant", connection = "pg_admin", role = "{reader}", privileges = ["create"], database = "{db}" }}
+        "#
+    );
+    let ran = orch.run(&workflow, &[]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let report = ran.report();
+    assert_eq!(
+        step(&report, "read")["outputs"]["rows"],
+        serde_json::json!([{"id": 1, "v": {"a": "b"}, "at": "2026-01-01T00:00:00+00:00", "n": "1.50"}])
+    );
+    assert_eq!(step(&report, "grant")["outputs"]["granted"], true);
+    assert_eq!(
+        psql(&format!(
+            "SELECT has_database_privilege('{reader}', '{db}', 'CREATE')"
+        )),
+        "t"
+    );
+    let plan = orch.orch(&[
+        "plan",
+        orch.dir.path().join("workflow.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        plan.stdout.contains("grant [postgres]\n  no change"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("run sql: CREATE TABLE IF NOT EXISTS t"),
+        "{}",
+        plan.stdout
+    );
+}
