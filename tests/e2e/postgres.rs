@@ -330,25 +330,23 @@ fn injection_attempts_in_names_and_values_are_created_literally() {
     let user = format!("x\"; DROP DATABASE postgres; --{}", &unique("")[1..7]);
     let db = format!("d'); DROP TABLE x; --{}", &unique("")[1..7]);
     let ran = orch.run(
-        &format!(
-            r#"
+        r#"
             name = "evil"
             [inputs.user]
             [inputs.db]
             [connections.pg_admin]
             kind = "postgres"
-            url = "${{{{ secrets.POSTGRES_ADMIN_URL }}}}"
+            url = "${{ secrets.POSTGRES_ADMIN_URL }}"
             [steps.user]
             plugin = "postgres"
             allow = ["pg_admin"]
-            with = {{ action = "create-user", connection = "pg_admin", user = "${{{{ inputs.user }}}}", password = "${{{{ secrets.EVIL_PW }}}}" }}
+            with = { action = "create-user", connection = "pg_admin", user = "${{ inputs.user }}", password = "${{ secrets.EVIL_PW }}" }
             [steps.db]
             plugin = "postgres"
             needs = ["user"]
             allow = ["pg_admin"]
-            with = {{ action = "create-db", connection = "pg_admin", name = "${{{{ inputs.db }}}}", owner = "${{{{ inputs.user }}}}" }}
-            "#
-        ),
+            with = { action = "create-db", connection = "pg_admin", name = "${{ inputs.db }}", owner = "${{ inputs.user }}" }
+            "#,
         &["-i", &format!("user={user}"), "-i", &format!("db={db}")],
     );
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
