@@ -578,3 +578,175 @@ fn sql_query_and_grant_actions_work_and_report_their_plan() {
         plan.stdout
     );
 }
+
+/// A PostgreSQL of this test's own (initdb in a temp dir, trust auth), so it can be stopped.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .max()
+            .expect("PostgreSQL server binaries (tests/services.sh installs them)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = dir.path().join("data");
+        let as_postgres = |args: &[&str]| {
+            let status = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{args:?}");
+        };
+        Command::new("chown")
+            .args(["postgres", dir.path().to_str().unwrap()])
+            .status()
+            .unwrap();
+        let (initdb, pg_ctl) = (bin.join("initdb"), bin.join("pg_ctl"));
+        as_postgres(&[
+            initdb.to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "admin",
+            "--auth=trust",
+        ]);
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.path().display()
+        );
+        as_postgres(&[
+            pg_ctl.to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-w",
+            "-o",
+            &options,
+            "-l",
+            "/dev/null",
+            "start",
+        ]);
+        Self { dir, port }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://admin@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn stop(&self) {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .max()
+            .unwrap();
+        let data = self.dir.path().join("data");
+        Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                bin.join("pg_ctl").to_str().unwrap(),
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn a_server_stopped_mid_run_gives_retries_with_backoff_then_a_clear_failure() {
+    let server = PrivatePostgres::start();
+    let orch = Orch::new().env("POSTGRES_ADMIN_URL", &server.url());
+    let file = orch.write(
+        "w.toml",
+        r#"
+        name = "stopped"
+        [connections.pg_admin]
+        kind = "postgres"
+        url = "${{ secrets.POSTGRES_ADMIN_URL }}"
+        [steps.slow]
+        plugin = "postgres"
+        allow = ["pg_admin"]
+        with = { action = "sql", connection = "pg_admin", sql = "SELECT pg_sleep(20)", transaction = false }
+        retry = { max = 2, backoff = "200ms" }
+        timeout = "60s"
+        "#,
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["--json", "run", file.to_str().unwrap()])
+        .env("ORCH_DATABASE_URL", &orch.database_url)
+        .env(
+            "ORCH_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        )
+        .env("POSTGRES_ADMIN_URL", server.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the statement is running on the server, then stop the server under it.
+    let started = std::time::Instant::now();
+    while psql_at(
+        &server.url(),
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)'",
+    ) != "1"
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the step never reached the server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server.stop();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let delays: Vec<u64> = lines
+        .iter()
+        .filter(|e| e["event"] == "step_retrying")
+        .map(|e| e["delay"].as_u64().unwrap())
+        .collect();
+    assert_eq!(delays, [200, 400], "retried with backoff");
+    let slow = step(lines.last().unwrap(), "slow").clone();
+    assert_eq!(slow["status"], "failed");
+    assert_eq!(slow["attempts"], 3);
+    assert!(
+        slow["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres unavailable"),
+        "{slow}"
+    );
+}

@@ -43,13 +43,30 @@ impl HasData for PostgresData {
     type Data<'a> = PostgresView<'a>;
 }
 
+/// SQLSTATEs that mean "try again later": connection exceptions (08), shutdown and restart
+/// (57P01-57P03), too many connections, serialization failures and deadlocks.
+fn transient(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
+}
+
 /// Map a driver error: unreachable is retryable, an answer from the server is not.
 fn classify(e: sqlx::Error) -> Error {
     match e {
-        sqlx::Error::Database(db) => Error::Database(DbError {
-            code: db.code().map(|c| c.into_owned()).unwrap_or_default(),
-            message: db.message().to_string(),
-        }),
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if transient(&code) {
+                Error::Unavailable(format!("{code}: {}", db.message()))
+            } else {
+                Error::Database(DbError {
+                    code,
+                    message: db.message().to_string(),
+                })
+            }
+        }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
