@@ -17,4 +17,11 @@ $orch validate workflows/*.toml
 $orch graph workflows/hello.toml
 $orch plan workflows/hello.toml --input who=datalab
 $orch run workflows/hello.toml --input who=datalab
+
+# The seed pipeline's PostgreSQL jobs against the private test PostgreSQL, then a small ETL.
+export POSTGRES_ADMIN_URL=$ORCH_TEST_POSTGRES_URL
+$orch plan workflows/postgres.toml --input db_user=datalab --input db_name=datalab
+$orch run workflows/postgres.toml --input db_user=datalab --input db_name=datalab
+$orch run workflows/postgres.toml --input db_user=datalab --input db_name=datalab # no change
+$orch run workflows/etl-postgres.toml
 $orch runs list --limit 5
