@@ -373,21 +373,34 @@ impl RunShared {
     }
 }
 
-/// The expression scope for a step: the run's values plus finished steps (only when read).
+/// The expression scope for a step: the run's values plus the finished steps it reads.
 fn scope_for(shared: &RunShared, step: &Step) -> Scope {
     let mut scope = shared.base.clone();
-    let reads_steps = step
+    let mut read: Vec<&str> = step
+        .exprs()
+        .into_iter()
+        .flat_map(|e| e.references.iter())
+        .filter_map(|r| match r {
+            Reference::Step(Some(id)) => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let reads_all = step
         .exprs()
         .iter()
-        .any(|e| e.references.iter().any(|r| matches!(r, Reference::Step(_))));
-    if reads_steps {
-        scope.steps = Json::Object(
-            shared
-                .finished
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        );
+        .any(|e| e.references.contains(&Reference::Step(None)));
+    if reads_all {
+        let finished = shared.finished.read().unwrap_or_else(|e| e.into_inner());
+        scope.steps = Json::Object(finished.clone());
+    } else if !read.is_empty() {
+        read.sort();
+        read.dedup();
+        let finished = shared.finished.read().unwrap_or_else(|e| e.into_inner());
+        let steps = read
+            .into_iter()
+            .filter_map(|id| finished.get(id).map(|v| (id.to_string(), v.clone())))
+            .collect();
+        scope.steps = Json::Object(steps);
     }
     scope
 }

@@ -63,6 +63,10 @@ pub struct Expr {
     pub source: String,
     program: Arc<cel::Program>,
     pub references: Vec<Reference>,
+    /// Set when the whole expression is a plain name like `steps.x.outputs.rows`: it is then
+    /// read straight from the scope's JSON, without converting the scope to CEL values (large
+    /// step outputs made that the slowest part of a run).
+    path: Option<Vec<String>>,
 }
 
 impl fmt::Debug for Expr {
@@ -85,15 +89,21 @@ impl Expr {
         let mut names = Vec::new();
         collect_names(program.expression(), &mut Vec::new(), &mut names);
         let references = names.iter().map(|segments| classify(segments)).collect();
+        let path = qualified_name(program.expression())
+            .filter(|segments| super::expr::ROOTS.contains(&segments[0].as_str()));
         Ok(Self {
             source: source.to_string(),
             program: Arc::new(program),
             references,
+            path,
         })
     }
 
     /// Evaluate against `scope`, as JSON.
     pub fn eval(&self, scope: &Scope) -> Result<Json, ExprError> {
+        if let Some(path) = &self.path {
+            return self.lookup(path, scope);
+        }
         let mut context = cel::Context::with_env(env());
         for (name, value) in scope.roots() {
             if self.reads_root(name) {
@@ -109,6 +119,24 @@ impl Expr {
             .execute(&context)
             .map_err(|e| fail(e.to_string()))?;
         value.json().map_err(|e| fail(e.to_string()))
+    }
+
+    /// Read a plain name from the scope; a missing key fails like CEL's `No such key`.
+    fn lookup(&self, path: &[String], scope: &Scope) -> Result<Json, ExprError> {
+        let (root, rest) = path.split_first().expect("a name has a root");
+        let mut value = scope
+            .roots()
+            .into_iter()
+            .find(|(name, _)| name == root)
+            .map(|(_, v)| v)
+            .expect("the root was checked at compile time");
+        for key in rest {
+            value = value.get(key).ok_or_else(|| ExprError::Eval {
+                expr: self.source.clone(),
+                message: format!("No such key: {key}"),
+            })?;
+        }
+        Ok(value.clone())
     }
 
     /// Evaluate as a condition: must be a boolean.
@@ -457,6 +485,16 @@ mod tests {
                 .iter()
                 .any(|r| matches!(r, Reference::Unknown(_)))
         );
+    }
+
+    #[test]
+    fn plain_names_are_read_directly_and_missing_keys_fail() {
+        let e = Expr::compile("steps.make.outputs.pw").unwrap();
+        assert_eq!(e.eval(&scope()).unwrap(), json!("s3cret"));
+        let missing = Expr::compile("steps.make.outputs.nope").unwrap();
+        assert!(missing.eval(&scope()).unwrap_err().to_string().contains("No such key: nope"));
+        let computed = Expr::compile("inputs.n + 1").unwrap();
+        assert_eq!(computed.eval(&scope()).unwrap(), json!(5));
     }
 
     #[test]
