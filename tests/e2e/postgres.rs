@@ -750,3 +750,51 @@ fn a_server_stopped_mid_run_gives_retries_with_backoff_then_a_clear_failure() {
         "{slow}"
     );
 }
+
+#[test]
+fn load_copies_awkward_values_exactly_and_rejects_unknown_columns() {
+    let orch = orch();
+    let db = unique("loaddb");
+    psql(&format!("CREATE DATABASE {db}"));
+    let mut url = url::Url::parse(&admin_url()).unwrap();
+    url.set_path(&db);
+    psql_at(
+        url.as_str(),
+        "CREATE TABLE t (id int PRIMARY KEY, s text, b bool, j jsonb, f float8)",
+    );
+    let workflow = |rows: &str| {
+        format!(
+            r#"
+            name = "load"
+            [connections.app]
+            kind = "postgres"
+            url = "${{{{ secrets.POSTGRES_ADMIN_URL }}}}"
+            database = "{db}"
+            [steps.load]
+            plugin = "postgres"
+            allow = ["app"]
+            with = {{ action = "load", connection = "app", table = "t", batch_size = 1, rows = {rows} }}
+            "#
+        )
+    };
+    let rows = r#"[{ id = 1, s = "tab\there\nnew line \\ back", b = true, j = { k = [1, "x"] }, f = 2.5 }, { id = 2, s = "\\N", b = false, f = -1 }]"#;
+    let ran = orch.run(&workflow(rows), &[]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(
+        psql_at(url.as_str(), "SELECT json_agg(t ORDER BY id) FROM t"),
+        r#"[{"id":1,"s":"tab\there\nnew line \\ back","b":true,"j":{"k": [1, "x"]},"f":2.5}, 
+ {"id":2,"s":"\\N","b":false,"j":null,"f":-1}]"#
+    );
+    let bad = orch.run(&workflow(r#"[{ id = 3 }, { id = 4, nope = 1 }]"#), &[]);
+    assert_eq!(bad.code, 1);
+    let error = step(&bad.report(), "load")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("row 1 has column `nope`"), "{error}");
+    assert_eq!(
+        psql_at(url.as_str(), "SELECT count(*) FROM t"),
+        "2",
+        "the failed load left nothing behind"
+    );
+}

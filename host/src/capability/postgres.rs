@@ -242,6 +242,24 @@ impl HostConnection for PostgresView<'_> {
         Ok(Ok(Rows { columns, rows }))
     }
 
+    async fn copy_in(
+        &mut self,
+        session: Resource<PgSession>,
+        sql: String,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        let conn = &mut self.table.get_mut(&session)?.conn;
+        let copied = async {
+            let mut copy = conn.copy_in_raw(&sql).await?;
+            if let Err(e) = copy.send(data).await {
+                let _ = copy.abort("orch: sending COPY data failed").await;
+                return Err(e);
+            }
+            copy.finish().await
+        };
+        Ok(copied.await.map_err(classify))
+    }
+
     async fn begin(&mut self, session: Resource<PgSession>) -> wasmtime::Result<Result<(), Error>> {
         self.simple(session, "BEGIN").await
     }

@@ -492,7 +492,13 @@ mod tests {
         let e = Expr::compile("steps.make.outputs.pw").unwrap();
         assert_eq!(e.eval(&scope()).unwrap(), json!("s3cret"));
         let missing = Expr::compile("steps.make.outputs.nope").unwrap();
-        assert!(missing.eval(&scope()).unwrap_err().to_string().contains("No such key: nope"));
+        assert!(
+            missing
+                .eval(&scope())
+                .unwrap_err()
+                .to_string()
+                .contains("No such key: nope")
+        );
         let computed = Expr::compile("inputs.n + 1").unwrap();
         assert_eq!(computed.eval(&scope()).unwrap(), json!(5));
     }

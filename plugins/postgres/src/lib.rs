@@ -524,43 +524,116 @@ fn query(db: &Db, sql: &str, params: &[Json], limit: u32) -> Result<Vec<Output>,
     ])
 }
 
-/// The insert (or upsert) statement for `table`, built by the server with quoted names.
-fn load_statement(
+/// The statements of a load, built by the server with quoted names:
+/// (`COPY target (cols) FROM STDIN`, and with a key the staging table and the upsert).
+struct LoadSql {
+    copy: String,
+    stage: Option<(String, String)>,
+}
+
+fn load_sql(
     db: &Db,
     schema: &str,
     table: &str,
     columns: &[String],
     key: &[String],
-) -> Result<String, StepError> {
+) -> Result<LoadSql, StepError> {
     let names = |list: &[String]| serde_json::to_string(list).unwrap_or_default();
     let non_key: Vec<String> = columns
         .iter()
         .filter(|c| !key.contains(c))
         .cloned()
         .collect();
-    let sql = "SELECT format('INSERT INTO %I.%I AS t (%s) SELECT %s FROM json_populate_recordset(NULL::%I.%I, $1::json)', \
-               $1::text, $2::text, cols, cols, $1::text, $2::text) \
-               || CASE WHEN $4::text::json->>0 IS NULL THEN '' \
-                  WHEN json_array_length($5::text::json) = 0 THEN format(' ON CONFLICT (%s) DO NOTHING', keys) \
-                  ELSE format(' ON CONFLICT (%s) DO UPDATE SET %s', keys, sets) END \
+    let sql = "SELECT format('%I.%I', $1::text, $2::text), cols, \
+               CASE WHEN $4::text::json->>0 IS NULL THEN '' \
+                    WHEN json_array_length($5::text::json) = 0 THEN format(' ON CONFLICT (%s) DO NOTHING', keys) \
+                    ELSE format(' ON CONFLICT (%s) DO UPDATE SET %s', keys, sets) END \
                FROM (SELECT (SELECT string_agg(format('%I', c), ', ') FROM json_array_elements_text($3::text::json) c) AS cols, \
                             (SELECT string_agg(format('%I', c), ', ') FROM json_array_elements_text($4::text::json) c) AS keys, \
                             (SELECT string_agg(format('%I = EXCLUDED.%I', c, c), ', ') FROM json_array_elements_text($5::text::json) c) AS sets) n";
-    match db.scalar(
-        sql,
-        &[
-            text(schema),
-            text(table),
-            text(&names(columns)),
-            text(&names(key)),
-            text(&names(&non_key)),
+    let args = [
+        text(schema),
+        text(table),
+        text(&names(columns)),
+        text(&names(key)),
+        text(&names(&non_key)),
+    ];
+    let row = db.rows(sql, &args, Some(1))?.rows.into_iter().next();
+    let Some(
+        [
+            Value::Text(target),
+            Value::Text(cols),
+            Value::Text(conflict),
         ],
-    )? {
-        Some(Value::Text(s)) => Ok(s),
-        _ => Err(StepError::Failed(
-            "could not build the load statement".into(),
-        )),
+    ) = row.as_deref()
+    else {
+        return Err(StepError::Failed(
+            "could not build the load statements".into(),
+        ));
+    };
+    if key.is_empty() {
+        return Ok(LoadSql {
+            copy: format!("COPY {target} ({cols}) FROM STDIN"),
+            stage: None,
+        });
     }
+    Ok(LoadSql {
+        copy: format!("COPY orch_load ({cols}) FROM STDIN"),
+        stage: Some((
+            format!(
+                "CREATE TEMP TABLE orch_load ON COMMIT DROP AS SELECT {cols} FROM {target} WITH NO DATA"
+            ),
+            format!("INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM orch_load{conflict}"),
+        )),
+    })
+}
+
+/// Rows as COPY text format: tab-separated, `\N` for null, backslash escapes.
+fn copy_text(
+    rows: &[Box<RawValue>],
+    columns: &[String],
+    first_row: usize,
+) -> Result<Vec<u8>, StepError> {
+    fn escaped(out: &mut Vec<u8>, s: &str) {
+        for b in s.bytes() {
+            match b {
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                _ => out.push(b),
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(rows.iter().map(|r| r.get().len()).sum());
+    for (i, raw) in rows.iter().enumerate() {
+        let row: Map<String, Json> = serde_json::from_str(raw.get()).map_err(|e| {
+            StepError::InvalidConfig(format!(
+                "row {}: rows must be objects keyed by column: {e}",
+                first_row + i
+            ))
+        })?;
+        if let Some(extra) = row.keys().find(|k| !columns.contains(k)) {
+            return Err(StepError::InvalidConfig(format!(
+                "row {} has column `{extra}`, which the first row does not have",
+                first_row + i
+            )));
+        }
+        for (j, column) in columns.iter().enumerate() {
+            if j > 0 {
+                out.push(b'\t');
+            }
+            match row.get(column) {
+                None | Some(Json::Null) => out.extend_from_slice(b"\\N"),
+                Some(Json::String(s)) => escaped(&mut out, s),
+                Some(Json::Bool(b)) => out.push(if *b { b't' } else { b'f' }),
+                Some(Json::Number(n)) => out.extend_from_slice(n.to_string().as_bytes()),
+                Some(other) => escaped(&mut out, &other.to_string()),
+            }
+        }
+        out.push(b'\n');
+    }
+    Ok(out)
 }
 
 fn load_plan(
@@ -630,24 +703,21 @@ fn load(
     if rows.is_empty() {
         return Ok(vec![orch_sdk::output("rows", 0)]);
     }
-    let statement = load_statement(db, schema, table, columns, key)?;
+    let sql = load_sql(db, schema, table, columns, key)?;
     let total = rows.len() as u64;
     db.transaction(|db| {
-        let mut done = 0u64;
+        if let Some((create, _)) = &sql.stage {
+            db.execute(create, &[])?;
+        }
+        let mut done = 0usize;
         for batch in rows.chunks(batch_size.max(1)) {
-            let mut json =
-                String::with_capacity(batch.iter().map(|r| r.get().len() + 1).sum::<usize>() + 2);
-            json.push('[');
-            for (i, row) in batch.iter().enumerate() {
-                if i > 0 {
-                    json.push(',');
-                }
-                json.push_str(row.get());
-            }
-            json.push(']');
-            db.execute(&statement, &[Value::Text(json)])?;
-            done += batch.len() as u64;
-            orch_sdk::log::progress(done, Some(total), "rows loaded");
+            let data = copy_text(batch, columns, done)?;
+            db.0.copy_in(&sql.copy, &data)?;
+            done += batch.len();
+            orch_sdk::log::progress(done as u64, Some(total), "rows loaded");
+        }
+        if let Some((_, upsert)) = &sql.stage {
+            db.execute(upsert, &[])?;
         }
         Ok(())
     })?;

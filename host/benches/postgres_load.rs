@@ -1,0 +1,149 @@
+//! `load` of 100k rows from a step output into PostgreSQL, against `psql \copy` of the same
+//! rows, in one run (figures go to BENCHMARKS.md). Needs the project's PostgreSQL:
+//!
+//!     bash tests/services.sh start && source "$(bash tests/services.sh env)"
+//!     cargo bench --bench postgres_load
+
+use orch::executor::{Executor, RunSpec, Silent};
+use orch::runtime::{Runtime, RuntimeConfig, check};
+use orch::store::Store;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ROWS: usize = 100_000;
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let admin = std::env::var("ORCH_TEST_POSTGRES_URL").expect(
+        "ORCH_TEST_POSTGRES_URL: run `bash tests/services.sh start` and source its env file",
+    );
+    let db = format!(
+        "orch_bench_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    psql(&admin, &format!("CREATE DATABASE {db}"));
+    let mut url = url::Url::parse(&admin)?;
+    url.set_path(&db);
+    let url = url.to_string();
+    psql(
+        &url,
+        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, amount float8 NOT NULL); CREATE TABLE items_copy (LIKE items INCLUDING ALL)",
+    );
+
+    let tmp = tempfile::tempdir()?;
+    let workflow = format!(
+        r#"
+        name = "load-bench"
+        [connections.bench]
+        kind = "postgres"
+        url = "${{{{ secrets.BENCH_URL }}}}"
+        [steps.gen]
+        plugin = "postgres"
+        allow = ["bench"]
+        memory = "1GiB"
+        with = {{ action = "query", connection = "bench", sql = "SELECT g AS id, 'name-' || g AS name, g * 1.5 AS amount FROM generate_series(1, {ROWS}) g", limit = {ROWS} }}
+        [steps.load]
+        plugin = "postgres"
+        needs = ["gen"]
+        allow = ["bench"]
+        memory = "1GiB"
+        with = {{ action = "load", connection = "bench", table = "items", rows = "${{{{ steps.gen.outputs.rows }}}}", batch_size = 10000 }}
+        "#
+    );
+    // The same rows as CSV for COPY.
+    let csv = tmp.path().join("items.csv");
+    let mut text = String::with_capacity(ROWS * 24);
+    for g in 1..=ROWS {
+        text.push_str(&format!("{g},name-{g},{}\n", g as f64 * 1.5));
+    }
+    std::fs::write(&csv, text)?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (loads, copies) = rt.block_on(async {
+        let runtime = Arc::new(Runtime::new(RuntimeConfig {
+            cache_dir: Some(tmp.path().join("cache")),
+        })?);
+        let store = Store::open(&format!(
+            "sqlite://{}",
+            tmp.path().join("bench.db").display()
+        ))
+        .await?;
+        let executor = Executor {
+            runtime: runtime.clone(),
+            store,
+            max_parallel: 8,
+        };
+        let wf = orch::workflow::parse(Path::new("bench.toml"), &workflow).expect("valid workflow");
+        let plugins = check::resolve(&runtime, &wf)
+            .await
+            .map_err(|d| anyhow::anyhow!("{d}"))?;
+        let wf = Arc::new(wf);
+        let (mut loads, mut copies) = (Vec::new(), Vec::new());
+        for _ in 0..4 {
+            psql(&url, "TRUNCATE items; TRUNCATE items_copy");
+            let spec = RunSpec {
+                workflow: wf.clone(),
+                plugins: plugins.clone(),
+                inputs: Default::default(),
+                trigger: "cli".into(),
+                process_env: [("BENCH_URL".to_string(), url.clone())].into(),
+                cancel: Default::default(),
+                secret_store: None,
+            };
+            let report = executor.run(spec, Arc::new(Silent)).await?;
+            assert!(report.succeeded(), "{:?}", report.steps);
+            let load = report
+                .steps
+                .iter()
+                .find(|s| s.id == "load")
+                .expect("load step");
+            loads.push(load.duration);
+            let t = Instant::now();
+            psql(
+                &url,
+                &format!("\\copy items_copy FROM '{}' CSV", csv.display()),
+            );
+            copies.push(t.elapsed());
+        }
+        // The first round warms the component cache and the server; keep the rest.
+        loads.remove(0);
+        copies.remove(0);
+        anyhow::Ok((loads, copies))
+    })?;
+    psql(&admin, &format!("DROP DATABASE {db}"));
+    let (load, copy) = (median(loads), median(copies));
+    println!("## postgres load benchmark ({ROWS} rows, median of 3)");
+    println!(
+        "orch `load` step (render + sandbox + batched json_populate_recordset): {load:.2?} = {:.0} rows/s",
+        ROWS as f64 / load.as_secs_f64()
+    );
+    println!(
+        "psql \\copy of the same rows (CSV):                                  {copy:.2?} = {:.0} rows/s",
+        ROWS as f64 / copy.as_secs_f64()
+    );
+    println!(
+        "ratio load / copy: {:.2}x",
+        load.as_secs_f64() / copy.as_secs_f64()
+    );
+    Ok(())
+}
