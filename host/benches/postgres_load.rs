@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
             .map_err(|d| anyhow::anyhow!("{d}"))?;
         let wf = Arc::new(wf);
         let (mut loads, mut copies) = (Vec::new(), Vec::new());
-        for _ in 0..4 {
+        for _ in 0..6 {
             psql(&url, "TRUNCATE items; TRUNCATE items_copy");
             let spec = RunSpec {
                 workflow: wf.clone(),
@@ -132,13 +132,13 @@ fn main() -> anyhow::Result<()> {
     })?;
     psql(&admin, &format!("DROP DATABASE {db}"));
     let (load, copy) = (median(loads), median(copies));
-    println!("## postgres load benchmark ({ROWS} rows, median of 3)");
+    println!("## postgres load benchmark ({ROWS} rows, median of 5)");
     println!(
-        "orch `load` step (render + sandbox + batched json_populate_recordset): {load:.2?} = {:.0} rows/s",
+        "orch `load` step (template render + sandbox + COPY via the host): {load:.2?} = {:.0} rows/s",
         ROWS as f64 / load.as_secs_f64()
     );
     println!(
-        "psql \\copy of the same rows (CSV):                                  {copy:.2?} = {:.0} rows/s",
+        "psql \\copy of the same rows (CSV):                             {copy:.2?} = {:.0} rows/s",
         ROWS as f64 / copy.as_secs_f64()
     );
     println!(

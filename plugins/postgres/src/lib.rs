@@ -607,13 +607,18 @@ fn copy_text(
     }
     let mut out = Vec::with_capacity(rows.iter().map(|r| r.get().len()).sum());
     for (i, raw) in rows.iter().enumerate() {
-        let row: Map<String, Json> = serde_json::from_str(raw.get()).map_err(|e| {
-            StepError::InvalidConfig(format!(
-                "row {}: rows must be objects keyed by column: {e}",
-                first_row + i
-            ))
-        })?;
-        if let Some(extra) = row.keys().find(|k| !columns.contains(k)) {
+        // Borrow each cell's JSON text instead of building values: this is the hot loop.
+        let row: std::collections::BTreeMap<std::borrow::Cow<'_, str>, &RawValue> =
+            serde_json::from_str(raw.get()).map_err(|e| {
+                StepError::InvalidConfig(format!(
+                    "row {}: rows must be objects keyed by column: {e}",
+                    first_row + i
+                ))
+            })?;
+        if let Some(extra) = row
+            .keys()
+            .find(|k| !columns.iter().any(|c| c == k.as_ref()))
+        {
             return Err(StepError::InvalidConfig(format!(
                 "row {} has column `{extra}`, which the first row does not have",
                 first_row + i
@@ -623,12 +628,20 @@ fn copy_text(
             if j > 0 {
                 out.push(b'\t');
             }
-            match row.get(column) {
-                None | Some(Json::Null) => out.extend_from_slice(b"\\N"),
-                Some(Json::String(s)) => escaped(&mut out, s),
-                Some(Json::Bool(b)) => out.push(if *b { b't' } else { b'f' }),
-                Some(Json::Number(n)) => out.extend_from_slice(n.to_string().as_bytes()),
-                Some(other) => escaped(&mut out, &other.to_string()),
+            let cell = row.get(column.as_str()).map(|v| v.get()).unwrap_or("null");
+            match cell.as_bytes().first() {
+                Some(b'n') => out.extend_from_slice(b"\\N"),
+                Some(b't') => out.push(b't'),
+                Some(b'f') => out.push(b'f'),
+                Some(b'"') => {
+                    let s: std::borrow::Cow<'_, str> = serde_json::from_str(cell).map_err(|e| {
+                        StepError::InvalidConfig(format!("row {}: {e}", first_row + i))
+                    })?;
+                    escaped(&mut out, &s);
+                }
+                // Numbers as written; objects and arrays as JSON text (for json/jsonb columns).
+                Some(b'{' | b'[') => escaped(&mut out, cell),
+                _ => out.extend_from_slice(cell.as_bytes()),
             }
         }
         out.push(b'\n');
