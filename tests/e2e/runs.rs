@@ -149,7 +149,7 @@ fn missing_secret_is_a_clear_error_naming_the_env_file() {
     assert_eq!(ran.code, 2);
     assert!(
         ran.stderr.contains(
-            "secret `NOT_SET_ANYWHERE` is not set: export NOT_SET_ANYWHERE=... or add it to"
+            "secret `NOT_SET_ANYWHERE` is not set: export NOT_SET_ANYWHERE=..., add it to"
         ),
         "{}",
         ran.stderr
