@@ -5,5 +5,5 @@ mod faults;
 mod harness;
 mod postgres;
 mod runs;
-mod store_postgres;
+mod store;
 mod ui;
