@@ -49,7 +49,12 @@ fn records_and_reads_back(database_url: Option<String>) {
     let detail: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
     assert_eq!(detail["workflow"], "on-postgres");
     assert_eq!(detail["steps"][0]["outputs"]["x"], 1);
-    let a_log = detail["logs"].as_array().unwrap().iter().find(|l| l["step"] == "a").expect("a logged");
+    let a_log = detail["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["step"] == "a")
+        .expect("a logged");
     assert_eq!(a_log["message"], "token ***");
     assert_eq!(detail["status"], "failed");
     assert_eq!(detail["audit"][0]["step"], "c");
