@@ -6,6 +6,7 @@
 pub mod connections;
 pub mod grants;
 pub mod http;
+pub mod kafka;
 pub mod log;
 pub mod mask;
 pub mod postgres;

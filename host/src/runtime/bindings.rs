@@ -3,7 +3,10 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "step",
-    imports: { "orch:plugin/postgres": async | trappable },
+    imports: {
+        "orch:plugin/postgres": async | trappable,
+        "orch:plugin/kafka": async | trappable,
+    },
     exports: { default: async },
     with: {
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
@@ -11,6 +14,7 @@ wasmtime::component::bindgen!({
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
         "wasi:random": wasmtime_wasi::p2::bindings::random,
         "orch:plugin/postgres.connection": crate::capability::postgres::PgSession,
+        "orch:plugin/kafka.client": crate::capability::kafka::KafkaClient,
     },
 });
 

@@ -12,6 +12,7 @@ pub use cache::content_hash;
 
 use crate::capability::connections::Connections;
 use crate::capability::http::HttpGate;
+use crate::capability::kafka::{KafkaData, KafkaHost, KafkaView};
 use crate::capability::log::LogHost;
 use crate::capability::postgres::{PostgresData, PostgresHost, PostgresView};
 use crate::capability::{Granter, StepSink};
@@ -186,6 +187,13 @@ impl Runtime {
                 host: &mut s.postgres,
             },
         )?;
+        bindings::orch::plugin::kafka::add_to_linker::<_, KafkaData>(
+            &mut linker,
+            |s: &mut StepState| KafkaView {
+                table: &mut s.table,
+                host: &mut s.kafka,
+            },
+        )?;
         bindings::orch::plugin::log::add_to_linker::<_, HasSelf<LogHost>>(
             &mut linker,
             |s: &mut StepState| &mut s.log,
@@ -348,6 +356,11 @@ impl Runtime {
             http: WasiHttpCtx::new(),
             gate: HttpGate {
                 granter: granter.clone(),
+                sink: sink.clone(),
+            },
+            kafka: KafkaHost {
+                granter: granter.clone(),
+                connections: connections.clone(),
                 sink: sink.clone(),
             },
             postgres: PostgresHost {

@@ -1,6 +1,7 @@
 //! The per-instance store data: WASI, wasi:http, the log host, the memory limiter.
 
 use crate::capability::http::HttpGate;
+use crate::capability::kafka::KafkaHost;
 use crate::capability::log::LogHost;
 use crate::capability::postgres::PostgresHost;
 use wasmtime::ResourceLimiter;
@@ -16,6 +17,7 @@ pub struct StepState {
     pub gate: HttpGate,
     pub log: LogHost,
     pub postgres: PostgresHost,
+    pub kafka: KafkaHost,
     pub limiter: MemoryCap,
 }
 

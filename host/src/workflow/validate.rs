@@ -170,6 +170,7 @@ impl Validator<'_> {
             let kind = *c.kind.get_ref();
             let required: &[&str] = match kind {
                 ConnectionKind::Postgres => &["url"],
+                ConnectionKind::Kafka => &["bootstrap"],
                 _ => &[],
             };
             for key in required.iter().filter(|k| !c.settings.contains_key(**k)) {

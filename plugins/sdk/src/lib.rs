@@ -23,6 +23,7 @@ pub mod bindings {
     });
 }
 
+pub use bindings::orch::plugin::kafka;
 pub use bindings::orch::plugin::postgres;
 pub use bindings::orch::plugin::types::{
     Change, ChangeKind, Output, PluginInfo, StepContext, StepError,
@@ -125,6 +126,20 @@ impl From<postgres::Error> for StepError {
                 StepError::Failed(format!("postgres error {}: {}", db.code, db.message))
             }
             postgres::Error::Other(m) => StepError::Failed(m),
+        }
+    }
+}
+
+impl From<kafka::Error> for StepError {
+    /// Unreachable brokers are retryable; denials and broker refusals are not.
+    fn from(e: kafka::Error) -> Self {
+        match e {
+            kafka::Error::Denied(m) => StepError::Denied(m),
+            kafka::Error::Unavailable(m) => StepError::Retryable(format!("kafka unavailable: {m}")),
+            kafka::Error::Broker(b) => {
+                StepError::Failed(format!("kafka error {}: {}", b.code, b.message))
+            }
+            kafka::Error::Other(m) => StepError::Failed(m),
         }
     }
 }

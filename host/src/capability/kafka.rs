@@ -1,0 +1,567 @@
+//! Host side of `orch:plugin/kafka`: admin, produce and consume with rdkafka on connections the
+//! step is granted. Bootstrap servers and SASL settings never cross into the sandbox.
+
+use super::connections::Connections;
+use super::{Granter, StepSink};
+use crate::runtime::bindings::orch::plugin::kafka::{
+    BrokerError, ConsumeRequest, Error, GroupInfo, Header, Host, HostClient, Incoming, Outgoing,
+    PartitionOffset, TopicConfig, TopicInfo,
+};
+use crate::workflow::ConnectionKind;
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{HasData, Resource, ResourceTable};
+
+/// How long a metadata or admin request may take before the broker counts as unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open Kafka client, owned by the guest through a resource handle.
+pub struct KafkaClient {
+    config: ClientConfig,
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    producer: Option<FutureProducer>,
+}
+
+/// The kafka interface's state for one step.
+pub struct KafkaHost {
+    pub granter: Arc<Granter>,
+    pub connections: Arc<Connections>,
+    pub sink: Arc<dyn StepSink>,
+}
+
+/// The narrow view the generated traits are implemented on.
+pub struct KafkaView<'a> {
+    pub table: &'a mut ResourceTable,
+    pub host: &'a mut KafkaHost,
+}
+
+/// Marker tying [`KafkaView`] to the linker.
+pub struct KafkaData;
+
+impl HasData for KafkaData {
+    type Data<'a> = KafkaView<'a>;
+}
+
+/// Unreachable brokers and timeouts are retryable; refusals are not.
+fn classify(e: KafkaError) -> Error {
+    let code = e.rdkafka_error_code();
+    match code {
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::QueueFull,
+        ) => Error::Unavailable(e.to_string()),
+        Some(code) => Error::Broker(BrokerError {
+            code: format!("{code:?}"),
+            message: e.to_string(),
+        }),
+        None => Error::Other(e.to_string()),
+    }
+}
+
+fn broker(code: RDKafkaErrorCode, context: &str) -> Error {
+    classify(KafkaError::AdminOp(code)).map_message(context)
+}
+
+trait WithContext {
+    fn map_message(self, context: &str) -> Self;
+}
+
+impl WithContext for Error {
+    fn map_message(self, context: &str) -> Self {
+        match self {
+            Error::Broker(b) => Error::Broker(BrokerError {
+                message: format!("{context}: {}", b.message),
+                ..b
+            }),
+            Error::Unavailable(m) => Error::Unavailable(format!("{context}: {m}")),
+            other => other,
+        }
+    }
+}
+
+impl KafkaHost {
+    fn client(&self, name: &str) -> Result<KafkaClient, Error> {
+        if let Err(denial) = self.granter.grant_connection(name) {
+            self.sink.denied(&denial);
+            return Err(Error::Denied(denial.to_string()));
+        }
+        let Some(connection) = self.connections.get(name) else {
+            return Err(Error::Other(format!(
+                "connection `{name}` is not defined in the workflow"
+            )));
+        };
+        if connection.kind != ConnectionKind::Kafka {
+            return Err(Error::Other(format!(
+                "connection `{name}` is not a kafka connection"
+            )));
+        }
+        let Some(bootstrap) = connection.setting("bootstrap") else {
+            return Err(Error::Other(format!(
+                "connection `{name}` has no `bootstrap`"
+            )));
+        };
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("client.id", "orch")
+            .set("socket.timeout.ms", "5000")
+            .set("message.timeout.ms", "30000")
+            .set("log_level", "3");
+        for (setting, key) in [
+            ("security_protocol", "security.protocol"),
+            ("sasl_mechanism", "sasl.mechanism"),
+            ("sasl_username", "sasl.username"),
+            ("sasl_password", "sasl.password"),
+            ("ssl_ca_location", "ssl.ca.location"),
+        ] {
+            if let Some(value) = connection.setting(setting) {
+                config.set(key, value);
+            }
+        }
+        let admin = config.create().map_err(classify)?;
+        Ok(KafkaClient {
+            config,
+            admin: Arc::new(admin),
+            producer: None,
+        })
+    }
+}
+
+fn options() -> AdminOptions {
+    AdminOptions::new()
+        .operation_timeout(Some(REQUEST_TIMEOUT))
+        .request_timeout(Some(REQUEST_TIMEOUT))
+}
+
+/// Run blocking rdkafka work off the async executor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::Other(format!("kafka task failed: {e}"))))
+}
+
+fn consumer(config: &ClientConfig, group: Option<&str>) -> Result<BaseConsumer, Error> {
+    let mut config = config.clone();
+    config
+        .set("group.id", group.unwrap_or("orch-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true");
+    config.create().map_err(classify)
+}
+
+/// Partition ids of `topic`, or an error when it does not exist.
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, Error> {
+    // All topics: a request naming one may auto-create it on some brokers.
+    let metadata = consumer
+        .fetch_metadata(None, REQUEST_TIMEOUT)
+        .map_err(classify)?;
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(Error::Other(format!("topic `{topic}` does not exist")));
+    };
+    if let Some(e) = t.error() {
+        return Err(broker(e.into(), &format!("topic `{topic}`")));
+    }
+    Ok(t.partitions().iter().map(|p| p.id()).collect())
+}
+
+fn describe(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: Option<&str>,
+) -> Result<Vec<TopicInfo>, Error> {
+    let metadata = admin
+        .inner()
+        .fetch_metadata(topic, REQUEST_TIMEOUT)
+        .map_err(classify)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| TopicInfo {
+            name: t.name().to_string(),
+            partitions: t.partitions().len() as u32,
+            replication_factor: t
+                .partitions()
+                .first()
+                .map_or(0, |p| p.replicas().len() as u32),
+        })
+        .collect())
+}
+
+fn headers_of(message: &impl Message) -> Vec<Header> {
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| Header {
+                    key: h.key.to_string(),
+                    value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Host for KafkaView<'_> {
+    async fn open(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<KafkaClient>, Error>> {
+        match self.host.client(&name) {
+            Ok(client) => Ok(Ok(self.table.push(client)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+impl HostClient for KafkaView<'_> {
+    async fn list_topics(
+        &mut self,
+        client: Resource<KafkaClient>,
+    ) -> wasmtime::Result<Result<Vec<TopicInfo>, Error>> {
+        let admin = self.table.get(&client)?.admin.clone();
+        Ok(blocking(move || describe(&admin, None)).await)
+    }
+
+    async fn describe_topic(
+        &mut self,
+        client: Resource<KafkaClient>,
+        name: String,
+    ) -> wasmtime::Result<Result<Option<TopicInfo>, Error>> {
+        let admin = self.table.get(&client)?.admin.clone();
+        // Ask for all topics: a request naming one may auto-create it on some brokers.
+        Ok(
+            blocking(move || Ok(describe(&admin, None)?.into_iter().find(|t| t.name == name)))
+                .await,
+        )
+    }
+
+    async fn create_topic(
+        &mut self,
+        client: Resource<KafkaClient>,
+        name: String,
+        partitions: u32,
+        replication_factor: u32,
+        configs: Vec<TopicConfig>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let admin = &self.table.get(&client)?.admin;
+        let mut topic = NewTopic::new(
+            &name,
+            partitions as i32,
+            TopicReplication::Fixed(replication_factor as i32),
+        );
+        for c in &configs {
+            topic = topic.set(&c.name, &c.value);
+        }
+        let result = match admin.create_topics([&topic], &options()).await {
+            Err(e) => Err(classify(e)),
+            Ok(results) => match results.into_iter().next() {
+                Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | Some(Ok(_)) | None => Ok(()),
+                Some(Err((_, code))) => Err(broker(code, &format!("create topic `{name}`"))),
+            },
+        };
+        Ok(result)
+    }
+
+    async fn create_partitions(
+        &mut self,
+        client: Resource<KafkaClient>,
+        name: String,
+        total: u32,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let admin = &self.table.get(&client)?.admin;
+        let result = match admin
+            .create_partitions([&NewPartitions::new(&name, total as usize)], &options())
+            .await
+        {
+            Err(e) => Err(classify(e)),
+            Ok(results) => match results.into_iter().next() {
+                Some(Err((_, code))) => Err(broker(
+                    code,
+                    &format!("grow topic `{name}` to {total} partitions"),
+                )),
+                _ => Ok(()),
+            },
+        };
+        Ok(result)
+    }
+
+    async fn list_groups(
+        &mut self,
+        client: Resource<KafkaClient>,
+    ) -> wasmtime::Result<Result<Vec<GroupInfo>, Error>> {
+        let admin = self.table.get(&client)?.admin.clone();
+        Ok(blocking(move || {
+            let list = admin
+                .inner()
+                .fetch_group_list(None, REQUEST_TIMEOUT)
+                .map_err(classify)?;
+            Ok(list
+                .groups()
+                .iter()
+                .map(|g| GroupInfo {
+                    name: g.name().to_string(),
+                    state: g.state().to_string(),
+                    protocol_type: g.protocol_type().to_string(),
+                    members: g.members().len() as u32,
+                })
+                .collect())
+        })
+        .await)
+    }
+
+    async fn committed(
+        &mut self,
+        client: Resource<KafkaClient>,
+        group: String,
+        topic: String,
+    ) -> wasmtime::Result<Result<Vec<PartitionOffset>, Error>> {
+        let config = self.table.get(&client)?.config.clone();
+        Ok(blocking(move || {
+            let consumer = consumer(&config, Some(&group))?;
+            let mut tpl = TopicPartitionList::new();
+            for p in partitions(&consumer, &topic)? {
+                tpl.add_partition(&topic, p);
+            }
+            let committed = consumer
+                .committed_offsets(tpl, REQUEST_TIMEOUT)
+                .map_err(classify)?;
+            Ok(committed
+                .elements()
+                .iter()
+                .map(|e| PartitionOffset {
+                    partition: e.partition(),
+                    offset: e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(-1),
+                })
+                .collect())
+        })
+        .await)
+    }
+
+    async fn commit(
+        &mut self,
+        client: Resource<KafkaClient>,
+        group: String,
+        topic: String,
+        offsets: Vec<PartitionOffset>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let config = self.table.get(&client)?.config.clone();
+        Ok(blocking(move || {
+            let consumer = consumer(&config, Some(&group))?;
+            let mut tpl = TopicPartitionList::new();
+            for o in &offsets {
+                tpl.add_partition_offset(&topic, o.partition, Offset::Offset(o.offset))
+                    .map_err(classify)?;
+            }
+            consumer.commit(&tpl, CommitMode::Sync).map_err(classify)
+        })
+        .await)
+    }
+
+    async fn watermarks(
+        &mut self,
+        client: Resource<KafkaClient>,
+        topic: String,
+    ) -> wasmtime::Result<Result<Vec<(i32, i64, i64)>, Error>> {
+        let config = self.table.get(&client)?.config.clone();
+        Ok(blocking(move || {
+            let consumer = consumer(&config, None)?;
+            partitions(&consumer, &topic)?
+                .into_iter()
+                .map(|p| {
+                    let (low, high) = consumer
+                        .fetch_watermarks(&topic, p, REQUEST_TIMEOUT)
+                        .map_err(classify)?;
+                    Ok((p, low, high))
+                })
+                .collect()
+        })
+        .await)
+    }
+
+    async fn produce(
+        &mut self,
+        client: Resource<KafkaClient>,
+        topic: String,
+        records: Vec<Outgoing>,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        let client = self.table.get_mut(&client)?;
+        if client.producer.is_none() {
+            let mut config = client.config.clone();
+            config
+                .set("linger.ms", "5")
+                .set("acks", "all")
+                .set("queue.buffering.max.messages", "1000000");
+            match config.create() {
+                Ok(p) => client.producer = Some(p),
+                Err(e) => return Ok(Err(classify(e))),
+            }
+        }
+        let Some(producer) = client.producer.as_ref() else {
+            return Ok(Err(Error::Other("producer missing".into())));
+        };
+        let mut deliveries = Vec::with_capacity(records.len());
+        for r in &records {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic);
+            if let Some(k) = &r.key {
+                record = record.key(k.as_slice());
+            }
+            if let Some(v) = &r.value {
+                record = record.payload(v.as_slice());
+            }
+            if let Some(p) = r.partition {
+                record = record.partition(p);
+            }
+            if !r.headers.is_empty() {
+                let mut headers = OwnedHeaders::new();
+                for h in &r.headers {
+                    headers = headers.insert(KafkaHeader {
+                        key: &h.key,
+                        value: Some(h.value.as_slice()),
+                    });
+                }
+                record = record.headers(headers);
+            }
+            let mut pending = record;
+            loop {
+                match producer.send_result(pending) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        pending = back;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err((e, _)) => return Ok(Err(classify(e))),
+                }
+            }
+        }
+        let mut produced = 0u64;
+        for delivery in futures::future::join_all(deliveries).await {
+            match delivery {
+                Ok(Ok(_)) => produced += 1,
+                Ok(Err((e, _))) => return Ok(Err(classify(e))),
+                Err(_) => return Ok(Err(Error::Unavailable("delivery was cancelled".into()))),
+            }
+        }
+        Ok(Ok(produced))
+    }
+
+    async fn consume(
+        &mut self,
+        client: Resource<KafkaClient>,
+        request: ConsumeRequest,
+    ) -> wasmtime::Result<Result<Vec<Incoming>, Error>> {
+        let config = self.table.get(&client)?.config.clone();
+        Ok(blocking(move || consume_batch(&config, request)).await)
+    }
+
+    async fn drop(&mut self, client: Resource<KafkaClient>) -> wasmtime::Result<()> {
+        let client = self.table.delete(client)?;
+        if let Some(producer) = client.producer {
+            let _ = tokio::task::spawn_blocking(move || {
+                rdkafka::producer::Producer::flush(&producer, REQUEST_TIMEOUT)
+            })
+            .await;
+        }
+        Ok(())
+    }
+}
+
+/// Assign the partitions at the group's commits (or the given offsets), poll until the batch is
+/// full or the time is up, then commit the next offsets if asked.
+fn consume_batch(config: &ClientConfig, request: ConsumeRequest) -> Result<Vec<Incoming>, Error> {
+    let consumer = consumer(config, request.group.as_deref())?;
+    let topic = &request.topic;
+    let mut tpl = TopicPartitionList::new();
+    if request.offsets.is_empty() {
+        let mut all = TopicPartitionList::new();
+        for p in partitions(&consumer, topic)? {
+            all.add_partition(topic, p);
+        }
+        let committed = match &request.group {
+            Some(_) => consumer
+                .committed_offsets(all, REQUEST_TIMEOUT)
+                .map_err(classify)?,
+            None => all,
+        };
+        for e in committed.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            tpl.add_partition_offset(topic, e.partition(), offset)
+                .map_err(classify)?;
+        }
+    } else {
+        for o in &request.offsets {
+            tpl.add_partition_offset(topic, o.partition, Offset::Offset(o.offset))
+                .map_err(classify)?;
+        }
+    }
+    consumer.assign(&tpl).map_err(classify)?;
+    let deadline = std::time::Instant::now() + Duration::from_millis(request.timeout_ms.into());
+    let mut out = Vec::new();
+    let mut next: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+    // Stop early once every assigned partition has reached its end.
+    let assigned = tpl.count();
+    let mut at_end = std::collections::BTreeSet::new();
+    while out.len() < request.max_records as usize && at_end.len() < assigned {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match consumer.poll(left.min(Duration::from_millis(100))) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(e)) => return Err(classify(e)),
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                next.insert(m.partition(), m.offset() + 1);
+                out.push(Incoming {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: headers_of(&m),
+                    timestamp: m.timestamp().to_millis(),
+                });
+            }
+        }
+    }
+    if request.commit && request.group.is_some() && !next.is_empty() {
+        let mut commit = TopicPartitionList::new();
+        for (p, o) in &next {
+            commit
+                .add_partition_offset(topic, *p, Offset::Offset(*o))
+                .map_err(classify)?;
+        }
+        consumer
+            .commit(&commit, CommitMode::Sync)
+            .map_err(classify)?;
+    }
+    Ok(out)
+}

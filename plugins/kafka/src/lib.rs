@@ -1,0 +1,455 @@
+//! Built-in `kafka`: idempotent topics and consumer groups, plus produce and consume for ETL.
+//! Every call goes through the host's `kafka` interface on a connection the step is granted;
+//! the plugin never sees the bootstrap servers or credentials.
+
+use orch_sdk::kafka::{
+    self, Client, ConsumeRequest, Header, Outgoing, PartitionOffset, TopicConfig,
+};
+use orch_sdk::{Change, ChangeKind, Output, Plugin, StepContext, StepError};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+
+/// `with` of a `kafka` step; `action` picks the variant.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+enum Config {
+    /// A topic with `partitions`; an existing topic is grown when more are asked (Kafka cannot
+    /// shrink one).
+    CreateTopic {
+        connection: String,
+        topic: String,
+        #[serde(default = "one")]
+        partitions: i64,
+        #[serde(default = "one")]
+        replication_factor: i64,
+        /// Topic configs for a new topic, e.g. { "retention.ms" = "86400000" }.
+        #[serde(default)]
+        configs: BTreeMap<String, String>,
+    },
+    /// Make a consumer group exist on a topic with committed offsets at `earliest` or `latest`
+    /// on every partition it has no commit for.
+    InitConsumer {
+        connection: String,
+        topic: String,
+        group: String,
+        #[serde(default)]
+        start: Start,
+    },
+    /// Produce records: `value` is a string, or any JSON (sent as JSON text).
+    Produce {
+        connection: String,
+        topic: String,
+        records: Vec<Record>,
+    },
+    /// Consume a batch: at the group's committed offsets, or from explicit `offsets`.
+    Consume {
+        connection: String,
+        topic: String,
+        #[serde(default)]
+        group: Option<String>,
+        #[serde(default)]
+        offsets: Vec<Position>,
+        #[serde(default = "default_max")]
+        max_records: u32,
+        #[serde(default = "default_timeout")]
+        timeout_ms: u32,
+        /// Commit the next offsets to the group after the batch (default true).
+        #[serde(default = "yes")]
+        commit: bool,
+    },
+}
+
+#[derive(Deserialize, schemars::JsonSchema, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Start {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    value: Json,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    partition: Option<i32>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Position {
+    partition: i32,
+    offset: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_max() -> u32 {
+    100
+}
+fn default_timeout() -> u32 {
+    5000
+}
+
+/// Kafka's own rules: `[a-zA-Z0-9._-]`, at most 249 characters, not `.` or `..`.
+fn check_topic(topic: &str) -> Result<(), StepError> {
+    let ok = !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StepError::InvalidConfig(format!(
+            "invalid topic name `{}`: use 1 to 249 of [a-zA-Z0-9._-], not `.` or `..`",
+            topic.escape_debug()
+        )))
+    }
+}
+
+fn check_group(group: &str) -> Result<(), StepError> {
+    if group.trim().is_empty() || group.len() > 249 {
+        return Err(StepError::InvalidConfig(
+            "the consumer group name must be 1 to 249 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn positive(what: &str, n: i64) -> Result<u32, StepError> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| StepError::InvalidConfig(format!("`{what}` must be at least 1, got {n}")))
+}
+
+struct Step {
+    changes: Vec<Change>,
+    outputs: Vec<Output>,
+}
+
+fn create_topic(
+    client: &Client,
+    topic: &str,
+    partitions: u32,
+    replication: u32,
+    configs: &BTreeMap<String, String>,
+    apply: bool,
+) -> Result<Step, StepError> {
+    let resource = format!("topic {topic}");
+    let existing = client.describe_topic(topic)?;
+    let (change, created) = match &existing {
+        None => {
+            let detail =
+                format!("create, {partitions} partitions, replication factor {replication}");
+            (
+                Some(orch_sdk::change(ChangeKind::Create, resource, detail)),
+                true,
+            )
+        }
+        Some(t) if t.partitions == partitions => (None, false),
+        Some(t) if t.partitions < partitions => {
+            let detail = format!("grow from {} to {partitions} partitions", t.partitions);
+            (
+                Some(orch_sdk::change(ChangeKind::Update, resource, detail)),
+                false,
+            )
+        }
+        Some(t) => {
+            return Err(StepError::Failed(format!(
+                "topic `{topic}` has {} partitions and Kafka cannot shrink a topic: ask for {} or more, or recreate it",
+                t.partitions, t.partitions
+            )));
+        }
+    };
+    if apply && change.is_some() {
+        if existing.is_none() {
+            let configs: Vec<TopicConfig> = configs
+                .iter()
+                .map(|(k, v)| TopicConfig {
+                    name: k.clone(),
+                    value: v.clone(),
+                })
+                .collect();
+            client.create_topic(topic, partitions, replication, &configs)?;
+        } else {
+            client.create_partitions(topic, partitions)?;
+        }
+    }
+    let replication_factor = existing
+        .as_ref()
+        .map_or(replication, |t| t.replication_factor);
+    Ok(Step {
+        changes: change.into_iter().collect(),
+        outputs: vec![
+            orch_sdk::output("topic", topic),
+            orch_sdk::output("partitions", partitions),
+            orch_sdk::output("replication_factor", replication_factor),
+            orch_sdk::output("created", created && apply),
+        ],
+    })
+}
+
+fn offsets_json(offsets: &[PartitionOffset]) -> Json {
+    offsets
+        .iter()
+        .map(|o| serde_json::json!({"partition": o.partition, "offset": o.offset}))
+        .collect()
+}
+
+fn init_consumer(
+    client: &Client,
+    topic: &str,
+    group: &str,
+    start: Start,
+    apply: bool,
+) -> Result<Step, StepError> {
+    let committed = client.committed(group, topic)?;
+    let missing: Vec<i32> = committed
+        .iter()
+        .filter(|o| o.offset < 0)
+        .map(|o| o.partition)
+        .collect();
+    let mut changes = Vec::new();
+    let mut offsets = committed;
+    if !missing.is_empty() {
+        let marks = client.watermarks(topic)?;
+        let starts: Vec<PartitionOffset> = marks
+            .iter()
+            .filter(|(p, _, _)| missing.contains(p))
+            .map(|&(partition, low, high)| PartitionOffset {
+                partition,
+                offset: match start {
+                    Start::Earliest => low,
+                    Start::Latest => high,
+                },
+            })
+            .collect();
+        let at = match start {
+            Start::Earliest => "earliest",
+            Start::Latest => "latest",
+        };
+        changes.push(orch_sdk::change(
+            ChangeKind::Create,
+            format!("consumer group {group}"),
+            format!(
+                "commit offsets at {at} on {} partitions of {topic}",
+                starts.len()
+            ),
+        ));
+        if apply {
+            client.commit(group, topic, &starts)?;
+            offsets = client.committed(group, topic)?;
+        }
+    }
+    Ok(Step {
+        changes,
+        outputs: vec![
+            orch_sdk::output("group", group),
+            orch_sdk::output("topic", topic),
+            orch_sdk::output("offsets", offsets_json(&offsets)),
+        ],
+    })
+}
+
+fn produce(client: &Client, topic: &str, records: Vec<Record>) -> Result<Vec<Output>, StepError> {
+    let outgoing: Vec<Outgoing> = records
+        .into_iter()
+        .map(|r| Outgoing {
+            key: r.key.map(String::into_bytes),
+            value: match r.value {
+                Json::Null => None,
+                Json::String(s) => Some(s.into_bytes()),
+                other => Some(other.to_string().into_bytes()),
+            },
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(key, v)| Header {
+                    key,
+                    value: v.into_bytes(),
+                })
+                .collect(),
+            partition: r.partition,
+        })
+        .collect();
+    let produced = client.produce(topic, &outgoing)?;
+    Ok(vec![
+        orch_sdk::output("produced", produced),
+        orch_sdk::output("topic", topic),
+    ])
+}
+
+fn text(bytes: Option<Vec<u8>>) -> Json {
+    bytes.map_or(Json::Null, |b| {
+        Json::String(String::from_utf8_lossy(&b).into_owned())
+    })
+}
+
+fn consume(client: &Client, request: ConsumeRequest) -> Result<Vec<Output>, StepError> {
+    let records: Vec<Json> = client
+        .consume(&request)?
+        .into_iter()
+        .map(|r| {
+            let value = r.value.map(|v| {
+                // JSON values come back as JSON; anything else as text.
+                serde_json::from_slice::<Json>(&v)
+                    .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&v).into_owned()))
+            });
+            let headers: Map<String, Json> = r
+                .headers
+                .into_iter()
+                .map(|h| (h.key, text(Some(h.value))))
+                .collect();
+            serde_json::json!({
+                "partition": r.partition,
+                "offset": r.offset,
+                "key": text(r.key),
+                "value": value,
+                "headers": headers,
+                "timestamp": r.timestamp,
+            })
+        })
+        .collect();
+    Ok(vec![
+        orch_sdk::output("count", records.len()),
+        orch_sdk::output("records", records),
+    ])
+}
+
+/// Validate everything that can be checked without the broker, then plan or run.
+fn act(config: Config, apply: bool) -> Result<Step, StepError> {
+    match config {
+        Config::CreateTopic {
+            connection,
+            topic,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            check_topic(&topic)?;
+            let partitions = positive("partitions", partitions)?;
+            let replication = positive("replication_factor", replication_factor)?;
+            let client = kafka::open(&connection)?;
+            create_topic(&client, &topic, partitions, replication, &configs, apply)
+        }
+        Config::InitConsumer {
+            connection,
+            topic,
+            group,
+            start,
+        } => {
+            check_topic(&topic)?;
+            check_group(&group)?;
+            let client = kafka::open(&connection)?;
+            init_consumer(&client, &topic, &group, start, apply)
+        }
+        Config::Produce {
+            connection,
+            topic,
+            records,
+        } => {
+            check_topic(&topic)?;
+            let client = kafka::open(&connection)?;
+            let change = orch_sdk::change(
+                ChangeKind::Run,
+                format!("topic {topic}"),
+                format!("produce {} records", records.len()),
+            );
+            let outputs = if apply {
+                produce(&client, &topic, records)?
+            } else {
+                vec![]
+            };
+            Ok(Step {
+                changes: vec![change],
+                outputs,
+            })
+        }
+        Config::Consume {
+            connection,
+            topic,
+            group,
+            offsets,
+            max_records,
+            timeout_ms,
+            commit,
+        } => {
+            check_topic(&topic)?;
+            if let Some(g) = &group {
+                check_group(g)?;
+            }
+            if group.is_none() && offsets.is_empty() {
+                return Err(StepError::InvalidConfig(
+                    "give a `group` or explicit `offsets`".into(),
+                ));
+            }
+            let client = kafka::open(&connection)?;
+            let detail = format!("read up to {max_records} records");
+            let change = orch_sdk::change(ChangeKind::Run, format!("topic {topic}"), detail);
+            let outputs = if apply {
+                let request = ConsumeRequest {
+                    topic,
+                    group,
+                    offsets: offsets
+                        .iter()
+                        .map(|p| PartitionOffset {
+                            partition: p.partition,
+                            offset: p.offset,
+                        })
+                        .collect(),
+                    max_records,
+                    timeout_ms,
+                    commit,
+                };
+                consume(&client, request)?
+            } else {
+                vec![]
+            };
+            Ok(Step {
+                changes: vec![change],
+                outputs,
+            })
+        }
+    }
+}
+
+struct Kafka;
+
+impl Plugin for Kafka {
+    fn describe() -> orch_sdk::PluginInfo {
+        orch_sdk::info::<Config>(
+            "kafka",
+            env!("CARGO_PKG_VERSION"),
+            "Kafka topics, consumer groups, produce and consume",
+            &["log", "kafka"],
+        )
+    }
+
+    fn plan(_: StepContext, config: String) -> Result<Vec<Change>, StepError> {
+        Ok(act(orch_sdk::config(&config)?, false)?.changes)
+    }
+
+    fn run(_: StepContext, config: String) -> Result<Vec<Output>, StepError> {
+        let step = act(orch_sdk::config(&config)?, true)?;
+        for c in &step.changes {
+            orch_sdk::log::info(format!("{}: {}", c.resource, c.detail));
+        }
+        Ok(step.outputs)
+    }
+}
+
+orch_sdk::export!(Kafka);
