@@ -3,6 +3,7 @@
 
 mod faults;
 mod harness;
+mod kafka;
 mod postgres;
 mod runs;
 mod store;

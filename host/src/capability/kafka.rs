@@ -91,7 +91,8 @@ impl WithContext for Error {
                 ..b
             }),
             Error::Unavailable(m) => Error::Unavailable(format!("{context}: {m}")),
-            other => other,
+            Error::Other(m) => Error::Other(format!("{context}: {m}")),
+            denied => denied,
         }
     }
 }
@@ -274,7 +275,7 @@ impl HostClient for KafkaView<'_> {
             topic = topic.set(&c.name, &c.value);
         }
         let result = match admin.create_topics([&topic], &options()).await {
-            Err(e) => Err(classify(e)),
+            Err(e) => Err(classify(e).map_message(&format!("create topic `{name}`"))),
             Ok(results) => match results.into_iter().next() {
                 Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | Some(Ok(_)) | None => Ok(()),
                 Some(Err((_, code))) => Err(broker(code, &format!("create topic `{name}`"))),
@@ -290,16 +291,14 @@ impl HostClient for KafkaView<'_> {
         total: u32,
     ) -> wasmtime::Result<Result<(), Error>> {
         let admin = &self.table.get(&client)?.admin;
+        let context = format!("grow topic `{name}` to {total} partitions");
         let result = match admin
             .create_partitions([&NewPartitions::new(&name, total as usize)], &options())
             .await
         {
-            Err(e) => Err(classify(e)),
+            Err(e) => Err(classify(e).map_message(&context)),
             Ok(results) => match results.into_iter().next() {
-                Some(Err((_, code))) => Err(broker(
-                    code,
-                    &format!("grow topic `{name}` to {total} partitions"),
-                )),
+                Some(Err((_, code))) => Err(broker(code, &context)),
                 _ => Ok(()),
             },
         };
