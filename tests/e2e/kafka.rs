@@ -341,3 +341,38 @@ fn an_ungranted_kafka_connection_is_denied_and_audited() {
     .unwrap();
     assert_eq!(shown["audit"][0]["target"], "kafka");
 }
+
+#[test]
+fn kafka_to_postgres_etl_upserts_the_consumed_events() {
+    let orch = orch().env("POSTGRES_ADMIN_URL", &crate::postgres::admin_url());
+    let (topic, group, db) = (unique("orders"), unique("orders_pg"), unique("etlk"));
+    let file = root().join("workflows/etl-kafka-postgres.toml");
+    for _ in 0..2 {
+        let ran = orch.orch(&[
+            "--json",
+            "run",
+            file.to_str().unwrap(),
+            "-i",
+            &format!("topic={topic}"),
+            "-i",
+            &format!("group={group}"),
+            "-i",
+            &format!("target_db={db}"),
+        ]);
+        assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+        assert_eq!(
+            step(&ran.report(), "consume")["outputs"]["count"],
+            3,
+            "each run consumes the new batch only"
+        );
+    }
+    let mut url = url::Url::parse(&crate::postgres::admin_url()).unwrap();
+    url.set_path(&db);
+    assert_eq!(
+        crate::postgres::psql_at(
+            url.as_str(),
+            "SELECT string_agg(id || ':' || customer || ':' || amount, ' ' ORDER BY id) FROM orders"
+        ),
+        "1:ana:10.50 2:rui:7.25 3:ana:4.50"
+    );
+}
