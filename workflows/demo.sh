@@ -24,4 +24,9 @@ $orch plan workflows/postgres.toml --input db_user=datalab --input db_name=datal
 $orch run workflows/postgres.toml --input db_user=datalab --input db_name=datalab
 $orch run workflows/postgres.toml --input db_user=datalab --input db_name=datalab # no change
 $orch run workflows/etl-postgres.toml
+
+# The seed pipeline's Kafka jobs against the local broker, then Kafka -> PostgreSQL.
+export KAFKA_BOOTSTRAP=$ORCH_TEST_KAFKA
+$orch run workflows/kafka.toml --input topic=events --input group=etl
+$orch run workflows/etl-kafka-postgres.toml
 $orch runs list --limit 5

@@ -1,0 +1,145 @@
+//! Produce and consume 100k small records through the `kafka` plugin, against the same rdkafka
+//! client used natively from the host, in one run (figures go to BENCHMARKS.md). Needs the
+//! project's broker:
+//!
+//!     bash tests/services.sh start && source "$(bash tests/services.sh env)"
+//!     cargo bench --bench kafka_throughput
+
+use orch::executor::{Executor, RunSpec, Silent};
+use orch::runtime::{check, Runtime, RuntimeConfig};
+use orch::store::Store;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const RECORDS: usize = 100_000;
+
+fn config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap).set("log_level", "3");
+    c
+}
+
+async fn native_produce(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
+    let producer: FutureProducer = config(bootstrap)
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let start = Instant::now();
+    let mut deliveries = Vec::with_capacity(RECORDS);
+    for i in 0..RECORDS {
+        let (key, value) = (format!("k{i}"), format!("value-{i}"));
+        let record = FutureRecord::to(topic).key(&key).payload(&value);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+    }
+    for d in futures::future::join_all(deliveries).await {
+        d?.map_err(|(e, _)| e)?;
+    }
+    Ok(start.elapsed())
+}
+
+fn native_consume(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
+    let consumer: BaseConsumer = config(bootstrap).set("group.id", "bench-native").set("enable.auto.commit", "false").create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let start = Instant::now();
+    let mut n = 0;
+    while n < RECORDS {
+        if let Some(m) = consumer.poll(Duration::from_secs(10)) {
+            m?;
+            n += 1;
+        } else {
+            anyhow::bail!("native consume stalled at {n}");
+        }
+    }
+    Ok(start.elapsed())
+}
+
+fn main() -> anyhow::Result<()> {
+    let bootstrap = std::env::var("ORCH_TEST_KAFKA")
+        .expect("ORCH_TEST_KAFKA: run `bash tests/services.sh start` and source its env file");
+    let id = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let (plugin_topic, native_topic) = (format!("bench_plugin_{id}"), format!("bench_native_{id}"));
+    let tmp = tempfile::tempdir()?;
+    let workflow = format!(
+        r#"
+        name = "kafka-bench"
+        [inputs.records]
+        type = "array"
+        [connections.kafka]
+        kind = "kafka"
+        bootstrap = "{bootstrap}"
+        [steps.topic]
+        plugin = "kafka"
+        allow = ["kafka"]
+        with = {{ action = "create-topic", connection = "kafka", topic = "{plugin_topic}", partitions = 3 }}
+        [steps.produce]
+        plugin = "kafka"
+        needs = ["topic"]
+        allow = ["kafka"]
+        memory = "1GiB"
+        with = {{ action = "produce", connection = "kafka", topic = "{plugin_topic}", records = "${{{{ inputs.records }}}}" }}
+        [steps.consume]
+        plugin = "kafka"
+        needs = ["produce"]
+        allow = ["kafka"]
+        memory = "1GiB"
+        with = {{ action = "consume", connection = "kafka", topic = "{plugin_topic}", offsets = [{{ partition = 0, offset = 0 }}, {{ partition = 1, offset = 0 }}, {{ partition = 2, offset = 0 }}], max_records = {RECORDS}, timeout_ms = 120000, commit = false }}
+        "#
+    );
+    let records: Vec<serde_json::Value> =
+        (0..RECORDS).map(|i| serde_json::json!({"key": format!("k{i}"), "value": format!("value-{i}")})).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cache")) })?);
+        let store = Store::open(&format!("sqlite://{}", tmp.path().join("bench.db").display())).await?;
+        let executor = Executor { runtime: runtime.clone(), store, max_parallel: 8 };
+        let wf = orch::workflow::parse(Path::new("bench.toml"), &workflow).expect("valid workflow");
+        let plugins = check::resolve(&runtime, &wf).await.map_err(|d| anyhow::anyhow!("{d}"))?;
+        let spec = RunSpec {
+            workflow: Arc::new(wf),
+            plugins,
+            inputs: [("records".to_string(), serde_json::Value::from(records))].into_iter().collect(),
+            trigger: "cli".into(),
+            process_env: Default::default(),
+            cancel: Default::default(),
+            secret_store: None,
+        };
+        let report = executor.run(spec, Arc::new(Silent)).await?;
+        assert!(report.succeeded(), "{:?}", report.steps);
+        let took = |id: &str| report.steps.iter().find(|s| s.id == id).map(|s| s.duration).unwrap_or_default();
+        let consumed = report.steps.iter().find(|s| s.id == "consume").map(|s| s.outputs["count"].clone());
+        assert_eq!(consumed, Some(serde_json::json!(RECORDS)));
+        let (plugin_produce, plugin_consume) = (took("produce"), took("consume"));
+
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = config(&bootstrap).create()?;
+        let topic = rdkafka::admin::NewTopic::new(&native_topic, 3, rdkafka::admin::TopicReplication::Fixed(1));
+        admin.create_topics([&topic], &rdkafka::admin::AdminOptions::new()).await?;
+        let native_produce = native_produce(&bootstrap, &native_topic).await?;
+        let (b, t) = (bootstrap.clone(), native_topic.clone());
+        let native_consume = tokio::task::spawn_blocking(move || native_consume(&b, &t)).await??;
+
+        let rate = |d: Duration| RECORDS as f64 / d.as_secs_f64();
+        println!("## kafka throughput ({RECORDS} records of ~12 bytes, 3 partitions, tansu)");
+        println!(
+            "produce: plugin {plugin_produce:.2?} = {:.0} rec/s; native rdkafka {native_produce:.2?} = {:.0} rec/s; ratio {:.2}",
+            rate(plugin_produce),
+            rate(native_produce),
+            rate(plugin_produce) / rate(native_produce)
+        );
+        println!(
+            "consume: plugin {plugin_consume:.2?} = {:.0} rec/s; native rdkafka {native_consume:.2?} = {:.0} rec/s; ratio {:.2}",
+            rate(plugin_consume),
+            rate(native_consume),
+            rate(plugin_consume) / rate(native_consume)
+        );
+        anyhow::Ok(())
+    })
+}
