@@ -6,7 +6,7 @@
 //!     cargo bench --bench kafka_throughput
 
 use orch::executor::{Executor, RunSpec, Silent};
-use orch::runtime::{check, Runtime, RuntimeConfig};
+use orch::runtime::{Runtime, RuntimeConfig, check};
 use orch::store::Store;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -43,7 +43,10 @@ async fn native_produce(bootstrap: &str, topic: &str) -> anyhow::Result<Duration
 }
 
 fn native_consume(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
-    let consumer: BaseConsumer = config(bootstrap).set("group.id", "bench-native").set("enable.auto.commit", "false").create()?;
+    let consumer: BaseConsumer = config(bootstrap)
+        .set("group.id", "bench-native")
+        .set("enable.auto.commit", "false")
+        .create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..3 {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
@@ -94,9 +97,12 @@ fn main() -> anyhow::Result<()> {
         with = {{ action = "consume", connection = "kafka", topic = "{plugin_topic}", offsets = [{{ partition = 0, offset = 0 }}, {{ partition = 1, offset = 0 }}, {{ partition = 2, offset = 0 }}], max_records = {RECORDS}, timeout_ms = 120000, commit = false }}
         "#
     );
-    let records: Vec<serde_json::Value> =
-        (0..RECORDS).map(|i| serde_json::json!({"key": format!("k{i}"), "value": format!("value-{i}")})).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let records: Vec<serde_json::Value> = (0..RECORDS)
+        .map(|i| serde_json::json!({"key": format!("k{i}"), "value": format!("value-{i}")}))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cache")) })?);
         let store = Store::open(&format!("sqlite://{}", tmp.path().join("bench.db").display())).await?;

@@ -144,11 +144,13 @@ impl Executor {
         let lookup = spec.lookup(&masker)?;
         let run_id = uuid::Uuid::now_v7().simple().to_string();
         let base = Scope {
-            inputs: Json::Object(spec.inputs),
-            steps: Json::Null,
-            secrets: Json::Object(lookup.secrets),
-            env: Json::Object(lookup.env),
-            run: json!({"id": run_id, "trigger": spec.trigger, "workflow": workflow.name}),
+            inputs: Arc::new(Json::Object(spec.inputs)),
+            steps: Arc::new(Json::Null),
+            secrets: Arc::new(Json::Object(lookup.secrets)),
+            env: Arc::new(Json::Object(lookup.env)),
+            run: Arc::new(
+                json!({"id": run_id, "trigger": spec.trigger, "workflow": workflow.name}),
+            ),
         };
         let connections = Arc::new(Connections::resolve(&workflow, &base, &masker)?);
         self.store
@@ -391,7 +393,7 @@ fn scope_for(shared: &RunShared, step: &Step) -> Scope {
         .any(|e| e.references.contains(&Reference::Step(None)));
     if reads_all {
         let finished = shared.finished.read().unwrap_or_else(|e| e.into_inner());
-        scope.steps = Json::Object(finished.clone());
+        scope.steps = Arc::new(Json::Object(finished.clone()));
     } else if !read.is_empty() {
         read.sort();
         read.dedup();
@@ -400,7 +402,7 @@ fn scope_for(shared: &RunShared, step: &Step) -> Scope {
             .into_iter()
             .filter_map(|id| finished.get(id).map(|v| (id.to_string(), v.clone())))
             .collect();
-        scope.steps = Json::Object(steps);
+        scope.steps = Arc::new(Json::Object(steps));
     }
     scope
 }

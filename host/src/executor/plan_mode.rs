@@ -88,11 +88,13 @@ pub async fn plan(
         trigger: spec.trigger.clone(),
     };
     let scope = Scope {
-        inputs: Json::Object(spec.inputs),
-        steps: json!({}),
-        secrets: Json::Object(lookup.secrets),
-        env: Json::Object(lookup.env),
-        run: json!({"id": base.run_id, "trigger": base.trigger, "workflow": workflow.name}),
+        inputs: Arc::new(Json::Object(spec.inputs)),
+        steps: Arc::new(json!({})),
+        secrets: Arc::new(Json::Object(lookup.secrets)),
+        env: Arc::new(Json::Object(lookup.env)),
+        run: Arc::new(
+            json!({"id": base.run_id, "trigger": base.trigger, "workflow": workflow.name}),
+        ),
     };
     let connections = Arc::new(Connections::resolve(&workflow, &scope, &masker)?);
     let channel = Arc::new(RunChannel {

@@ -284,23 +284,24 @@ pub fn json_to_cel(value: &Json) -> cel::Value {
 
 /// What expressions can read while a run is going: each root is a JSON object.
 #[derive(Debug, Clone, Default)]
+/// Shared (`Arc`) so each step's scope costs no copy of large inputs or outputs.
 pub struct Scope {
-    pub inputs: Json,
+    pub inputs: Arc<Json>,
     /// `{ ID: { status, outputs: {..} } }` for finished steps.
-    pub steps: Json,
-    pub secrets: Json,
-    pub env: Json,
-    pub run: Json,
+    pub steps: Arc<Json>,
+    pub secrets: Arc<Json>,
+    pub env: Arc<Json>,
+    pub run: Arc<Json>,
 }
 
 impl Scope {
     fn roots(&self) -> [(&'static str, &Json); 5] {
         [
-            ("inputs", &self.inputs),
-            ("steps", &self.steps),
-            ("secrets", &self.secrets),
-            ("env", &self.env),
-            ("run", &self.run),
+            ("inputs", &*self.inputs),
+            ("steps", &*self.steps),
+            ("secrets", &*self.secrets),
+            ("env", &*self.env),
+            ("run", &*self.run),
         ]
     }
 }
@@ -458,8 +459,8 @@ mod tests {
 
     fn scope() -> Scope {
         Scope {
-            inputs: json!({"db_user": "etl", "n": 4, "tags": ["a", "b"]}),
-            steps: json!({"make": {"status": "succeeded", "outputs": {"pw": "s3cret"}}}),
+            inputs: json!({"db_user": "etl", "n": 4, "tags": ["a", "b"]}).into(),
+            steps: json!({"make": {"status": "succeeded", "outputs": {"pw": "s3cret"}}}).into(),
             ..Scope::default()
         }
     }
