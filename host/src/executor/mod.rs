@@ -490,7 +490,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                     let error = masker.mask(&error);
                     let end = StepEnd {
                         status: "failed",
-                        outputs: Some(&masked),
+                        outputs: Some(&for_store(&masked)),
                         error: Some(&error),
                         error_kind: Some("store-secret"),
                     };
@@ -508,7 +508,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                 }
                 let end = StepEnd {
                     status: "succeeded",
-                    outputs: Some(&masked),
+                    outputs: Some(&for_store(&masked)),
                     error: None,
                     error_kind: None,
                 };
@@ -577,6 +577,30 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
     }
 }
 
+/// Outputs larger than this are recorded in the run store as a summary (they still flow to
+/// the steps that read them): a 100k-record batch would otherwise be copied into every run row.
+const MAX_STORED_OUTPUTS: usize = 1 << 20;
+
+/// The outputs as recorded: as is, or a summary naming each output's size when too large.
+fn for_store(outputs: &Json) -> Json {
+    let size = serde_json::to_vec(outputs).map_or(0, |v| v.len());
+    if size <= MAX_STORED_OUTPUTS {
+        return outputs.clone();
+    }
+    let sizes: Map<String, Json> = outputs
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                json!(serde_json::to_vec(v).map_or(0, |b| b.len())),
+            )
+        })
+        .collect();
+    json!({"_truncated": format!("{size} bytes of outputs not recorded (limit {MAX_STORED_OUTPUTS})"), "_sizes": sizes})
+}
+
 /// Write the outputs named by the step's `store_secret` into the host secret store.
 fn keep_secrets(
     shared: &RunShared,
@@ -640,4 +664,25 @@ fn collect_outputs(masker: &Masker, outputs: Vec<Output>) -> (Json, Json) {
     let real = Json::Object(real);
     let masked = masker.mask_json(&real);
     (real, masked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_outputs_are_recorded_as_a_summary_and_small_ones_as_is() {
+        let small = json!({"n": 1});
+        assert_eq!(for_store(&small), small);
+        let big = json!({"rows": "x".repeat(MAX_STORED_OUTPUTS + 1), "n": 1});
+        let stored = for_store(&big);
+        assert!(
+            stored["_truncated"]
+                .as_str()
+                .unwrap()
+                .contains("not recorded")
+        );
+        assert_eq!(stored["_sizes"]["n"], 1);
+        assert_eq!(stored["_sizes"]["rows"], MAX_STORED_OUTPUTS + 3);
+    }
 }
