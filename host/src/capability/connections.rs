@@ -1,10 +1,11 @@
 //! Connections rendered for one run: settings with secrets substituted, held by the host only.
 
-use super::Masker;
+use super::{Granter, Masker, StepSink};
 use crate::workflow::expr::{ExprError, Scope};
 use crate::workflow::{ConnectionKind, Workflow};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One connection's rendered settings.
 #[derive(Debug, Clone)]
@@ -75,5 +76,47 @@ impl Connections {
     /// A connection by name.
     pub fn get(&self, name: &str) -> Option<&ResolvedConnection> {
         self.0.get(name)
+    }
+}
+
+/// What a host interface needs to open a connection for a step: its grants, the run's
+/// connections, and where to report a denial. Shared by every connection-based interface.
+pub struct ConnectionGate {
+    pub granter: Arc<Granter>,
+    pub connections: Arc<Connections>,
+    pub sink: Arc<dyn StepSink>,
+}
+
+/// Why a connection was not handed out.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Not granted (already reported to the sink, hence audited).
+    Denied(String),
+    /// Not defined, or of another kind.
+    Invalid(String),
+}
+
+impl ConnectionGate {
+    /// The settings of connection `name`, if the step is granted it and it is of `kind`.
+    pub fn open(&self, name: &str, kind: ConnectionKind) -> Result<&ResolvedConnection, Refusal> {
+        if let Err(denial) = self.granter.grant_connection(name) {
+            self.sink.denied(&denial);
+            return Err(Refusal::Denied(denial.to_string()));
+        }
+        let connection = self.connections.get(name).ok_or_else(|| {
+            Refusal::Invalid(format!(
+                "connection `{name}` is not defined in the workflow"
+            ))
+        })?;
+        if connection.kind != kind {
+            let kind = serde_json::to_value(kind)
+                .ok()
+                .and_then(|k| k.as_str().map(String::from))
+                .unwrap_or_default();
+            return Err(Refusal::Invalid(format!(
+                "connection `{name}` is not a {kind} connection"
+            )));
+        }
+        Ok(connection)
     }
 }

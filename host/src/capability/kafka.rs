@@ -1,8 +1,7 @@
 //! Host side of `orch:plugin/kafka`: admin, produce and consume with rdkafka on connections the
 //! step is granted. Bootstrap servers and SASL settings never cross into the sandbox.
 
-use super::connections::Connections;
-use super::{Granter, StepSink};
+use super::connections::{ConnectionGate, Refusal};
 use crate::runtime::bindings::orch::plugin::kafka::{
     BrokerError, ConsumeRequest, Error, GroupInfo, Header, Host, HostClient, Incoming, Outgoing,
     PartitionOffset, TopicConfig, TopicInfo,
@@ -29,17 +28,10 @@ pub struct KafkaClient {
     producer: Option<FutureProducer>,
 }
 
-/// The kafka interface's state for one step.
-pub struct KafkaHost {
-    pub granter: Arc<Granter>,
-    pub connections: Arc<Connections>,
-    pub sink: Arc<dyn StepSink>,
-}
-
-/// The narrow view the generated traits are implemented on.
+/// The narrow view the generated traits are implemented on: the resource table and the gate.
 pub struct KafkaView<'a> {
     pub table: &'a mut ResourceTable,
-    pub host: &'a mut KafkaHost,
+    pub host: &'a mut ConnectionGate,
 }
 
 /// Marker tying [`KafkaView`] to the linker.
@@ -97,52 +89,47 @@ impl WithContext for Error {
     }
 }
 
-impl KafkaHost {
-    fn client(&self, name: &str) -> Result<KafkaClient, Error> {
-        if let Err(denial) = self.granter.grant_connection(name) {
-            self.sink.denied(&denial);
-            return Err(Error::Denied(denial.to_string()));
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Denied(m) => Error::Denied(m),
+            Refusal::Invalid(m) => Error::Other(m),
         }
-        let Some(connection) = self.connections.get(name) else {
-            return Err(Error::Other(format!(
-                "connection `{name}` is not defined in the workflow"
-            )));
-        };
-        if connection.kind != ConnectionKind::Kafka {
-            return Err(Error::Other(format!(
-                "connection `{name}` is not a kafka connection"
-            )));
-        }
-        let Some(bootstrap) = connection.setting("bootstrap") else {
-            return Err(Error::Other(format!(
-                "connection `{name}` has no `bootstrap`"
-            )));
-        };
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", bootstrap)
-            .set("client.id", "orch")
-            .set("socket.timeout.ms", "5000")
-            .set("message.timeout.ms", "30000")
-            .set("log_level", "3");
-        for (setting, key) in [
-            ("security_protocol", "security.protocol"),
-            ("sasl_mechanism", "sasl.mechanism"),
-            ("sasl_username", "sasl.username"),
-            ("sasl_password", "sasl.password"),
-            ("ssl_ca_location", "ssl.ca.location"),
-        ] {
-            if let Some(value) = connection.setting(setting) {
-                config.set(key, value);
-            }
-        }
-        let admin = config.create().map_err(classify)?;
-        Ok(KafkaClient {
-            config,
-            admin: Arc::new(admin),
-            producer: None,
-        })
     }
+}
+
+/// A client for connection `name`, if the step is granted it.
+fn open_client(gate: &ConnectionGate, name: &str) -> Result<KafkaClient, Error> {
+    let connection = gate.open(name, ConnectionKind::Kafka)?;
+    let Some(bootstrap) = connection.setting("bootstrap") else {
+        return Err(Error::Other(format!(
+            "connection `{name}` has no `bootstrap`"
+        )));
+    };
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "orch")
+        .set("socket.timeout.ms", "5000")
+        .set("message.timeout.ms", "30000")
+        .set("log_level", "3");
+    for (setting, key) in [
+        ("security_protocol", "security.protocol"),
+        ("sasl_mechanism", "sasl.mechanism"),
+        ("sasl_username", "sasl.username"),
+        ("sasl_password", "sasl.password"),
+        ("ssl_ca_location", "ssl.ca.location"),
+    ] {
+        if let Some(value) = connection.setting(setting) {
+            config.set(key, value);
+        }
+    }
+    let admin = config.create().map_err(classify)?;
+    Ok(KafkaClient {
+        config,
+        admin: Arc::new(admin),
+        producer: None,
+    })
 }
 
 fn options() -> AdminOptions {
@@ -228,7 +215,7 @@ impl Host for KafkaView<'_> {
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<KafkaClient>, Error>> {
-        match self.host.client(&name) {
+        match open_client(self.host, &name) {
             Ok(client) => Ok(Ok(self.table.push(client)?)),
             Err(e) => Ok(Err(e)),
         }

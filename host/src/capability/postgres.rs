@@ -1,8 +1,7 @@
 //! Host side of `orch:plugin/postgres`: opens granted connections with sqlx and runs statements
 //! for the guest. The URL and password never cross into the sandbox.
 
-use super::connections::Connections;
-use super::{Granter, StepSink};
+use super::connections::{ConnectionGate, Refusal};
 use crate::runtime::bindings::orch::plugin::postgres::{
     DbError, Error, Host, HostConnection, Rows, Value,
 };
@@ -11,7 +10,6 @@ use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Column, ConnectOptions, Connection, PgConnection, Row, TypeInfo};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
@@ -23,17 +21,10 @@ pub struct PgSession {
     conn: PgConnection,
 }
 
-/// The postgres interface's state for one step.
-pub struct PostgresHost {
-    pub granter: Arc<Granter>,
-    pub connections: Arc<Connections>,
-    pub sink: Arc<dyn StepSink>,
-}
-
-/// The narrow view the generated traits are implemented on: the resource table and this host.
+/// The narrow view the generated traits are implemented on: the resource table and the gate.
 pub struct PostgresView<'a> {
     pub table: &'a mut ResourceTable,
-    pub host: &'a mut PostgresHost,
+    pub host: &'a mut ConnectionGate,
 }
 
 /// Marker tying [`PostgresView`] to the linker.
@@ -75,41 +66,35 @@ fn classify(e: sqlx::Error) -> Error {
     }
 }
 
-impl PostgresHost {
-    async fn connect(&self, name: &str) -> Result<PgConnection, Error> {
-        if let Err(denial) = self.granter.grant_connection(name) {
-            self.sink.denied(&denial);
-            return Err(Error::Denied(denial.to_string()));
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Denied(m) => Error::Denied(m),
+            Refusal::Invalid(m) => Error::Other(m),
         }
-        let Some(connection) = self.connections.get(name) else {
-            return Err(Error::Other(format!(
-                "connection `{name}` is not defined in the workflow"
-            )));
-        };
-        if connection.kind != ConnectionKind::Postgres {
-            return Err(Error::Other(format!(
-                "connection `{name}` is not a postgres connection"
-            )));
-        }
-        let url = connection.setting("url").unwrap_or_default();
-        let mut options = PgConnectOptions::from_str(url)
-            .map_err(|_| {
-                Error::Other(format!(
-                    "connection `{name}`: `url` is not a valid postgres URL"
-                ))
-            })?
-            .application_name("orch")
-            .disable_statement_logging();
-        if let Some(database) = connection.setting("database") {
-            options = options.database(database);
-        }
-        match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(Error::Unavailable(format!(
-                "connection `{name}`: no answer within {CONNECT_TIMEOUT:?}"
-            ))),
-        }
+    }
+}
+
+async fn connect(gate: &ConnectionGate, name: &str) -> Result<PgConnection, Error> {
+    let connection = gate.open(name, ConnectionKind::Postgres)?;
+    let url = connection.setting("url").unwrap_or_default();
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(|_| {
+            Error::Other(format!(
+                "connection `{name}`: `url` is not a valid postgres URL"
+            ))
+        })?
+        .application_name("orch")
+        .disable_statement_logging();
+    if let Some(database) = connection.setting("database") {
+        options = options.database(database);
+    }
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(classify(e)),
+        Err(_) => Err(Error::Unavailable(format!(
+            "connection `{name}`: no answer within {CONNECT_TIMEOUT:?}"
+        ))),
     }
 }
 
@@ -178,7 +163,7 @@ fn cell(row: &PgRow, i: usize) -> Result<Value, Error> {
 
 impl Host for PostgresView<'_> {
     async fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<PgSession>, Error>> {
-        match self.host.connect(&name).await {
+        match connect(self.host, &name).await {
             Ok(conn) => Ok(Ok(self.table.push(PgSession { conn })?)),
             Err(e) => Ok(Err(e)),
         }

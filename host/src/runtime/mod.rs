@@ -10,11 +10,12 @@ mod state;
 pub use bindings::{Change, ChangeKind, Output, PluginInfo, StepContext, StepError};
 pub use cache::content_hash;
 
+use crate::capability::connections::ConnectionGate;
 use crate::capability::connections::Connections;
 use crate::capability::http::HttpGate;
-use crate::capability::kafka::{KafkaData, KafkaHost, KafkaView};
+use crate::capability::kafka::{KafkaData, KafkaView};
 use crate::capability::log::LogHost;
-use crate::capability::postgres::{PostgresData, PostgresHost, PostgresView};
+use crate::capability::postgres::{PostgresData, PostgresView};
 use crate::capability::{Granter, StepSink};
 use crate::workflow::Limits;
 use bindings::{Step, StepPre};
@@ -184,14 +185,14 @@ impl Runtime {
             &mut linker,
             |s: &mut StepState| PostgresView {
                 table: &mut s.table,
-                host: &mut s.postgres,
+                host: &mut s.connections,
             },
         )?;
         bindings::orch::plugin::kafka::add_to_linker::<_, KafkaData>(
             &mut linker,
             |s: &mut StepState| KafkaView {
                 table: &mut s.table,
-                host: &mut s.kafka,
+                host: &mut s.connections,
             },
         )?;
         bindings::orch::plugin::log::add_to_linker::<_, HasSelf<LogHost>>(
@@ -358,12 +359,7 @@ impl Runtime {
                 granter: granter.clone(),
                 sink: sink.clone(),
             },
-            kafka: KafkaHost {
-                granter: granter.clone(),
-                connections: connections.clone(),
-                sink: sink.clone(),
-            },
-            postgres: PostgresHost {
+            connections: ConnectionGate {
                 granter,
                 connections,
                 sink: sink.clone(),

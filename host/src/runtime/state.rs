@@ -1,9 +1,8 @@
 //! The per-instance store data: WASI, wasi:http, the log host, the memory limiter.
 
+use crate::capability::connections::ConnectionGate;
 use crate::capability::http::HttpGate;
-use crate::capability::kafka::KafkaHost;
 use crate::capability::log::LogHost;
-use crate::capability::postgres::PostgresHost;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -16,8 +15,8 @@ pub struct StepState {
     pub http: WasiHttpCtx,
     pub gate: HttpGate,
     pub log: LogHost,
-    pub postgres: PostgresHost,
-    pub kafka: KafkaHost,
+    /// Named connections (postgres, kafka) the step may open.
+    pub connections: ConnectionGate,
     pub limiter: MemoryCap,
 }
 
