@@ -255,17 +255,8 @@ fn a_secret_printed_by_a_plugin_is_masked_in_terminal_runs_show_and_the_sqlite_f
     assert_eq!(step(&report, "reuse")["outputs"]["leaked"], "pw=***");
     let show = orch.orch(&["runs", "show", report["run_id"].as_str().unwrap()]);
     assert!(show.stdout.contains("the secret is ***"), "{}", show.stdout);
-    let mut store_bytes = Vec::new();
-    for entry in std::fs::read_dir(orch.dir.path())
-        .unwrap()
-        .filter_map(Result::ok)
-    {
-        if entry.file_name().to_string_lossy().starts_with("orch.db") {
-            store_bytes.extend(std::fs::read(entry.path()).unwrap());
-        }
-    }
-    assert!(store_bytes.len() > 4096, "the store was written");
-    let store = String::from_utf8_lossy(&store_bytes);
+    let store = orch.sqlite_store_text();
+    assert!(store.len() > 4096, "the store was written");
     for secret in [SECRET, "dotenv-Secret-99", "gen-Pass-77"] {
         for (what, text) in [
             ("--json output", &json.stdout),

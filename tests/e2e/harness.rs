@@ -91,6 +91,33 @@ impl Orch {
 
     /// Run `orch ARGS` in the sandbox.
     pub fn orch(&self, args: &[&str]) -> Ran {
+        self.command(args).output().expect("run orch").into()
+    }
+
+    /// Start `orch ARGS` in the sandbox with piped output (to signal it or race it).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start orch")
+    }
+
+    /// The SQLite run store's files (database, WAL, shared memory), as text.
+    pub fn sqlite_store_text(&self) -> String {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(self.dir.path())
+            .expect("sandbox")
+            .filter_map(Result::ok)
+        {
+            if entry.file_name().to_string_lossy().starts_with("orch.db") {
+                bytes.extend(std::fs::read(entry.path()).expect("read store file"));
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
         cmd.args(args)
             .current_dir(self.dir.path())
@@ -104,7 +131,7 @@ impl Orch {
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        cmd.output().expect("run orch").into()
+        cmd
     }
 
     /// `orch --json run FILE ARGS` on a workflow written from `toml`.

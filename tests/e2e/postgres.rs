@@ -281,20 +281,12 @@ fn a_generated_password_is_stored_for_later_and_appears_nowhere_else() {
         "{}",
         show.stdout
     );
-    let mut store_bytes = Vec::new();
-    for entry in std::fs::read_dir(orch.dir.path())
-        .unwrap()
-        .filter_map(Result::ok)
-    {
-        if entry.file_name().to_string_lossy().starts_with("orch.db") {
-            store_bytes.extend(std::fs::read(entry.path()).unwrap());
-        }
-    }
+    let store = orch.sqlite_store_text();
     for (what, text) in [
         ("terminal stdout", human.stdout.as_str()),
         ("terminal stderr", &human.stderr),
         ("runs show", &show.stdout),
-        ("sqlite store", &String::from_utf8_lossy(&store_bytes)),
+        ("sqlite store", &store),
     ] {
         assert!(!text.contains(&password), "the password is in the {what}");
     }
@@ -583,6 +575,8 @@ fn sql_query_and_grant_actions_work_and_report_their_plan() {
 struct PrivatePostgres {
     dir: tempfile::TempDir,
     port: u16,
+    /// The newest installed server's bin directory.
+    bin: std::path::PathBuf,
 }
 
 impl PrivatePostgres {
@@ -637,7 +631,7 @@ impl PrivatePostgres {
             "/dev/null",
             "start",
         ]);
-        Self { dir, port }
+        Self { dir, port, bin }
     }
 
     fn url(&self) -> String {
@@ -645,12 +639,7 @@ impl PrivatePostgres {
     }
 
     fn stop(&self) {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("bin"))
-            .max()
-            .unwrap();
+        let bin = &self.bin;
         let data = self.dir.path().join("data");
         Command::new("runuser")
             .args([
@@ -695,18 +684,7 @@ fn a_server_stopped_mid_run_gives_retries_with_backoff_then_a_clear_failure() {
         timeout = "60s"
         "#,
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_orch"))
-        .args(["--json", "run", file.to_str().unwrap()])
-        .env("ORCH_DATABASE_URL", &orch.database_url)
-        .env(
-            "ORCH_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
-        )
-        .env("POSTGRES_ADMIN_URL", server.url())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = orch.spawn(&["--json", "run", file.to_str().unwrap()]);
     // Wait until the statement is running on the server, then stop the server under it.
     let started = std::time::Instant::now();
     while psql_at(

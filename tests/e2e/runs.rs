@@ -390,17 +390,7 @@ fn an_interrupted_run_is_recorded_as_cancelled() {
             example("spin")
         ),
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
-        .args(["--json", "run", file.to_str().unwrap()])
-        .env("ORCH_DATABASE_URL", &orch.database_url)
-        .env(
-            "ORCH_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = orch.spawn(&["--json", "run", file.to_str().unwrap()]);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let killed = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -20,6 +20,12 @@ fn millis(ms: u128) -> String {
     }
 }
 
+/// Duration between two stored timestamps; empty while still running.
+fn elapsed(start: i64, end: Option<i64>) -> String {
+    end.map(|e| millis((e - start).max(0) as u128))
+        .unwrap_or_default()
+}
+
 fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -93,10 +99,7 @@ pub fn runs_list(runs: &[RunRow]) -> String {
         "run", "workflow", "trigger", "status", "started", "duration",
     ]);
     for r in runs {
-        let took = r
-            .finished_at
-            .map(|f| millis((f - r.created_at).max(0) as u128))
-            .unwrap_or_default();
+        let took = elapsed(r.created_at, r.finished_at);
         t.add_row(vec![
             r.id.clone(),
             r.workflow.clone(),
@@ -127,10 +130,7 @@ pub fn run_detail(d: &RunDetail) -> String {
     }
     let mut t = table(&["step", "attempt", "status", "duration", "outputs / error"]);
     for s in &d.steps {
-        let took = s
-            .finished_at
-            .map(|f| millis((f - s.started_at).max(0) as u128))
-            .unwrap_or_default();
+        let took = elapsed(s.started_at, s.finished_at);
         let detail = match (&s.error, &s.outputs) {
             (Some(e), _) => format!("{}: {e}", s.error_kind.as_deref().unwrap_or("error")),
             (None, Some(o)) => o.to_string(),
