@@ -15,7 +15,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RECORDS: usize = 100_000;
+const ROUNDS: usize = 5;
 
 fn config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -23,13 +27,14 @@ fn config(bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// Timed from client creation, as the plugin's step creates its client too.
 async fn native_produce(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
+    let start = Instant::now();
     let producer: FutureProducer = config(bootstrap)
         .set("linger.ms", "5")
         .set("acks", "all")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
-    let start = Instant::now();
     let mut deliveries = Vec::with_capacity(RECORDS);
     for i in 0..RECORDS {
         let (key, value) = (format!("k{i}"), format!("value-{i}"));
@@ -43,6 +48,7 @@ async fn native_produce(bootstrap: &str, topic: &str) -> anyhow::Result<Duration
 }
 
 fn native_consume(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
+    let start = Instant::now();
     let consumer: BaseConsumer = config(bootstrap)
         .set("group.id", "bench-native")
         .set("enable.auto.commit", "false")
@@ -52,7 +58,6 @@ fn native_consume(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    let start = Instant::now();
     let mut n = 0;
     while n < RECORDS {
         if let Some(m) = consumer.poll(Duration::from_secs(10)) {
@@ -65,11 +70,12 @@ fn native_consume(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
     Ok(start.elapsed())
 }
 
-fn main() -> anyhow::Result<()> {
-    let bootstrap = std::env::var("ORCH_TEST_KAFKA")
-        .expect("ORCH_TEST_KAFKA: run `bash tests/services.sh start` and source its env file");
-    let id = &uuid::Uuid::now_v7().simple().to_string()[20..];
-    let (plugin_topic, native_topic) = (format!("bench_plugin_{id}"), format!("bench_native_{id}"));
+/// The plugin path: a workflow step creating the topic, one producing, one consuming.
+async fn through_plugin(
+    bootstrap: &str,
+    topic: &str,
+    records: &[serde_json::Value],
+) -> anyhow::Result<(Duration, Duration)> {
     let tmp = tempfile::tempdir()?;
     let workflow = format!(
         r#"
@@ -82,70 +88,140 @@ fn main() -> anyhow::Result<()> {
         [steps.topic]
         plugin = "kafka"
         allow = ["kafka"]
-        with = {{ action = "create-topic", connection = "kafka", topic = "{plugin_topic}", partitions = 3 }}
+        with = {{ action = "create-topic", connection = "kafka", topic = "{topic}", partitions = 3 }}
         [steps.produce]
         plugin = "kafka"
         needs = ["topic"]
         allow = ["kafka"]
         memory = "1GiB"
-        with = {{ action = "produce", connection = "kafka", topic = "{plugin_topic}", records = "${{{{ inputs.records }}}}" }}
+        with = {{ action = "produce", connection = "kafka", topic = "{topic}", records = "${{{{ inputs.records }}}}" }}
         [steps.consume]
         plugin = "kafka"
         needs = ["produce"]
         allow = ["kafka"]
         memory = "1GiB"
-        with = {{ action = "consume", connection = "kafka", topic = "{plugin_topic}", offsets = [{{ partition = 0, offset = 0 }}, {{ partition = 1, offset = 0 }}, {{ partition = 2, offset = 0 }}], max_records = {RECORDS}, timeout_ms = 120000, commit = false }}
+        with = {{ action = "consume", connection = "kafka", topic = "{topic}", offsets = [{{ partition = 0, offset = 0 }}, {{ partition = 1, offset = 0 }}, {{ partition = 2, offset = 0 }}], max_records = {RECORDS}, timeout_ms = 120000, commit = false }}
         "#
     );
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir: Some(tmp.path().join("cache")),
+    })?);
+    let store = Store::open(&format!(
+        "sqlite://{}",
+        tmp.path().join("bench.db").display()
+    ))
+    .await?;
+    let executor = Executor {
+        runtime: runtime.clone(),
+        store,
+        max_parallel: 8,
+    };
+    let wf = orch::workflow::parse(Path::new("bench.toml"), &workflow).expect("valid workflow");
+    let plugins = check::resolve(&runtime, &wf)
+        .await
+        .map_err(|d| anyhow::anyhow!("{d}"))?;
+    let spec = RunSpec {
+        workflow: Arc::new(wf),
+        plugins,
+        inputs: [(
+            "records".to_string(),
+            serde_json::Value::from(records.to_vec()),
+        )]
+        .into_iter()
+        .collect(),
+        trigger: "cli".into(),
+        process_env: Default::default(),
+        cancel: Default::default(),
+        secret_store: None,
+    };
+    let report = executor.run(spec, Arc::new(Silent)).await?;
+    assert!(report.succeeded(), "{:?}", report.steps);
+    let took = |id: &str| {
+        report
+            .steps
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.duration)
+            .unwrap_or_default()
+    };
+    let consumed = report
+        .steps
+        .iter()
+        .find(|s| s.id == "consume")
+        .map(|s| s.outputs["count"].clone());
+    assert_eq!(consumed, Some(serde_json::json!(RECORDS)));
+    Ok((took("produce"), took("consume")))
+}
+
+/// The native path: the same rdkafka client called from the host.
+async fn natively(bootstrap: &str, topic: &str) -> anyhow::Result<(Duration, Duration)> {
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        config(bootstrap).create()?;
+    let new = rdkafka::admin::NewTopic::new(topic, 3, rdkafka::admin::TopicReplication::Fixed(1));
+    admin
+        .create_topics([&new], &rdkafka::admin::AdminOptions::new())
+        .await?;
+    let produce = native_produce(bootstrap, topic).await?;
+    let (b, t) = (bootstrap.to_string(), topic.to_string());
+    let consume = tokio::task::spawn_blocking(move || native_consume(&b, &t)).await??;
+    Ok((produce, consume))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let bootstrap = std::env::var("ORCH_TEST_KAFKA")
+        .expect("ORCH_TEST_KAFKA: run `bash tests/services.sh start` and source its env file");
     let records: Vec<serde_json::Value> = (0..RECORDS)
         .map(|i| serde_json::json!({"key": format!("k{i}"), "value": format!("value-{i}")}))
         .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
-        let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cache")) })?);
-        let store = Store::open(&format!("sqlite://{}", tmp.path().join("bench.db").display())).await?;
-        let executor = Executor { runtime: runtime.clone(), store, max_parallel: 8 };
-        let wf = orch::workflow::parse(Path::new("bench.toml"), &workflow).expect("valid workflow");
-        let plugins = check::resolve(&runtime, &wf).await.map_err(|d| anyhow::anyhow!("{d}"))?;
-        let spec = RunSpec {
-            workflow: Arc::new(wf),
-            plugins,
-            inputs: [("records".to_string(), serde_json::Value::from(records))].into_iter().collect(),
-            trigger: "cli".into(),
-            process_env: Default::default(),
-            cancel: Default::default(),
-            secret_store: None,
-        };
-        let report = executor.run(spec, Arc::new(Silent)).await?;
-        assert!(report.succeeded(), "{:?}", report.steps);
-        let took = |id: &str| report.steps.iter().find(|s| s.id == id).map(|s| s.duration).unwrap_or_default();
-        let consumed = report.steps.iter().find(|s| s.id == "consume").map(|s| s.outputs["count"].clone());
-        assert_eq!(consumed, Some(serde_json::json!(RECORDS)));
-        let (plugin_produce, plugin_consume) = (took("produce"), took("consume"));
-
-        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = config(&bootstrap).create()?;
-        let topic = rdkafka::admin::NewTopic::new(&native_topic, 3, rdkafka::admin::TopicReplication::Fixed(1));
-        admin.create_topics([&topic], &rdkafka::admin::AdminOptions::new()).await?;
-        let native_produce = native_produce(&bootstrap, &native_topic).await?;
-        let (b, t) = (bootstrap.clone(), native_topic.clone());
-        let native_consume = tokio::task::spawn_blocking(move || native_consume(&b, &t)).await??;
-
-        let rate = |d: Duration| RECORDS as f64 / d.as_secs_f64();
-        println!("## kafka throughput ({RECORDS} records of ~12 bytes, 3 partitions, tansu)");
+    let rate = |d: Duration| RECORDS as f64 / d.as_secs_f64();
+    println!(
+        "## kafka throughput ({RECORDS} records of ~12 bytes, 3 partitions, tansu), {ROUNDS} rounds"
+    );
+    let [mut pp, mut pc, mut np, mut nc] = [vec![], vec![], vec![], vec![]];
+    for n in 0..ROUNDS {
+        let id = &uuid::Uuid::now_v7().simple().to_string()[20..];
+        let (plugin_topic, native_topic) =
+            (format!("bench_plugin_{id}"), format!("bench_native_{id}"));
+        // Alternate which path goes first: the broker shares the machine's two cores.
+        let ((p_produce, p_consume), (n_produce, n_consume)) = rt.block_on(async {
+            if n % 2 == 0 {
+                let p = through_plugin(&bootstrap, &plugin_topic, &records).await?;
+                anyhow::Ok((p, natively(&bootstrap, &native_topic).await?))
+            } else {
+                let native = natively(&bootstrap, &native_topic).await?;
+                anyhow::Ok((
+                    through_plugin(&bootstrap, &plugin_topic, &records).await?,
+                    native,
+                ))
+            }
+        })?;
         println!(
-            "produce: plugin {plugin_produce:.2?} = {:.0} rec/s; native rdkafka {native_produce:.2?} = {:.0} rec/s; ratio {:.2}",
-            rate(plugin_produce),
-            rate(native_produce),
-            rate(plugin_produce) / rate(native_produce)
+            "round {}: produce plugin {p_produce:.0?} vs native {n_produce:.0?}; consume plugin {p_consume:.0?} vs native {n_consume:.0?}",
+            n + 1
         );
+        pp.push(p_produce);
+        pc.push(p_consume);
+        np.push(n_produce);
+        nc.push(n_consume);
+    }
+    for (name, plugin, native) in [
+        ("produce", median(pp), median(np)),
+        ("consume", median(pc), median(nc)),
+    ] {
         println!(
-            "consume: plugin {plugin_consume:.2?} = {:.0} rec/s; native rdkafka {native_consume:.2?} = {:.0} rec/s; ratio {:.2}",
-            rate(plugin_consume),
-            rate(native_consume),
-            rate(plugin_consume) / rate(native_consume)
+            "{name} (medians): plugin {plugin:.0?} = {:.0} rec/s; native rdkafka {native:.0?} = {:.0} rec/s; ratio {:.2}",
+            rate(plugin),
+            rate(native),
+            rate(plugin) / rate(native)
         );
-        anyhow::Ok(())
-    })
+    }
+    Ok(())
 }

@@ -465,12 +465,7 @@ impl HostClient for KafkaView<'_> {
 
     async fn drop(&mut self, client: Resource<KafkaClient>) -> wasmtime::Result<()> {
         let client = self.table.delete(client)?;
-        if let Some(producer) = client.producer {
-            let _ = tokio::task::spawn_blocking(move || {
-                rdkafka::producer::Producer::flush(&producer, REQUEST_TIMEOUT)
-            })
-            .await;
-        }
+        retire(client);
         Ok(())
     }
 }
@@ -549,5 +544,12 @@ fn consume_batch(config: &ClientConfig, request: ConsumeRequest) -> Result<Vec<I
             .commit(&commit, CommitMode::Sync)
             .map_err(classify)?;
     }
+    retire(consumer);
     Ok(out)
+}
+
+/// Tear an rdkafka client down off the step's path: librdkafka joins its broker threads on
+/// destroy (~100 ms), and by now nothing is pending (deliveries awaited, commits synchronous).
+fn retire<T: Send + 'static>(client: T) {
+    tokio::task::spawn_blocking(move || drop(client));
 }

@@ -37,11 +37,7 @@ enum Config {
         start: Start,
     },
     /// Produce records: `value` is a string, or any JSON (sent as JSON text).
-    Produce {
-        connection: String,
-        topic: String,
-        records: Vec<Record>,
-    },
+    Produce(ProduceConfig),
     /// Consume a batch: at the group's committed offsets, or from explicit `offsets`.
     Consume {
         connection: String,
@@ -66,6 +62,29 @@ enum Start {
     #[default]
     Earliest,
     Latest,
+}
+
+/// `produce`, also parsed directly (see [`parse`]): records can be many, and an internally
+/// tagged enum buffers its whole input before picking the variant.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ProduceConfig {
+    /// The tag, present when parsed directly rather than through [`Config`].
+    #[serde(default, rename = "action")]
+    #[schemars(skip)]
+    _action: Option<String>,
+    connection: String,
+    topic: String,
+    records: Vec<Record>,
+}
+
+/// Parse `with`, taking `produce` straight into its struct.
+fn parse(config: &str) -> Result<Config, StepError> {
+    if orch_sdk::action(config)? == "produce" {
+        Ok(Config::Produce(orch_sdk::config(config)?))
+    } else {
+        orch_sdk::config(config)
+    }
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -357,11 +376,12 @@ fn act(config: Config, apply: bool) -> Result<Step, StepError> {
             let client = kafka::open(&connection)?;
             init_consumer(&client, &topic, &group, start, apply)
         }
-        Config::Produce {
+        Config::Produce(ProduceConfig {
             connection,
             topic,
             records,
-        } => {
+            ..
+        }) => {
             check_topic(&topic)?;
             let client = kafka::open(&connection)?;
             let change = orch_sdk::change(
@@ -440,11 +460,11 @@ impl Plugin for Kafka {
     }
 
     fn plan(_: StepContext, config: String) -> Result<Vec<Change>, StepError> {
-        Ok(act(orch_sdk::config(&config)?, false)?.changes)
+        Ok(act(parse(&config)?, false)?.changes)
     }
 
     fn run(_: StepContext, config: String) -> Result<Vec<Output>, StepError> {
-        let step = act(orch_sdk::config(&config)?, true)?;
+        let step = act(parse(&config)?, true)?;
         for c in &step.changes {
             orch_sdk::log::info(format!("{}: {}", c.resource, c.detail));
         }

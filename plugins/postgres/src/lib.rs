@@ -104,12 +104,7 @@ struct LoadConfig {
 
 /// Parse `with`: `load` separately, because an internally tagged enum cannot hold raw JSON.
 fn parse(config: &str) -> Result<Result<Config, LoadConfig>, StepError> {
-    #[derive(Deserialize)]
-    struct Tag {
-        action: String,
-    }
-    let tag: Tag = orch_sdk::config(config)?;
-    if tag.action == "load" {
+    if orch_sdk::action(config)? == "load" {
         Ok(Err(orch_sdk::config(config)?))
     } else {
         Ok(Ok(orch_sdk::config(config)?))

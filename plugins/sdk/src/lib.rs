@@ -88,6 +88,17 @@ pub fn config<C: serde::de::DeserializeOwned>(config: &str) -> Result<C, StepErr
     serde_json::from_str(config).map_err(|e| StepError::InvalidConfig(e.to_string()))
 }
 
+/// The `action` of a config, read without parsing the rest: lets a plugin parse a large
+/// variant straight into its struct instead of through an internally tagged enum, which
+/// buffers the whole input first.
+pub fn action(config: &str) -> Result<String, StepError> {
+    #[derive(serde::Deserialize)]
+    struct Tag {
+        action: String,
+    }
+    self::config::<Tag>(config).map(|t| t.action)
+}
+
 /// A plain output, readable as `steps.ID.outputs.NAME`.
 pub fn output(name: &str, value: impl serde::Serialize) -> Output {
     Output {
