@@ -29,4 +29,11 @@ $orch run workflows/etl-postgres.toml
 export KAFKA_BOOTSTRAP=$ORCH_TEST_KAFKA
 $orch run workflows/kafka.toml --input topic=events --input group=etl
 $orch run workflows/etl-kafka-postgres.toml
+# The seed pipeline's deploy job against the local Docker-API engine (podman), from
+# workflows/deploy/compose.yml: deploy, redeploy (nothing recreated), then with the dev profile.
+export DOCKER_HOST=$ORCH_TEST_DOCKER_HOST
+$orch plan workflows/deploy.toml
+$orch run workflows/deploy.toml
+$orch run workflows/deploy.toml # no change
+$orch run workflows/deploy.toml --input 'profiles=["dev"]'
 $orch runs list --limit 5

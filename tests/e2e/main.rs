@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `orch` binary in a temp dir, real plugins, a real run store.
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly by design")]
 
+mod docker;
 mod faults;
 mod harness;
 mod kafka;

@@ -7,7 +7,7 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Denial {
     pub step: String,
-    /// "http", "connection", "tcp".
+    /// "http", "connection", "tcp", "policy" (a connection's own rules, e.g. Docker's).
     pub action: &'static str,
     pub target: String,
     /// The `allow` entry that would permit it.
@@ -16,6 +16,13 @@ pub struct Denial {
 
 impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.action == "policy" {
+            return write!(
+                f,
+                "step `{}` may not {}: set {}",
+                self.step, self.target, self.grant
+            );
+        }
         let verb = match self.action {
             "connection" => "open connection",
             _ => "reach",
@@ -42,6 +49,24 @@ impl Granter {
             step: step.into(),
             allow,
         }
+    }
+
+    /// Directories the step may read, as (host path, path in the sandbox).
+    pub fn dirs(&self) -> impl Iterator<Item = (&std::path::Path, &str)> {
+        self.allow.iter().filter_map(|g| match g {
+            Grant::Dir { guest, host } => Some((host.as_path(), guest.as_str())),
+            _ => None,
+        })
+    }
+
+    /// A call refused by connection `connection`'s policy rather than by the step's `allow`:
+    /// `what` is refused until `setting` is added to the connection.
+    pub fn deny_by_policy(&self, connection: &str, what: String, setting: String) -> Denial {
+        self.deny(
+            "policy",
+            what,
+            format!("{setting} under [connections.{connection}]"),
+        )
     }
 
     /// May the step open connection `name`?

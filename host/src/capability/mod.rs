@@ -4,6 +4,7 @@
 //! interfaces, [`mask`] hides secrets, [`secrets`] loads them.
 
 pub mod connections;
+pub mod docker;
 pub mod grants;
 pub mod http;
 pub mod kafka;

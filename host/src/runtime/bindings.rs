@@ -6,6 +6,7 @@ wasmtime::component::bindgen!({
     imports: {
         "orch:plugin/postgres": async | trappable,
         "orch:plugin/kafka": async | trappable,
+        "orch:plugin/docker": async | trappable,
     },
     exports: { default: async },
     with: {
@@ -15,6 +16,7 @@ wasmtime::component::bindgen!({
         "wasi:random": wasmtime_wasi::p2::bindings::random,
         "orch:plugin/postgres.connection": crate::capability::postgres::PgSession,
         "orch:plugin/kafka.client": crate::capability::kafka::KafkaClient,
+        "orch:plugin/docker.engine": crate::capability::docker::DockerEngine,
     },
 });
 

@@ -12,6 +12,7 @@ pub use cache::content_hash;
 
 use crate::capability::connections::ConnectionGate;
 use crate::capability::connections::Connections;
+use crate::capability::docker::{DockerData, DockerView};
 use crate::capability::http::HttpGate;
 use crate::capability::kafka::{KafkaData, KafkaView};
 use crate::capability::log::LogHost;
@@ -28,8 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
-use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 /// How often the epoch advances: the granularity of timeouts and of yielding to other tasks.
@@ -195,6 +196,13 @@ impl Runtime {
                 host: &mut s.connections,
             },
         )?;
+        bindings::orch::plugin::docker::add_to_linker::<_, DockerData>(
+            &mut linker,
+            |s: &mut StepState| DockerView {
+                table: &mut s.table,
+                host: &mut s.connections,
+            },
+        )?;
         bindings::orch::plugin::log::add_to_linker::<_, HasSelf<LogHost>>(
             &mut linker,
             |s: &mut StepState| &mut s.log,
@@ -347,10 +355,16 @@ impl Runtime {
             stdout: MemoryOutputPipe::new(PIPE_CAPACITY),
             stderr: MemoryOutputPipe::new(PIPE_CAPACITY),
         };
-        let wasi = WasiCtx::builder()
-            .stdout(pipes.stdout.clone())
-            .stderr(pipes.stderr.clone())
-            .build();
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(pipes.stdout.clone())
+            .stderr(pipes.stderr.clone());
+        for (host, guest) in granter.dirs() {
+            wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
+                .map_err(|e| {
+                    Fault::Instantiate(format!("cannot open granted directory `{guest}`: {e:#}"))
+                })?;
+        }
+        let wasi = wasi.build();
         let state = StepState {
             wasi,
             table: Default::default(),

@@ -138,6 +138,10 @@ pub enum Grant {
     },
     /// A raw TCP destination (wasi:sockets).
     Tcp { host: String, port: u16 },
+    /// A host directory the plugin may read (not write), seen in the sandbox at `guest`
+    /// (the grant as written, without a leading `./`); `host` is resolved against the
+    /// workflow's directory.
+    Dir { guest: String, host: PathBuf },
 }
 
 impl std::fmt::Display for Grant {
@@ -146,6 +150,8 @@ impl std::fmt::Display for Grant {
             Grant::Connection(name) => f.write_str(name),
             Grant::Http { scheme, host, port } => write!(f, "{scheme}://{host}:{port}"),
             Grant::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+            Grant::Dir { guest, .. } if guest.starts_with('/') => f.write_str(guest),
+            Grant::Dir { guest, .. } => write!(f, "./{guest}"),
         }
     }
 }

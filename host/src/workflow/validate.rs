@@ -431,7 +431,7 @@ impl Validator<'_> {
         let allow = raw
             .allow
             .iter()
-            .filter_map(|g| self.grant(id, g, connections))
+            .filter_map(|g| self.grant(id, g, connections, dir))
             .collect();
         let timeout = match &raw.timeout {
             None => DEFAULT_TIMEOUT,
@@ -642,9 +642,28 @@ impl Validator<'_> {
         id: &str,
         raw: &Spanned<String>,
         connections: &IndexMap<String, Connection>,
+        dir: &std::path::Path,
     ) -> Option<Grant> {
         let text = raw.get_ref();
         match parse_grant(text) {
+            Ok(Grant::Dir { guest, host }) => {
+                let host = dir.join(host);
+                if host.is_dir() {
+                    Some(Grant::Dir { guest, host })
+                } else {
+                    self.error(
+                        Diagnostic::at(
+                            raw.span(),
+                            format!("step `{id}` is granted directory `{text}`, which does not exist"),
+                        )
+                        .help(format!(
+                            "paths are relative to the workflow file's directory ({}); create it or fix the path",
+                            dir.display()
+                        )),
+                    );
+                    None
+                }
+            }
             Ok(Grant::Connection(name)) if !connections.contains_key(&name) => {
                 let names: Vec<&str> = connections.keys().map(String::as_str).collect();
                 let help = match did_you_mean(&name, &names) {
@@ -665,7 +684,7 @@ impl Validator<'_> {
             Ok(grant) => Some(grant),
             Err(message) => {
                 self.error(Diagnostic::at(raw.span(), format!("step `{id}`: invalid grant `{text}`: {message}")).help(
-                    "grant a connection name, \"https://host[:port]\", \"https://*.domain\" or \"tcp://host:port\"",
+                    "grant a connection name, \"https://host[:port]\", \"https://*.domain\", \"tcp://host:port\" or a directory \"./path\"",
                 ));
                 None
             }
@@ -810,8 +829,22 @@ fn ancestors(
     out
 }
 
-/// Parse one `allow` entry: a connection name or a destination.
+/// Parse one `allow` entry: a connection name, a destination, or a directory (`./x`, `/x`).
 pub fn parse_grant(text: &str) -> Result<Grant, String> {
+    if text.starts_with("./") || text.starts_with("../") || text.starts_with('/') {
+        if text.split('/').any(|part| part == "..") {
+            return Err("`..` is not allowed: grant a directory at or below the workflow's, or an absolute path".into());
+        }
+        let trimmed = text.trim_end_matches('/');
+        let guest = match trimmed.strip_prefix("./").unwrap_or(trimmed) {
+            "" | "." => ".",
+            g => g,
+        };
+        return Ok(Grant::Dir {
+            guest: guest.to_string(),
+            host: PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed }),
+        });
+    }
     let Some((scheme, rest)) = text.split_once("://") else {
         return if is_identifier(&text.replace('-', "_")) {
             Ok(Grant::Connection(text.to_string()))

@@ -23,6 +23,7 @@ pub mod bindings {
     });
 }
 
+pub use bindings::orch::plugin::docker;
 pub use bindings::orch::plugin::kafka;
 pub use bindings::orch::plugin::postgres;
 pub use bindings::orch::plugin::types::{
@@ -151,6 +152,20 @@ impl From<kafka::Error> for StepError {
                 StepError::Failed(format!("kafka error {}: {}", b.code, b.message))
             }
             kafka::Error::Other(m) => StepError::Failed(m),
+        }
+    }
+}
+
+impl From<docker::Error> for StepError {
+    /// An unreachable engine is retryable; denials, missing objects and refusals are not.
+    fn from(e: docker::Error) -> Self {
+        match e {
+            docker::Error::Denied(m) => StepError::Denied(m),
+            docker::Error::Unavailable(m) => {
+                StepError::Retryable(format!("docker engine unavailable: {m}"))
+            }
+            docker::Error::NotFound(m) => StepError::Failed(format!("not found: {m}")),
+            docker::Error::Engine(m) => StepError::Failed(format!("docker engine: {m}")),
         }
     }
 }

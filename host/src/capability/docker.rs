@@ -1,0 +1,895 @@
+//! Host side of `orch:plugin/docker`: a Docker Engine API (bollard) on connections the step is
+//! granted, with every call checked against the connection's policy before it is sent. The
+//! engine address never crosses into the sandbox.
+
+use super::connections::{ConnectionGate, Refusal};
+use crate::runtime::bindings::orch::plugin::docker::{
+    ContainerSpec, ContainerState, ContainerSummary, Error, Host, HostEngine, MountKind,
+    NamedObject, Pair, PullPolicy,
+};
+use crate::workflow::ConnectionKind;
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, EndpointSettings, ExecConfig, HealthConfig, HostConfig,
+    Mount, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions,
+    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    StopContainerOptions, WaitContainerOptions,
+};
+use futures::StreamExt;
+use regex::Regex;
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{HasData, Resource, ResourceTable};
+
+/// How long one engine request may take (pulls and waits excepted).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An open engine, owned by the guest through a resource handle.
+pub struct DockerEngine {
+    docker: Docker,
+    policy: Policy,
+    /// Where denials are reported, and the name the policy is read from.
+    gate: Arc<PolicyGate>,
+}
+
+/// The narrow view the generated traits are implemented on: the resource table and the gate.
+pub struct DockerView<'a> {
+    pub table: &'a mut ResourceTable,
+    pub host: &'a mut ConnectionGate,
+}
+
+/// Marker tying [`DockerView`] to the linker.
+pub struct DockerData;
+
+impl HasData for DockerData {
+    type Data<'a> = DockerView<'a>;
+}
+
+/// What a docker connection allows beyond plain containers: every escalation is off unless the
+/// connection's settings turn it on.
+#[derive(Debug, Default)]
+struct Policy {
+    /// `images`: patterns (`*` matches anything) an image must match; none allows no image.
+    images: Vec<(String, Regex)>,
+    /// `bind_paths`: host directories bind mounts may come from (the path or below it).
+    bind_paths: Vec<PathBuf>,
+    privileged: bool,
+    host_network: bool,
+    host_pid: bool,
+    gpus: bool,
+    /// `cap_add`: capabilities a container may add (`ALL` allows any).
+    cap_add: Vec<String>,
+}
+
+/// Reports policy refusals for one step and connection.
+struct PolicyGate {
+    connection: String,
+    granter: Arc<super::Granter>,
+    sink: Arc<dyn super::StepSink>,
+}
+
+impl PolicyGate {
+    fn deny(&self, what: String, setting: String) -> Error {
+        let denial = self.granter.deny_by_policy(&self.connection, what, setting);
+        self.sink.denied(&denial);
+        Error::Denied(denial.to_string())
+    }
+}
+
+impl Policy {
+    fn from_settings(settings: &serde_json::Map<String, Json>) -> Result<Self, String> {
+        let strings = |key: &str| -> Result<Vec<String>, String> {
+            match settings.get(key) {
+                None => Ok(vec![]),
+                Some(Json::Array(items)) => items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(String::from)
+                            .ok_or_else(|| format!("`{key}` must be a list of strings"))
+                    })
+                    .collect(),
+                Some(_) => Err(format!("`{key}` must be a list of strings")),
+            }
+        };
+        let flag = |key: &str| -> Result<bool, String> {
+            match settings.get(key) {
+                None => Ok(false),
+                Some(Json::Bool(b)) => Ok(*b),
+                Some(_) => Err(format!("`{key}` must be true or false")),
+            }
+        };
+        let images = strings("images")?
+            .into_iter()
+            .map(|p| {
+                let re = format!("^{}$", regex::escape(&p).replace(r"\*", ".*"));
+                Regex::new(&re)
+                    .map(|r| (p.clone(), r))
+                    .map_err(|e| format!("image pattern `{p}`: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            images,
+            bind_paths: strings("bind_paths")?
+                .iter()
+                .map(|p| normalize(Path::new(p)))
+                .collect(),
+            privileged: flag("privileged")?,
+            host_network: flag("host_network")?,
+            host_pid: flag("host_pid")?,
+            gpus: flag("gpus")?,
+            cap_add: strings("cap_add")?,
+        })
+    }
+
+    fn image_allowed(&self, image: &str) -> bool {
+        let tagged = if image.rsplit('/').next().is_some_and(|n| n.contains(':')) {
+            image.to_string()
+        } else {
+            format!("{image}:latest")
+        };
+        self.images
+            .iter()
+            .any(|(_, re)| re.is_match(image) || re.is_match(&tagged))
+    }
+}
+
+/// `a/./b/../c` → `a/c`, lexically (the path may not exist on this host).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Engine unreachable or timed out: retryable; the engine's own answers are not.
+fn classify(e: BollardError) -> Error {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => Error::NotFound(message),
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => Error::Engine(format!("{status_code}: {message}")),
+        BollardError::DockerContainerWaitError { error, code } => {
+            Error::Engine(format!("wait failed ({code}): {error}"))
+        }
+        BollardError::RequestTimeoutError
+        | BollardError::IOError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::HyperLegacyError { .. } => Error::Unavailable(e.to_string()),
+        other => Error::Engine(other.to_string()),
+    }
+}
+
+/// Podman reports a container that has just exited as `stopped` until its cleanup runs, a
+/// state the Docker API (and bollard) does not know; it settles to `exited` within moments.
+fn transient_podman_state(e: &BollardError) -> bool {
+    matches!(e, BollardError::JsonDataError { message, .. } if message.contains("`stopped`"))
+}
+
+/// Call `f`, retrying for up to 5 s while the engine reports podman's transient state.
+async fn settled<T, Fut>(mut f: impl FnMut() -> Fut) -> Result<T, BollardError>
+where
+    Fut: Future<Output = Result<T, BollardError>>,
+{
+    for _ in 0..50 {
+        match f().await {
+            Err(e) if transient_podman_state(&e) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => return other,
+        }
+    }
+    f().await
+}
+
+fn refusal(r: Refusal) -> Error {
+    match r {
+        Refusal::Denied(m) => Error::Denied(m),
+        Refusal::Invalid(m) => Error::Engine(m),
+    }
+}
+
+fn label_filters(labels: &[Pair]) -> HashMap<String, Vec<String>> {
+    if labels.is_empty() {
+        return HashMap::new();
+    }
+    let values = labels
+        .iter()
+        .map(|p| format!("{}={}", p.key, p.value))
+        .collect();
+    HashMap::from([("label".to_string(), values)])
+}
+
+fn pairs(map: Option<HashMap<String, String>>) -> Vec<Pair> {
+    let mut out: Vec<Pair> = map
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| Pair { key, value })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+fn labels(pairs: &[Pair]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|p| (p.key.clone(), p.value.clone()))
+        .collect()
+}
+
+async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, Error> {
+    let connection = gate.open(name, ConnectionKind::Docker).map_err(refusal)?;
+    let Some(host) = connection.setting("host") else {
+        return Err(Error::Engine(format!(
+            "connection `{name}` has no `host` (unix:///var/run/docker.sock or tcp://host:2375)"
+        )));
+    };
+    let policy = Policy::from_settings(&connection.settings)
+        .map_err(|e| Error::Engine(format!("connection `{name}`: {e}")))?;
+    let docker = match Docker::connect_with_host(host) {
+        Ok(docker) => docker.with_timeout(REQUEST_TIMEOUT),
+        Err(e @ BollardError::SocketNotFoundError(_)) => {
+            return Err(Error::Unavailable(format!(
+                "docker engine of connection `{name}` is unreachable: {e}"
+            )));
+        }
+        Err(e) => return Err(Error::Engine(format!("connection `{name}`: {e}"))),
+    };
+    match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            return Err(Error::Unavailable(format!(
+                "docker engine of connection `{name}` is unreachable: {e}"
+            )));
+        }
+        Err(_) => {
+            return Err(Error::Unavailable(format!(
+                "docker engine of connection `{name}` did not answer within 5s"
+            )));
+        }
+    }
+    Ok(DockerEngine {
+        docker,
+        policy,
+        gate: Arc::new(PolicyGate {
+            connection: name.to_string(),
+            granter: gate.granter.clone(),
+            sink: gate.sink.clone(),
+        }),
+    })
+}
+
+impl Host for DockerView<'_> {
+    async fn open(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<DockerEngine>, Error>> {
+        match open_engine(self.host, &name).await {
+            Ok(engine) => Ok(Ok(self.table.push(engine)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+impl DockerEngine {
+    /// Bind sources relative to a directory the step is granted (`deploy/data` for a step
+    /// granted `./deploy`) name that directory on the host; others stay as written.
+    fn resolve_binds(&self, spec: &mut ContainerSpec) {
+        for m in spec.mounts.iter_mut().filter(|m| m.kind == MountKind::Bind) {
+            let source = Path::new(&m.source);
+            if source.is_absolute() {
+                continue;
+            }
+            let resolved = self.gate.granter.dirs().find_map(|(host, guest)| {
+                let rest = if guest == "." {
+                    Some(source)
+                } else {
+                    source.strip_prefix(guest).ok()
+                };
+                rest.map(|rest| host.join(rest))
+            });
+            if let Some(resolved) = resolved {
+                m.source = normalize(&resolved).to_string_lossy().into_owned();
+            }
+        }
+    }
+
+    /// Refuse `spec` unless the connection's policy allows everything it asks for.
+    fn check(&self, spec: &ContainerSpec) -> Result<(), Error> {
+        let (p, gate, who) = (&self.policy, &self.gate, &spec.name);
+        if !p.image_allowed(&spec.image) {
+            return Err(gate.deny(
+                format!("run image `{}` (container `{who}`)", spec.image),
+                format!("`images = [\"{}\"]` (or a pattern matching it)", spec.image),
+            ));
+        }
+        if spec.privileged && !p.privileged {
+            return Err(gate.deny(
+                format!("run privileged container `{who}`"),
+                "`privileged = true`".into(),
+            ));
+        }
+        if spec.network_mode.as_deref() == Some("host") && !p.host_network {
+            return Err(gate.deny(
+                format!("put container `{who}` on the host network"),
+                "`host_network = true`".into(),
+            ));
+        }
+        if spec.pid_mode.as_deref() == Some("host") && !p.host_pid {
+            return Err(gate.deny(
+                format!("share the host PID namespace with container `{who}`"),
+                "`host_pid = true`".into(),
+            ));
+        }
+        for cap in &spec.cap_add {
+            let cap_name = cap.trim_start_matches("CAP_");
+            let allowed = p
+                .cap_add
+                .iter()
+                .any(|c| c == "ALL" || c.trim_start_matches("CAP_") == cap_name);
+            if !allowed {
+                return Err(gate.deny(
+                    format!("add capability `{cap}` to container `{who}`"),
+                    format!("`cap_add = [\"{cap_name}\"]`"),
+                ));
+            }
+        }
+        if !spec.device_requests.is_empty() && !p.gpus {
+            return Err(gate.deny(
+                format!("request GPU devices for container `{who}`"),
+                "`gpus = true`".into(),
+            ));
+        }
+        for m in spec.mounts.iter().filter(|m| m.kind == MountKind::Bind) {
+            let source = normalize(Path::new(&m.source));
+            if !source.is_absolute() {
+                return Err(Error::Engine(format!(
+                    "bind mount source `{}` of container `{who}` is neither an absolute host path nor inside a directory the step is granted",
+                    m.source
+                )));
+            }
+            if !p
+                .bind_paths
+                .iter()
+                .any(|allowed| source.starts_with(allowed))
+            {
+                return Err(gate.deny(
+                    format!("bind-mount host path `{}` into container `{who}`", m.source),
+                    format!("`bind_paths = [\"{}\"]` (or a parent)", source.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        let mut exposed = Vec::new();
+        for port in &spec.ports {
+            let key = format!("{}/{}", port.container_port, port.protocol);
+            exposed.push(key.clone());
+            port_bindings
+                .entry(key)
+                .or_insert_with(|| Some(vec![]))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: port.host_ip.clone(),
+                    host_port: Some(port.host_port.map(|p| p.to_string()).unwrap_or_default()),
+                });
+        }
+        let mounts = spec
+            .mounts
+            .iter()
+            .map(|m| Mount {
+                target: Some(m.target.clone()),
+                source: (m.kind != MountKind::Tmpfs).then(|| m.source.clone()),
+                typ: Some(match m.kind {
+                    MountKind::Bind => MountType::BIND,
+                    MountKind::Volume => MountType::VOLUME,
+                    MountKind::Tmpfs => MountType::TMPFS,
+                }),
+                read_only: Some(m.read_only),
+                ..Default::default()
+            })
+            .collect();
+        let restart = match spec.restart.as_str() {
+            "always" => RestartPolicyNameEnum::ALWAYS,
+            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+            _ => RestartPolicyNameEnum::NO,
+        };
+        let ms = |v: u64| (v > 0).then(|| (v as i64).saturating_mul(1_000_000));
+        let healthcheck = spec.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: ms(h.interval_ms),
+            timeout: ms(h.timeout_ms),
+            retries: (h.retries > 0).then_some(h.retries.into()),
+            start_period: ms(h.start_period_ms),
+            start_interval: None,
+        });
+        let device_requests = spec
+            .device_requests
+            .iter()
+            .map(|d| DeviceRequest {
+                driver: Some(d.driver.clone()),
+                count: Some(d.count),
+                device_ids: (!d.device_ids.is_empty()).then(|| d.device_ids.clone()),
+                capabilities: Some(vec![d.capabilities.clone()]),
+                options: None,
+            })
+            .collect::<Vec<_>>();
+        let networking_config = spec.networks.first().map(|n| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                n.network.clone(),
+                EndpointSettings {
+                    aliases: Some(n.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        });
+        ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.command.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            env: Some(spec.env.clone()),
+            labels: Some(labels(&spec.labels)),
+            user: spec.user.clone(),
+            working_dir: spec.working_dir.clone(),
+            hostname: spec.hostname.clone(),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            healthcheck,
+            host_config: Some(HostConfig {
+                port_bindings: Some(port_bindings),
+                mounts: Some(mounts),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(restart),
+                    maximum_retry_count: None,
+                }),
+                privileged: Some(spec.privileged),
+                network_mode: spec
+                    .network_mode
+                    .clone()
+                    .or_else(|| spec.networks.first().map(|n| n.network.clone())),
+                pid_mode: spec.pid_mode.clone(),
+                cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+                device_requests: (!device_requests.is_empty()).then_some(device_requests),
+                ..Default::default()
+            }),
+            networking_config,
+            ..Default::default()
+        }
+    }
+}
+
+impl HostEngine for DockerView<'_> {
+    async fn ensure_image(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        image: String,
+        policy: PullPolicy,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        let engine = self.table.get(&engine)?;
+        if !engine.policy.image_allowed(&image) {
+            return Ok(Err(engine.gate.deny(
+                format!("use image `{image}`"),
+                format!("`images = [\"{image}\"]` (or a pattern matching it)"),
+            )));
+        }
+        let present = match engine.docker.inspect_image(&image).await {
+            Ok(found) => Some(found.id.unwrap_or_default()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => None,
+            Err(e) => return Ok(Err(classify(e))),
+        };
+        match (policy, present) {
+            (PullPolicy::Missing, Some(id)) => return Ok(Ok(id)),
+            (PullPolicy::Never, Some(id)) => return Ok(Ok(id)),
+            (PullPolicy::Never, None) => {
+                return Ok(Err(Error::NotFound(format!(
+                    "image `{image}` is not on the engine and the pull policy is `never`"
+                ))));
+            }
+            _ => {}
+        }
+        let options = CreateImageOptions {
+            from_image: Some(image.clone()),
+            ..Default::default()
+        };
+        let mut pull = engine.docker.create_image(Some(options), None, None);
+        while let Some(progress) = pull.next().await {
+            if let Err(e) = progress {
+                return Ok(Err(match classify(e) {
+                    Error::Engine(m) | Error::Unavailable(m) => {
+                        Error::Engine(format!("pull of `{image}` failed: {m}"))
+                    }
+                    other => other,
+                }));
+            }
+        }
+        Ok(match engine.docker.inspect_image(&image).await {
+            Ok(found) => Ok(found.id.unwrap_or_default()),
+            Err(e) => Err(classify(e)),
+        })
+    }
+
+    async fn list_networks(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        labels: Vec<Pair>,
+    ) -> wasmtime::Result<Result<Vec<NamedObject>, Error>> {
+        let engine = self.table.get(&engine)?;
+        let options = ListNetworksOptions {
+            filters: Some(label_filters(&labels)),
+        };
+        Ok(match engine.docker.list_networks(Some(options)).await {
+            Ok(list) => Ok(list
+                .into_iter()
+                .map(|n| NamedObject {
+                    name: n.name.unwrap_or_default(),
+                    labels: pairs(n.labels),
+                })
+                .collect()),
+            Err(e) => Err(classify(e)),
+        })
+    }
+
+    async fn create_network(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        name: String,
+        labels: Vec<Pair>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let engine = self.table.get(&engine)?;
+        let request = NetworkCreateRequest {
+            name,
+            labels: Some(self::labels(&labels)),
+            ..Default::default()
+        };
+        Ok(engine
+            .docker
+            .create_network(request)
+            .await
+            .map(drop)
+            .map_err(classify))
+    }
+
+    async fn remove_network(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        name: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let engine = self.table.get(&engine)?;
+        Ok(engine.docker.remove_network(&name).await.map_err(classify))
+    }
+
+    async fn list_volumes(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        labels: Vec<Pair>,
+    ) -> wasmtime::Result<Result<Vec<NamedObject>, Error>> {
+        let engine = self.table.get(&engine)?;
+        let options = ListVolumesOptions {
+            filters: Some(label_filters(&labels)),
+        };
+        Ok(match engine.docker.list_volumes(Some(options)).await {
+            Ok(list) => Ok(list
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| NamedObject {
+                    name: v.name,
+                    labels: pairs(Some(v.labels)),
+                })
+                .collect()),
+            Err(e) => Err(classify(e)),
+        })
+    }
+
+    async fn create_volume(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        name: String,
+        labels: Vec<Pair>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let engine = self.table.get(&engine)?;
+        let request = VolumeCreateRequest {
+            name: Some(name),
+            labels: Some(self::labels(&labels)),
+            ..Default::default()
+        };
+        Ok(engine
+            .docker
+            .create_volume(request)
+            .await
+            .map(drop)
+            .map_err(classify))
+    }
+
+    async fn remove_volume(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        name: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let engine = self.table.get(&engine)?;
+        Ok(engine
+            .docker
+            .remove_volume(&name, None::<RemoveVolumeOptions>)
+            .await
+            .map_err(classify))
+    }
+
+    async fn list_containers(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        labels: Vec<Pair>,
+    ) -> wasmtime::Result<Result<Vec<ContainerSummary>, Error>> {
+        let engine = self.table.get(&engine)?;
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(label_filters(&labels)),
+            ..Default::default()
+        };
+        let listed = settled(|| engine.docker.list_containers(Some(options.clone()))).await;
+        Ok(match listed {
+            Ok(list) => Ok(list
+                .into_iter()
+                .map(|c| ContainerSummary {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    image: c.image.unwrap_or_default(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    labels: pairs(c.labels),
+                })
+                .collect()),
+            Err(e) => Err(classify(e)),
+        })
+    }
+
+    async fn create_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        mut spec: ContainerSpec,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        let engine = self.table.get(&engine)?;
+        engine.resolve_binds(&mut spec);
+        if let Err(e) = engine.check(&spec) {
+            return Ok(Err(e));
+        }
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        let created = match engine
+            .docker
+            .create_container(Some(options), DockerEngine::create_body(&spec))
+            .await
+        {
+            Ok(created) => created,
+            Err(e) => return Ok(Err(classify(e))),
+        };
+        for n in spec.networks.iter().skip(1) {
+            let request = NetworkConnectRequest {
+                container: created.id.clone(),
+                endpoint_config: Some(EndpointSettings {
+                    aliases: Some(n.aliases.clone()),
+                    ..Default::default()
+                }),
+            };
+            if let Err(e) = engine.docker.connect_network(&n.network, request).await {
+                return Ok(Err(classify(e)));
+            }
+        }
+        Ok(Ok(created.id))
+    }
+
+    async fn start_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let engine = self.table.get(&engine)?;
+        Ok(engine
+            .docker
+            .start_container(&id, None)
+            .await
+            .map_err(classify))
+    }
+
+    async fn stop_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+        timeout_secs: u32,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let engine = self.table.get(&engine)?;
+        let options = StopContainerOptions {
+            t: Some(timeout_secs.try_into().unwrap_or(i32::MAX)),
+            signal: None,
+        };
+        Ok(
+            match engine.docker.stop_container(&id, Some(options)).await {
+                // 304: already stopped.
+                Ok(())
+                | Err(BollardError::DockerResponseServerError {
+                    status_code: 304, ..
+                }) => Ok(()),
+                Err(e) => Err(classify(e)),
+            },
+        )
+    }
+
+    async fn remove_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+        force: bool,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let engine = self.table.get(&engine)?;
+        let options = RemoveContainerOptions {
+            force,
+            v: false,
+            link: false,
+        };
+        Ok(engine
+            .docker
+            .remove_container(&id, Some(options))
+            .await
+            .map_err(classify))
+    }
+
+    async fn inspect_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+    ) -> wasmtime::Result<Result<ContainerState, Error>> {
+        let engine = self.table.get(&engine)?;
+        let found = match settled(|| engine.docker.inspect_container(&id, None)).await {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(classify(e))),
+        };
+        let state = found.state.unwrap_or_default();
+        let health = state.health.unwrap_or_default();
+        Ok(Ok(ContainerState {
+            id: found.id.unwrap_or_default(),
+            name: found
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code.unwrap_or(0),
+            health: health
+                .status
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty() && s != "none"),
+            health_log: health
+                .log
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| {
+                    format!(
+                        "exit {}: {}",
+                        r.exit_code.unwrap_or(-1),
+                        r.output.unwrap_or_default().trim_end()
+                    )
+                })
+                .collect(),
+            labels: pairs(found.config.and_then(|c| c.labels)),
+        }))
+    }
+
+    async fn wait_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+    ) -> wasmtime::Result<Result<i64, Error>> {
+        let engine = self.table.get(&engine)?;
+        let options = WaitContainerOptions {
+            condition: "not-running".into(),
+        };
+        let mut wait = engine.docker.wait_container(&id, Some(options));
+        Ok(match wait.next().await {
+            Some(Ok(exit)) => Ok(exit.status_code),
+            // A non-zero exit comes back as this error; it is an answer, not a failure.
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(classify(e)),
+            None => Err(Error::Engine(format!("wait on `{id}` returned nothing"))),
+        })
+    }
+
+    async fn logs(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+        tail: u32,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        let engine = self.table.get(&engine)?;
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        let mut out = String::new();
+        let mut stream = engine.docker.logs(&id, Some(options));
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => out.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
+                Err(e) => return Ok(Err(classify(e))),
+            }
+        }
+        Ok(Ok(out))
+    }
+
+    async fn exec(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+        cmd: Vec<String>,
+    ) -> wasmtime::Result<Result<(i64, String), Error>> {
+        let engine = self.table.get(&engine)?;
+        let config = ExecConfig {
+            cmd: Some(cmd),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let created = match engine.docker.create_exec(&id, config).await {
+            Ok(created) => created,
+            Err(e) => return Ok(Err(classify(e))),
+        };
+        let options = StartExecOptions {
+            detach: false,
+            ..Default::default()
+        };
+        let mut out = String::new();
+        match engine.docker.start_exec(&created.id, Some(options)).await {
+            Ok(StartExecResults::Attached { mut output, .. }) => {
+                while let Some(chunk) = output.next().await {
+                    match chunk {
+                        Ok(chunk) => out.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
+                        Err(e) => return Ok(Err(classify(e))),
+                    }
+                }
+            }
+            Ok(StartExecResults::Detached) => {}
+            Err(e) => return Ok(Err(classify(e))),
+        }
+        Ok(match engine.docker.inspect_exec(&created.id).await {
+            Ok(inspected) => Ok((inspected.exit_code.unwrap_or(-1), out)),
+            Err(e) => Err(classify(e)),
+        })
+    }
+
+    async fn drop(&mut self, engine: Resource<DockerEngine>) -> wasmtime::Result<()> {
+        self.table.delete(engine)?;
+        Ok(())
+    }
+}

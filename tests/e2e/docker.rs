@@ -1,0 +1,515 @@
+//! The `deploy` plugin and the `docker` host interface against the project's real Docker-API
+//! engine (podman, started by tests/services.sh). Engine state is checked with bollard directly.
+//! Each test deploys its own project (unique name) and removes it when done.
+
+use crate::harness::{Orch, step};
+use crate::postgres::unique;
+use bollard::Docker;
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions,
+};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+fn docker_host() -> String {
+    std::env::var("ORCH_TEST_DOCKER_HOST").expect(
+        "ORCH_TEST_DOCKER_HOST is not set: run `bash tests/services.sh start` and source its env file",
+    )
+}
+
+fn image() -> String {
+    std::env::var("ORCH_TEST_IMAGE").unwrap_or_else(|_| "localhost/busybox:latest".into())
+}
+
+fn block<T>(f: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Retry while podman reports a just-exited container as `stopped` (not a Docker state, so
+/// bollard cannot parse it); it settles to `exited` within moments.
+async fn settled<T, Fut: Future<Output = Result<T, bollard::errors::Error>>>(
+    mut f: impl FnMut() -> Fut,
+) -> T {
+    for _ in 0..50 {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if e.to_string().contains("`stopped`") => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the engine never settled")
+}
+
+fn engine() -> Docker {
+    Docker::connect_with_host(&docker_host()).unwrap()
+}
+
+fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("com.docker.compose.project={project}")],
+    )])
+}
+
+/// A container of the project as the engine sees it.
+#[derive(Debug, Clone)]
+struct Seen {
+    id: String,
+    state: String,
+    exit_code: i64,
+    health: Option<String>,
+    labels: HashMap<String, String>,
+    env: Vec<String>,
+}
+
+/// The project's containers by service.
+fn containers(project: &str) -> BTreeMap<String, Seen> {
+    block(async {
+        let docker = engine();
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(project_filter(project)),
+            ..Default::default()
+        };
+        let mut out = BTreeMap::new();
+        for c in settled(|| docker.list_containers(Some(options.clone()))).await {
+            let id = c.id.unwrap();
+            let inspected =
+                settled(|| docker.inspect_container(&id, None::<InspectContainerOptions>)).await;
+            let state = inspected.state.unwrap();
+            let config = inspected.config.unwrap();
+            let labels = config.labels.unwrap_or_default();
+            out.insert(
+                labels["com.docker.compose.service"].clone(),
+                Seen {
+                    id,
+                    state: state.status.unwrap().to_string(),
+                    exit_code: state.exit_code.unwrap_or(0),
+                    health: state.health.and_then(|h| h.status).map(|s| s.to_string()),
+                    labels,
+                    env: config.env.unwrap_or_default(),
+                },
+            );
+        }
+        out
+    })
+}
+
+fn networks(project: &str) -> Vec<String> {
+    block(async {
+        let options = ListNetworksOptions {
+            filters: Some(project_filter(project)),
+        };
+        let mut names: Vec<String> = engine()
+            .list_networks(Some(options))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|n| n.name)
+            .collect();
+        names.sort();
+        names
+    })
+}
+
+fn volumes(project: &str) -> Vec<String> {
+    block(async {
+        let options = ListVolumesOptions {
+            filters: Some(project_filter(project)),
+        };
+        let mut names: Vec<String> = engine()
+            .list_volumes(Some(options))
+            .await
+            .unwrap()
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        names.sort();
+        names
+    })
+}
+
+/// A deployed project, removed from the engine when the test ends (pass or fail).
+struct Project {
+    name: String,
+    orch: Orch,
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let project = self.name.clone();
+        let (networks, volumes) = (networks(&project), volumes(&project));
+        block(async move {
+            let docker = engine();
+            let options = ListContainersOptions {
+                all: true,
+                filters: Some(project_filter(&project)),
+                ..Default::default()
+            };
+            for c in settled(|| docker.list_containers(Some(options.clone()))).await {
+                let remove = RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                };
+                let _ = docker
+                    .remove_container(&c.id.unwrap_or_default(), Some(remove))
+                    .await;
+            }
+            for n in networks {
+                let _ = docker.remove_network(&n).await;
+            }
+            for v in volumes {
+                let _ = docker.remove_volume(&v, None::<RemoveVolumeOptions>).await;
+            }
+        });
+    }
+}
+
+impl Project {
+    fn new(prefix: &str) -> Self {
+        Self {
+            name: unique(prefix).replace('_', "-"),
+            orch: Orch::new().env("DOCKER_HOST", &docker_host()),
+        }
+    }
+
+    /// Write the compose file (and `.env`) into `stack/`, the directory the step is granted.
+    fn compose(&self, compose: &str, env: &str) {
+        std::fs::create_dir_all(self.orch.dir.path().join("stack")).unwrap();
+        self.orch
+            .write("stack/compose.yml", &compose.replace("IMAGE", &image()));
+        self.orch.write("stack/.env", env);
+    }
+
+    /// `orch --json COMMAND` of a workflow deploying the project with `with` extras and
+    /// connection settings `connection` (TOML lines).
+    fn orch_with(&self, command: &str, extra_with: &str, connection: &str) -> crate::harness::Ran {
+        let workflow = format!(
+            r#"
+            name = "deploy-test"
+            [connections.docker]
+            kind = "docker"
+            host = "${{{{ env.DOCKER_HOST }}}}"
+            images = ["localhost/*"]
+            {connection}
+            [steps.deploy]
+            plugin = "deploy"
+            allow = ["docker", "./stack"]
+            timeout = "2m"
+            with = {{ connection = "docker", project = "{}", file = "stack/compose.yml", timeout_secs = 60 {extra_with} }}
+            "#,
+            self.name
+        );
+        let file = self.orch.write("workflow.toml", &workflow);
+        self.orch.orch(&["--json", command, file.to_str().unwrap()])
+    }
+
+    fn deploy(&self) -> Value {
+        self.deploy_with("")
+    }
+
+    fn deploy_with(&self, extra_with: &str) -> Value {
+        let ran = self.orch_with("run", extra_with, "");
+        assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+        step(&ran.report(), "deploy")["outputs"].clone()
+    }
+
+    /// Run the deploy expecting failure; the step's error.
+    fn deploy_fails(&self, extra_with: &str, connection: &str) -> (String, Value) {
+        let ran = self.orch_with("run", extra_with, connection);
+        assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+        let report = ran.report();
+        let error = step(&report, "deploy")["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (error, report)
+    }
+
+    fn audit(&self, report: &Value) -> Value {
+        let shown = self
+            .orch
+            .orch(&["--json", "runs", "show", report["run_id"].as_str().unwrap()]);
+        serde_json::from_str::<Value>(&shown.stdout).unwrap()["audit"].clone()
+    }
+}
+
+const STACK: &str = r#"
+services:
+  db:
+    image: IMAGE
+    command: ["sh", "-c", "touch /tmp/ready && exec sleep 3600"]
+    environment:
+      PASSWORD: ${DB_PASSWORD:?set DB_PASSWORD}
+    volumes: ["data:/data"]
+    networks:
+      backend:
+        aliases: [database]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 1s
+      timeout: 2s
+      retries: 10
+    restart: unless-stopped
+  db-init:
+    image: IMAGE
+    command: ["sh", "-c", "echo migrated"]
+    depends_on:
+      db: { condition: service_healthy }
+    networks: [backend]
+    restart: "no"
+  app:
+    image: IMAGE
+    command: sleep 3600
+    environment:
+      MODE: ${MODE:-blue}
+    depends_on:
+      db-init: { condition: service_completed_successfully }
+    networks: [backend]
+    restart: unless-stopped
+  tools:
+    image: IMAGE
+    command: sleep 3600
+    profiles: [dev]
+networks:
+  backend: {}
+volumes:
+  data: {}
+"#;
+
+fn names(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn deploy_from_scratch_then_nothing_then_only_the_changed_service() {
+    let p = Project::new("lab");
+    p.compose(STACK, "DB_PASSWORD=s3cret\n");
+
+    let plan = p.orch_with("plan", "", "");
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(containers(&p.name).is_empty(), "plan creates nothing");
+    assert!(networks(&p.name).is_empty(), "plan creates nothing");
+
+    let first = p.deploy();
+    assert_eq!(names(&first["created"]), ["app", "db", "db-init"]);
+    let seen = containers(&p.name);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["app", "db", "db-init"]);
+    assert_eq!(seen["db"].state, "running");
+    assert_eq!(seen["db"].health.as_deref(), Some("healthy"));
+    assert_eq!(
+        (seen["db-init"].state.as_str(), seen["db-init"].exit_code),
+        ("exited", 0)
+    );
+    assert_eq!(seen["app"].state, "running");
+    assert!(seen["db"].env.contains(&"PASSWORD=s3cret".to_string()));
+    assert_eq!(seen["app"].labels["com.docker.compose.project"], p.name);
+    assert!(
+        seen["app"]
+            .labels
+            .contains_key("com.docker.compose.config-hash")
+    );
+    assert!(!seen.contains_key("tools"), "profile service stays off");
+    assert_eq!(networks(&p.name), [format!("{}_backend", p.name)]);
+    assert_eq!(volumes(&p.name), [format!("{}_data", p.name)]);
+
+    let second = p.deploy();
+    assert_eq!(names(&second["created"]), Vec::<String>::new());
+    assert_eq!(names(&second["recreated"]), Vec::<String>::new());
+    assert_eq!(names(&second["unchanged"]), ["app", "db", "db-init"]);
+    let again = containers(&p.name);
+    for service in ["app", "db", "db-init"] {
+        assert_eq!(again[service].id, seen[service].id, "{service} left alone");
+    }
+
+    p.compose(STACK, "DB_PASSWORD=s3cret\nMODE=green\n");
+    let plan = p.orch_with("plan", "", "");
+    assert!(plan.stdout.contains("service app"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("recreate"), "{}", plan.stdout);
+    let third = p.deploy();
+    assert_eq!(names(&third["recreated"]), ["app"]);
+    let changed = containers(&p.name);
+    assert_ne!(changed["app"].id, seen["app"].id, "app recreated");
+    assert!(changed["app"].env.contains(&"MODE=green".to_string()));
+    assert_eq!(changed["db"].id, seen["db"].id, "db left alone");
+    assert_eq!(changed["db-init"].id, seen["db-init"].id, "init not re-run");
+}
+
+#[test]
+fn a_profile_service_appears_only_with_its_profile() {
+    let p = Project::new("prof");
+    p.compose(STACK, "DB_PASSWORD=x\n");
+    p.deploy();
+    assert!(!containers(&p.name).contains_key("tools"));
+    let out = p.deploy_with(r#", profiles = ["dev"]"#);
+    assert_eq!(names(&out["created"]), ["tools"]);
+    assert_eq!(containers(&p.name)["tools"].state, "running");
+}
+
+#[test]
+fn an_unhealthy_service_fails_the_step_with_its_health_output() {
+    let p = Project::new("sick");
+    p.compose(
+        r#"
+services:
+  db:
+    image: IMAGE
+    command: sleep 3600
+    healthcheck:
+      test: ["CMD-SHELL", "echo db is not ready; exit 1"]
+      interval: 1s
+      retries: 2
+  app:
+    image: IMAGE
+    command: sleep 3600
+    depends_on:
+      db: { condition: service_healthy }
+"#,
+        "",
+    );
+    let (error, _) = p.deploy_fails("", "");
+    assert!(error.contains("db"), "{error}");
+    assert!(error.contains("db is not ready"), "{error}");
+    assert!(
+        !containers(&p.name).contains_key("app"),
+        "dependant not started"
+    );
+}
+
+#[test]
+fn a_failing_init_service_fails_its_dependants_with_exit_code_and_logs() {
+    let p = Project::new("init");
+    p.compose(
+        r#"
+services:
+  migrate:
+    image: IMAGE
+    command: ["sh", "-c", "echo relation missing >&2; exit 3"]
+    restart: "no"
+  app:
+    image: IMAGE
+    command: sleep 3600
+    depends_on:
+      migrate: { condition: service_completed_successfully }
+"#,
+        "",
+    );
+    let (error, _) = p.deploy_fails("", "");
+    assert!(error.contains("migrate"), "{error}");
+    assert!(error.contains("code 3"), "{error}");
+    assert!(error.contains("relation missing"), "{error}");
+    assert!(
+        !containers(&p.name).contains_key("app"),
+        "dependant not created"
+    );
+}
+
+#[test]
+fn invalid_compose_files_fail_before_any_engine_call() {
+    let p = Project::new("bad");
+    let cases = [
+        (
+            "services:\n  web:\n    imagee: IMAGE\n",
+            "",
+            vec!["services.web", "imagee"],
+        ),
+        (
+            "services:\n  a:\n    image: IMAGE\n    depends_on: [b]\n  b:\n    image: IMAGE\n    depends_on: [a]\n",
+            "",
+            vec!["cycle", "a -> b -> a"],
+        ),
+        (
+            "services:\n  a:\n    image: IMAGE\n    environment:\n      K: ${NEEDED:?set NEEDED first}\n",
+            "",
+            vec!["NEEDED", "set NEEDED first"],
+        ),
+    ];
+    for (compose, env, expected) in cases {
+        p.compose(compose, env);
+        let (error, _) = p.deploy_fails("", "");
+        for e in expected {
+            assert!(error.contains(e), "`{e}` not in: {error}");
+        }
+        assert!(containers(&p.name).is_empty());
+        assert!(networks(&p.name).is_empty());
+    }
+}
+
+#[test]
+fn escalations_without_grants_are_denied_and_audited() {
+    let p = Project::new("deny");
+    let cases = [
+        ("image: docker.io/library/nginx:latest", "images", "nginx"),
+        (
+            "image: IMAGE\n    privileged: true",
+            "privileged = true",
+            "privileged",
+        ),
+        (
+            "image: IMAGE\n    volumes: [\"/:/host\"]",
+            "bind_paths",
+            "`/`",
+        ),
+        (
+            "image: IMAGE\n    deploy:\n      resources:\n        reservations:\n          devices:\n            - driver: nvidia\n              count: all\n              capabilities: [gpu]",
+            "gpus = true",
+            "GPU",
+        ),
+    ];
+    for (service, setting, what) in cases {
+        p.compose(
+            &format!("services:\n  x:\n    {service}\n    command: sleep 3600\n"),
+            "",
+        );
+        let (error, report) = p.deploy_fails("", "");
+        assert!(error.contains("denied"), "{error}");
+        assert!(error.contains(setting), "`{setting}` not in: {error}");
+        assert!(error.contains(what), "`{what}` not in: {error}");
+        let audit = p.audit(&report);
+        assert_eq!(audit[0]["action"], "policy", "{audit}");
+        assert!(containers(&p.name).is_empty(), "nothing created");
+    }
+    // With the grant, the bind mount of a listed path goes through.
+    p.compose(
+        "services:\n  x:\n    image: IMAGE\n    command: sleep 3600\n    volumes: [\"/tmp:/host-tmp:ro\"]\n",
+        "",
+    );
+    let ran = p.orch_with("run", "", r#"bind_paths = ["/tmp"]"#);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(containers(&p.name)["x"].state, "running");
+}
+
+#[test]
+fn an_unreachable_engine_is_a_clear_retryable_error() {
+    let p = Project::new("gone");
+    p.compose(STACK, "DB_PASSWORD=x\n");
+    let orch = Orch::new().env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let gone = Project {
+        name: p.name.clone(),
+        orch,
+    };
+    gone.compose(STACK, "DB_PASSWORD=x\n");
+    let (error, _) = gone.deploy_fails("", "");
+    assert!(error.contains("unreachable"), "{error}");
+    assert!(error.contains("connection `docker`"), "{error}");
+    assert!(
+        error.starts_with("docker engine unavailable"),
+        "marked retryable: {error}"
+    );
+}
