@@ -215,7 +215,7 @@ fn main() -> anyhow::Result<()> {
             anyhow::Ok((p?, nat?))
         })?;
         println!(
-            "round {}: deploy plugin {:.0?} vs native {:.0?}; no-change redeploy plugin {:.0?} vs native {:.0?}",
+            "round {}: deploy plugin {:.2?} vs native {:.2?}; no-change redeploy plugin {:.2?} vs native {:.2?}",
             n + 1,
             p.0,
             nat.0,

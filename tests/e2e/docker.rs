@@ -472,9 +472,25 @@ fn escalations_without_grants_are_denied_and_audited() {
             "GPU",
         ),
     ];
-    for (service, setting, what) in cases {
+    let more = [
+        (
+            "image: IMAGE\n    network_mode: host",
+            "host_network = true",
+            "host network",
+        ),
+        ("image: IMAGE\n    pid: host", "host_pid = true", "PID"),
+        (
+            "image: IMAGE\n    cap_add: [NET_ADMIN]",
+            "cap_add",
+            "NET_ADMIN",
+        ),
+    ];
+    for (service, setting, what) in cases.into_iter().chain(more) {
+        // A volume too: a refusal must leave nothing behind.
         p.compose(
-            &format!("services:\n  x:\n    {service}\n    command: sleep 3600\n"),
+            &format!(
+                "services:\n  x:\n    {service}\n    command: sleep 3600\n  y:\n    image: IMAGE\n    command: sleep 3600\n    volumes: [\"v:/v\"]\nvolumes:\n  v: {{}}\n"
+            ),
             "",
         );
         let (error, report) = p.deploy_fails("", "");
@@ -484,6 +500,10 @@ fn escalations_without_grants_are_denied_and_audited() {
         let audit = p.audit(&report);
         assert_eq!(audit[0]["action"], "policy", "{audit}");
         assert!(containers(&p.name).is_empty(), "nothing created");
+        assert!(networks(&p.name).is_empty(), "nothing created");
+        assert!(volumes(&p.name).is_empty(), "nothing created");
+        let plan = p.orch_with("plan", "", "");
+        assert_eq!(plan.code, 1, "plan shows the refusal too: {}", plan.stdout);
     }
     // With the grant, the bind mount of a listed path goes through.
     p.compose(
@@ -512,4 +532,75 @@ fn an_unreachable_engine_is_a_clear_retryable_error() {
         error.starts_with("docker engine unavailable"),
         "marked retryable: {error}"
     );
+}
+
+/// Run `cmd` in container `id`; its stdout.
+fn exec(id: &str, cmd: &[&str]) -> String {
+    block(async {
+        use futures::StreamExt;
+        let docker = engine();
+        let config = bollard::models::ExecConfig {
+            cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
+            attach_stdout: Some(true),
+            ..Default::default()
+        };
+        let created = docker.create_exec(id, config).await.unwrap();
+        let mut out = String::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+            docker.start_exec(&created.id, None).await.unwrap()
+        {
+            while let Some(Ok(chunk)) = output.next().await {
+                out.push_str(&chunk.to_string());
+            }
+        }
+        out
+    })
+}
+
+#[test]
+fn orphans_are_kept_unless_asked_and_relative_binds_resolve_in_the_granted_directory() {
+    let p = Project::new("orph");
+    std::fs::create_dir_all(p.orch.dir.path().join("stack/conf")).unwrap();
+    let with_a = "services:\n  a:\n    image: IMAGE\n    command: sleep 3600\n    volumes: [\"./conf:/conf:ro\"]\n";
+    p.compose(
+        &format!("{with_a}  b:\n    image: IMAGE\n    command: sleep 3600\n"),
+        "",
+    );
+    p.orch.write("stack/conf/app.conf", "answer=42\n");
+    let granted = p.orch.dir.path().join("stack").canonicalize().unwrap();
+    let bind = format!("bind_paths = [\"{}\"]", granted.display());
+    let ran = p.orch_with("run", "", &bind);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let a = containers(&p.name)["a"].id.clone();
+    assert_eq!(exec(&a, &["cat", "/conf/app.conf"]).trim(), "answer=42");
+
+    p.compose(with_a, "");
+    let ran = p.orch_with("run", "", &bind);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        containers(&p.name).contains_key("b"),
+        "orphan kept by default"
+    );
+    let plan = p.orch_with("plan", ", remove_orphans = true", &bind);
+    assert!(plan.stdout.contains("remove"), "{}", plan.stdout);
+    let ran = p.orch_with("run", ", remove_orphans = true", &bind);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(
+        names(&step(&ran.report(), "deploy")["outputs"]["removed"]),
+        ["b"]
+    );
+    assert!(
+        !containers(&p.name).contains_key("b"),
+        "orphan removed when asked"
+    );
+    assert_eq!(containers(&p.name)["a"].id, a, "a left alone");
+
+    // A relative bind may not climb out of the granted directory.
+    p.compose(
+        "services:\n  a:\n    image: IMAGE\n    command: sleep 3600\n    volumes: [\"./conf/../../:/up\"]\n",
+        "",
+    );
+    let ran = p.orch_with("run", "", &bind);
+    assert_eq!(ran.code, 1, "{}", ran.stdout);
+    assert!(ran.stdout.contains("denied"), "{}", ran.stdout);
 }

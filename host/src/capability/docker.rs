@@ -30,12 +30,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
+/// Stamped on every container, network and volume created through a connection; only those
+/// may be started, stopped, removed, exec'd into or read through it.
+pub const OWNER_LABEL: &str = "orch.connection";
+
 /// How long one engine request may take (pulls and waits excepted).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An open engine, owned by the guest through a resource handle.
 pub struct DockerEngine {
     docker: Docker,
+    /// On this machine (unix socket): bind sources can be resolved here.
+    local: bool,
     policy: Policy,
     /// Where denials are reported, and the name the policy is read from.
     gate: Arc<PolicyGate>,
@@ -79,7 +85,7 @@ struct PolicyGate {
 
 impl PolicyGate {
     fn deny(&self, what: String, setting: String) -> Error {
-        let denial = self.granter.deny_by_policy(&self.connection, what, setting);
+        let denial = self.granter.deny_by_policy(what, setting);
         self.sink.denied(&denial);
         Error::Denied(denial.to_string())
     }
@@ -132,14 +138,20 @@ impl Policy {
     }
 
     fn image_allowed(&self, image: &str) -> bool {
-        let tagged = if image.rsplit('/').next().is_some_and(|n| n.contains(':')) {
-            image.to_string()
-        } else {
-            format!("{image}:latest")
-        };
+        let tagged = tagged(image);
         self.images
             .iter()
             .any(|(_, re)| re.is_match(image) || re.is_match(&tagged))
+    }
+}
+
+/// `busybox` → `busybox:latest`; references with a tag or digest stay as they are.
+fn tagged(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || last.contains('@') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
     }
 }
 
@@ -270,6 +282,7 @@ async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, 
     }
     Ok(DockerEngine {
         docker,
+        local: host.starts_with("unix://"),
         policy,
         gate: Arc::new(PolicyGate {
             connection: name.to_string(),
@@ -292,97 +305,195 @@ impl Host for DockerView<'_> {
 }
 
 impl DockerEngine {
-    /// Bind sources relative to a directory the step is granted (`deploy/data` for a step
-    /// granted `./deploy`) name that directory on the host; others stay as written.
-    fn resolve_binds(&self, spec: &mut ContainerSpec) {
-        for m in spec.mounts.iter_mut().filter(|m| m.kind == MountKind::Bind) {
-            let source = Path::new(&m.source);
-            if source.is_absolute() {
-                continue;
-            }
-            let resolved = self.gate.granter.dirs().find_map(|(host, guest)| {
-                let rest = if guest == "." {
-                    Some(source)
-                } else {
-                    source.strip_prefix(guest).ok()
-                };
-                rest.map(|rest| host.join(rest))
-            });
-            if let Some(resolved) = resolved {
-                m.source = normalize(&resolved).to_string_lossy().into_owned();
-            }
-        }
+    fn deny(&self, what: String, setting: &str) -> Error {
+        self.gate.deny(
+            what,
+            format!("set {setting} under [connections.{}]", self.gate.connection),
+        )
     }
 
-    /// Refuse `spec` unless the connection's policy allows everything it asks for.
-    fn check(&self, spec: &ContainerSpec) -> Result<(), Error> {
-        let (p, gate, who) = (&self.policy, &self.gate, &spec.name);
+    /// A bind source as the engine will mount it: relative sources name a directory the step
+    /// is granted (`deploy/data` for a step granted `./deploy`); on a local engine symlinks
+    /// are resolved, so the path checked is the path mounted.
+    fn bind_source(&self, source: &str, who: &str) -> Result<PathBuf, Error> {
+        let path = Path::new(source);
+        let host = if path.is_absolute() {
+            normalize(path)
+        } else {
+            let granted = self.gate.granter.dirs().find_map(|(host, guest)| {
+                let rest = if guest == "." {
+                    Some(path)
+                } else {
+                    path.strip_prefix(guest).ok()
+                };
+                let root = normalize(host);
+                rest.map(|rest| normalize(&root.join(rest)))
+                    .filter(|p| p.starts_with(&root))
+            });
+            match granted {
+                Some(p) => p,
+                None => {
+                    return Err(self.gate.deny(
+                        format!("bind-mount `{source}` into container `{who}`"),
+                        "grant the directory holding it to the step (`allow = [\"./dir\"]`), or use an absolute path".into(),
+                    ));
+                }
+            }
+        };
+        if !self.local {
+            return Ok(host);
+        }
+        std::fs::canonicalize(&host).map_err(|e| {
+            Error::Engine(format!(
+                "bind source `{}` of container `{who}` cannot be used: {e}",
+                host.display()
+            ))
+        })
+    }
+
+    fn check_bind(&self, host: &Path, what: String) -> Result<(), Error> {
+        if self.policy.bind_paths.iter().any(|a| host.starts_with(a)) {
+            return Ok(());
+        }
+        Err(self.deny(
+            what,
+            &format!("`bind_paths = [\"{}\"]` (or a parent)", host.display()),
+        ))
+    }
+
+    /// Refuse `spec` unless the connection's policy allows everything it asks for; bind
+    /// sources are rewritten to the host paths that were checked.
+    async fn vet(&self, spec: &mut ContainerSpec) -> Result<(), Error> {
+        let p = &self.policy;
+        let who = spec.name.clone();
         if !p.image_allowed(&spec.image) {
-            return Err(gate.deny(
+            return Err(self.deny(
                 format!("run image `{}` (container `{who}`)", spec.image),
-                format!("`images = [\"{}\"]` (or a pattern matching it)", spec.image),
+                &format!("`images = [\"{}\"]` (or a pattern matching it)", spec.image),
             ));
         }
         if spec.privileged && !p.privileged {
-            return Err(gate.deny(
+            return Err(self.deny(
                 format!("run privileged container `{who}`"),
-                "`privileged = true`".into(),
+                "`privileged = true`",
             ));
         }
-        if spec.network_mode.as_deref() == Some("host") && !p.host_network {
-            return Err(gate.deny(
-                format!("put container `{who}` on the host network"),
-                "`host_network = true`".into(),
-            ));
+        let modes = spec
+            .network_mode
+            .iter()
+            .chain(spec.networks.iter().map(|n| &n.network));
+        for mode in modes {
+            if mode == "host" && !p.host_network {
+                return Err(self.deny(
+                    format!("put container `{who}` on the host network"),
+                    "`host_network = true`",
+                ));
+            }
+            if mode.contains(':') {
+                return Err(self.gate.deny(
+                    format!("use network mode `{mode}` for container `{who}`"),
+                    "no setting allows joining another namespace; use a network name".into(),
+                ));
+            }
         }
-        if spec.pid_mode.as_deref() == Some("host") && !p.host_pid {
-            return Err(gate.deny(
-                format!("share the host PID namespace with container `{who}`"),
-                "`host_pid = true`".into(),
-            ));
+        match spec.pid_mode.as_deref() {
+            None | Some("") => {}
+            Some("host") if p.host_pid => {}
+            Some("host") => {
+                return Err(self.deny(
+                    format!("share the host PID namespace with container `{who}`"),
+                    "`host_pid = true`",
+                ));
+            }
+            Some(other) => {
+                return Err(self.gate.deny(
+                    format!("use PID mode `{other}` for container `{who}`"),
+                    "only `host` (with `host_pid = true`) is supported".into(),
+                ));
+            }
         }
         for cap in &spec.cap_add {
-            let cap_name = cap.trim_start_matches("CAP_");
-            let allowed = p
-                .cap_add
-                .iter()
-                .any(|c| c == "ALL" || c.trim_start_matches("CAP_") == cap_name);
+            let cap_name = cap.trim_start_matches("CAP_").to_ascii_uppercase();
+            let allowed = p.cap_add.iter().any(|c| {
+                c == "ALL" || c.trim_start_matches("CAP_").eq_ignore_ascii_case(&cap_name)
+            });
             if !allowed {
-                return Err(gate.deny(
+                return Err(self.deny(
                     format!("add capability `{cap}` to container `{who}`"),
-                    format!("`cap_add = [\"{cap_name}\"]`"),
+                    &format!("`cap_add = [\"{cap_name}\"]`"),
                 ));
             }
         }
         if !spec.device_requests.is_empty() && !p.gpus {
-            return Err(gate.deny(
+            return Err(self.deny(
                 format!("request GPU devices for container `{who}`"),
-                "`gpus = true`".into(),
+                "`gpus = true`",
             ));
         }
-        for m in spec.mounts.iter().filter(|m| m.kind == MountKind::Bind) {
-            let source = normalize(Path::new(&m.source));
-            if !source.is_absolute() {
-                return Err(Error::Engine(format!(
-                    "bind mount source `{}` of container `{who}` is neither an absolute host path nor inside a directory the step is granted",
-                    m.source
-                )));
-            }
-            if !p
-                .bind_paths
-                .iter()
-                .any(|allowed| source.starts_with(allowed))
-            {
-                return Err(gate.deny(
-                    format!("bind-mount host path `{}` into container `{who}`", m.source),
-                    format!("`bind_paths = [\"{}\"]` (or a parent)", source.display()),
-                ));
+        for m in spec.mounts.iter_mut() {
+            match m.kind {
+                MountKind::Bind => {
+                    let host = self.bind_source(&m.source, &who)?;
+                    self.check_bind(
+                        &host,
+                        format!(
+                            "bind-mount host path `{}` into container `{who}`",
+                            host.display()
+                        ),
+                    )?;
+                    m.source = host.to_string_lossy().into_owned();
+                }
+                MountKind::Volume => {
+                    // A local volume can be a bind of any host path in disguise.
+                    if let Ok(volume) = self.docker.inspect_volume(&m.source).await
+                        && let Some(device) = volume.options.get("device")
+                    {
+                        self.check_bind(
+                            &normalize(Path::new(device)),
+                            format!(
+                                "mount volume `{}` (a bind of host path `{device}`) into container `{who}`",
+                                m.source
+                            ),
+                        )?;
+                    }
+                }
+                MountKind::Tmpfs => {}
             }
         }
         Ok(())
     }
 
-    fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    /// Only what was created through this connection may be changed through it: refuse
+    /// otherwise (another project's containers, or a privileged one made by hand).
+    fn owned(&self, labels: Option<&HashMap<String, String>>, what: String) -> Result<(), Error> {
+        if labels.and_then(|l| l.get(OWNER_LABEL)) == Some(&self.gate.connection) {
+            return Ok(());
+        }
+        Err(self.gate.deny(
+            what,
+            format!(
+                "orch changes only what it created through connection `{}` (label {OWNER_LABEL})",
+                self.gate.connection
+            ),
+        ))
+    }
+
+    async fn owned_container(&self, id: &str, verb: &str) -> Result<(), Error> {
+        let found = settled(|| self.docker.inspect_container(id, None))
+            .await
+            .map_err(classify)?;
+        let labels = found.config.as_ref().and_then(|c| c.labels.as_ref());
+        let name = found.name.as_deref().unwrap_or(id).trim_start_matches('/');
+        self.owned(labels, format!("{verb} container `{name}`"))
+    }
+
+    fn owner_labels(&self, pairs: &[Pair]) -> HashMap<String, String> {
+        let mut out = labels(pairs);
+        out.insert(OWNER_LABEL.into(), self.gate.connection.clone());
+        out
+    }
+
+    fn create_body(&self, spec: &ContainerSpec) -> ContainerCreateBody {
         let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         let mut exposed = Vec::new();
         for port in &spec.ports {
@@ -452,7 +563,7 @@ impl DockerEngine {
             cmd: spec.command.clone(),
             entrypoint: spec.entrypoint.clone(),
             env: Some(spec.env.clone()),
-            labels: Some(labels(&spec.labels)),
+            labels: Some(self.owner_labels(&spec.labels)),
             user: spec.user.clone(),
             working_dir: spec.working_dir.clone(),
             hostname: spec.hostname.clone(),
@@ -512,8 +623,9 @@ impl HostEngine for DockerView<'_> {
             }
             _ => {}
         }
+        // Untagged, the API would pull every tag of the repository.
         let options = CreateImageOptions {
-            from_image: Some(image.clone()),
+            from_image: Some(tagged(&image)),
             ..Default::default()
         };
         let mut pull = engine.docker.create_image(Some(options), None, None);
@@ -563,7 +675,7 @@ impl HostEngine for DockerView<'_> {
         let engine = self.table.get(&engine)?;
         let request = NetworkCreateRequest {
             name,
-            labels: Some(self::labels(&labels)),
+            labels: Some(engine.owner_labels(&labels)),
             ..Default::default()
         };
         Ok(engine
@@ -580,6 +692,13 @@ impl HostEngine for DockerView<'_> {
         name: String,
     ) -> wasmtime::Result<Result<(), Error>> {
         let engine = self.table.get(&engine)?;
+        let labels = match engine.docker.inspect_network(&name, None).await {
+            Ok(network) => network.labels,
+            Err(e) => return Ok(Err(classify(e))),
+        };
+        if let Err(e) = engine.owned(labels.as_ref(), format!("remove network `{name}`")) {
+            return Ok(Err(e));
+        }
         Ok(engine.docker.remove_network(&name).await.map_err(classify))
     }
 
@@ -615,7 +734,7 @@ impl HostEngine for DockerView<'_> {
         let engine = self.table.get(&engine)?;
         let request = VolumeCreateRequest {
             name: Some(name),
-            labels: Some(self::labels(&labels)),
+            labels: Some(engine.owner_labels(&labels)),
             ..Default::default()
         };
         Ok(engine
@@ -632,6 +751,13 @@ impl HostEngine for DockerView<'_> {
         name: String,
     ) -> wasmtime::Result<Result<(), Error>> {
         let engine = self.table.get(&engine)?;
+        let labels = match engine.docker.inspect_volume(&name).await {
+            Ok(volume) => volume.labels,
+            Err(e) => return Ok(Err(classify(e))),
+        };
+        if let Err(e) = engine.owned(Some(&labels), format!("remove volume `{name}`")) {
+            return Ok(Err(e));
+        }
         Ok(engine
             .docker
             .remove_volume(&name, None::<RemoveVolumeOptions>)
@@ -671,14 +797,22 @@ impl HostEngine for DockerView<'_> {
         })
     }
 
+    async fn check_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        mut spec: ContainerSpec,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let engine = self.table.get(&engine)?;
+        Ok(engine.vet(&mut spec).await)
+    }
+
     async fn create_container(
         &mut self,
         engine: Resource<DockerEngine>,
         mut spec: ContainerSpec,
     ) -> wasmtime::Result<Result<String, Error>> {
         let engine = self.table.get(&engine)?;
-        engine.resolve_binds(&mut spec);
-        if let Err(e) = engine.check(&spec) {
+        if let Err(e) = engine.vet(&mut spec).await {
             return Ok(Err(e));
         }
         let options = CreateContainerOptions {
@@ -687,7 +821,7 @@ impl HostEngine for DockerView<'_> {
         };
         let created = match engine
             .docker
-            .create_container(Some(options), DockerEngine::create_body(&spec))
+            .create_container(Some(options), engine.create_body(&spec))
             .await
         {
             Ok(created) => created,
@@ -702,6 +836,15 @@ impl HostEngine for DockerView<'_> {
                 }),
             };
             if let Err(e) = engine.docker.connect_network(&n.network, request).await {
+                // Leave nothing that looks converged but is not attached.
+                let force = RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                };
+                let _ = engine
+                    .docker
+                    .remove_container(&created.id, Some(force))
+                    .await;
                 return Ok(Err(classify(e)));
             }
         }
@@ -714,6 +857,9 @@ impl HostEngine for DockerView<'_> {
         id: String,
     ) -> wasmtime::Result<Result<(), Error>> {
         let engine = self.table.get(&engine)?;
+        if let Err(e) = engine.owned_container(&id, "start").await {
+            return Ok(Err(e));
+        }
         Ok(engine
             .docker
             .start_container(&id, None)
@@ -728,6 +874,9 @@ impl HostEngine for DockerView<'_> {
         timeout_secs: u32,
     ) -> wasmtime::Result<Result<(), Error>> {
         let engine = self.table.get(&engine)?;
+        if let Err(e) = engine.owned_container(&id, "stop").await {
+            return Ok(Err(e));
+        }
         let options = StopContainerOptions {
             t: Some(timeout_secs.try_into().unwrap_or(i32::MAX)),
             signal: None,
@@ -751,6 +900,9 @@ impl HostEngine for DockerView<'_> {
         force: bool,
     ) -> wasmtime::Result<Result<(), Error>> {
         let engine = self.table.get(&engine)?;
+        if let Err(e) = engine.owned_container(&id, "remove").await {
+            return Ok(Err(e));
+        }
         let options = RemoveContainerOptions {
             force,
             v: false,
@@ -831,6 +983,9 @@ impl HostEngine for DockerView<'_> {
         tail: u32,
     ) -> wasmtime::Result<Result<String, Error>> {
         let engine = self.table.get(&engine)?;
+        if let Err(e) = engine.owned_container(&id, "read the logs of").await {
+            return Ok(Err(e));
+        }
         let options = LogsOptions {
             stdout: true,
             stderr: true,
@@ -855,6 +1010,9 @@ impl HostEngine for DockerView<'_> {
         cmd: Vec<String>,
     ) -> wasmtime::Result<Result<(i64, String), Error>> {
         let engine = self.table.get(&engine)?;
+        if let Err(e) = engine.owned_container(&id, "exec into").await {
+            return Ok(Err(e));
+        }
         let config = ExecConfig {
             cmd: Some(cmd),
             attach_stdout: Some(true),
@@ -891,5 +1049,60 @@ impl HostEngine for DockerView<'_> {
     async fn drop(&mut self, engine: Resource<DockerEngine>) -> wasmtime::Result<()> {
         self.table.delete(engine)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(settings: Json) -> Policy {
+        let Json::Object(map) = settings else {
+            panic!("an object")
+        };
+        Policy::from_settings(&map).unwrap()
+    }
+
+    #[test]
+    fn image_patterns_match_with_and_without_the_implied_tag() {
+        let p = policy(serde_json::json!({ "images": ["localhost/*", "postgres:16*"] }));
+        assert!(p.image_allowed("localhost/busybox"));
+        assert!(p.image_allowed("localhost/busybox:1.36"));
+        assert!(p.image_allowed("postgres:16.4"));
+        assert!(!p.image_allowed("postgres"), "means postgres:latest");
+        assert!(!p.image_allowed("docker.io/localhost/busybox"));
+        assert!(
+            !policy(serde_json::json!({})).image_allowed("busybox"),
+            "none by default"
+        );
+    }
+
+    #[test]
+    fn references_get_latest_only_without_tag_or_digest() {
+        assert_eq!(tagged("busybox"), "busybox:latest");
+        assert_eq!(
+            tagged("localhost:5000/busybox"),
+            "localhost:5000/busybox:latest"
+        );
+        assert_eq!(tagged("busybox:1"), "busybox:1");
+        assert_eq!(tagged("busybox@sha256:ab"), "busybox@sha256:ab");
+    }
+
+    #[test]
+    fn paths_normalise_lexically() {
+        assert_eq!(
+            normalize(Path::new("/srv/./a/../b")),
+            PathBuf::from("/srv/b")
+        );
+        assert_eq!(normalize(Path::new("/../..")), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn settings_of_the_wrong_type_are_named() {
+        let Json::Object(map) = serde_json::json!({ "privileged": "yes" }) else {
+            unreachable!()
+        };
+        let e = Policy::from_settings(&map).unwrap_err();
+        assert_eq!(e, "`privileged` must be true or false");
     }
 }

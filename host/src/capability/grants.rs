@@ -19,7 +19,7 @@ impl fmt::Display for Denial {
         if self.action == "policy" {
             return write!(
                 f,
-                "step `{}` may not {}: set {}",
+                "step `{}` may not {}: {}",
                 self.step, self.target, self.grant
             );
         }
@@ -59,14 +59,10 @@ impl Granter {
         })
     }
 
-    /// A call refused by connection `connection`'s policy rather than by the step's `allow`:
-    /// `what` is refused until `setting` is added to the connection.
-    pub fn deny_by_policy(&self, connection: &str, what: String, setting: String) -> Denial {
-        self.deny(
-            "policy",
-            what,
-            format!("{setting} under [connections.{connection}]"),
-        )
+    /// A call refused by a connection's own policy rather than by the step's `allow`: `what`
+    /// was refused, `how` says what would allow it.
+    pub fn deny_by_policy(&self, what: String, how: String) -> Denial {
+        self.deny("policy", what, how)
     }
 
     /// May the step open connection `name`?

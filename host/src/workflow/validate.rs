@@ -647,9 +647,27 @@ impl Validator<'_> {
         let text = raw.get_ref();
         match parse_grant(text) {
             Ok(Grant::Dir { guest, host }) => {
-                let host = dir.join(host);
-                if host.is_dir() {
+                // Canonical, so the sandbox sees exactly this directory whatever the links.
+                let resolved = dir.join(&host).canonicalize().ok().filter(|h| h.is_dir());
+                let below = |h: &std::path::Path| {
+                    host.is_absolute() || dir.canonicalize().is_ok_and(|d| h.starts_with(d))
+                };
+                if let Some(host) = resolved.filter(|h| below(h)) {
                     Some(Grant::Dir { guest, host })
+                } else if let Some(outside) =
+                    dir.join(&host).canonicalize().ok().filter(|h| h.is_dir())
+                {
+                    self.error(
+                        Diagnostic::at(
+                            raw.span(),
+                            format!(
+                                "step `{id}` is granted directory `{text}`, which leads outside the workflow's directory (to {})",
+                                outside.display()
+                            ),
+                        )
+                        .help("grant the absolute path instead, so the workflow says what it exposes"),
+                    );
+                    None
                 } else {
                     self.error(
                         Diagnostic::at(
@@ -837,6 +855,7 @@ pub fn parse_grant(text: &str) -> Result<Grant, String> {
         }
         let trimmed = text.trim_end_matches('/');
         let guest = match trimmed.strip_prefix("./").unwrap_or(trimmed) {
+            "" if text.starts_with('/') => "/",
             "" | "." => ".",
             g => g,
         };

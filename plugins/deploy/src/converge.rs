@@ -247,6 +247,7 @@ pub fn plan(engine: &Engine, p: &Project, o: &Options) -> Result<Vec<Change>, St
     for (service, c) in orphans(p, &world) {
         changes.push(orphan_change(service, c, o.remove_orphans));
     }
+    preflight(engine, p, &BTreeMap::new())?;
     for svc in &p.services {
         let e = match current(&world, &svc.name) {
             Some(c) => Some(existing(engine, svc, c)?),
@@ -255,6 +256,24 @@ pub fn plan(engine: &Engine, p: &Project, o: &Options) -> Result<Vec<Change>, St
         changes.push(service_change(svc, &decide(svc, e.as_ref(), None)));
     }
     Ok(changes)
+}
+
+/// Ask the host whether every container may be created before anything is changed, so a
+/// refused service leaves the project as it was (and `plan` shows the refusal).
+fn preflight(
+    engine: &Engine,
+    p: &Project,
+    images: &BTreeMap<&str, String>,
+) -> Result<(), StepError> {
+    for svc in &p.services {
+        let image_id = images
+            .get(svc.spec.image.as_str())
+            .map_or("", String::as_str);
+        engine
+            .check_container(&container_spec(&svc.spec, svc, image_id))
+            .map_err(|e| prefix(e.into(), &format!("service `{}`", svc.name)))?;
+    }
+    Ok(())
 }
 
 fn note(changes: &mut Vec<Change>, change: Change) {
@@ -367,6 +386,8 @@ pub fn run(
             images.insert(image, id);
         }
     }
+
+    preflight(engine, p, &images)?;
 
     let mut changes = Vec::new();
     let mut tally = Tally::default();
@@ -487,6 +508,9 @@ pub fn run(
         let Some(id) = ids.get(svc.name.as_str()) else {
             continue;
         };
+        if svc.one_shot {
+            waiter.completed(svc, id)?;
+        }
         let mut state = engine.inspect_container(id)?;
         if health(&state).is_some_and(|h| h != "healthy") {
             state = waiter.healthy(svc, id)?;

@@ -62,7 +62,8 @@ pub struct Service {
     pub spec: Spec,
     /// Active dependencies with their conditions.
     pub depends_on: Vec<(String, Condition)>,
-    /// `restart: "no"` (or unset): a container that exited 0 is done, not down.
+    /// An init service: explicitly `restart: "no"`, and named `*-init` or awaited by a
+    /// dependant with `service_completed_successfully`. Its exit 0 is done, not down.
     pub one_shot: bool,
     /// Hex sha256 of the canonical JSON of `spec`.
     pub hash: String,
@@ -411,12 +412,24 @@ fn resolve(
         let (hash, parts) = hashes(&spec)?;
         out.push(Service {
             name: name.clone(),
-            one_shot: spec.restart == "no",
+            one_shot: svc.restart.as_ref().is_some_and(|r| r.0 == "no"),
             spec,
             depends_on,
             hash,
             parts,
         });
+    }
+
+    // An init service is one something waits on to finish (or named so); any other
+    // `restart: "no"` service is expected to keep running.
+    let awaited: BTreeSet<String> = out
+        .iter()
+        .flat_map(|s| &s.depends_on)
+        .filter(|(_, c)| *c == Condition::CompletedSuccessfully)
+        .map(|(dep, _)| dep.clone())
+        .collect();
+    for svc in &mut out {
+        svc.one_shot &= svc.name.ends_with("-init") || awaited.contains(&svc.name);
     }
 
     // Only what active services use is created.
