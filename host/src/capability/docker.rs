@@ -4,7 +4,7 @@
 
 use super::connections::{ConnectionGate, Refusal};
 use crate::runtime::bindings::orch::plugin::docker::{
-    ContainerSpec, ContainerState, ContainerSummary, Error, Host, HostEngine, MountKind,
+    ContainerSpec, ContainerState, ContainerSummary, Error, Host, HostEngine, ImageInfo, MountKind,
     NamedObject, Pair, PullPolicy,
 };
 use crate::workflow::ConnectionKind;
@@ -17,9 +17,9 @@ use bollard::models::{
     RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions,
-    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    StopContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
+    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions, WaitContainerOptions,
 };
 use futures::StreamExt;
 use regex::Regex;
@@ -593,6 +593,63 @@ impl DockerEngine {
 }
 
 impl HostEngine for DockerView<'_> {
+    async fn inspect_image(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        image: String,
+    ) -> wasmtime::Result<Result<Option<ImageInfo>, Error>> {
+        let engine = self.table.get(&engine)?;
+        if !engine.policy.image_allowed(&image) {
+            return Ok(Err(engine.deny(
+                format!("inspect image `{image}`"),
+                &format!("`images = [\"{image}\"]` (or a pattern matching it)"),
+            )));
+        }
+        Ok(match engine.docker.inspect_image(&image).await {
+            Ok(found) => Ok(Some(ImageInfo {
+                id: found.id.unwrap_or_default(),
+                tags: found.repo_tags.unwrap_or_default(),
+                size_bytes: found.size.unwrap_or(0).max(0) as u64,
+                created: found
+                    .created
+                    .as_deref()
+                    .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                    .map_or(0, |c| c.timestamp()),
+            })),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(classify(e)),
+        })
+    }
+
+    async fn list_images(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        reference: String,
+    ) -> wasmtime::Result<Result<Vec<ImageInfo>, Error>> {
+        let engine = self.table.get(&engine)?;
+        let filters = (!reference.is_empty())
+            .then(|| HashMap::from([("reference".to_string(), vec![reference])]));
+        let options = ListImagesOptions {
+            filters,
+            ..Default::default()
+        };
+        Ok(match engine.docker.list_images(Some(options)).await {
+            Ok(list) => Ok(list
+                .into_iter()
+                .filter(|i| i.repo_tags.iter().any(|t| engine.policy.image_allowed(t)))
+                .map(|i| ImageInfo {
+                    id: i.id,
+                    tags: i.repo_tags,
+                    size_bytes: i.size.max(0) as u64,
+                    created: i.created,
+                })
+                .collect()),
+            Err(e) => Err(classify(e)),
+        })
+    }
+
     async fn ensure_image(
         &mut self,
         engine: Resource<DockerEngine>,

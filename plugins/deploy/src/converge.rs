@@ -247,13 +247,26 @@ pub fn plan(engine: &Engine, p: &Project, o: &Options) -> Result<Vec<Change>, St
     for (service, c) in orphans(p, &world) {
         changes.push(orphan_change(service, c, o.remove_orphans));
     }
-    preflight(engine, p, &BTreeMap::new())?;
+    // Image ids the engine already has (plan never pulls): a retagged image shows here too.
+    let mut images: BTreeMap<&str, String> = BTreeMap::new();
+    for svc in &p.services {
+        let image = svc.spec.image.as_str();
+        if !images.contains_key(image)
+            && let Some(found) = engine
+                .inspect_image(image)
+                .map_err(|e| prefix(e.into(), &format!("service `{}`: image {image}", svc.name)))?
+        {
+            images.insert(image, found.id);
+        }
+    }
+    preflight(engine, p, &images)?;
     for svc in &p.services {
         let e = match current(&world, &svc.name) {
             Some(c) => Some(existing(engine, svc, c)?),
             None => None,
         };
-        changes.push(service_change(svc, &decide(svc, e.as_ref(), None)));
+        let image_id = images.get(svc.spec.image.as_str()).map(String::as_str);
+        changes.push(service_change(svc, &decide(svc, e.as_ref(), image_id)));
     }
     Ok(changes)
 }
