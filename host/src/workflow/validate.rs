@@ -168,15 +168,64 @@ impl Validator<'_> {
             let span = name.span();
             let name = name.into_inner();
             let kind = *c.kind.get_ref();
-            let required: &[&str] = match kind {
-                ConnectionKind::Postgres => &["url"],
-                ConnectionKind::Kafka => &["bootstrap"],
-                _ => &[],
+            let (required, known, example): (&str, &[&str], &str) = match kind {
+                ConnectionKind::Postgres => (
+                    "url",
+                    &["url", "database"],
+                    "url = \"${{ secrets.POSTGRES_ADMIN_URL }}\" (keep passwords in secrets)",
+                ),
+                ConnectionKind::Kafka => (
+                    "bootstrap",
+                    &[
+                        "bootstrap",
+                        "security_protocol",
+                        "sasl_mechanism",
+                        "sasl_username",
+                        "sasl_password",
+                        "ssl_ca_location",
+                    ],
+                    "bootstrap = \"${{ env.KAFKA_BOOTSTRAP }}\"",
+                ),
+                ConnectionKind::Docker => (
+                    "host",
+                    &[
+                        "host",
+                        "images",
+                        "bind_paths",
+                        "privileged",
+                        "host_network",
+                        "host_pid",
+                        "gpus",
+                        "cap_add",
+                    ],
+                    "host = \"unix:///var/run/docker.sock\"",
+                ),
+                ConnectionKind::Http => ("", &[], ""),
             };
-            for key in required.iter().filter(|k| !c.settings.contains_key(**k)) {
+            if !required.is_empty() && !c.settings.contains_key(required) {
                 self.error(
-                    Diagnostic::at(span.clone(), format!("connection `{name}` has no `{key}`"))
-                        .help("e.g. url = \"${{ secrets.POSTGRES_ADMIN_URL }}\" (keep passwords in secrets)"),
+                    Diagnostic::at(
+                        span.clone(),
+                        format!("connection `{name}` has no `{required}`"),
+                    )
+                    .help(format!("e.g. {example}")),
+                );
+            }
+            for key in c
+                .settings
+                .keys()
+                .filter(|k| !known.is_empty() && !known.contains(&k.as_str()))
+            {
+                let help = match did_you_mean(key, known) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known settings: {}", known.join(", ")),
+                };
+                self.error(
+                    Diagnostic::at(
+                        span.clone(),
+                        format!("connection `{name}` has an unknown setting `{key}`"),
+                    )
+                    .help(help),
                 );
             }
             let json = serde_json::Value::Object(
