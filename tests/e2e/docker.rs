@@ -145,31 +145,60 @@ struct Project {
 }
 
 impl Drop for Project {
+    /// Best effort and never a panic (a panic while a failed test unwinds would abort the
+    /// whole test binary).
     fn drop(&mut self) {
         let project = self.name.clone();
-        let (networks, volumes) = (networks(&project), volumes(&project));
-        block(async move {
-            let docker = engine();
-            let options = ListContainersOptions {
-                all: true,
-                filters: Some(project_filter(&project)),
-                ..Default::default()
-            };
-            for c in settled(|| docker.list_containers(Some(options.clone()))).await {
-                let remove = RemoveContainerOptions {
-                    force: true,
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        let _ = runtime.block_on(async move {
+            let docker = Docker::connect_with_host(&docker_host())?;
+            for _ in 0..50 {
+                let options = ListContainersOptions {
+                    all: true,
+                    filters: Some(project_filter(&project)),
                     ..Default::default()
                 };
+                match docker.list_containers(Some(options)).await {
+                    Ok(list) => {
+                        for c in list {
+                            let remove = RemoveContainerOptions {
+                                force: true,
+                                ..Default::default()
+                            };
+                            let _ = docker
+                                .remove_container(&c.id.unwrap_or_default(), Some(remove))
+                                .await;
+                        }
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                }
+            }
+            let filters = Some(project_filter(&project));
+            for n in docker
+                .list_networks(Some(ListNetworksOptions {
+                    filters: filters.clone(),
+                }))
+                .await?
+            {
+                let _ = docker.remove_network(&n.name.unwrap_or_default()).await;
+            }
+            for v in docker
+                .list_volumes(Some(ListVolumesOptions { filters }))
+                .await?
+                .volumes
+                .unwrap_or_default()
+            {
                 let _ = docker
-                    .remove_container(&c.id.unwrap_or_default(), Some(remove))
+                    .remove_volume(&v.name, None::<RemoveVolumeOptions>)
                     .await;
             }
-            for n in networks {
-                let _ = docker.remove_network(&n).await;
-            }
-            for v in volumes {
-                let _ = docker.remove_volume(&v, None::<RemoveVolumeOptions>).await;
-            }
+            Ok::<_, bollard::errors::Error>(())
         });
     }
 }

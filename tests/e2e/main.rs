@@ -4,6 +4,7 @@
 mod docker;
 mod faults;
 mod harness;
+mod http;
 mod kafka;
 mod postgres;
 mod runs;

@@ -62,6 +62,26 @@ impl Connections {
                     }
                 }
             }
+            // Credential headers of http connections: the whole value and its last word
+            // (`Bearer TOKEN`).
+            if let Some(Json::Object(headers)) = settings.get("headers") {
+                let credential = |name: &str| {
+                    let name = name.to_ascii_lowercase();
+                    ["auth", "token", "key", "secret", "cookie", "password"]
+                        .iter()
+                        .any(|w| name.contains(w))
+                };
+                for value in headers
+                    .iter()
+                    .filter(|(name, _)| credential(name))
+                    .filter_map(|(_, v)| v.as_str())
+                {
+                    masker.register(value);
+                    if let Some(last) = value.split_whitespace().last() {
+                        masker.register(last);
+                    }
+                }
+            }
             out.insert(
                 name.clone(),
                 ResolvedConnection {

@@ -372,6 +372,7 @@ impl Runtime {
             gate: HttpGate {
                 granter: granter.clone(),
                 sink: sink.clone(),
+                connections: connections.clone(),
             },
             connections: ConnectionGate {
                 granter,

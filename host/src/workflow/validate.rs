@@ -200,7 +200,11 @@ impl Validator<'_> {
                     ],
                     "host = \"unix:///var/run/docker.sock\"",
                 ),
-                ConnectionKind::Http => ("", &[], ""),
+                ConnectionKind::Http => (
+                    "url",
+                    &["url", "headers", "max_response_bytes", "timeout_secs"],
+                    "url = \"http://ollama:11434\"",
+                ),
             };
             if !required.is_empty() && !c.settings.contains_key(required) {
                 self.error(

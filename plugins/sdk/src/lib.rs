@@ -23,6 +23,8 @@ pub mod bindings {
     });
 }
 
+pub mod http;
+
 pub use bindings::orch::plugin::docker;
 pub use bindings::orch::plugin::kafka;
 pub use bindings::orch::plugin::postgres;

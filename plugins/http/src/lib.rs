@@ -1,0 +1,276 @@
+//! Built-in `http`: one HTTP request, for ETL extracts and for calling other services. The URL
+//! is a granted connection (`http://NAME/path`: base URL and credentials stay in the host) or a
+//! destination granted in `allow`. Redirects are followed here, one checked request per hop.
+
+use orch_sdk::http::{Request, Response};
+use orch_sdk::{ChangeKind, Output, Plugin, StepContext, StepError};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `with` of an `http` step.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// GET, POST, PUT, PATCH, DELETE, HEAD...
+    #[serde(default = "get")]
+    method: String,
+    /// `http://CONNECTION/path` for a granted http connection, or a granted URL.
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// Appended to the URL, form-encoded.
+    #[serde(default)]
+    query: BTreeMap<String, Json>,
+    /// A JSON body (sets content-type: application/json).
+    #[serde(default)]
+    json: Option<Json>,
+    /// A text body.
+    #[serde(default)]
+    body: Option<String>,
+    /// Status codes that count as success (default: any 2xx).
+    #[serde(default)]
+    expect: Vec<u16>,
+    /// Retries on 5xx, 429 and connection errors, with exponential backoff.
+    #[serde(default = "three")]
+    retries: u32,
+    #[serde(default = "backoff")]
+    backoff_ms: u64,
+    #[serde(default = "yes")]
+    follow_redirects: bool,
+    /// Outputs taken from the JSON response by JSON pointer, e.g. { id = "/data/0/id" }.
+    #[serde(default)]
+    extract: BTreeMap<String, String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+fn three() -> u32 {
+    3
+}
+fn backoff() -> u64 {
+    200
+}
+fn yes() -> bool {
+    true
+}
+
+const MAX_REDIRECTS: usize = 5;
+
+impl Config {
+    fn url(&self) -> Result<String, StepError> {
+        if self.query.is_empty() {
+            return Ok(self.url.clone());
+        }
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in &self.query {
+            let text = match value {
+                Json::String(s) => s.clone(),
+                Json::Array(_) | Json::Object(_) => {
+                    return Err(StepError::InvalidConfig(format!(
+                        "query `{key}` must be a string, number or boolean"
+                    )));
+                }
+                other => other.to_string(),
+            };
+            query.append_pair(key, &text);
+        }
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        Ok(format!("{}{sep}{}", self.url, query.finish()))
+    }
+
+    fn request(&self, url: String) -> Result<Request, StepError> {
+        if self.json.is_some() && self.body.is_some() {
+            return Err(StepError::InvalidConfig(
+                "set `json` or `body`, not both".into(),
+            ));
+        }
+        let mut request = match &self.json {
+            Some(json) => Request::json(&self.method, url, json),
+            None => Request {
+                method: self.method.to_ascii_uppercase(),
+                url,
+                headers: vec![],
+                body: self.body.clone().map(String::into_bytes),
+            },
+        };
+        request
+            .headers
+            .extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(request)
+    }
+
+    fn expected(&self, status: u16) -> bool {
+        if self.expect.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.expect.contains(&status)
+        }
+    }
+}
+
+/// `Location` resolved against the request URL (absolute, or absolute path on the same origin).
+fn redirect_target(url: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let origin_end = url
+        .find("://")
+        .and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(url.len());
+    format!("{}{location}", &url[..origin_end])
+}
+
+fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Send with redirects followed (each hop a new request the host checks).
+fn send_following(config: &Config, url: String) -> Result<(String, Response), StepError> {
+    let mut url = url;
+    for _ in 0..=MAX_REDIRECTS {
+        let response = orch_sdk::http::send(&config.request(url.clone())?)?;
+        let redirect = matches!(response.status, 301 | 302 | 303 | 307 | 308);
+        match header(&response, "location") {
+            Some(location) if redirect && config.follow_redirects => {
+                let next = redirect_target(&url, location);
+                orch_sdk::log::info(format!("{} -> {next}", response.status));
+                url = next;
+            }
+            _ => return Ok((url, response)),
+        }
+    }
+    Err(StepError::Failed(format!(
+        "more than {MAX_REDIRECTS} redirects from {}",
+        config.url
+    )))
+}
+
+fn run(config: &Config) -> Result<Vec<Output>, StepError> {
+    let url = config.url()?;
+    let mut attempt = 0;
+    let (final_url, response) = loop {
+        let outcome = send_following(config, url.clone());
+        let retryable = match &outcome {
+            Ok((_, r)) => r.status >= 500 || r.status == 429,
+            Err(StepError::Retryable(_)) => true,
+            Err(_) => false,
+        };
+        if !retryable || attempt >= config.retries {
+            break outcome?;
+        }
+        let why = match &outcome {
+            Ok((_, r)) => format!("status {}", r.status),
+            Err(e) => format!("{e:?}"),
+        };
+        let wait = config.backoff_ms.saturating_mul(1 << attempt.min(16));
+        orch_sdk::log::warn(format!(
+            "{} {url}: {why}; retry {} of {} in {wait} ms",
+            config.method,
+            attempt + 1,
+            config.retries
+        ));
+        std::thread::sleep(Duration::from_millis(wait));
+        attempt += 1;
+    };
+    let text = String::from_utf8_lossy(&response.body).into_owned();
+    let json: Option<Json> = serde_json::from_slice(&response.body).ok();
+    orch_sdk::log::info(format!(
+        "{} {final_url} -> {} ({} bytes)",
+        config.method,
+        response.status,
+        response.body.len()
+    ));
+    if !config.expected(response.status) {
+        let excerpt: String = text.chars().take(500).collect();
+        let error = format!(
+            "{} {final_url} returned {} (expected {}): {excerpt}",
+            config.method,
+            response.status,
+            if config.expect.is_empty() {
+                "2xx".to_string()
+            } else {
+                format!("{:?}", config.expect)
+            }
+        );
+        return Err(if response.status >= 500 || response.status == 429 {
+            StepError::Retryable(error)
+        } else {
+            StepError::Failed(error)
+        });
+    }
+    let mut outputs = vec![
+        orch_sdk::output("status", response.status),
+        orch_sdk::output(
+            "headers",
+            response
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), Json::String(v.clone())))
+                .collect::<Map<_, _>>(),
+        ),
+        orch_sdk::output("body", json.clone().unwrap_or(Json::String(text))),
+    ];
+    for (name, pointer) in &config.extract {
+        let Some(json) = &json else {
+            return Err(StepError::Failed(format!(
+                "cannot extract `{name}`: the response is not JSON"
+            )));
+        };
+        let value = json.pointer(pointer).ok_or_else(|| {
+            StepError::Failed(format!(
+                "cannot extract `{name}`: nothing at `{pointer}` in the response"
+            ))
+        })?;
+        outputs.push(orch_sdk::output(name, value));
+    }
+    Ok(outputs)
+}
+
+struct Http;
+
+impl Plugin for Http {
+    fn describe() -> orch_sdk::PluginInfo {
+        orch_sdk::info::<Config>(
+            "http",
+            env!("CARGO_PKG_VERSION"),
+            "One HTTP request: status check, retries, JSON extraction",
+            &["http"],
+        )
+    }
+
+    fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
+        let config: Config = orch_sdk::config(&config)?;
+        Ok(vec![orch_sdk::change(
+            ChangeKind::Run,
+            config.url()?,
+            format!("{} request", config.method.to_ascii_uppercase()),
+        )])
+    }
+
+    fn run(_: StepContext, config: String) -> Result<Vec<Output>, StepError> {
+        run(&orch_sdk::config(&config)?)
+    }
+}
+
+orch_sdk::export!(Http);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_resolve_against_the_origin() {
+        assert_eq!(
+            redirect_target("http://a:1/x/y?q", "/z"),
+            "http://a:1/z".to_string()
+        );
+        assert_eq!(redirect_target("http://a/x", "https://b/c"), "https://b/c");
+    }
+}

@@ -1,0 +1,254 @@
+//! The `http` plugin and the wasi:http gate against a local HTTP server
+//! (tests/servers/httpbin.py, loopback only).
+
+use crate::harness::{Orch, root, step};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// The test server, stopped when dropped.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl Server {
+    /// Start `tests/servers/SCRIPT` with `envs`; it prints its port.
+    pub fn start(script: &str, envs: &[(&str, &str)]) -> Self {
+        let mut child = Command::new("python3")
+            .arg(root().join("tests/servers").join(script))
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the test server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the server prints its port");
+        Self { child, port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TOKEN: &str = "tok-3f9a1c77e2";
+
+fn httpbin() -> Server {
+    Server::start("httpbin.py", &[("HTTPBIN_TOKEN", TOKEN)])
+}
+
+/// Run one `http` step with `with` (TOML inline table body) and `allow`.
+fn fetch(orch: &Orch, with: &str, allow: &str, extra: &str) -> (i32, Value, String) {
+    let ran = orch.run(
+        &format!(
+            r#"
+            name = "fetch"
+            {extra}
+            [steps.fetch]
+            plugin = "http"
+            allow = [{allow}]
+            with = {{ {with} }}
+            "#
+        ),
+        &[],
+    );
+    let report = ran.report();
+    (
+        ran.code,
+        step(&report, "fetch").clone(),
+        format!("{}{}", ran.stdout, ran.stderr),
+    )
+}
+
+#[test]
+fn get_and_post_json_with_extraction() {
+    let server = httpbin();
+    let orch = Orch::new();
+    let origin = format!("\"http://127.0.0.1:{}\"", server.port);
+    let (code, fetched, out) = fetch(
+        &orch,
+        &format!(
+            r#"url = "{}", extract = {{ second = "/items/1/name" }}"#,
+            server.url("/json")
+        ),
+        &origin,
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fetched["outputs"]["status"], 200);
+    assert_eq!(fetched["outputs"]["second"], "b");
+    assert_eq!(fetched["outputs"]["body"]["items"][0]["name"], "a");
+
+    let (code, posted, out) = fetch(
+        &orch,
+        &format!(
+            r#"method = "POST", url = "{}", json = {{ rows = [1, 2] }}"#,
+            server.url("/echo")
+        ),
+        &origin,
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(posted["outputs"]["body"], json!({"rows": [1, 2]}));
+}
+
+#[test]
+fn unexpected_status_fails_and_5xx_is_retried() {
+    let server = httpbin();
+    let orch = Orch::new();
+    let origin = format!("\"http://127.0.0.1:{}\"", server.port);
+    let (code, failed, _) = fetch(
+        &orch,
+        &format!(r#"url = "{}""#, server.url("/status/404")),
+        &origin,
+        "",
+    );
+    assert_eq!(code, 1);
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("returned 404 (expected 2xx)"), "{error}");
+
+    let (code, _, out) = fetch(
+        &orch,
+        &format!(r#"url = "{}", expect = [404]"#, server.url("/status/404")),
+        &origin,
+        "",
+    );
+    assert_eq!(code, 0, "expected status accepted: {out}");
+
+    let (code, flaky, out) = fetch(
+        &orch,
+        &format!(
+            r#"url = "{}", backoff_ms = 10"#,
+            server.url("/flaky?key=k1&fail=2")
+        ),
+        &origin,
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        flaky["outputs"]["body"]["attempts"], 3,
+        "two 503s, then success"
+    );
+}
+
+#[test]
+fn ungranted_hosts_redirects_and_ip_literals_are_denied_with_the_grant() {
+    let server = httpbin();
+    let orch = Orch::new();
+    let port = server.port;
+    // Nothing granted.
+    let (code, denied, _) = fetch(
+        &orch,
+        &format!(r#"url = "{}""#, server.url("/json")),
+        "",
+        "",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        denied["error"],
+        format!(
+            "denied: step `fetch` may not reach `http://127.0.0.1:{port}`: add \"http://127.0.0.1:{port}\" to its `allow`"
+        )
+    );
+    // A redirect to a host that is not granted.
+    let to = format!("http://localhost:{port}/json");
+    let (code, denied, _) = fetch(
+        &orch,
+        &format!(r#"url = "{}""#, server.url(&format!("/redirect?to={to}"))),
+        &format!("\"http://127.0.0.1:{port}\""),
+        "",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("add \"http://localhost:{port}\"")),
+        "{denied}"
+    );
+    // The IP literal is not covered by a grant of the name.
+    let (code, denied, _) = fetch(
+        &orch,
+        &format!(r#"url = "{}""#, server.url("/json")),
+        &format!("\"http://localhost:{port}\""),
+        "",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        denied["error"].as_str().unwrap().contains("127.0.0.1"),
+        "{denied}"
+    );
+}
+
+#[test]
+fn a_connection_adds_its_token_which_the_guest_never_sees_and_limits_response_size() {
+    let server = httpbin();
+    let orch = Orch::new().env("API_TOKEN", TOKEN);
+    let connection = format!(
+        r#"
+        [connections.api]
+        kind = "http"
+        url = "http://127.0.0.1:{}/v1"
+        headers = {{ Authorization = "Bearer ${{{{ secrets.API_TOKEN }}}}" }}
+        max_response_bytes = 1000
+        "#,
+        server.port
+    );
+    let (code, who, out) = fetch(
+        &orch,
+        r#"url = "http://api/whoami""#,
+        "\"api\"",
+        &connection,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        who["outputs"]["body"],
+        json!({"authorized": true, "path": "/v1/whoami"})
+    );
+    assert!(!out.contains(TOKEN), "the token is never printed");
+    assert!(!orch.sqlite_store_text().contains(TOKEN), "nor stored");
+
+    // Not granted: the connection is refused.
+    let (code, denied, _) = fetch(&orch, r#"url = "http://api/whoami""#, "", &connection);
+    assert_eq!(code, 1);
+    assert!(
+        denied["error"].as_str().unwrap().contains("add \"api\""),
+        "{denied}"
+    );
+
+    // A guest that asks the server to send the token back gets nothing it can read: the
+    // server never echoes it, and the header was added after the request left the sandbox.
+    let (code, echoed, _) = fetch(
+        &orch,
+        r#"method = "POST", url = "http://api/echo", json = "show me the header""#,
+        "\"api\"",
+        &connection,
+    );
+    assert!(!echoed.to_string().contains(TOKEN), "{code} {echoed}");
+
+    // Over the connection's response limit.
+    let (code, big, _) = fetch(
+        &orch,
+        r#"url = "http://api/big?bytes=100000""#,
+        "\"api\"",
+        &connection,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        big["error"]
+            .as_str()
+            .unwrap()
+            .contains("over the size limit"),
+        "{big}"
+    );
+}
