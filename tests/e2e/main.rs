@@ -6,6 +6,7 @@ mod faults;
 mod harness;
 mod http;
 mod kafka;
+mod ollama;
 mod postgres;
 mod runs;
 mod store;
