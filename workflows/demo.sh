@@ -36,4 +36,23 @@ $orch plan workflows/deploy.toml
 $orch run workflows/deploy.toml
 $orch run workflows/deploy.toml # no change
 $orch run workflows/deploy.toml --input 'profiles=["dev"]'
+# The seed pipeline's Ollama job and an LLM pipeline. No Ollama binary is reachable here:
+# tests/servers/ollama.py speaks Ollama's documented HTTP API (fake models, deterministic
+# answers); tests/servers/httpbin.py is the data source. Point OLLAMA_URL at a real server to
+# use one.
+servers=()
+trap 'kill "${servers[@]}" 2>/dev/null || true' EXIT
+start_server() { # SCRIPT VAR: start a test server, export VAR=http://127.0.0.1:PORT
+  local port_file; port_file=$(mktemp)
+  python3 "tests/servers/$1" >"$port_file" &
+  servers+=($!)
+  for _ in $(seq 50); do [ -s "$port_file" ] && break; sleep 0.1; done
+  export "$2=http://127.0.0.1:$(head -1 "$port_file")"
+}
+start_server ollama.py OLLAMA_URL
+start_server httpbin.py SOURCE_URL
+$orch plan workflows/ollama.toml --input pull=llama3.2
+$orch run workflows/ollama.toml --input pull=llama3.2
+$orch run workflows/ollama.toml --input pull=llama3.2 # already pulled: skipped
+$orch run workflows/llm-summarise.toml
 $orch runs list --limit 5
