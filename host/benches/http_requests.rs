@@ -1,0 +1,161 @@
+//! 1000 small HTTP requests through the `http` plugin (one workflow step each, 8 at a time)
+//! against the same requests sent from the host with the same client (wasmtime-wasi-http's
+//! hyper `default_send_request`, 8 at a time), to a minimal in-process server (GETs without
+//! bodies); figures go to BENCHMARKS.md.
+//!
+//!     cargo bench --bench http_requests
+
+use futures::StreamExt;
+use http_body_util::{BodyExt, Empty};
+use orch::executor::{Executor, RunSpec, Silent};
+use orch::runtime::{Runtime, RuntimeConfig, check};
+use orch::store::Store;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const REQUESTS: usize = 1000;
+const PARALLEL: usize = 8;
+const ROUNDS: usize = 3;
+
+async fn through_plugin(dir: &Path, port: u16) -> anyhow::Result<Duration> {
+    let mut workflow = format!("name = \"http-bench\"\n");
+    for i in 0..REQUESTS {
+        workflow.push_str(&format!(
+            "[steps.r{i}]\nplugin = \"http\"\nallow = [\"http://127.0.0.1:{port}\"]\nwith = {{ url = \"http://127.0.0.1:{port}/json\" }}\n"
+        ));
+    }
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir: Some(dir.join("cache")),
+    })?);
+    let store = Store::open(&format!("sqlite://{}", dir.join("bench.db").display())).await?;
+    let executor = Executor {
+        runtime: runtime.clone(),
+        store,
+        max_parallel: PARALLEL,
+    };
+    let wf = orch::workflow::parse(&dir.join("bench.toml"), &workflow).expect("valid workflow");
+    let plugins = check::resolve(&runtime, &wf)
+        .await
+        .map_err(|d| anyhow::anyhow!("{d}"))?;
+    let spec = RunSpec {
+        workflow: Arc::new(wf),
+        plugins,
+        inputs: Default::default(),
+        trigger: "cli".into(),
+        process_env: Default::default(),
+        cancel: Default::default(),
+        secret_store: None,
+    };
+    let start = Instant::now();
+    let report = executor.run(spec, Arc::new(Silent)).await?;
+    let took = start.elapsed();
+    assert!(
+        report.succeeded(),
+        "{:?}",
+        report.steps.iter().find(|s| s.error.is_some())
+    );
+    Ok(took)
+}
+
+async fn natively(port: u16) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..REQUESTS)
+        .map(|_| async move {
+            let request = http::Request::get(format!("http://127.0.0.1:{port}/json")).body(
+                Empty::new()
+                    .map_err(|e: std::convert::Infallible| match e {})
+                    .boxed_unsync(),
+            )?;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, None).await?;
+            tokio::spawn(io);
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::ensure!(!body.is_empty());
+            Ok(())
+        })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    Ok(start.elapsed())
+}
+
+/// A minimal keep-alive HTTP/1.1 server answering every request with a small JSON body, so
+/// the figures measure the client side rather than a slow test server.
+async fn serve() -> anyhow::Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let body = br#"{"items":[{"name":"a"},{"name":"b"}]}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if socket.write_all(head.as_bytes()).await.is_err()
+                            || socket.write_all(body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let port = rt.block_on(serve())?;
+    println!("## {REQUESTS} small HTTP GETs, {PARALLEL} at a time, local server, {ROUNDS} rounds");
+    let (mut plugin, mut native) = (vec![], vec![]);
+    for n in 0..ROUNDS {
+        let tmp = tempfile::tempdir()?;
+        let (p, nat) = rt.block_on(async {
+            anyhow::Ok((
+                through_plugin(tmp.path(), port).await?,
+                natively(port).await?,
+            ))
+        })?;
+        println!("round {}: plugin {p:.2?}; host client {nat:.2?}", n + 1);
+        plugin.push(p);
+        native.push(nat);
+    }
+    let (p, nat) = (median(plugin), median(native));
+    let rate = |d: Duration| REQUESTS as f64 / d.as_secs_f64();
+    println!(
+        "medians: plugin {p:.2?} ({:.0} req/s); host client {nat:.2?} ({:.0} req/s); ratio {:.2} (target >= 0.5); overhead per request {:.2?} (at {PARALLEL} in flight)",
+        rate(p),
+        rate(nat),
+        rate(p) / rate(nat),
+        (p.saturating_sub(nat)) / REQUESTS as u32
+    );
+    Ok(())
+}
