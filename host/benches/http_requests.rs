@@ -23,7 +23,7 @@ const PARALLEL: usize = 8;
 const ROUNDS: usize = 3;
 
 async fn through_plugin(dir: &Path, port: u16) -> anyhow::Result<Duration> {
-    let mut workflow = format!("name = \"http-bench\"\n");
+    let mut workflow = String::from("name = \"http-bench\"\n");
     for i in 0..REQUESTS {
         workflow.push_str(&format!(
             "[steps.r{i}]\nplugin = \"http\"\nallow = [\"http://127.0.0.1:{port}\"]\nwith = {{ url = \"http://127.0.0.1:{port}/json\" }}\n"
