@@ -252,3 +252,47 @@ fn a_connection_adds_its_token_which_the_guest_never_sees_and_limits_response_si
         "{big}"
     );
 }
+
+#[test]
+fn many_urls_in_one_step_keep_their_order_and_fail_on_an_unexpected_status() {
+    let server = httpbin();
+    let orch = Orch::new();
+    let origin = format!("\"http://127.0.0.1:{}\"", server.port);
+    let urls: Vec<String> = (0..20)
+        .map(|i| format!("\"{}\"", server.url(&format!("/flaky?key=page{i}&fail=0"))))
+        .collect();
+    let (code, fetched, out) = fetch(
+        &orch,
+        &format!("urls = [{}], concurrency = 4", urls.join(", ")),
+        &origin,
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(fetched["outputs"]["count"], 20);
+    let responses = fetched["outputs"]["responses"].as_array().unwrap();
+    for (i, r) in responses.iter().enumerate() {
+        assert!(
+            r["url"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("key=page{i}&")),
+            "{r}"
+        );
+        assert_eq!(r["body"]["ok"], true);
+    }
+    let (code, failed, _) = fetch(
+        &orch,
+        &format!(
+            "urls = [\"{}\", \"{}\"]",
+            server.url("/json"),
+            server.url("/status/500")
+        ),
+        &origin,
+        "",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        failed["error"].as_str().unwrap().contains("returned 500"),
+        "{failed}"
+    );
+}

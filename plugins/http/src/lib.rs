@@ -17,7 +17,14 @@ struct Config {
     #[serde(default = "get")]
     method: String,
     /// `http://CONNECTION/path` for a granted http connection, or a granted URL.
-    url: String,
+    #[serde(default)]
+    url: Option<String>,
+    /// Many URLs with the same method, headers and body, `concurrency` at a time (for paged
+    /// extracts); outputs `responses` in the same order. No redirects or retries per URL.
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default = "eight")]
+    concurrency: usize,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     /// Appended to the URL, form-encoded.
@@ -47,6 +54,9 @@ struct Config {
 fn get() -> String {
     "GET".into()
 }
+fn eight() -> usize {
+    8
+}
 fn three() -> u32 {
     3
 }
@@ -61,8 +71,20 @@ const MAX_REDIRECTS: usize = 5;
 
 impl Config {
     fn url(&self) -> Result<String, StepError> {
+        let url = match (&self.url, self.urls.is_empty()) {
+            (Some(url), true) => url,
+            _ => {
+                return Err(StepError::InvalidConfig(
+                    "set `url` (one request) or `urls` (many), not both".into(),
+                ));
+            }
+        };
+        self.with_query(url)
+    }
+
+    fn with_query(&self, url: &str) -> Result<String, StepError> {
         if self.query.is_empty() {
-            return Ok(self.url.clone());
+            return Ok(url.to_string());
         }
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (key, value) in &self.query {
@@ -77,8 +99,8 @@ impl Config {
             };
             query.append_pair(key, &text);
         }
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        Ok(format!("{}{sep}{}", self.url, query.finish()))
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Ok(format!("{url}{sep}{}", query.finish()))
     }
 
     fn request(&self, url: String) -> Result<Request, StepError> {
@@ -147,12 +169,51 @@ fn send_following(config: &Config, url: String) -> Result<(String, Response), St
         }
     }
     Err(StepError::Failed(format!(
-        "more than {MAX_REDIRECTS} redirects from {}",
-        config.url
+        "more than {MAX_REDIRECTS} redirects from {url}"
     )))
 }
 
+/// `urls`: all of them, `concurrency` at a time; the step fails on the first unexpected status.
+fn run_many(config: &Config) -> Result<Vec<Output>, StepError> {
+    if config.url.is_some() {
+        return Err(StepError::InvalidConfig(
+            "set `url` (one request) or `urls` (many), not both".into(),
+        ));
+    }
+    let requests = config
+        .urls
+        .iter()
+        .map(|u| config.request(config.with_query(u)?))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = orch_sdk::http::send_all(&requests, config.concurrency);
+    let mut responses = Vec::with_capacity(results.len());
+    for (request, result) in requests.iter().zip(results) {
+        let response = result?;
+        if !config.expected(response.status) {
+            return Err(StepError::Failed(format!(
+                "{} {} returned {}",
+                config.method, request.url, response.status
+            )));
+        }
+        let body = serde_json::from_slice::<Json>(&response.body)
+            .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&response.body).into_owned()));
+        responses.push(serde_json::json!({
+            "url": request.url,
+            "status": response.status,
+            "body": body,
+        }));
+    }
+    orch_sdk::log::info(format!("{} {} requests", config.method, responses.len()));
+    Ok(vec![
+        orch_sdk::output("count", responses.len()),
+        orch_sdk::output("responses", responses),
+    ])
+}
+
 fn run(config: &Config) -> Result<Vec<Output>, StepError> {
+    if !config.urls.is_empty() {
+        return run_many(config);
+    }
     let url = config.url()?;
     let mut attempt = 0;
     let (final_url, response) = loop {
@@ -247,10 +308,18 @@ impl Plugin for Http {
 
     fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
         let config: Config = orch_sdk::config(&config)?;
+        let (what, detail) = if config.urls.is_empty() {
+            (config.url()?, "request".to_string())
+        } else {
+            (
+                format!("{} URLs", config.urls.len()),
+                "requests".to_string(),
+            )
+        };
         Ok(vec![orch_sdk::change(
             ChangeKind::Run,
-            config.url()?,
-            format!("{} request", config.method.to_ascii_uppercase()),
+            what,
+            format!("{} {detail}", config.method.to_ascii_uppercase()),
         )])
     }
 

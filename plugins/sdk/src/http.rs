@@ -6,7 +6,8 @@
 use crate::StepError;
 use crate::wasi::http::outgoing_handler;
 use crate::wasi::http::types::{
-    ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme,
+    ErrorCode, Fields, FutureIncomingResponse, IncomingResponse, Method, OutgoingBody,
+    OutgoingRequest, Scheme,
 };
 
 /// A request to send.
@@ -78,12 +79,8 @@ fn invalid(message: String) -> StepError {
     StepError::InvalidConfig(message)
 }
 
-/// Send `request` and call `chunk` with each piece of the body as it arrives (NDJSON
-/// progress, large downloads); returns the status and headers.
-pub fn send_streaming(
-    request: &Request,
-    mut chunk: impl FnMut(&[u8]) -> Result<(), StepError>,
-) -> Result<(u16, Vec<(String, String)>), StepError> {
+/// Build and hand `request` to the host; the response arrives later.
+fn start(request: &Request) -> Result<FutureIncomingResponse, StepError> {
     let url = request.url.as_str();
     let (scheme, rest) = url
         .split_once("://")
@@ -148,6 +145,15 @@ pub fn send_streaming(
     }
     let pending = outgoing_handler::handle(outgoing, None).map_err(|e| error(url, e))?;
     OutgoingBody::finish(body, None).map_err(|e| error(url, e))?;
+    Ok(pending)
+}
+
+/// Wait for `pending`'s response and pass its body to `chunk` piece by piece.
+fn read(
+    url: &str,
+    pending: FutureIncomingResponse,
+    mut chunk: impl FnMut(&[u8]) -> Result<(), StepError>,
+) -> Result<(u16, Vec<(String, String)>), StepError> {
     pending.subscribe().block();
     let response: IncomingResponse = pending
         .get()
@@ -188,6 +194,58 @@ pub fn send_streaming(
     drop(stream);
     let _ = crate::wasi::http::types::IncomingBody::finish(incoming);
     Ok((status, headers))
+}
+
+/// Send `request` and call `chunk` with each piece of the body as it arrives (NDJSON
+/// progress, large downloads); returns the status and headers.
+pub fn send_streaming(
+    request: &Request,
+    chunk: impl FnMut(&[u8]) -> Result<(), StepError>,
+) -> Result<(u16, Vec<(String, String)>), StepError> {
+    read(&request.url, start(request)?, chunk)
+}
+
+/// Send every request, at most `concurrency` in flight; results in the order given.
+pub fn send_all(requests: &[Request], concurrency: usize) -> Vec<Result<Response, StepError>> {
+    let mut results: Vec<Option<Result<Response, StepError>>> =
+        (0..requests.len()).map(|_| None).collect();
+    let mut in_flight: Vec<(usize, FutureIncomingResponse)> = Vec::new();
+    let mut next = 0;
+    while next < requests.len() || !in_flight.is_empty() {
+        while next < requests.len() && in_flight.len() < concurrency.max(1) {
+            match start(&requests[next]) {
+                Ok(pending) => in_flight.push((next, pending)),
+                Err(e) => results[next] = Some(Err(e)),
+            }
+            next += 1;
+        }
+        if in_flight.is_empty() {
+            continue;
+        }
+        let pollables: Vec<_> = in_flight.iter().map(|(_, p)| p.subscribe()).collect();
+        let ready = crate::wasi::io::poll::poll(&pollables.iter().collect::<Vec<_>>());
+        drop(pollables);
+        let mut ready: Vec<usize> = ready.into_iter().map(|i| i as usize).collect();
+        ready.sort_unstable_by(|a, b| b.cmp(a));
+        for i in ready {
+            let (index, pending) = in_flight.swap_remove(i);
+            let mut body = Vec::new();
+            let outcome = read(&requests[index].url, pending, |bytes| {
+                body.extend_from_slice(bytes);
+                Ok(())
+            })
+            .map(|(status, headers)| Response {
+                status,
+                headers,
+                body,
+            });
+            results[index] = Some(outcome);
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StepError::Failed("request not sent".into()))))
+        .collect()
 }
 
 /// Send `request` and read the whole response.
