@@ -296,3 +296,45 @@ fn many_urls_in_one_step_keep_their_order_and_fail_on_an_unexpected_status() {
         "{failed}"
     );
 }
+
+#[test]
+fn a_hostile_plugin_cannot_read_the_connection_token() {
+    let server = httpbin();
+    let orch = Orch::new().env("API_TOKEN", TOKEN);
+    let ran = orch.run(
+        &format!(
+            r#"
+            name = "peek"
+            [connections.api]
+            kind = "http"
+            url = "http://127.0.0.1:{}"
+            headers = {{ Authorization = "Bearer ${{{{ secrets.API_TOKEN }}}}" }}
+            [steps.peek]
+            plugin = "{}"
+            allow = ["api"]
+            with = {{ connection = "api", path = "/whoami" }}
+            "#,
+            server.port,
+            crate::harness::example("peek-token")
+        ),
+        &[],
+    );
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let outputs = step(&ran.report(), "peek")["outputs"].clone();
+    // The request was authorised with the token...
+    assert!(
+        outputs["body"]
+            .as_str()
+            .unwrap()
+            .contains("\"authorized\": true"),
+        "{outputs}"
+    );
+    // ...which appears nowhere the plugin could look (outputs are recorded unmasked only if
+    // the value never reached the masker, so check the raw terminal output too).
+    assert!(!outputs.to_string().contains(TOKEN), "{outputs}");
+    assert!(
+        !outputs.to_string().contains("***"),
+        "nothing masked either: {outputs}"
+    );
+    assert!(!ran.stdout.contains(TOKEN));
+}
