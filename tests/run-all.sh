@@ -18,3 +18,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 (cd plugins && cargo clippy --target wasm32-wasip2 --release --target-dir ../target/plugins -- -D warnings)
 cargo test --workspace
+# The plugins' pure logic (compose parsing, interpolation, hashing...) is unit-tested natively.
+(cd plugins && cargo test --workspace --target "$(rustc -vV | sed -n 's/^host: //p')" --target-dir ../target/plugins-native)

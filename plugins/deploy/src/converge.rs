@@ -733,7 +733,8 @@ mod tests {
     use std::path::Path;
 
     fn services() -> Vec<Service> {
-        let text = "services:\n  web: {image: nginx, restart: always}\n  init: {image: alpine, restart: \"no\"}\n";
+        // `init` is an init service: `restart: "no"` and awaited by `web`.
+        let text = "services:\n  web: {image: nginx, restart: always, depends_on: {init: {condition: service_completed_successfully}}}\n  init: {image: alpine, restart: \"no\"}\n";
         let read = move |p: &Path| {
             if p == Path::new("compose.yml") {
                 Ok(text.to_string())
