@@ -10,13 +10,12 @@ use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
 };
-use orch::executor::{Executor, RunSpec, Silent};
-use orch::runtime::{Runtime, RuntimeConfig, check};
-use orch::store::Store;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{Prepared, median, step_duration};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -146,42 +145,13 @@ async fn through_plugin(
         with = {{ connection = "docker", project = "{project}", file = "stack/compose.yml" }}
         "#
     );
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        cache_dir: Some(dir.join("cache")),
-    })?);
-    let store = Store::open(&format!("sqlite://{}", dir.join("bench.db").display())).await?;
-    let executor = Executor {
-        runtime: runtime.clone(),
-        store,
-        max_parallel: 8,
-    };
-    let wf = Arc::new(
-        orch::workflow::parse(&dir.join("bench.toml"), &workflow).expect("valid workflow"),
-    );
-    let plugins = check::resolve(&runtime, &wf)
-        .await
-        .map_err(|d| anyhow::anyhow!("{d}"))?;
+    let prepared = Prepared::new(dir, &workflow, 8).await?;
     let mut took = Vec::new();
     for _ in 0..2 {
-        let spec = RunSpec {
-            workflow: wf.clone(),
-            plugins: plugins.clone(),
-            inputs: Default::default(),
-            trigger: "cli".into(),
-            process_env: Default::default(),
-            cancel: Default::default(),
-            secret_store: None,
-        };
-        let report = executor.run(spec, Arc::new(Silent)).await?;
-        assert!(report.succeeded(), "{:?}", report.steps);
-        took.push(report.steps[0].duration);
+        let report = prepared.run(Default::default(), Default::default()).await?;
+        took.push(step_duration(&report, "deploy"));
     }
     Ok((took[0], took[1]))
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() -> anyhow::Result<()> {
@@ -232,7 +202,7 @@ fn main() -> anyhow::Result<()> {
         ("no-change redeploy", median(pr), median(nr)),
     ] {
         println!(
-            "{name} (medians): plugin {plugin:.0?}; direct bollard {native:.0?}; ratio {:.2} (target <= 1.2)",
+            "{name} (medians): plugin {plugin:.2?}; direct bollard {native:.2?}; ratio {:.2} (target <= 1.2)",
             plugin.as_secs_f64() / native.as_secs_f64()
         );
     }

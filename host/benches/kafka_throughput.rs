@@ -5,15 +5,13 @@
 //!     bash tests/services.sh start && source "$(bash tests/services.sh env)"
 //!     cargo bench --bench kafka_throughput
 
-use orch::executor::{Executor, RunSpec, Silent};
-use orch::runtime::{Runtime, RuntimeConfig, check};
-use orch::store::Store;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{Prepared, median, step_duration};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -103,54 +101,24 @@ async fn through_plugin(
         with = {{ action = "consume", connection = "kafka", topic = "{topic}", offsets = [{{ partition = 0, offset = 0 }}, {{ partition = 1, offset = 0 }}, {{ partition = 2, offset = 0 }}], max_records = {RECORDS}, timeout_ms = 120000, commit = false }}
         "#
     );
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        cache_dir: Some(tmp.path().join("cache")),
-    })?);
-    let store = Store::open(&format!(
-        "sqlite://{}",
-        tmp.path().join("bench.db").display()
-    ))
-    .await?;
-    let executor = Executor {
-        runtime: runtime.clone(),
-        store,
-        max_parallel: 8,
-    };
-    let wf = orch::workflow::parse(Path::new("bench.toml"), &workflow).expect("valid workflow");
-    let plugins = check::resolve(&runtime, &wf)
-        .await
-        .map_err(|d| anyhow::anyhow!("{d}"))?;
-    let spec = RunSpec {
-        workflow: Arc::new(wf),
-        plugins,
-        inputs: [(
-            "records".to_string(),
-            serde_json::Value::from(records.to_vec()),
-        )]
-        .into_iter()
-        .collect(),
-        trigger: "cli".into(),
-        process_env: Default::default(),
-        cancel: Default::default(),
-        secret_store: None,
-    };
-    let report = executor.run(spec, Arc::new(Silent)).await?;
-    assert!(report.succeeded(), "{:?}", report.steps);
-    let took = |id: &str| {
-        report
-            .steps
-            .iter()
-            .find(|s| s.id == id)
-            .map(|s| s.duration)
-            .unwrap_or_default()
-    };
+    let prepared = Prepared::new(tmp.path(), &workflow, 8).await?;
+    let inputs = [(
+        "records".to_string(),
+        serde_json::Value::from(records.to_vec()),
+    )]
+    .into_iter()
+    .collect();
+    let report = prepared.run(inputs, Default::default()).await?;
     let consumed = report
         .steps
         .iter()
         .find(|s| s.id == "consume")
         .map(|s| s.outputs["count"].clone());
     assert_eq!(consumed, Some(serde_json::json!(RECORDS)));
-    Ok((took("produce"), took("consume")))
+    Ok((
+        step_duration(&report, "produce"),
+        step_duration(&report, "consume"),
+    ))
 }
 
 /// The native path: the same rdkafka client called from the host.
@@ -165,11 +133,6 @@ async fn natively(bootstrap: &str, topic: &str) -> anyhow::Result<(Duration, Dur
     let (b, t) = (bootstrap.to_string(), topic.to_string());
     let consume = tokio::task::spawn_blocking(move || native_consume(&b, &t)).await??;
     Ok((produce, consume))
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() -> anyhow::Result<()> {

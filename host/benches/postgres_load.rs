@@ -4,13 +4,11 @@
 //!     bash tests/services.sh start && source "$(bash tests/services.sh env)"
 //!     cargo bench --bench postgres_load
 
-use orch::executor::{Executor, RunSpec, Silent};
-use orch::runtime::{Runtime, RuntimeConfig, check};
-use orch::store::Store;
-use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod common;
+use common::{Prepared, median, step_duration};
 
 const ROWS: usize = 100_000;
 
@@ -24,11 +22,6 @@ fn psql(url: &str, sql: &str) {
         "{sql}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,44 +73,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (loads, copies) = rt.block_on(async {
-        let runtime = Arc::new(Runtime::new(RuntimeConfig {
-            cache_dir: Some(tmp.path().join("cache")),
-        })?);
-        let store = Store::open(&format!(
-            "sqlite://{}",
-            tmp.path().join("bench.db").display()
-        ))
-        .await?;
-        let executor = Executor {
-            runtime: runtime.clone(),
-            store,
-            max_parallel: 8,
-        };
-        let wf = orch::workflow::parse(Path::new("bench.toml"), &workflow).expect("valid workflow");
-        let plugins = check::resolve(&runtime, &wf)
-            .await
-            .map_err(|d| anyhow::anyhow!("{d}"))?;
-        let wf = Arc::new(wf);
+        let prepared = Prepared::new(tmp.path(), &workflow, 8).await?;
         let (mut loads, mut copies) = (Vec::new(), Vec::new());
         for _ in 0..6 {
             psql(&url, "TRUNCATE items; TRUNCATE items_copy");
-            let spec = RunSpec {
-                workflow: wf.clone(),
-                plugins: plugins.clone(),
-                inputs: Default::default(),
-                trigger: "cli".into(),
-                process_env: [("BENCH_URL".to_string(), url.clone())].into(),
-                cancel: Default::default(),
-                secret_store: None,
-            };
-            let report = executor.run(spec, Arc::new(Silent)).await?;
-            assert!(report.succeeded(), "{:?}", report.steps);
-            let load = report
-                .steps
-                .iter()
-                .find(|s| s.id == "load")
-                .expect("load step");
-            loads.push(load.duration);
+            let env = [("BENCH_URL".to_string(), url.clone())].into();
+            let report = prepared.run(Default::default(), env).await?;
+            loads.push(step_duration(&report, "load"));
             let t = Instant::now();
             psql(
                 &url,

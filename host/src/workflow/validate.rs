@@ -705,17 +705,19 @@ impl Validator<'_> {
                 let below = |h: &std::path::Path| {
                     host.is_absolute() || dir.canonicalize().is_ok_and(|d| h.starts_with(d))
                 };
-                if let Some(host) = resolved.filter(|h| below(h)) {
-                    Some(Grant::Dir { guest, host })
-                } else if let Some(outside) =
-                    dir.join(&host).canonicalize().ok().filter(|h| h.is_dir())
-                {
+                if let Some(resolved) = resolved {
+                    if below(&resolved) {
+                        return Some(Grant::Dir {
+                            guest,
+                            host: resolved,
+                        });
+                    }
                     self.error(
                         Diagnostic::at(
                             raw.span(),
                             format!(
                                 "step `{id}` is granted directory `{text}`, which leads outside the workflow's directory (to {})",
-                                outside.display()
+                                resolved.display()
                             ),
                         )
                         .help("grant the absolute path instead, so the workflow says what it exposes"),

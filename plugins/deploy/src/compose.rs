@@ -26,9 +26,9 @@ pub struct RawCompose {
     #[serde(default)]
     pub services: BTreeMap<String, RawService>,
     #[serde(default)]
-    pub networks: BTreeMap<String, Option<RawNetwork>>,
+    pub networks: BTreeMap<String, Option<RawShared>>,
     #[serde(default)]
-    pub volumes: BTreeMap<String, Option<RawVolume>>,
+    pub volumes: BTreeMap<String, Option<RawShared>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -62,20 +62,11 @@ pub struct RawService {
     pub cap_add: Vec<Str>,
 }
 
-/// A top-level network. Only the default drivers are accepted because the host creates
-/// networks without a driver choice.
+/// A top-level network or volume (the same keys). Only the default drivers are accepted
+/// because the host creates both without a driver choice.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawNetwork {
-    pub driver: Option<Str>,
-    pub external: Option<Bool>,
-    pub name: Option<Str>,
-}
-
-/// A top-level volume; see [`RawNetwork`] about drivers.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawVolume {
+pub struct RawShared {
     pub driver: Option<Str>,
     pub external: Option<Bool>,
     pub name: Option<Str>,

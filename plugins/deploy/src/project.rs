@@ -272,32 +272,7 @@ fn resolve(
     } = raw;
 
     // Top-level networks and volumes: engine names, drivers we can honour.
-    let mut net_defs: BTreeMap<String, Shared> = BTreeMap::new();
-    for (key, def) in &networks {
-        let def = def.as_ref();
-        let driver = def.and_then(|d| d.driver.as_ref()).map(|d| d.0.as_str());
-        if !matches!(driver, None | Some("bridge")) && !is_external(def.and_then(|d| d.external)) {
-            return Err(ctx.err(
-                &format!("networks.{key}.driver"),
-                "only the `bridge` driver is supported",
-            ));
-        }
-        let external = is_external(def.and_then(|d| d.external));
-        let name = shared_name(
-            ctx.project,
-            key,
-            def.and_then(|d| d.name.as_ref()),
-            external,
-        );
-        net_defs.insert(
-            key.clone(),
-            Shared {
-                key: key.clone(),
-                name,
-                external,
-            },
-        );
-    }
+    let mut net_defs = shared_defs(ctx, "networks", &networks, "bridge")?;
     if !net_defs.contains_key("default") {
         net_defs.insert(
             "default".into(),
@@ -308,32 +283,7 @@ fn resolve(
             },
         );
     }
-    let mut vol_defs: BTreeMap<String, Shared> = BTreeMap::new();
-    for (key, def) in &volumes {
-        let def = def.as_ref();
-        let driver = def.and_then(|d| d.driver.as_ref()).map(|d| d.0.as_str());
-        if !matches!(driver, None | Some("local")) && !is_external(def.and_then(|d| d.external)) {
-            return Err(ctx.err(
-                &format!("volumes.{key}.driver"),
-                "only the `local` driver is supported",
-            ));
-        }
-        let external = is_external(def.and_then(|d| d.external));
-        let name = shared_name(
-            ctx.project,
-            key,
-            def.and_then(|d| d.name.as_ref()),
-            external,
-        );
-        vol_defs.insert(
-            key.clone(),
-            Shared {
-                key: key.clone(),
-                name,
-                external,
-            },
-        );
-    }
+    let vol_defs = shared_defs(ctx, "volumes", &volumes, "local")?;
 
     // Profiles, dependencies, order.
     let active: BTreeSet<&str> = services
@@ -457,6 +407,43 @@ fn resolve(
             .collect(),
         services: out,
     })
+}
+
+/// Engine names of the top-level `section` (networks or volumes); only `driver` (or none) is
+/// supported unless the object is external.
+fn shared_defs(
+    ctx: &Context,
+    section: &str,
+    defs: &BTreeMap<String, Option<compose::RawShared>>,
+    driver: &str,
+) -> Result<BTreeMap<String, Shared>, String> {
+    let mut out = BTreeMap::new();
+    for (key, def) in defs {
+        let def = def.as_ref();
+        let external = is_external(def.and_then(|d| d.external));
+        let wanted = def.and_then(|d| d.driver.as_ref()).map(|d| d.0.as_str());
+        if wanted.is_some_and(|w| w != driver) && !external {
+            return Err(ctx.err(
+                &format!("{section}.{key}.driver"),
+                format!("only the `{driver}` driver is supported"),
+            ));
+        }
+        let name = shared_name(
+            ctx.project,
+            key,
+            def.and_then(|d| d.name.as_ref()),
+            external,
+        );
+        out.insert(
+            key.clone(),
+            Shared {
+                key: key.clone(),
+                name,
+                external,
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn is_external(flag: Option<compose::Bool>) -> bool {
