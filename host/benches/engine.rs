@@ -65,7 +65,8 @@ async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duratio
         inputs: Default::default(),
         trigger: "cli".into(),
         process_env: HashMap::new(),
-        cancel: Default::default(),
+        control: Default::default(),
+        resume: None,
         secret_store: None,
     };
     let start = Instant::now();

@@ -9,5 +9,6 @@ pub mod cli;
 pub mod executor;
 pub mod plan;
 pub mod runtime;
+pub mod serve;
 pub mod store;
 pub mod workflow;

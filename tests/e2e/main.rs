@@ -9,5 +9,6 @@ mod kafka;
 mod ollama;
 mod postgres;
 mod runs;
+mod serve;
 mod store;
 mod ui;

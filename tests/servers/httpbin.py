@@ -7,6 +7,7 @@ GET  /flaky?key=K&fail=N   503 for the first N requests with key K, then {"ok": 
 GET  /count?key=K          {"count": requests seen with key K}
 GET  /redirect?to=URL      302 to URL
 GET  /big?bytes=N          N bytes of "x"
+GET  /delay?key=K&ms=N     counted on arrival, answers {"key": K} after N ms
 GET  /whoami               {"authorized": bool, "path": ...}: bool says whether
                            Authorization == "Bearer $HTTPBIN_TOKEN" (never echoed)
 Every route also answers under /v1 (a connection's base path).
@@ -15,6 +16,7 @@ import json
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -66,6 +68,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(200, {"count": COUNTS.get(key, 0) - 1})
         if url.path == "/redirect":
             return self.send(302, {}, headers=[("Location", q["to"])])
+        if url.path == "/delay":
+            time.sleep(int(q.get("ms", "0")) / 1000)
+            return self.send(200, {"key": key})
         if url.path == "/big":
             return self.send(200, b"x" * int(q["bytes"]), "text/plain")
         if url.path == "/whoami":

@@ -55,7 +55,8 @@ impl Prepared {
             inputs,
             trigger: "cli".into(),
             process_env: env,
-            cancel: Default::default(),
+            control: Default::default(),
+            resume: None,
             secret_store: None,
         };
         let report = self.executor.run(spec, Arc::new(Silent)).await?;

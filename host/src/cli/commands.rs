@@ -31,18 +31,49 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             }
             Err(outcome) => Ok(outcome),
         },
-        Command::Runs { command } => runs(&env, command).await,
+        Command::Runs { command, remote } => match remote.server {
+            Some(server) => super::service::remote_runs(&env, command, &server, remote.token).await,
+            None => runs(&env, command).await,
+        },
+        Command::Serve {
+            workflows,
+            bind,
+            grace,
+            max_runs,
+            parallel,
+            reload_every,
+            max_body,
+        } => {
+            let config = crate::serve::ServeConfig {
+                workflows,
+                bind,
+                grace,
+                max_runs,
+                max_parallel: parallel,
+                reload_every,
+                body_limit: max_body,
+            };
+            super::service::serve(&env, config).await
+        }
+        Command::Trigger {
+            workflow,
+            inputs,
+            wait,
+            remote,
+        } => super::service::trigger(&env, &workflow, &inputs, wait, remote).await,
+        Command::Token { command } => super::service::token(&env, command).await,
+        Command::Schedule { command } => super::service::schedule(&env, command).await,
         Command::Plugin { command } => plugin(&env, command).await,
         Command::Secret { command } => secret(&env, command),
     }
 }
 
 /// Settings every command shares.
-struct Env {
+pub(super) struct Env {
     database_url: Option<String>,
     cache_dir: Option<PathBuf>,
     secrets_dir: Option<PathBuf>,
-    json: bool,
+    pub(super) json: bool,
     color: bool,
 }
 
@@ -61,7 +92,7 @@ impl Env {
         directories::ProjectDirs::from("dev", "orch", "orch")
     }
 
-    fn runtime(&self) -> anyhow::Result<Runtime> {
+    pub(super) fn runtime(&self) -> anyhow::Result<Runtime> {
         let cache_dir = self
             .cache_dir
             .clone()
@@ -69,7 +100,7 @@ impl Env {
         Runtime::new(RuntimeConfig { cache_dir })
     }
 
-    fn secret_store(&self) -> anyhow::Result<SecretStore> {
+    pub(super) fn secret_store(&self) -> anyhow::Result<SecretStore> {
         let dir = match &self.secrets_dir {
             Some(dir) => dir.clone(),
             None => Self::dirs()
@@ -80,7 +111,7 @@ impl Env {
         Ok(SecretStore::new(dir))
     }
 
-    async fn store(&self) -> anyhow::Result<Store> {
+    pub(super) async fn store(&self) -> anyhow::Result<Store> {
         let url = match &self.database_url {
             Some(url) => url.clone(),
             None => {
@@ -157,14 +188,18 @@ async fn prepare(
         inputs,
         trigger: "cli".into(),
         process_env: std::env::vars().collect(),
-        cancel: cancel_on_signal(),
+        control: crate::executor::RunControl {
+            cancel: cancel_on_signal(),
+            ..Default::default()
+        },
+        resume: None,
         secret_store: Some(env.secret_store()?),
     };
     Ok(Ok((runtime, spec)))
 }
 
 /// A token cancelled by Ctrl-C or SIGTERM, so an interrupted run is recorded as cancelled.
-fn cancel_on_signal() -> tokio_util::sync::CancellationToken {
+pub(super) fn cancel_on_signal() -> tokio_util::sync::CancellationToken {
     let token = tokio_util::sync::CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
@@ -178,7 +213,7 @@ fn cancel_on_signal() -> tokio_util::sync::CancellationToken {
             _ = interrupt => {}
             _ = terminate.recv() => {}
         }
-        eprintln!("interrupted: cancelling the run");
+        eprintln!("interrupted: stopping");
         cancel.cancel();
     });
     token

@@ -3,11 +3,15 @@
 
 mod commands;
 mod progress;
+mod remote;
 mod render;
+mod service;
 
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Run workflows of sandboxed WebAssembly steps.
 #[derive(Debug, Parser)]
@@ -59,10 +63,59 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: crate::plan::GraphFormat,
     },
-    /// Inspect recorded runs.
+    /// Inspect recorded runs (from the store, or from a server with --server).
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Serve a directory of workflows: cron schedules, the HTTP API, webhooks.
+    Serve {
+        /// The directory of workflow files (*.toml); rescanned for changes.
+        #[arg(long, default_value = "workflows")]
+        workflows: PathBuf,
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "ORCH_BIND")]
+        bind: SocketAddr,
+        /// After SIGTERM/SIGINT, how long running steps may take to finish.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        grace: Duration,
+        /// Most runs executing at once.
+        #[arg(long, default_value_t = 16)]
+        max_runs: usize,
+        /// Most steps of one run executing at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        /// How often the directory is rescanned.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        reload_every: Duration,
+        /// Largest request body accepted, in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body: usize,
+    },
+    /// Trigger a run of a served workflow.
+    Trigger {
+        /// The workflow's name.
+        workflow: String,
+        /// An input value: NAME=VALUE (repeatable), typed by the workflow's inputs.
+        #[arg(short, long = "input", value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        /// Wait for the run to end; the exit code says how it ended.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// API tokens of `orch serve` (stored hashed in the run store).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Schedules: next fire times, and why recent ticks did what they did.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
     },
     /// Inspect plugins.
     Plugin {
@@ -73,6 +126,48 @@ pub enum Command {
     Secret {
         #[command(subcommand)]
         command: SecretCommand,
+    },
+}
+
+/// Where a server is, for commands that can call one.
+#[derive(Debug, clap::Args)]
+pub struct RemoteArgs {
+    /// An `orch serve` URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, global = true, env = "ORCH_SERVER")]
+    pub server: Option<String>,
+    /// API token (from `orch token create`).
+    #[arg(long, global = true, env = "ORCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and stored hashed.
+    Create { name: String },
+    /// Tokens (never their values).
+    List,
+    /// Revoke tokens by id or name.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Every schedule of a workflows directory with its next fire times.
+    List {
+        #[arg(long, default_value = "workflows")]
+        workflows: PathBuf,
+        /// How many next fire times to show.
+        #[arg(long, default_value_t = 3)]
+        next: usize,
+    },
+    /// Recent ticks of a workflow's schedules with their outcome and reason.
+    Explain {
+        workflow: String,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Where the workflow file is, to show its next fire times too.
+        #[arg(long, default_value = "workflows")]
+        workflows: PathBuf,
     },
 }
 

@@ -26,9 +26,17 @@ fn elapsed(start: i64, end: Option<i64>) -> String {
         .unwrap_or_default()
 }
 
-fn time(ms: i64) -> String {
+/// A stored timestamp, to the second (UTC).
+pub fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// A stored timestamp, to the millisecond (UTC).
+pub fn time_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
         .unwrap_or_default()
 }
 

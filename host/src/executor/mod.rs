@@ -54,8 +54,47 @@ pub struct RunSpec {
     pub process_env: HashMap<String, String>,
     /// Where `secrets.X` is looked up last and `store_secret` writes to.
     pub secret_store: Option<SecretStore>,
-    /// Cancelling stops the run: running steps are aborted and recorded `cancelled`.
+    /// How the run is stopped from outside.
+    pub control: RunControl,
+    /// A run already recorded (queued by the server, or interrupted) to carry on with;
+    /// `None`: record a new run.
+    pub resume: Option<Resume>,
+}
+
+/// How a run is stopped from outside.
+#[derive(Debug, Clone, Default)]
+pub struct RunControl {
+    /// A user's cancel: running steps are aborted and recorded `cancelled`; the run is
+    /// `cancelled` for good.
     pub cancel: CancellationToken,
+    /// The server is stopping: start no more steps, let running ones finish. If steps are left
+    /// the run is recorded `interrupted`, and resumed at the next start.
+    pub drain: CancellationToken,
+    /// The grace period is over: running steps are aborted and recorded `interrupted`, so the
+    /// next start runs them again (at-least-once).
+    pub halt: CancellationToken,
+}
+
+/// Where a recorded run stands, for the executor to carry on from.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    pub run_id: String,
+    /// Steps that reached their final state: status and the real outputs later steps read.
+    pub done: HashMap<String, (StepStatus, Json)>,
+    /// The attempt number a step starts at (after attempts that were interrupted).
+    pub next_attempt: HashMap<String, u32>,
+    /// The next free log sequence number.
+    pub next_seq: i64,
+}
+
+/// How the walk over the DAG ended.
+enum Walked {
+    /// Every step reached its final state.
+    Completed,
+    /// Cancelled by the user.
+    Cancelled,
+    /// Stopped by a server shutdown with steps left to run.
+    Interrupted,
 }
 
 impl RunSpec {
@@ -129,6 +168,8 @@ struct RunShared {
     runtime: Arc<Runtime>,
     store: Store,
     trigger: String,
+    /// The first attempt number of steps whose earlier attempts were interrupted.
+    next_attempt: HashMap<String, u32>,
 }
 
 impl Executor {
@@ -142,7 +183,12 @@ impl Executor {
         let masker = Arc::new(Masker::default());
         let workflow = spec.workflow.clone();
         let lookup = spec.lookup(&masker)?;
-        let run_id = uuid::Uuid::now_v7().simple().to_string();
+        let resume = spec.resume.unwrap_or_default();
+        let run_id = if resume.run_id.is_empty() {
+            uuid::Uuid::now_v7().simple().to_string()
+        } else {
+            resume.run_id.clone()
+        };
         let base = Scope {
             inputs: Arc::new(Json::Object(spec.inputs)),
             steps: Arc::new(Json::Null),
@@ -153,15 +199,21 @@ impl Executor {
             ),
         };
         let connections = Arc::new(Connections::resolve(&workflow, &base, &masker)?);
-        self.store
-            .create_run(NewRun {
-                id: &run_id,
-                workflow: &workflow.name,
-                workflow_path: &workflow.source.path,
-                inputs: &masker.mask_json(&base.inputs),
-                trigger: &spec.trigger,
-            })
-            .await?;
+        if resume.run_id.is_empty() {
+            self.store
+                .create_run(NewRun {
+                    id: &run_id,
+                    workflow: &workflow.name,
+                    workflow_path: &workflow.source.path,
+                    inputs: &masker.mask_json(&base.inputs),
+                    trigger: &spec.trigger,
+                    trigger_detail: None,
+                    status: "running",
+                })
+                .await?;
+        } else {
+            self.store.mark_run_started(&run_id).await?;
+        }
         observer.event(&Event::RunStarted {
             run_id: run_id.clone(),
             workflow: workflow.name.clone(),
@@ -179,32 +231,69 @@ impl Executor {
                 masker: masker.clone(),
                 observer,
                 records: Some(records),
-                seq: AtomicI64::new(0),
+                seq: AtomicI64::new(resume.next_seq),
             }),
             runtime: self.runtime.clone(),
             store: self.store.clone(),
             trigger: spec.trigger,
+            next_attempt: resume.next_attempt,
         });
+        let mut reports = Vec::new();
+        for (id, (status, outputs)) in &resume.done {
+            let masked = masker.mask_json(outputs);
+            let report = shared.conclude(
+                id,
+                *status,
+                outputs.clone(),
+                masked,
+                0,
+                Duration::ZERO,
+                None,
+            );
+            reports.push(report);
+        }
+        let done: HashMap<String, StepStatus> = resume
+            .done
+            .iter()
+            .map(|(id, (s, _))| (id.clone(), *s))
+            .collect();
 
-        let walked = self.walk(&shared, &spec.cancel).await;
+        let walked = self.walk(&shared, &spec.control, done, &mut reports).await;
         drop(shared); // the last owner of the records channel: the writer drains and stops
         let _ = writer.await;
         let (reports, status) = match walked {
-            Ok((reports, true)) => {
-                self.store.cancel_open_steps(&run_id).await?;
+            Ok(Walked::Cancelled) => {
+                self.store
+                    .close_open_steps(&run_id, "cancelled", "cancelled while running")
+                    .await?;
                 self.store
                     .finish_run(&run_id, "cancelled", Some("cancelled before the end"))
                     .await?;
                 (reports, "cancelled")
             }
-            Ok((reports, false)) => {
+            Ok(Walked::Interrupted) => {
+                self.store
+                    .close_open_steps(&run_id, "interrupted", "interrupted by a server stop")
+                    .await?;
+                self.store
+                    .set_run_status(
+                        &run_id,
+                        "interrupted",
+                        Some("server stopped: resumes at the next start"),
+                    )
+                    .await?;
+                (reports, "interrupted")
+            }
+            Ok(Walked::Completed) => {
                 let ok = reports.iter().all(|s| !s.status.is_failure());
                 let status = if ok { "succeeded" } else { "failed" };
                 self.store.finish_run(&run_id, status, None).await?;
                 (reports, status)
             }
             Err(e) => {
-                self.store.cancel_open_steps(&run_id).await?;
+                self.store
+                    .close_open_steps(&run_id, "cancelled", "cancelled while running")
+                    .await?;
                 self.store
                     .finish_run(&run_id, "failed", Some(&e.to_string()))
                     .await?;
@@ -228,71 +317,105 @@ impl Executor {
         })
     }
 
-    /// Walk the DAG: start ready steps up to the bound, decide dependants as steps finish.
-    /// Returns the reports of finished steps and whether the run was cancelled.
+    /// Walk the DAG from the steps already `done`: start ready steps up to the bound, decide
+    /// dependants as steps finish. Reports of finished steps are pushed to `reports`.
     async fn walk(
         &self,
         shared: &Arc<RunShared>,
-        cancel: &CancellationToken,
-    ) -> Result<(Vec<StepReport>, bool), ExecError> {
+        control: &RunControl,
+        mut status: HashMap<String, StepStatus>,
+        reports: &mut Vec<StepReport>,
+    ) -> Result<Walked, ExecError> {
         let plan = Plan::new(&shared.workflow);
         let mut waiting: HashMap<&str, usize> = plan
             .needs
             .iter()
-            .map(|(id, n)| (id.as_str(), n.len()))
+            .map(|(id, n)| {
+                let left = n.iter().filter(|n| !status.contains_key(*n)).count();
+                (id.as_str(), left)
+            })
             .collect();
-        let mut status: HashMap<String, StepStatus> = HashMap::new();
-        let mut ready: VecDeque<String> = plan.roots().into();
+        let mut ready: VecDeque<String> = VecDeque::new();
+        // Steps whose needs are all decided: run them, or record them upstream-failed.
+        let mut decide: Vec<String> = shared
+            .workflow
+            .steps
+            .keys()
+            .filter(|id| !status.contains_key(*id) && waiting[id.as_str()] == 0)
+            .rev()
+            .cloned()
+            .collect();
         let mut running: JoinSet<Result<StepReport, ExecError>> = JoinSet::new();
-        let mut reports = Vec::new();
         let bound = self.max_parallel.max(1);
         loop {
-            while running.len() < bound
+            while let Some(id) = decide.pop() {
+                match plan.readiness(&id, &status) {
+                    Readiness::Run => ready.push_back(id),
+                    Readiness::UpstreamFailed => {
+                        let report = record_undecided(shared, &id, &status, &plan).await?;
+                        status.insert(id.clone(), report.status);
+                        reports.push(report);
+                        for dependant in plan.dependents.get(&id).into_iter().flatten() {
+                            let left = waiting
+                                .get_mut(dependant.as_str())
+                                .expect("every step is in the plan");
+                            *left -= 1;
+                            if *left == 0 {
+                                decide.push(dependant.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            let draining = control.drain.is_cancelled();
+            while !draining
+                && running.len() < bound
                 && let Some(id) = ready.pop_front()
             {
                 let shared = shared.clone();
                 running.spawn(async move { run_step(&shared, &id).await });
             }
+            if running.is_empty() {
+                return Ok(if ready.is_empty() {
+                    Walked::Completed
+                } else {
+                    Walked::Interrupted
+                });
+            }
             let joined = tokio::select! {
                 biased;
-                () = cancel.cancelled() => {
+                () = control.cancel.cancelled() => {
                     running.abort_all();
                     while running.join_next().await.is_some() {}
-                    return Ok((reports, true));
+                    return Ok(Walked::Cancelled);
                 }
+                () = control.halt.cancelled() => {
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                    return Ok(Walked::Interrupted);
+                }
+                // Wake up to stop starting steps; running ones are awaited below.
+                () = control.drain.cancelled(), if !draining => continue,
                 joined = running.join_next() => joined,
             };
             let Some(joined) = joined else {
-                break;
+                continue;
             };
             let report =
                 joined.map_err(|e| ExecError::Internal(format!("step task failed: {e}")))??;
-            let mut finished = vec![(report.id.clone(), report.status)];
+            let id = report.id.clone();
+            status.insert(id.clone(), report.status);
             reports.push(report);
-            // Decide dependants; upstream failures cascade without running anything.
-            while let Some((id, st)) = finished.pop() {
-                status.insert(id.clone(), st);
-                for dependant in plan.dependents.get(&id).into_iter().flatten() {
-                    let left = waiting
-                        .get_mut(dependant.as_str())
-                        .expect("every step is in the plan");
-                    *left -= 1;
-                    if *left > 0 {
-                        continue;
-                    }
-                    match plan.readiness(dependant, &status) {
-                        Readiness::Run => ready.push_back(dependant.clone()),
-                        Readiness::UpstreamFailed => {
-                            let report =
-                                record_undecided(shared, dependant, &status, &plan).await?;
-                            finished.push((report.id.clone(), report.status));
-                            reports.push(report);
-                        }
-                    }
+            for dependant in plan.dependents.get(&id).into_iter().flatten() {
+                let left = waiting
+                    .get_mut(dependant.as_str())
+                    .expect("every step is in the plan");
+                *left -= 1;
+                if *left == 0 {
+                    decide.push(dependant.clone());
                 }
             }
         }
-        Ok((reports, false))
     }
 }
 
@@ -327,6 +450,7 @@ async fn finish_without_running(
         .await?;
     let end = StepEnd {
         status: status.as_str(),
+        resumable: false,
         outputs: None,
         error: error.as_deref(),
         error_kind: None,
@@ -445,7 +569,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
     let granter = Arc::new(Granter::new(id, step.allow.clone()));
     let plugin_name = step.plugin.to_string();
     let run = shared.run_id.as_str();
-    let mut attempt = 1;
+    let mut attempt = shared.next_attempt.get(id).copied().unwrap_or(1);
     loop {
         events.attempt.store(attempt, Ordering::Relaxed);
         shared
@@ -490,6 +614,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                     let error = masker.mask(&error);
                     let end = StepEnd {
                         status: "failed",
+                        resumable: false,
                         outputs: Some(&for_store(&masked)),
                         error: Some(&error),
                         error_kind: Some("store-secret"),
@@ -506,9 +631,12 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                         Some(error),
                     ));
                 }
+                let stored = for_store(&masked);
                 let end = StepEnd {
                     status: "succeeded",
-                    outputs: Some(&for_store(&masked)),
+                    // Nothing masked or cut: a resumed run can reuse these outputs as they are.
+                    resumable: stored == real,
+                    outputs: Some(&stored),
                     error: None,
                     error_kind: None,
                 };
@@ -541,6 +669,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
         let status = if retry { "retrying" } else { "failed" };
         let end = StepEnd {
             status,
+            resumable: false,
             outputs: None,
             error: Some(&message),
             error_kind: Some(kind),

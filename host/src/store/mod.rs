@@ -1,7 +1,7 @@
 //! The run store: runs, step attempts, log lines and audited denials, on SQLite (default) or
 //! PostgreSQL (`--database-url postgres://...`). Same schema and code for both.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::path::Path;
@@ -9,9 +9,12 @@ use std::path::Path;
 /// The columns of [`RunRow`], as a literal so queries stay static strings.
 macro_rules! select_runs {
     () => {
-        "SELECT id, workflow, workflow_path, inputs, trigger_kind, status, error, created_at, finished_at FROM runs"
+        "SELECT id, workflow, workflow_path, inputs, trigger_kind, trigger_detail, status, error, created_at, started_at, finished_at FROM runs"
     };
 }
+
+mod service;
+pub use service::*;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -29,11 +32,19 @@ pub enum StoreError {
     NoSuchRun(String),
     #[error("`{0}` matches several runs: give more characters")]
     Ambiguous(String),
+    /// A unique key already taken (a replayed webhook delivery, a tick already recorded).
+    #[error("already recorded: {0}")]
+    Duplicate(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Query(e.to_string())
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Duplicate(db.message().to_string())
+            }
+            _ => StoreError::Query(e.to_string()),
+        }
     }
 }
 
@@ -60,21 +71,24 @@ pub struct Store {
 }
 
 /// A run as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRow {
     pub id: String,
     pub workflow: String,
     pub workflow_path: String,
     pub inputs: serde_json::Value,
     pub trigger: String,
+    /// Which schedule, token or delivery triggered it.
+    pub trigger_detail: Option<String>,
     pub status: String,
     pub error: Option<String>,
     pub created_at: i64,
+    pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
 }
 
 /// One attempt of one step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRow {
     pub step: String,
     pub attempt: i64,
@@ -88,7 +102,7 @@ pub struct StepRow {
 }
 
 /// One log line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogRow {
     pub seq: i64,
     pub step: String,
@@ -99,7 +113,7 @@ pub struct LogRow {
 }
 
 /// One refused call.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditRow {
     pub step: String,
     pub ts: i64,
@@ -109,7 +123,7 @@ pub struct AuditRow {
 }
 
 /// A run with everything recorded about it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunDetail {
     #[serde(flatten)]
     pub run: RunRow,
@@ -125,11 +139,16 @@ pub struct NewRun<'a> {
     pub workflow_path: &'a str,
     pub inputs: &'a serde_json::Value,
     pub trigger: &'a str,
+    pub trigger_detail: Option<&'a str>,
+    /// `running` (run now by the caller) or `queued` (for the server to start).
+    pub status: &'a str,
 }
 
 /// The end of one step attempt.
 pub struct StepEnd<'a> {
     pub status: &'a str,
+    /// The outputs are the real ones (nothing masked or cut), reusable by a resumed run.
+    pub resumable: bool,
     pub outputs: Option<&'a serde_json::Value>,
     pub error: Option<&'a str>,
     pub error_kind: Option<&'a str>,
@@ -186,20 +205,37 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// Record a new run as `running`.
+    /// Record a new run.
     pub async fn create_run(&self, run: NewRun<'_>) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_run(&mut conn, &run).await
+    }
+
+    /// A queued run starts (or a resumed one starts again).
+    pub async fn mark_run_started(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO runs (id, workflow, workflow_path, inputs, trigger_kind, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'running', $6)",
+            "UPDATE runs SET status = 'running', error = NULL, started_at = COALESCE(started_at, $1) WHERE id = $2",
         )
-        .bind(run.id)
-        .bind(run.workflow)
-        .bind(run.workflow_path)
-        .bind(run.inputs.to_string())
-        .bind(run.trigger)
         .bind(now_ms())
+        .bind(id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Change a run's status without finishing it (`interrupted`).
+    pub async fn set_run_status(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET status = $1, error = $2 WHERE id = $3")
+            .bind(status)
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -254,14 +290,15 @@ impl Store {
         end: StepEnd<'_>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE step_runs SET status = $1, outputs = $2, error = $3, error_kind = $4, finished_at = $5 \
-             WHERE run_id = $6 AND step = $7 AND attempt = $8",
+            "UPDATE step_runs SET status = $1, outputs = $2, error = $3, error_kind = $4, finished_at = $5, resumable = $6 \
+             WHERE run_id = $7 AND step = $8 AND attempt = $9",
         )
         .bind(end.status)
         .bind(end.outputs.map(|o| o.to_string()))
         .bind(end.error)
         .bind(end.error_kind)
         .bind(now_ms())
+        .bind(i32::from(end.resumable))
         .bind(run)
         .bind(step)
         .bind(attempt as i64)
@@ -270,12 +307,20 @@ impl Store {
         Ok(())
     }
 
-    /// Close every attempt of a run still open (the run was cancelled or the executor failed).
-    pub async fn cancel_open_steps(&self, run: &str) -> Result<(), StoreError> {
+    /// Close every attempt of a run still open: `cancelled` (by a user or an executor failure)
+    /// or `interrupted` (by a server stop; run again when the run resumes).
+    pub async fn close_open_steps(
+        &self,
+        run: &str,
+        status: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE step_runs SET status = 'cancelled', error = 'cancelled while running', finished_at = $1 \
-             WHERE run_id = $2 AND finished_at IS NULL",
+            "UPDATE step_runs SET status = $1, error = $2, finished_at = $3 \
+             WHERE run_id = $4 AND finished_at IS NULL",
         )
+        .bind(status)
+        .bind(error)
         .bind(now_ms())
         .bind(run)
         .execute(&self.pool)
@@ -409,6 +454,28 @@ impl Store {
     }
 }
 
+/// Insert a run on a connection (alone, or inside the transaction that also records what
+/// triggered it).
+async fn insert_run(conn: &mut sqlx::AnyConnection, run: &NewRun<'_>) -> Result<(), StoreError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO runs (id, workflow, workflow_path, inputs, trigger_kind, trigger_detail, status, created_at, started_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(run.id)
+    .bind(run.workflow)
+    .bind(run.workflow_path)
+    .bind(run.inputs.to_string())
+    .bind(run.trigger)
+    .bind(run.trigger_detail)
+    .bind(run.status)
+    .bind(now)
+    .bind((run.status == "running").then_some(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
     Ok(RunRow {
         id: r.try_get("id")?,
@@ -416,9 +483,11 @@ fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
         workflow_path: r.try_get("workflow_path")?,
         inputs: serde_json::from_str(&r.try_get::<String, _>("inputs")?).unwrap_or_default(),
         trigger: r.try_get("trigger_kind")?,
+        trigger_detail: r.try_get("trigger_detail")?,
         status: r.try_get("status")?,
         error: r.try_get("error")?,
         created_at: r.try_get("created_at")?,
+        started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
     })
 }

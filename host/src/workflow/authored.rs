@@ -20,6 +20,8 @@ pub struct WorkflowToml {
     #[serde(default)]
     pub schedule: Vec<ScheduleToml>,
     #[serde(default)]
+    pub webhook: Option<Spanned<WebhookToml>>,
+    #[serde(default)]
     pub steps: IndexMap<Spanned<String>, Spanned<StepToml>>,
 }
 
@@ -95,6 +97,17 @@ pub struct ScheduleToml {
     pub catchup: Catchup,
     #[serde(default)]
     pub inputs: Option<Spanned<toml::Table>>,
+}
+
+/// `[webhook]`: let `orch serve` start runs from signed deliveries (GitHub/Gitea style).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookToml {
+    /// Name of the secret holding the HMAC key (looked up like `secrets.NAME`).
+    pub secret: Spanned<String>,
+    /// Input name -> dotted path into the JSON payload (`repository.full_name`).
+    #[serde(default)]
+    pub inputs: IndexMap<Spanned<String>, Spanned<String>>,
 }
 
 /// What a tick does while the previous run of the same schedule is still going.

@@ -17,6 +17,18 @@ pub struct InputSpec {
 }
 
 impl InputSpec {
+    /// The declaration as JSON, for the API and forms generated from it.
+    pub fn to_json(&self) -> Json {
+        serde_json::json!({
+            "type": self.kind,
+            "description": self.description,
+            "default": self.default,
+            "required": self.required,
+            "options": self.options,
+            "regex": self.regex.as_ref().map(regex::Regex::as_str),
+        })
+    }
+
     /// Check a value against type, options and regex; the error says what is wrong.
     pub fn check(&self, value: &Json) -> Result<(), String> {
         let type_ok = match self.kind {

@@ -25,6 +25,7 @@ pub struct Workflow {
     pub inputs: IndexMap<String, InputSpec>,
     pub connections: IndexMap<String, Connection>,
     pub schedules: Vec<Schedule>,
+    pub webhook: Option<Webhook>,
     /// Steps in topological order (dependencies first, then declaration order).
     pub steps: IndexMap<String, Step>,
 }
@@ -207,4 +208,13 @@ pub struct Schedule {
     pub overlap: Overlap,
     pub catchup: Catchup,
     pub inputs: IndexMap<String, serde_json::Value>,
+}
+
+/// A validated `[webhook]`.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// The secret (by name) whose value keys the HMAC-SHA256 signature.
+    pub secret: String,
+    /// Input name -> path segments into the JSON payload.
+    pub inputs: IndexMap<String, Vec<String>>,
 }

@@ -2,7 +2,7 @@
 //! problem with its span instead of stopping at the first.
 
 use super::authored::ConnectionKind;
-use super::authored::{InputToml, RetryToml, ScheduleToml, StepToml, WorkflowToml};
+use super::authored::{InputToml, RetryToml, ScheduleToml, StepToml, WebhookToml, WorkflowToml};
 use super::diagnostic::{Diagnostic, Source};
 use super::did_you_mean;
 use super::expr::{Expr, RUN_FIELDS, Reference, Template};
@@ -41,6 +41,7 @@ pub fn validate(
         .into_iter()
         .filter_map(|s| v.schedule(s, &inputs))
         .collect();
+    let webhook = raw.webhook.and_then(|w| v.webhook(w, &inputs));
     let steps = v.steps(raw.steps, &inputs, &connections, &dir);
     if !v.errors.is_empty() {
         return Err(v.errors);
@@ -53,6 +54,7 @@ pub fn validate(
         inputs,
         connections,
         schedules,
+        webhook,
         steps,
     })
 }
@@ -274,6 +276,58 @@ impl Validator<'_> {
             );
         }
         out
+    }
+
+    fn webhook(
+        &mut self,
+        raw: toml::Spanned<WebhookToml>,
+        inputs: &IndexMap<String, InputSpec>,
+    ) -> Option<Webhook> {
+        let raw = raw.into_inner();
+        let secret = raw.secret.get_ref().trim().to_string();
+        if !is_identifier(&secret) {
+            self.error(
+                Diagnostic::at(raw.secret.span(), format!("webhook `secret` must name a secret, got `{secret}`"))
+                    .help("write the secret's name, e.g. secret = \"GITEA_WEBHOOK_SECRET\" (set with `orch secret set` or the environment)"),
+            );
+            return None;
+        }
+        let mut mapped = IndexMap::new();
+        for (name, path) in raw.inputs {
+            if !inputs.contains_key(name.get_ref()) {
+                let known: Vec<&str> = inputs.keys().map(String::as_str).collect();
+                let help = match did_you_mean(name.get_ref(), &known) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "declare it under [inputs]".into(),
+                };
+                self.error(
+                    Diagnostic::at(
+                        name.span(),
+                        format!("webhook maps undeclared input `{}`", name.get_ref()),
+                    )
+                    .help(help),
+                );
+                continue;
+            }
+            let segments: Vec<String> = path.get_ref().split('.').map(str::to_string).collect();
+            if segments.iter().any(String::is_empty) {
+                self.error(
+                    Diagnostic::at(
+                        path.span(),
+                        format!("invalid payload path `{}`", path.get_ref()),
+                    )
+                    .help(
+                        "use dotted field names, e.g. \"repository.full_name\" or \"commits.0.id\"",
+                    ),
+                );
+                continue;
+            }
+            mapped.insert(name.into_inner(), segments);
+        }
+        Some(Webhook {
+            secret,
+            inputs: mapped,
+        })
     }
 
     fn schedule(

@@ -18,6 +18,9 @@ struct Config {
     /// Names among `outputs` to publish as secrets (masked everywhere).
     #[serde(default)]
     secret: Vec<String>,
+    /// Wait this long before returning: stands in for work in demos and tests.
+    #[serde(default)]
+    sleep_ms: u64,
 }
 
 struct Echo;
@@ -45,6 +48,9 @@ impl Plugin for Echo {
         let config: Config = orch_sdk::config(&config)?;
         if let Some(message) = &config.message {
             orch_sdk::log::info(message);
+        }
+        if config.sleep_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(config.sleep_ms));
         }
         Ok(config
             .outputs

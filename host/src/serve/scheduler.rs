@@ -1,0 +1,258 @@
+//! The cron loop: sleeps until the next fire time of any served schedule, then records the
+//! tick with its outcome (fired, skipped, queued, missed...) in the same transaction as the
+//! run it queues. After downtime, missed ticks follow the schedule's catch-up policy.
+
+use super::metrics::Metrics;
+use super::registry::{Registry, Served};
+use super::runner::{Group, Runner};
+use super::ticks::{Missed, catch_up, next_fire};
+use crate::store::{NewRun, NewTick, Store, StoreError};
+use crate::workflow::{Overlap, Schedule, inputs};
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Identifies a schedule across reloads: editing its cron or timezone starts it afresh.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    workflow: String,
+    index: usize,
+    cron: String,
+    timezone: String,
+}
+
+/// The cron loop's dependencies.
+pub struct Scheduler {
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub runner: Arc<Runner>,
+    pub metrics: Arc<Metrics>,
+    /// Woken when the registry changed.
+    pub reloaded: Arc<Notify>,
+}
+
+/// How one tick is handled.
+struct Fire<'a> {
+    served: &'a Served,
+    index: usize,
+    schedule: &'a Schedule,
+    at: DateTime<Utc>,
+    /// A missed tick run after downtime: runs one after another whatever `overlap` says.
+    catching_up: bool,
+}
+
+impl Scheduler {
+    /// Run until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
+        // The last fire time handled per schedule.
+        let mut cursors: HashMap<Key, DateTime<Utc>> = HashMap::new();
+        loop {
+            let served = self.registry.all();
+            let mut live = Vec::new();
+            for s in &served {
+                for (index, schedule) in s.workflow.schedules.iter().enumerate() {
+                    let key = Key {
+                        workflow: s.workflow.name.clone(),
+                        index,
+                        cron: schedule.cron.clone(),
+                        timezone: schedule.timezone.name().to_string(),
+                    };
+                    if !cursors.contains_key(&key) {
+                        let cursor = self.start_schedule(s, index, schedule).await;
+                        cursors.insert(key.clone(), cursor);
+                    }
+                    live.push((key, s.clone(), index));
+                }
+            }
+            cursors.retain(|k, _| live.iter().any(|(l, _, _)| l == k));
+            let next = live
+                .iter()
+                .filter_map(|(key, s, i)| {
+                    next_fire(&s.workflow.schedules[*i], cursors[key]).map(|t| (t, key))
+                })
+                .min_by_key(|(t, _)| *t)
+                .map(|(t, _)| t);
+            let wait = next.map(|t| (t - Utc::now()).to_std().unwrap_or_default());
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.reloaded.notified() => continue,
+                () = sleep(wait) => {}
+            }
+            if stop.is_cancelled() || self.runner.stopping() {
+                return;
+            }
+            let now = Utc::now();
+            for (key, s, index) in &live {
+                let schedule = &s.workflow.schedules[*index];
+                while let Some(at) = next_fire(schedule, cursors[key]).filter(|t| *t <= now) {
+                    let fire = Fire {
+                        served: s,
+                        index: *index,
+                        schedule,
+                        at,
+                        catching_up: false,
+                    };
+                    self.fire(&fire, None).await;
+                    cursors.insert(key.clone(), at);
+                }
+            }
+        }
+    }
+
+    /// A schedule seen for the first time: catch up on ticks missed since its last recorded
+    /// tick (none recorded: it starts now). Returns its cursor.
+    async fn start_schedule(
+        &self,
+        served: &Served,
+        index: usize,
+        schedule: &Schedule,
+    ) -> DateTime<Utc> {
+        let now = Utc::now();
+        let last = match self
+            .store
+            .last_tick(&served.workflow.name, index as i64)
+            .await
+        {
+            Ok(last) => last.and_then(DateTime::<Utc>::from_timestamp_millis),
+            Err(e) => {
+                tracing::error!("cannot read the last tick of {}: {e}", served.workflow.name);
+                None
+            }
+        };
+        let Some(last) = last.filter(|l| *l < now) else {
+            return now;
+        };
+        let mut cursor = now;
+        for (at, decision) in catch_up(schedule, last, now) {
+            let fire = Fire {
+                served,
+                index,
+                schedule,
+                at,
+                catching_up: true,
+            };
+            match decision {
+                Missed::Run => self.fire(&fire, None).await,
+                Missed::Skip(reason) => self.fire(&fire, Some(reason)).await,
+            }
+            cursor = at;
+        }
+        cursor.max(last)
+    }
+
+    /// Handle one tick: decide by the overlap policy, record it, queue the run.
+    /// `missed`: the tick is only recorded as missed, with this reason.
+    async fn fire(&self, fire: &Fire<'_>, missed: Option<String>) {
+        let wf = &fire.served.workflow;
+        let group: Group = (wf.name.clone(), format!("schedule {}", fire.index));
+        let run_id = uuid::Uuid::now_v7().simple().to_string();
+        let late = (Utc::now() - fire.at).as_seconds_f64();
+        let given: IndexMap<String, serde_json::Value> = fire.schedule.inputs.clone();
+        let inputs = inputs::resolve(&wf.inputs, &given);
+        let active = self.runner.active_in(&group);
+        let previous = active.first().map(String::as_str).unwrap_or_default();
+        let catch = if fire.catching_up {
+            format!(
+                "missed while the server was down; catchup = {:?}",
+                fire.schedule.catchup
+            )
+            .to_lowercase()
+        } else {
+            "on time".into()
+        };
+        // (outcome, reason, run it, wait for the group)
+        let (outcome, reason, runs, after_group) = match (&missed, &inputs) {
+            (Some(reason), _) => ("missed", reason.clone(), false, false),
+            (None, Err(errors)) => {
+                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                (
+                    "failed",
+                    format!("invalid inputs: {}", errors.join("; ")),
+                    false,
+                    false,
+                )
+            }
+            (None, Ok(_)) if active.is_empty() => ("fired", catch, true, false),
+            (None, Ok(_)) if fire.catching_up => (
+                "queued",
+                format!("{catch}; waits for run {previous}"),
+                true,
+                true,
+            ),
+            (None, Ok(_)) => match fire.schedule.overlap {
+                Overlap::Skip => (
+                    "skipped",
+                    format!("previous run {previous} still active (overlap = skip)"),
+                    false,
+                    false,
+                ),
+                Overlap::Queue => (
+                    "queued",
+                    format!("waits for run {previous} (overlap = queue)"),
+                    true,
+                    true,
+                ),
+                Overlap::Allow => (
+                    "fired",
+                    format!("previous run {previous} still active (overlap = allow)"),
+                    true,
+                    false,
+                ),
+                Overlap::CancelRunning => {
+                    for id in &active {
+                        if let Err(e) = self.runner.cancel(id).await {
+                            tracing::error!("cannot cancel run {id}: {e}");
+                        }
+                    }
+                    (
+                        "fired",
+                        format!("cancelled previous run {previous} (overlap = cancel_running)"),
+                        true,
+                        false,
+                    )
+                }
+            },
+        };
+        let inputs_json = serde_json::Value::Object(inputs.unwrap_or_default());
+        let run = runs.then(|| NewRun {
+            id: &run_id,
+            workflow: &wf.name,
+            workflow_path: &wf.source.path,
+            inputs: &inputs_json,
+            trigger: "cron",
+            trigger_detail: Some(&group.1),
+            status: "queued",
+        });
+        let tick = NewTick {
+            workflow: &wf.name,
+            schedule: fire.index as i64,
+            cron: &fire.schedule.cron,
+            fire_at: fire.at.timestamp_millis(),
+            outcome,
+            reason: &reason,
+        };
+        match self.store.record_tick(tick, run).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(_)) => return, // recorded before a restart
+            Err(e) => {
+                tracing::error!("cannot record a tick of {}: {e}", wf.name);
+                return;
+            }
+        }
+        self.metrics.tick(outcome, Some(late));
+        if runs {
+            self.runner
+                .submit(run_id, wf.name.clone(), Some(group), after_group);
+        }
+    }
+}
+
+async fn sleep(wait: Option<std::time::Duration>) {
+    match wait {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
