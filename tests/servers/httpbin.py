@@ -48,8 +48,9 @@ class Handler(BaseHTTPRequestHandler):
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         key = q.get("key", "")
         with LOCK:
-            COUNTS[key] = COUNTS.get(key, 0) + 1
-            seen = COUNTS[key]
+            if url.path != "/count":  # asking does not count
+                COUNTS[key] = COUNTS.get(key, 0) + 1
+            seen = COUNTS.get(key, 0)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if url.path == "/json":
@@ -65,7 +66,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, {"ok": True, "attempts": seen})
         if url.path == "/count":
             with LOCK:
-                return self.send(200, {"count": COUNTS.get(key, 0) - 1})
+                return self.send(200, {"count": COUNTS.get(key, 0)})
         if url.path == "/redirect":
             return self.send(302, {}, headers=[("Location", q["to"])])
         if url.path == "/delay":
