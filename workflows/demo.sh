@@ -56,3 +56,14 @@ $orch run workflows/ollama.toml --input pull=llama3.2
 $orch run workflows/ollama.toml --input pull=llama3.2 # already pulled: skipped
 $orch run workflows/llm-summarise.toml
 $orch runs list --limit 5
+# Service mode: serve this directory, trigger a run over the API and follow it, show the
+# schedules, then stop gracefully (SIGTERM).
+token=$($orch token create demo)
+$orch serve --workflows workflows --bind 127.0.0.1:18080 2> >(sed 's/^/  serve: /' >&2) &
+serve_pid=$!
+servers+=("$serve_pid")
+for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null 2>&1 && break; sleep 0.2; done
+$orch trigger hello --server http://127.0.0.1:18080 --token "$token" --input who=api --wait
+$orch schedule list --workflows workflows
+kill -TERM "$serve_pid" && wait "$serve_pid" || true
+$orch token revoke demo

@@ -981,3 +981,44 @@ fn the_openapi_document_matches_the_routes_and_metrics_are_served() {
         200
     );
 }
+
+#[test]
+fn a_running_run_can_be_cancelled_over_the_api() {
+    let orch = Orch::new();
+    workflows_dir(
+        &orch,
+        &[(
+            "slow.toml",
+            "name = \"slow\"\n[steps.wait]\nplugin = \"echo\"\nwith = { sleep_ms = 5000 }\n",
+        )],
+    );
+    let tok = token(&orch, "t");
+    let server = Serve::start(&orch, &[]);
+    let queued = post_json(
+        &server.url("/api/v1/workflows/slow/runs"),
+        Some(&tok),
+        &json!({}),
+    );
+    let id = queued.json()["id"].as_str().unwrap().to_string();
+    wait_run_status(&orch, &id, "running", Duration::from_secs(30));
+    let began = Instant::now();
+    let cancel = post_json(
+        &server.url(&format!("/api/v1/runs/{id}/cancel")),
+        Some(&tok),
+        &json!({}),
+    );
+    assert_eq!(cancel.status, 202, "{}", cancel.body);
+    assert_eq!(cancel.json()["status"], "cancelling");
+    let run = wait_run_status(&orch, &id, "cancelled", Duration::from_secs(10));
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "the step was stopped, not awaited"
+    );
+    assert_eq!(run["steps"][0]["status"], "cancelled");
+    let again = post_json(
+        &server.url(&format!("/api/v1/runs/{id}/cancel")),
+        Some(&tok),
+        &json!({}),
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+}
