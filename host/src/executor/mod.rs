@@ -355,15 +355,7 @@ impl Executor {
                         let report = record_undecided(shared, &id, &status, &plan).await?;
                         status.insert(id.clone(), report.status);
                         reports.push(report);
-                        for dependant in plan.dependents.get(&id).into_iter().flatten() {
-                            let left = waiting
-                                .get_mut(dependant.as_str())
-                                .expect("every step is in the plan");
-                            *left -= 1;
-                            if *left == 0 {
-                                decide.push(dependant.clone());
-                            }
-                        }
+                        release(&plan, &id, &mut waiting, &mut decide);
                     }
                 }
             }
@@ -406,15 +398,21 @@ impl Executor {
             let id = report.id.clone();
             status.insert(id.clone(), report.status);
             reports.push(report);
-            for dependant in plan.dependents.get(&id).into_iter().flatten() {
-                let left = waiting
-                    .get_mut(dependant.as_str())
-                    .expect("every step is in the plan");
-                *left -= 1;
-                if *left == 0 {
-                    decide.push(dependant.clone());
-                }
-            }
+            release(&plan, &id, &mut waiting, &mut decide);
+        }
+    }
+}
+
+/// Step `id` reached its final state: its dependants wait for one step less; those waiting
+/// for none are to be decided.
+fn release(plan: &Plan, id: &str, waiting: &mut HashMap<&str, usize>, decide: &mut Vec<String>) {
+    for dependant in plan.dependents.get(id).into_iter().flatten() {
+        let left = waiting
+            .get_mut(dependant.as_str())
+            .expect("every step is in the plan");
+        *left -= 1;
+        if *left == 0 {
+            decide.push(dependant.clone());
         }
     }
 }

@@ -412,22 +412,7 @@ impl Store {
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
-        let logs = sqlx::query("SELECT seq, step, attempt, ts, level, message FROM logs WHERE run_id = $1 ORDER BY seq")
-            .bind(&run.id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(LogRow {
-                    seq: r.try_get("seq")?,
-                    step: r.try_get("step")?,
-                    attempt: r.try_get("attempt")?,
-                    ts: r.try_get("ts")?,
-                    level: r.try_get("level")?,
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
+        let logs = self.logs_after(&run.id, -1, i64::MAX).await?;
         let audit = sqlx::query(
             "SELECT step, ts, action, target, reason FROM audit WHERE run_id = $1 ORDER BY ts",
         )
