@@ -171,6 +171,14 @@ fn post_json(url: &str, token: Option<&str>, body: &Value) -> Response {
     request("POST", url, token, &headers, body.to_string().as_bytes())
 }
 
+/// Trigger a run of `workflow` with no inputs; its id.
+fn trigger_run(server: &Serve, token: &str, workflow: &str) -> String {
+    let url = server.url(&format!("/api/v1/workflows/{workflow}/runs"));
+    let queued = post_json(&url, Some(token), &json!({}));
+    assert_eq!(queued.status, 202, "{}", queued.body);
+    queued.json()["id"].as_str().unwrap().to_string()
+}
+
 /// Create an API token in the sandbox's store.
 fn token(orch: &Orch, name: &str) -> String {
     let ran = orch.orch(&["token", "create", name]);
@@ -668,13 +676,7 @@ fn logs_of_a_live_run_stream_as_server_sent_events() {
     );
     let tok = token(&orch, "t");
     let server = Serve::start(&orch, &[]);
-    let queued = post_json(
-        &server.url("/api/v1/workflows/slow/runs"),
-        Some(&tok),
-        &json!({}),
-    );
-    assert_eq!(queued.status, 202, "{}", queued.body);
-    let id = queued.json()["id"].as_str().unwrap().to_string();
+    let id = trigger_run(&server, &tok, "slow");
 
     let rest = server.url(&format!("/api/v1/runs/{id}/logs"));
     let rest = rest.strip_prefix("http://").unwrap();
@@ -742,13 +744,7 @@ fn a_run_killed_mid_way_resumes_without_rerunning_finished_steps() {
     workflows_dir(&orch, &[("ten.toml", &format!("name = \"ten\"\n{steps}"))]);
     let tok = token(&orch, "t");
     let mut server = Serve::start(&orch, &[]);
-    let queued = post_json(
-        &server.url("/api/v1/workflows/ten/runs"),
-        Some(&tok),
-        &json!({}),
-    );
-    assert_eq!(queued.status, 202, "{}", queued.body);
-    let id = queued.json()["id"].as_str().unwrap().to_string();
+    let id = trigger_run(&server, &tok, "ten");
     let count = |step: u32| -> i64 {
         let r = request(
             "GET",
@@ -820,12 +816,7 @@ fn sigterm_lets_running_steps_finish_and_the_rest_resumes() {
     );
     let tok = token(&orch, "t");
     let mut server = Serve::start(&orch, &["--grace", "10s"]);
-    let queued = post_json(
-        &server.url("/api/v1/workflows/two/runs"),
-        Some(&tok),
-        &json!({}),
-    );
-    let id = queued.json()["id"].as_str().unwrap().to_string();
+    let id = trigger_run(&server, &tok, "two");
     wait_for(Duration::from_secs(30), "step long running", || {
         let d = get(&server.url(&format!("/api/v1/runs/{id}")), &tok).json();
         (d["steps"].as_array().is_some_and(|s| {
@@ -994,12 +985,7 @@ fn a_running_run_can_be_cancelled_over_the_api() {
     );
     let tok = token(&orch, "t");
     let server = Serve::start(&orch, &[]);
-    let queued = post_json(
-        &server.url("/api/v1/workflows/slow/runs"),
-        Some(&tok),
-        &json!({}),
-    );
-    let id = queued.json()["id"].as_str().unwrap().to_string();
+    let id = trigger_run(&server, &tok, "slow");
     wait_run_status(&orch, &id, "running", Duration::from_secs(30));
     let began = Instant::now();
     let cancel = post_json(

@@ -531,16 +531,6 @@ async fn webhook(
     state
         .enqueue(wf, values, "webhook", Some(&detail), Some(&delivery))
         .await
-        .map_err(|e| {
-            if e.status == StatusCode::CONFLICT {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!("delivery `{delivery}` was already received: replays are ignored"),
-                )
-            } else {
-                e
-            }
-        })
 }
 
 impl Shared {
@@ -590,7 +580,16 @@ impl Shared {
             trigger_detail: detail,
             status: "queued",
         };
-        self.store.enqueue_run(run, delivery).await?;
+        match self.store.enqueue_run(run, delivery).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(_)) if let Some(delivery) = delivery => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("delivery `{delivery}` was already received: replays are ignored"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.runner.submit(id.clone(), wf.name.clone(), None, false);
         let url = format!("/api/v1/runs/{id}");
         Ok((

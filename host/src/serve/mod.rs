@@ -75,6 +75,7 @@ pub async fn serve(
         })?;
     report(&scan);
     let metrics = Arc::new(Metrics::default());
+    let process_env: HashMap<String, String> = std::env::vars().collect();
     let executor = Executor {
         runtime: runtime.clone(),
         store: store.clone(),
@@ -84,6 +85,7 @@ pub async fn serve(
         executor,
         registry.clone(),
         metrics.clone(),
+        process_env.clone(),
         secret_store.clone(),
         config.max_runs,
     ));
@@ -94,7 +96,7 @@ pub async fn serve(
         registry: registry.clone(),
         runner: runner.clone(),
         metrics: metrics.clone(),
-        process_env: std::env::vars().collect(),
+        process_env,
         secret_store,
     });
     let listener = tokio::net::TcpListener::bind(config.bind)

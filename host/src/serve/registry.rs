@@ -97,20 +97,19 @@ impl Registry {
             }
         }
         files.sort();
-        let changed: Vec<PathBuf> = {
+        let (changed, gone): (Vec<PathBuf>, Vec<PathBuf>) = {
             let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            files
+            let changed = files
                 .iter()
                 .filter(|(p, stamp)| seen.get(p) != Some(stamp))
                 .map(|(p, _)| p.clone())
-                .collect()
-        };
-        let gone: Vec<PathBuf> = {
-            let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            seen.keys()
+                .collect();
+            let gone = seen
+                .keys()
                 .filter(|p| !files.iter().any(|(f, _)| f == *p))
                 .cloned()
-                .collect()
+                .collect();
+            (changed, gone)
         };
         let mut scan = Scan::default();
         for path in gone.iter().chain(&changed) {

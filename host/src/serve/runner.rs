@@ -60,11 +60,13 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// A runner starting at most `max_runs` runs at once.
+    /// A runner starting at most `max_runs` runs at once; runs read `secrets.X` and `env.X`
+    /// from `process_env`, then the secret store.
     pub fn new(
         executor: Executor,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
+        process_env: HashMap<String, String>,
         secret_store: Option<SecretStore>,
         max_runs: usize,
     ) -> Self {
@@ -73,7 +75,7 @@ impl Runner {
             executor,
             registry,
             metrics,
-            process_env: std::env::vars().collect(),
+            process_env,
             secret_store,
             book: Mutex::default(),
             tasks: TaskTracker::new(),

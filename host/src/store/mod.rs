@@ -102,7 +102,7 @@ pub struct StepRow {
 }
 
 /// One log line.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct LogRow {
     pub seq: i64,
     pub step: String,
@@ -113,7 +113,7 @@ pub struct LogRow {
 }
 
 /// One refused call.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AuditRow {
     pub step: String,
     pub ts: i64,
@@ -413,23 +413,12 @@ impl Store {
         })
         .collect::<Result<_, sqlx::Error>>()?;
         let logs = self.logs_after(&run.id, -1, i64::MAX).await?;
-        let audit = sqlx::query(
+        let audit = sqlx::query_as(
             "SELECT step, ts, action, target, reason FROM audit WHERE run_id = $1 ORDER BY ts",
         )
         .bind(&run.id)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(AuditRow {
-                step: r.try_get("step")?,
-                ts: r.try_get("ts")?,
-                action: r.try_get("action")?,
-                target: r.try_get("target")?,
-                reason: r.try_get("reason")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
+        .await?;
         Ok(RunDetail {
             run,
             steps,

@@ -20,7 +20,7 @@ pub struct NewTick<'a> {
 }
 
 /// A recorded schedule tick.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct TickRow {
     pub workflow: String,
     pub schedule: i64,
@@ -43,7 +43,7 @@ pub struct AttemptRow {
 }
 
 /// An API token as listed (never its value).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct TokenRow {
     pub id: String,
     pub name: String,
@@ -124,29 +124,14 @@ impl Store {
 
     /// The most recent ticks of a workflow's schedules, newest first.
     pub async fn ticks(&self, workflow: &str, limit: i64) -> Result<Vec<TickRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT workflow, schedule, cron, fire_at, recorded_at, outcome, reason, run_id \
              FROM schedule_ticks WHERE workflow = $1 ORDER BY fire_at DESC, schedule LIMIT $2",
         )
         .bind(workflow)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TickRow {
-                    workflow: r.try_get("workflow")?,
-                    schedule: r.try_get("schedule")?,
-                    cron: r.try_get("cron")?,
-                    fire_at: r.try_get("fire_at")?,
-                    recorded_at: r.try_get("recorded_at")?,
-                    outcome: r.try_get("outcome")?,
-                    reason: r.try_get("reason")?,
-                    run_id: r.try_get("run_id")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// Runs queued, running or interrupted, oldest first: what a starting server resumes.
@@ -231,27 +216,14 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<LogRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT seq, step, attempt, ts, level, message FROM logs WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(run)
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LogRow {
-                    seq: r.try_get("seq")?,
-                    step: r.try_get("step")?,
-                    attempt: r.try_get("attempt")?,
-                    ts: r.try_get("ts")?,
-                    level: r.try_get("level")?,
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// The next free log sequence number of a run.
@@ -289,23 +261,11 @@ impl Store {
 
     /// Every token ever created, newest first.
     pub async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY created_at DESC",
         )
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TokenRow {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    created_at: r.try_get("created_at")?,
-                    last_used_at: r.try_get("last_used_at")?,
-                    revoked_at: r.try_get("revoked_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        .await?)
     }
 
     /// Revoke live tokens by id or name; how many were revoked.
