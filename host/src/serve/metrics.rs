@@ -78,8 +78,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Set the run counts read from the store just before encoding.
+    /// Set the run counts read from the store just before encoding; a status no run has any
+    /// more is dropped, not left at its last count.
     pub fn set_runs(&self, counts: &[(String, i64)]) {
+        self.runs.clear();
         for (status, n) in counts {
             self.runs
                 .get_or_create(&StatusLabel {
