@@ -155,6 +155,7 @@ async fn through_plugin(
 }
 
 fn main() -> anyhow::Result<()> {
+    orch::alloc::keep_freed_pages_mapped();
     let host = std::env::var("ORCH_TEST_DOCKER_HOST").expect(
         "ORCH_TEST_DOCKER_HOST: run `bash tests/services.sh start` and source its env file",
     );

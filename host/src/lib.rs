@@ -4,6 +4,7 @@
 //! [`executor`] (runs steps through [`runtime`] with [`capability`] gates) → [`store`].
 //! The [`cli`] only parses arguments, triggers runs and renders results.
 
+pub mod alloc;
 pub mod capability;
 pub mod cli;
 pub mod executor;

@@ -6,5 +6,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    orch::alloc::keep_freed_pages_mapped();
     orch::cli::main()
 }

@@ -1,7 +1,7 @@
 //! The `kafka` plugin against the project's real Kafka-protocol broker (tansu, started by
 //! tests/services.sh). Broker state is checked with rdkafka directly.
 
-use crate::harness::{Orch, root, step};
+use crate::harness::{Orch, example, root, step};
 use crate::postgres::unique;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -243,6 +243,54 @@ fn produced_records_come_back_with_their_keys_values_and_headers_and_offsets_are
         50,
         "the group committed past every record: {offsets:?}"
     );
+}
+
+#[test]
+fn records_a_plugin_builds_in_code_go_through_the_typed_produce() {
+    let orch = orch();
+    let topic = unique("typed");
+    let workflow = format!(
+        r#"
+name = "kafka-typed"
+[connections.kafka]
+kind = "kafka"
+bootstrap = "${{{{ env.KAFKA_BOOTSTRAP }}}}"
+[steps.topic]
+plugin = "kafka"
+allow = ["kafka"]
+with = {{ action = "create-topic", connection = "kafka", topic = "{topic}", partitions = 2 }}
+[steps.produce]
+plugin = "{plugin}"
+needs = ["topic"]
+allow = ["kafka"]
+with = {{ connection = "kafka", topic = "{topic}", count = 20 }}
+[steps.consume]
+plugin = "kafka"
+needs = ["produce"]
+allow = ["kafka"]
+with = {{ action = "consume", connection = "kafka", topic = "{topic}", offsets = [{{ partition = 0, offset = 0 }}, {{ partition = 1, offset = 0 }}], max_records = 100, timeout_ms = 10000, commit = false }}
+"#,
+        plugin = example("kafka-typed")
+    );
+    let ran = orch.run(&workflow, &[]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let report = ran.report();
+    assert_eq!(step(&report, "produce")["outputs"]["produced"], 20);
+    let mut got: Vec<(u32, String, String)> = step(&report, "consume")["outputs"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let n = r["headers"]["n"].as_str().unwrap().parse().unwrap();
+            let text = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+            (n, text(&r["key"]), text(&r["value"]))
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(u32, String, String)> = (0..20)
+        .map(|i| (i, format!("k{i}"), format!("v{i}")))
+        .collect();
+    assert_eq!(got, want);
 }
 
 #[test]

@@ -12,8 +12,12 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::de::{Deserializer as _, Error as _, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasData, Resource, ResourceTable};
@@ -139,6 +143,172 @@ fn options() -> AdminOptions {
 }
 
 /// Run blocking rdkafka work off the async executor.
+impl KafkaClient {
+    /// The client's producer, created on first use and reused for later batches.
+    fn producer(&mut self) -> Result<&FutureProducer, Error> {
+        if self.producer.is_none() {
+            let mut config = self.config.clone();
+            config
+                .set("linger.ms", "5")
+                .set("acks", "all")
+                .set("queue.buffering.max.messages", "1000000");
+            self.producer = Some(config.create().map_err(classify)?);
+        }
+        Ok(self.producer.as_ref().expect("created above"))
+    }
+}
+
+fn future_record<'a>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>,
+    partition: Option<i32>,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut record: FutureRecord<'a, [u8], [u8]> = FutureRecord::to(topic);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(v) = value {
+        record = record.payload(v);
+    }
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    if headers.len() > 0 {
+        let headers = headers.fold(OwnedHeaders::new(), |all, (key, value)| {
+            all.insert(KafkaHeader {
+                key,
+                value: Some(value),
+            })
+        });
+        record = record.headers(headers);
+    }
+    record
+}
+
+/// Hand one record to the client. A full local queue (a million records) is waited out on
+/// this thread: its own threads drain it within milliseconds.
+fn send(
+    producer: &FutureProducer,
+    record: FutureRecord<'_, [u8], [u8]>,
+) -> Result<DeliveryFuture, Error> {
+    let mut pending = record;
+    loop {
+        match producer.send_result(pending) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                pending = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(classify(e)),
+        }
+    }
+}
+
+/// Wait until the broker has every record; how many it took.
+async fn delivered(deliveries: Vec<DeliveryFuture>) -> Result<u64, Error> {
+    let mut produced = 0u64;
+    for delivery in futures::future::join_all(deliveries).await {
+        match delivery {
+            Ok(Ok(_)) => produced += 1,
+            Ok(Err((e, _))) => return Err(classify(e)),
+            Err(_) => return Err(Error::Unavailable("delivery was cancelled".into())),
+        }
+    }
+    Ok(produced)
+}
+
+/// One record of `produce-json`, borrowing from the guest's text where it can.
+#[derive(Debug, PartialEq)]
+struct JsonRecord<'a> {
+    key: Option<Cow<'a, [u8]>>,
+    value: Option<Cow<'a, [u8]>>,
+    headers: BTreeMap<String, String>,
+    partition: Option<i32>,
+}
+
+/// A record as written: `key` and `value` still JSON text.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord<'a> {
+    #[serde(default, borrow)]
+    key: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    value: Option<&'a RawValue>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    partition: Option<i32>,
+}
+
+impl<'a> RawRecord<'a> {
+    /// Strings as their text, other JSON as its text, null as none; a key must be a string.
+    fn decode(self, index: usize) -> Result<JsonRecord<'a>, String> {
+        if self.key.is_some_and(|k| !k.get().starts_with('"')) {
+            return Err(format!("record {index}: `key` must be a string or null"));
+        }
+        let text = |raw: Option<&'a RawValue>| raw.map(payload).transpose();
+        Ok(JsonRecord {
+            key: text(self.key).map_err(|e| format!("record {index}: {e}"))?,
+            value: text(self.value).map_err(|e| format!("record {index}: {e}"))?,
+            headers: self.headers,
+            partition: self.partition,
+        })
+    }
+}
+
+/// Decode a JSON array of records one at a time, handing each to `each` before reading the
+/// next; stops at the first error, from the JSON or from `each`.
+fn for_each_record<'a>(
+    json: &'a str,
+    each: impl FnMut(JsonRecord<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    struct Each<F> {
+        each: F,
+        failed: Option<Error>,
+    }
+    impl<'a, F: FnMut(JsonRecord<'a>) -> Result<(), Error>> Visitor<'a> for &mut Each<F> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of records")
+        }
+        fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut index = 0;
+            while let Some(raw) = seq.next_element::<RawRecord<'a>>()? {
+                let record = raw.decode(index).map_err(A::Error::custom)?;
+                if let Err(e) = (self.each)(record) {
+                    self.failed = Some(e);
+                    return Err(A::Error::custom("stopped"));
+                }
+                index += 1;
+            }
+            Ok(())
+        }
+    }
+    let mut visitor = Each { each, failed: None };
+    let mut json = serde_json::Deserializer::from_str(json);
+    let read = json.deserialize_seq(&mut visitor).and_then(|()| json.end());
+    match (visitor.failed, read) {
+        (Some(e), _) => Err(e),
+        (None, Err(e)) => Err(Error::Other(format!("invalid records JSON: {e}"))),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
+/// The bytes to send for a JSON value: a string's text (borrowed unless it has escapes), or
+/// the JSON text of anything else.
+fn payload(raw: &RawValue) -> Result<Cow<'_, [u8]>, serde_json::Error> {
+    let json = raw.get();
+    if !json.starts_with('"') {
+        return Ok(Cow::Borrowed(json.as_bytes()));
+    }
+    Ok(match serde_json::from_str::<&str>(json) {
+        Ok(text) => Cow::Borrowed(text.as_bytes()),
+        Err(_) => Cow::Owned(serde_json::from_str::<String>(json)?.into_bytes()),
+    })
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
@@ -391,67 +561,54 @@ impl HostClient for KafkaView<'_> {
         topic: String,
         records: Vec<Outgoing>,
     ) -> wasmtime::Result<Result<u64, Error>> {
-        let client = self.table.get_mut(&client)?;
-        if client.producer.is_none() {
-            let mut config = client.config.clone();
-            config
-                .set("linger.ms", "5")
-                .set("acks", "all")
-                .set("queue.buffering.max.messages", "1000000");
-            match config.create() {
-                Ok(p) => client.producer = Some(p),
-                Err(e) => return Ok(Err(classify(e))),
-            }
-        }
-        let Some(producer) = client.producer.as_ref() else {
-            return Ok(Err(Error::Other("producer missing".into())));
+        let producer = match self.table.get_mut(&client)?.producer() {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
         };
-        let mut deliveries = Vec::with_capacity(records.len());
-        for r in &records {
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic);
-            if let Some(k) = &r.key {
-                record = record.key(k.as_slice());
-            }
-            if let Some(v) = &r.value {
-                record = record.payload(v.as_slice());
-            }
-            if let Some(p) = r.partition {
-                record = record.partition(p);
-            }
-            if !r.headers.is_empty() {
-                let mut headers = OwnedHeaders::new();
-                for h in &r.headers {
-                    headers = headers.insert(KafkaHeader {
-                        key: &h.key,
-                        value: Some(h.value.as_slice()),
-                    });
-                }
-                record = record.headers(headers);
-            }
-            let mut pending = record;
-            loop {
-                match producer.send_result(pending) {
-                    Ok(delivery) => {
-                        deliveries.push(delivery);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        pending = back;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Err((e, _)) => return Ok(Err(classify(e))),
-                }
-            }
-        }
-        let mut produced = 0u64;
-        for delivery in futures::future::join_all(deliveries).await {
-            match delivery {
-                Ok(Ok(_)) => produced += 1,
-                Ok(Err((e, _))) => return Ok(Err(classify(e))),
-                Err(_) => return Ok(Err(Error::Unavailable("delivery was cancelled".into()))),
-            }
-        }
-        Ok(Ok(produced))
+        let sent: Result<Vec<_>, Error> = records
+            .iter()
+            .map(|r| {
+                let headers = r
+                    .headers
+                    .iter()
+                    .map(|h| (h.key.as_str(), h.value.as_slice()));
+                let (key, value) = (r.key.as_deref(), r.value.as_deref());
+                send(
+                    producer,
+                    future_record(&topic, key, value, headers, r.partition),
+                )
+            })
+            .collect();
+        Ok(match sent {
+            Ok(deliveries) => delivered(deliveries).await,
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn produce_json(
+        &mut self,
+        client: Resource<KafkaClient>,
+        topic: String,
+        records: String,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        let producer = match self.table.get_mut(&client)?.producer() {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        // Each record is sent as it is decoded: the client's threads ship the first ones
+        // while the rest are read.
+        let mut deliveries = Vec::new();
+        let sent = for_each_record(&records, |r| {
+            let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+            let (key, value) = (r.key.as_deref(), r.value.as_deref());
+            let record = future_record(&topic, key, value, headers, r.partition);
+            deliveries.push(send(producer, record)?);
+            Ok(())
+        });
+        Ok(match sent {
+            Ok(()) => delivered(deliveries).await,
+            Err(e) => Err(e),
+        })
     }
 
     async fn consume(
@@ -552,4 +709,72 @@ fn consume_batch(config: &ClientConfig, request: ConsumeRequest) -> Result<Vec<I
 /// destroy (~100 ms), and by now nothing is pending (deliveries awaited, commits synchronous).
 fn retire<T: Send + 'static>(client: T) {
     tokio::task::spawn_blocking(move || drop(client));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(s: &str) -> Option<Cow<'_, [u8]>> {
+        Some(Cow::Borrowed(s.as_bytes()))
+    }
+
+    fn decode_records(json: &str) -> Result<Vec<JsonRecord<'_>>, Error> {
+        let mut all = Vec::new();
+        for_each_record(json, |r| {
+            all.push(r);
+            Ok(())
+        })
+        .map(|()| all)
+    }
+
+    #[test]
+    fn json_records_send_strings_as_text_and_other_values_as_json() {
+        let json = r#"[
+            {"key": "k1", "value": "plain"},
+            {"key": "k\"2", "value": {"n": 1, "s": "x"}, "partition": 2},
+            {"value": null, "headers": {"h": "v"}},
+            {"value": 42}
+        ]"#;
+        let records = decode_records(json).unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[0].key, bytes("k1"));
+        assert!(matches!(records[0].key, Some(Cow::Borrowed(_))), "no copy");
+        assert_eq!(records[0].value, bytes("plain"));
+        assert_eq!(
+            records[1].key.as_deref(),
+            Some(&b"k\"2"[..]),
+            "escapes decoded"
+        );
+        assert_eq!(records[1].value, bytes(r#"{"n": 1, "s": "x"}"#));
+        assert_eq!(records[1].partition, Some(2));
+        assert_eq!(
+            (records[2].key.as_ref(), records[2].value.as_ref()),
+            (None, None)
+        );
+        assert_eq!(records[2].headers["h"], "v");
+        assert_eq!(records[3].value, bytes("42"));
+    }
+
+    #[test]
+    fn bad_json_records_are_explained() {
+        let message = |json: &str| match decode_records(json) {
+            Err(Error::Other(m)) => m,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert!(message(r#"[{"kee": "a"}]"#).contains("unknown field `kee`"));
+        assert!(message(r#"[{"key": 1}]"#).contains("record 0: `key` must be a string"));
+        assert!(message(r#"{"key": "a"}"#).contains("expected an array of records"));
+        assert!(message(r#"[{"key": "a"}] x"#).contains("trailing characters"));
+        let mut seen = 0;
+        let stopped = for_each_record(r#"[{}, {}, {}]"#, |_| {
+            seen += 1;
+            match seen {
+                2 => Err(Error::Unavailable("queue gone".into())),
+                _ => Ok(()),
+            }
+        });
+        assert!(matches!(stopped, Err(Error::Unavailable(m)) if m == "queue gone"));
+        assert_eq!(seen, 2, "nothing read after the failure");
+    }
 }

@@ -562,7 +562,8 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
         ));
         return finish_without_running(shared, step, StepStatus::Failed, Some(error)).await;
     }
-    let config = config.to_string();
+    // Straight into a buffer (`Value`'s `Display` goes through a formatter, piece by piece).
+    let config = serde_json::to_string(&config).expect("a JSON value always serialises");
     let events = Arc::new(StepEvents::new(shared.channel.clone(), id));
     let granter = Arc::new(Granter::new(id, step.allow.clone()));
     let plugin_name = step.plugin.to_string();

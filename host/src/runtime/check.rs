@@ -23,6 +23,10 @@ impl ResolvedPlugin {
         let Some(schema) = &self.schema else {
             return Ok(());
         };
+        // The fast path: describing problems costs more than finding none.
+        if schema.is_valid(config) {
+            return Ok(());
+        }
         let problems: Vec<String> = schema
             .iter_errors(config)
             .map(|e| describe_error(&e))

@@ -177,6 +177,10 @@ impl Runtime {
         wasm.epoch_interruption(true);
         wasm.consume_fuel(true);
         wasm.wasm_component_model(true);
+        // `ORCH_PERFMAP=1` writes /tmp/perf-PID.map so `perf report` names plugin functions.
+        if std::env::var_os("ORCH_PERFMAP").is_some() {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm)?;
 
         let mut linker = Linker::new(&engine);

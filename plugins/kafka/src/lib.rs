@@ -2,11 +2,10 @@
 //! Every call goes through the host's `kafka` interface on a connection the step is granted;
 //! the plugin never sees the bootstrap servers or credentials.
 
-use orch_sdk::kafka::{
-    self, Client, ConsumeRequest, Header, Outgoing, PartitionOffset, TopicConfig,
-};
+use orch_sdk::kafka::{self, Client, ConsumeRequest, PartitionOffset, TopicConfig};
 use orch_sdk::{Change, ChangeKind, Output, Plugin, StepContext, StepError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 
@@ -37,7 +36,7 @@ enum Config {
         start: Start,
     },
     /// Produce records: `value` is a string, or any JSON (sent as JSON text).
-    Produce(ProduceConfig),
+    Produce(Produce<Vec<Record>>),
     /// Consume a batch: at the group's committed offsets, or from explicit `offsets`.
     Consume {
         connection: String,
@@ -64,30 +63,36 @@ enum Start {
     Latest,
 }
 
-/// `produce`, also parsed directly (see [`parse`]): records can be many, and an internally
-/// tagged enum buffers its whole input before picking the variant.
+/// `produce`; `records` is typed in the schema ([`Config`]) and left as JSON text when parsed
+/// on its own ([`parse`]), to be handed to the host undecoded.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ProduceConfig {
+struct Produce<R> {
     /// The tag, present when parsed directly rather than through [`Config`].
     #[serde(default, rename = "action")]
     #[schemars(skip)]
     _action: Option<String>,
     connection: String,
     topic: String,
-    records: Vec<Record>,
+    records: R,
 }
 
-/// Parse `with`, taking `produce` straight into its struct.
-fn parse(config: &str) -> Result<Config, StepError> {
+/// A parsed `with`: `produce` straight into its struct (records can be many, and an internally
+/// tagged enum buffers its whole input before picking the variant), the rest through [`Config`].
+enum Action<'a> {
+    Produce(Produce<&'a RawValue>),
+    Other(Config),
+}
+
+fn parse(config: &str) -> Result<Action<'_>, StepError> {
     if orch_sdk::action(config)? == "produce" {
-        Ok(Config::Produce(orch_sdk::config(config)?))
+        Ok(Action::Produce(orch_sdk::config(config)?))
     } else {
-        orch_sdk::config(config)
+        orch_sdk::config(config).map(Action::Other)
     }
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+#[derive(Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Record {
     #[serde(default)]
@@ -284,32 +289,35 @@ fn init_consumer(
     })
 }
 
-fn produce(client: &Client, topic: &str, records: Vec<Record>) -> Result<Vec<Output>, StepError> {
-    let outgoing: Vec<Outgoing> = records
-        .into_iter()
-        .map(|r| Outgoing {
-            key: r.key.map(String::into_bytes),
-            value: match r.value {
-                Json::Null => None,
-                Json::String(s) => Some(s.into_bytes()),
-                other => Some(other.to_string().into_bytes()),
-            },
-            headers: r
-                .headers
-                .into_iter()
-                .map(|(key, v)| Header {
-                    key,
-                    value: v.into_bytes(),
-                })
-                .collect(),
-            partition: r.partition,
-        })
-        .collect();
-    let produced = client.produce(topic, &outgoing)?;
-    Ok(vec![
-        orch_sdk::output("produced", produced),
-        orch_sdk::output("topic", topic),
-    ])
+/// Produce `records` (a JSON array, handed to the host as it is), or count them for a plan.
+fn produce(
+    connection: &str,
+    topic: &str,
+    records: &RawValue,
+    apply: bool,
+) -> Result<Step, StepError> {
+    check_topic(topic)?;
+    let client = kafka::open(connection)?;
+    let (count, outputs) = if apply {
+        let produced = client.produce_json(topic, records.get())?;
+        let outputs = vec![
+            orch_sdk::output("produced", produced),
+            orch_sdk::output("topic", topic),
+        ];
+        (produced, outputs)
+    } else {
+        let all: Vec<serde::de::IgnoredAny> = orch_sdk::config(records.get())?;
+        (all.len() as u64, vec![])
+    };
+    let change = orch_sdk::change(
+        ChangeKind::Run,
+        format!("topic {topic}"),
+        format!("produce {count} records"),
+    );
+    Ok(Step {
+        changes: vec![change],
+        outputs,
+    })
 }
 
 fn text(bytes: Option<Vec<u8>>) -> Json {
@@ -350,7 +358,11 @@ fn consume(client: &Client, request: ConsumeRequest) -> Result<Vec<Output>, Step
 }
 
 /// Validate everything that can be checked without the broker, then plan or run.
-fn act(config: Config, apply: bool) -> Result<Step, StepError> {
+fn act(action: Action<'_>, apply: bool) -> Result<Step, StepError> {
+    let config = match action {
+        Action::Produce(p) => return produce(&p.connection, &p.topic, p.records, apply),
+        Action::Other(config) => config,
+    };
     match config {
         Config::CreateTopic {
             connection,
@@ -376,28 +388,11 @@ fn act(config: Config, apply: bool) -> Result<Step, StepError> {
             let client = kafka::open(&connection)?;
             init_consumer(&client, &topic, &group, start, apply)
         }
-        Config::Produce(ProduceConfig {
-            connection,
-            topic,
-            records,
-            ..
-        }) => {
-            check_topic(&topic)?;
-            let client = kafka::open(&connection)?;
-            let change = orch_sdk::change(
-                ChangeKind::Run,
-                format!("topic {topic}"),
-                format!("produce {} records", records.len()),
-            );
-            let outputs = if apply {
-                produce(&client, &topic, records)?
-            } else {
-                vec![]
-            };
-            Ok(Step {
-                changes: vec![change],
-                outputs,
-            })
+        Config::Produce(p) => {
+            // Reached only when `produce` is parsed through the enum; [`parse`] avoids that.
+            let records = serde_json::value::to_raw_value(&p.records)
+                .map_err(|e| StepError::InvalidConfig(e.to_string()))?;
+            produce(&p.connection, &p.topic, &records, apply)
         }
         Config::Consume {
             connection,

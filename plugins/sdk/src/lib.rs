@@ -86,8 +86,8 @@ pub fn info<C: schemars::JsonSchema>(
     }
 }
 
-/// Parse the step's `with` JSON into the plugin's config type.
-pub fn config<C: serde::de::DeserializeOwned>(config: &str) -> Result<C, StepError> {
+/// Parse the step's `with` JSON into the plugin's config type (which may borrow from it).
+pub fn config<'a, C: serde::Deserialize<'a>>(config: &'a str) -> Result<C, StepError> {
     serde_json::from_str(config).map_err(|e| StepError::InvalidConfig(e.to_string()))
 }
 
