@@ -142,22 +142,25 @@ fn options() -> AdminOptions {
         .request_timeout(Some(REQUEST_TIMEOUT))
 }
 
-/// Run blocking rdkafka work off the async executor.
 impl KafkaClient {
     /// The client's producer, created on first use and reused for later batches.
     fn producer(&mut self) -> Result<&FutureProducer, Error> {
-        if self.producer.is_none() {
-            let mut config = self.config.clone();
-            config
+        let producer = match self.producer.take() {
+            Some(producer) => producer,
+            None => self
+                .config
+                .clone()
                 .set("linger.ms", "5")
                 .set("acks", "all")
-                .set("queue.buffering.max.messages", "1000000");
-            self.producer = Some(config.create().map_err(classify)?);
-        }
-        Ok(self.producer.as_ref().expect("created above"))
+                .set("queue.buffering.max.messages", "1000000")
+                .create()
+                .map_err(classify)?,
+        };
+        Ok(self.producer.insert(producer))
     }
 }
 
+/// One record for rdkafka, borrowing every part.
 fn future_record<'a>(
     topic: &'a str,
     key: Option<&'a [u8]>,
@@ -309,6 +312,7 @@ fn payload(raw: &RawValue) -> Result<Cow<'_, [u8]>, serde_json::Error> {
     })
 }
 
+/// Run blocking rdkafka work off the async executor.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
