@@ -160,66 +160,82 @@ impl KafkaClient {
     }
 }
 
-/// One record for rdkafka, borrowing every part.
-fn future_record<'a>(
-    topic: &'a str,
-    key: Option<&'a [u8]>,
-    value: Option<&'a [u8]>,
-    headers: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>,
-    partition: Option<i32>,
-) -> FutureRecord<'a, [u8], [u8]> {
-    let mut record: FutureRecord<'a, [u8], [u8]> = FutureRecord::to(topic);
-    if let Some(k) = key {
-        record = record.key(k);
-    }
-    if let Some(v) = value {
-        record = record.payload(v);
-    }
-    if let Some(p) = partition {
-        record = record.partition(p);
-    }
-    if headers.len() > 0 {
-        let headers = headers.fold(OwnedHeaders::new(), |all, (key, value)| {
-            all.insert(KafkaHeader {
-                key,
-                value: Some(value),
-            })
-        });
-        record = record.headers(headers);
-    }
-    record
+/// Records handed to one producer, not yet known to be delivered.
+struct Batch<'p> {
+    producer: &'p FutureProducer,
+    deliveries: Vec<DeliveryFuture>,
 }
 
-/// Hand one record to the client. A full local queue (a million records) is waited out on
-/// this thread: its own threads drain it within milliseconds.
-fn send(
-    producer: &FutureProducer,
-    record: FutureRecord<'_, [u8], [u8]>,
-) -> Result<DeliveryFuture, Error> {
-    let mut pending = record;
-    loop {
-        match producer.send_result(pending) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                pending = back;
-                std::thread::sleep(Duration::from_millis(1));
+impl Batch<'_> {
+    /// Hand one record to the client. A full local queue (a million records) is waited out on
+    /// this thread: the client's own threads drain it within milliseconds.
+    fn send<'a>(
+        &mut self,
+        topic: &'a str,
+        key: Option<&'a [u8]>,
+        value: Option<&'a [u8]>,
+        headers: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>,
+        partition: Option<i32>,
+    ) -> Result<(), Error> {
+        let mut record: FutureRecord<'a, [u8], [u8]> = FutureRecord::to(topic);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        if headers.len() > 0 {
+            let headers = headers.fold(OwnedHeaders::new(), |all, (key, value)| {
+                all.insert(KafkaHeader {
+                    key,
+                    value: Some(value),
+                })
+            });
+            record = record.headers(headers);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    self.deliveries.push(delivery);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(classify(e)),
             }
-            Err((e, _)) => return Err(classify(e)),
         }
+    }
+
+    /// Wait until the broker has every record; how many it took.
+    async fn delivered(self) -> Result<u64, Error> {
+        let mut produced = 0u64;
+        for delivery in futures::future::join_all(self.deliveries).await {
+            match delivery {
+                Ok(Ok(_)) => produced += 1,
+                Ok(Err((e, _))) => return Err(classify(e)),
+                Err(_) => return Err(Error::Unavailable("delivery was cancelled".into())),
+            }
+        }
+        Ok(produced)
     }
 }
 
-/// Wait until the broker has every record; how many it took.
-async fn delivered(deliveries: Vec<DeliveryFuture>) -> Result<u64, Error> {
-    let mut produced = 0u64;
-    for delivery in futures::future::join_all(deliveries).await {
-        match delivery {
-            Ok(Ok(_)) => produced += 1,
-            Ok(Err((e, _))) => return Err(classify(e)),
-            Err(_) => return Err(Error::Unavailable("delivery was cancelled".into())),
-        }
-    }
-    Ok(produced)
+/// Send the records `feed` hands to the batch, then wait until the broker has them all.
+async fn produce_each(
+    client: &mut KafkaClient,
+    feed: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>,
+) -> Result<u64, Error> {
+    let mut batch = Batch {
+        producer: client.producer()?,
+        deliveries: Vec::new(),
+    };
+    feed(&mut batch)?;
+    batch.delivered().await
 }
 
 /// One record of `produce-json`, borrowing from the guest's text where it can.
@@ -565,28 +581,18 @@ impl HostClient for KafkaView<'_> {
         topic: String,
         records: Vec<Outgoing>,
     ) -> wasmtime::Result<Result<u64, Error>> {
-        let producer = match self.table.get_mut(&client)?.producer() {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let sent: Result<Vec<_>, Error> = records
-            .iter()
-            .map(|r| {
+        let client = self.table.get_mut(&client)?;
+        Ok(produce_each(client, |batch| {
+            records.iter().try_for_each(|r| {
                 let headers = r
                     .headers
                     .iter()
                     .map(|h| (h.key.as_str(), h.value.as_slice()));
                 let (key, value) = (r.key.as_deref(), r.value.as_deref());
-                send(
-                    producer,
-                    future_record(&topic, key, value, headers, r.partition),
-                )
+                batch.send(&topic, key, value, headers, r.partition)
             })
-            .collect();
-        Ok(match sent {
-            Ok(deliveries) => delivered(deliveries).await,
-            Err(e) => Err(e),
         })
+        .await)
     }
 
     async fn produce_json(
@@ -595,24 +601,17 @@ impl HostClient for KafkaView<'_> {
         topic: String,
         records: String,
     ) -> wasmtime::Result<Result<u64, Error>> {
-        let producer = match self.table.get_mut(&client)?.producer() {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
+        let client = self.table.get_mut(&client)?;
         // Each record is sent as it is decoded: the client's threads ship the first ones
         // while the rest are read.
-        let mut deliveries = Vec::new();
-        let sent = for_each_record(&records, |r| {
-            let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
-            let (key, value) = (r.key.as_deref(), r.value.as_deref());
-            let record = future_record(&topic, key, value, headers, r.partition);
-            deliveries.push(send(producer, record)?);
-            Ok(())
-        });
-        Ok(match sent {
-            Ok(()) => delivered(deliveries).await,
-            Err(e) => Err(e),
+        Ok(produce_each(client, |batch| {
+            for_each_record(&records, |r| {
+                let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes()));
+                let (key, value) = (r.key.as_deref(), r.value.as_deref());
+                batch.send(&topic, key, value, headers, r.partition)
+            })
         })
+        .await)
     }
 
     async fn consume(
