@@ -8,13 +8,16 @@
 //! 2. Throughput of a 1000-step fan-out (independent no-op steps).
 //! 3. Plugin load with and without the compiled-component cache; per-step instantiate + call.
 //! 4. `orch run` wall time for a one-step workflow with a warm cache (the real binary).
+//! 5. Validation of 10 000 and 100 000-step chains (each step reads its predecessor's output),
+//!    and the DAG alone: linear, so 10x the steps should cost ~10x the time.
 //!
 //! The run store is SQLite in a temp dir in every case.
 
+use orch::capability::LogLevel;
 use orch::capability::{Denial, Granter, StepSink};
 use orch::executor::{Executor, RunSpec, Silent};
-use orch::runtime::bindings::Level;
-use orch::runtime::{Call, Invocation, Runtime, RuntimeConfig, StepContext, check};
+use orch::resolve;
+use orch::runtime::{Invocation, Runtime, RuntimeConfig, StepContext};
 use orch::store::Store;
 use std::collections::HashMap;
 use std::path::Path;
@@ -41,6 +44,32 @@ fn chain(n: usize) -> String {
     s
 }
 
+/// A chain in which every step reads the previous step's output (reference checks walk the DAG).
+fn reading_chain(n: usize) -> String {
+    let mut s = String::from("name = \"chain\"\n");
+    for i in 0..n {
+        s.push_str(&format!("[steps.s{i}]\nplugin = \"echo\"\n"));
+        if i > 0 {
+            s.push_str(&format!(
+                "needs = [\"s{p}\"]\nwith = {{ message = \"${{{{ steps.s{p}.outputs.message }}}}\" }}\n",
+                p = i - 1
+            ));
+        }
+    }
+    s
+}
+
+/// Median time of `runs` calls of `f`.
+fn time(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut took = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        f();
+        took.push(t.elapsed());
+    }
+    median(took)
+}
+
 fn fan_out(n: usize) -> String {
     let mut s = String::from("name = \"fanout\"\n");
     for i in 0..n {
@@ -51,19 +80,20 @@ fn fan_out(n: usize) -> String {
 
 struct Quiet;
 impl StepSink for Quiet {
-    fn log(&self, _: Level, _: &str) {}
+    fn log(&self, _: LogLevel, _: &str) {}
     fn progress(&self, _: u64, _: Option<u64>, _: &str) {}
     fn denied(&self, _: &Denial) {}
 }
 
 async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duration {
     let wf = orch::workflow::parse(Path::new("bench.toml"), text).expect("valid workflow");
-    let plugins = check::resolve(runtime, &wf).await.expect("plugins resolve");
+    let workflow = resolve::resolve(runtime, wf)
+        .await
+        .expect("plugins resolve");
     let spec = RunSpec {
-        workflow: Arc::new(wf),
-        plugins,
+        workflow: Arc::new(workflow),
         inputs: Default::default(),
-        trigger: "cli".into(),
+        trigger: orch::store::Trigger::Cli,
         process_env: HashMap::new(),
         control: Default::default(),
         resume: None,
@@ -111,9 +141,8 @@ fn main() -> anyhow::Result<()> {
         for i in 0..1000 {
             let t = Instant::now();
             runtime
-                .call(
+                .run(
                     &plugin,
-                    Call::Run,
                     Invocation {
                         ctx: StepContext {
                             run_id: "bench".into(),
@@ -176,6 +205,28 @@ fn main() -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })?;
+
+    // Validation and the DAG at scale.
+    for n in [1_000, 10_000, 100_000] {
+        let text = reading_chain(n);
+        let validate = time(3, || {
+            let wf = orch::workflow::parse(Path::new("chain.toml"), &text).expect("valid chain");
+            assert_eq!(wf.steps.len(), n);
+        });
+        let ids: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        let dag = time(3, || {
+            let dag = orch::dag::Dag::build(
+                ids.iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.as_str(), i.checked_sub(1).map(|p| ids[p].as_str()))),
+            )
+            .expect("acyclic");
+            assert_eq!(dag.len(), n);
+        });
+        println!(
+            "{n:>7}-step chain: parse + validate {validate:>9.2?}, DAG alone {dag:>9.2?} (median of 3)"
+        );
+    }
 
     // The real binary, one-step workflow, warm cache.
     let dir = tmp.path();

@@ -216,7 +216,10 @@ async fn lateness(quick: bool) -> anyhow::Result<()> {
                 missed += gap / 1000 - 1;
             }
         }
-        missed += ticks.iter().filter(|t| t.outcome != "fired").count() as i64;
+        missed += ticks
+            .iter()
+            .filter(|t| t.outcome != orch::store::TickOutcome::Fired)
+            .count() as i64;
         late.extend(ticks.iter().map(|t| (t.recorded_at - t.fire_at) as f64));
     }
     late.sort_by(f64::total_cmp);

@@ -3,10 +3,9 @@
 #![allow(dead_code, reason = "each bench uses part of it")]
 
 use orch::executor::{Executor, RunReport, RunSpec, Silent};
-use orch::runtime::check::Resolved;
-use orch::runtime::{Runtime, RuntimeConfig, check};
+use orch::resolve::{self, ResolvedWorkflow};
+use orch::runtime::{Runtime, RuntimeConfig};
 use orch::store::Store;
-use orch::workflow::Workflow;
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,8 +15,7 @@ use std::time::Duration;
 /// A parsed and resolved workflow with an executor, in `dir`.
 pub struct Prepared {
     executor: Executor,
-    workflow: Arc<Workflow>,
-    plugins: Resolved,
+    workflow: Arc<ResolvedWorkflow>,
 }
 
 impl Prepared {
@@ -29,7 +27,7 @@ impl Prepared {
         let store = Store::open(&format!("sqlite://{}", dir.join("bench.db").display())).await?;
         let workflow = orch::workflow::parse(&dir.join("bench.toml"), toml)
             .map_err(|d| anyhow::anyhow!("invalid bench workflow: {d}"))?;
-        let plugins = check::resolve(&runtime, &workflow)
+        let workflow = resolve::resolve(&runtime, workflow)
             .await
             .map_err(|d| anyhow::anyhow!("{d}"))?;
         Ok(Self {
@@ -39,7 +37,6 @@ impl Prepared {
                 max_parallel,
             },
             workflow: Arc::new(workflow),
-            plugins,
         })
     }
 
@@ -51,9 +48,8 @@ impl Prepared {
     ) -> anyhow::Result<RunReport> {
         let spec = RunSpec {
             workflow: self.workflow.clone(),
-            plugins: self.plugins.clone(),
             inputs,
-            trigger: "cli".into(),
+            trigger: orch::store::Trigger::Cli,
             process_env: env,
             control: Default::default(),
             resume: None,

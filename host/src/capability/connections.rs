@@ -6,6 +6,7 @@ use crate::workflow::{ConnectionKind, Workflow};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::sync::Arc;
+use wasmtime::component::{HasData, ResourceTable};
 
 /// One connection's rendered settings.
 #[derive(Debug, Clone)]
@@ -105,6 +106,28 @@ pub struct ConnectionGate {
     pub granter: Arc<Granter>,
     pub connections: Arc<Connections>,
     pub sink: Arc<dyn StepSink>,
+}
+
+/// What a connection-based host interface (postgres, kafka, docker) sees of a step: the
+/// resource table its handles live in, and the gate that hands out connections.
+pub struct ConnectionView<'a> {
+    pub table: &'a mut ResourceTable,
+    pub gate: &'a mut ConnectionGate,
+}
+
+/// Marker tying [`ConnectionView`] to the linker.
+pub struct ConnectionData;
+
+impl HasData for ConnectionData {
+    type Data<'a> = ConnectionView<'a>;
+}
+
+/// The connection view of a step's store data.
+pub(crate) fn connection_view(state: &mut super::StepState) -> ConnectionView<'_> {
+    ConnectionView {
+        table: &mut state.table,
+        gate: &mut state.connections,
+    }
 }
 
 /// Why a connection was not handed out.

@@ -2,8 +2,10 @@
 //! granted, with every call checked against the connection's policy before it is sent. The
 //! engine address never crosses into the sandbox.
 
-use super::connections::{ConnectionGate, Refusal};
-use crate::runtime::bindings::orch::plugin::docker::{
+use super::connections::{
+    ConnectionData, ConnectionGate, ConnectionView, Refusal, connection_view,
+};
+use crate::capability::bindings::orch::plugin::docker::{
     ContainerSpec, ContainerState, ContainerSummary, Error, Host, HostEngine, ImageInfo, MountKind,
     NamedObject, Pair, PullPolicy,
 };
@@ -28,7 +30,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{HasData, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 /// Stamped on every container, network and volume created through a connection; only those
 /// may be started, stopped, removed, exec'd into or read through it.
@@ -45,19 +47,6 @@ pub struct DockerEngine {
     policy: Policy,
     /// Where denials are reported, and the name the policy is read from.
     gate: Arc<PolicyGate>,
-}
-
-/// The narrow view the generated traits are implemented on: the resource table and the gate.
-pub struct DockerView<'a> {
-    pub table: &'a mut ResourceTable,
-    pub host: &'a mut ConnectionGate,
-}
-
-/// Marker tying [`DockerView`] to the linker.
-pub struct DockerData;
-
-impl HasData for DockerData {
-    type Data<'a> = DockerView<'a>;
 }
 
 /// What a docker connection allows beyond plain containers: every escalation is off unless the
@@ -292,12 +281,12 @@ async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, 
     })
 }
 
-impl Host for DockerView<'_> {
+impl Host for ConnectionView<'_> {
     async fn open(
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<DockerEngine>, Error>> {
-        match open_engine(self.host, &name).await {
+        match open_engine(self.gate, &name).await {
             Ok(engine) => Ok(Ok(self.table.push(engine)?)),
             Err(e) => Ok(Err(e)),
         }
@@ -592,7 +581,7 @@ impl DockerEngine {
     }
 }
 
-impl HostEngine for DockerView<'_> {
+impl HostEngine for ConnectionView<'_> {
     async fn inspect_image(
         &mut self,
         engine: Resource<DockerEngine>,
@@ -1107,6 +1096,14 @@ impl HostEngine for DockerView<'_> {
         self.table.delete(engine)?;
         Ok(())
     }
+}
+
+/// Link `orch:plugin/docker` into the plugin linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<super::StepState>) -> wasmtime::Result<()> {
+    crate::capability::bindings::orch::plugin::docker::add_to_linker::<_, ConnectionData>(
+        linker,
+        connection_view,
+    )
 }
 
 #[cfg(test)]

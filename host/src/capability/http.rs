@@ -106,8 +106,7 @@ impl WasiHttpHooks for HttpGate {
                     return refused(denial.to_string());
                 }
                 if let Err(message) = route(&mut request, &host, connection) {
-                    self.sink
-                        .log(crate::runtime::bindings::Level::Error, &message);
+                    self.sink.log(super::LogLevel::Error, &message);
                     return refused(message);
                 }
                 let number = |key: &str| connection.settings.get(key).and_then(|v| v.as_u64());

@@ -1,8 +1,10 @@
 //! Host side of `orch:plugin/kafka`: admin, produce and consume with rdkafka on connections the
 //! step is granted. Bootstrap servers and SASL settings never cross into the sandbox.
 
-use super::connections::{ConnectionGate, Refusal};
-use crate::runtime::bindings::orch::plugin::kafka::{
+use super::connections::{
+    ConnectionData, ConnectionGate, ConnectionView, Refusal, connection_view,
+};
+use crate::capability::bindings::orch::plugin::kafka::{
     BrokerError, ConsumeRequest, Error, GroupInfo, Header, Host, HostClient, Incoming, Outgoing,
     PartitionOffset, TopicConfig, TopicInfo,
 };
@@ -20,7 +22,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{HasData, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 /// How long a metadata or admin request may take before the broker counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,19 +32,6 @@ pub struct KafkaClient {
     config: ClientConfig,
     admin: Arc<AdminClient<DefaultClientContext>>,
     producer: Option<FutureProducer>,
-}
-
-/// The narrow view the generated traits are implemented on: the resource table and the gate.
-pub struct KafkaView<'a> {
-    pub table: &'a mut ResourceTable,
-    pub host: &'a mut ConnectionGate,
-}
-
-/// Marker tying [`KafkaView`] to the linker.
-pub struct KafkaData;
-
-impl HasData for KafkaData {
-    type Data<'a> = KafkaView<'a>;
 }
 
 /// Unreachable brokers and timeouts are retryable; refusals are not.
@@ -400,19 +389,19 @@ fn headers_of(message: &impl Message) -> Vec<Header> {
         .unwrap_or_default()
 }
 
-impl Host for KafkaView<'_> {
+impl Host for ConnectionView<'_> {
     async fn open(
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<KafkaClient>, Error>> {
-        match open_client(self.host, &name) {
+        match open_client(self.gate, &name) {
             Ok(client) => Ok(Ok(self.table.push(client)?)),
             Err(e) => Ok(Err(e)),
         }
     }
 }
 
-impl HostClient for KafkaView<'_> {
+impl HostClient for ConnectionView<'_> {
     async fn list_topics(
         &mut self,
         client: Resource<KafkaClient>,
@@ -712,6 +701,14 @@ fn consume_batch(config: &ClientConfig, request: ConsumeRequest) -> Result<Vec<I
 /// destroy (~100 ms), and by now nothing is pending (deliveries awaited, commits synchronous).
 fn retire<T: Send + 'static>(client: T) {
     tokio::task::spawn_blocking(move || drop(client));
+}
+
+/// Link `orch:plugin/kafka` into the plugin linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<super::StepState>) -> wasmtime::Result<()> {
+    crate::capability::bindings::orch::plugin::kafka::add_to_linker::<_, ConnectionData>(
+        linker,
+        connection_view,
+    )
 }
 
 #[cfg(test)]

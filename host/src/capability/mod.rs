@@ -1,11 +1,14 @@
-//! What a step may reach, and the host side of each interface a plugin imports.
-//!
-//! One module per concern: [`grants`] decides, [`log`] and [`http`] implement host
-//! interfaces, [`mask`] hides secrets, [`secrets`] loads them.
+//! The WIT boundary: the one `bindgen!` ([`bindings`]), the per-instance host state, and what a
+//! step may reach. [`grants`] decides, [`connections`] renders and hands out named
+//! connections, [`mask`] hides secrets, [`secrets`] and [`secret_store`] load them; [`log`],
+//! [`http`], [`postgres`], [`kafka`] and [`docker`] each implement one host interface and link
+//! themselves ([`link`]).
 
+pub(crate) mod bindings;
 pub mod connections;
 pub mod docker;
 pub mod grants;
+mod host_state;
 pub mod http;
 pub mod kafka;
 pub mod log;
@@ -15,16 +18,30 @@ pub mod secret_store;
 pub mod secrets;
 
 pub use grants::{Denial, Granter};
+pub use host_state::{MemoryCap, StepState};
+pub use log::LogLevel;
 pub use mask::Masker;
 
-use crate::runtime::bindings::Level;
+use wasmtime::component::Linker;
 
 /// Where a running step's events go (the executor tags, masks and stores them).
 pub trait StepSink: Send + Sync {
     /// One log line from the plugin (log interface, stdout or stderr).
-    fn log(&self, level: Level, message: &str);
+    fn log(&self, level: LogLevel, message: &str);
     /// Progress of a long action.
     fn progress(&self, current: u64, total: Option<u64>, message: &str);
     /// A call refused by a gate; recorded in the audit table.
     fn denied(&self, denial: &Denial);
+}
+
+/// Link every interface a plugin may import: deny-by-default WASI, the gated wasi:http, and
+/// orch's own (log, postgres, kafka, docker).
+pub(crate) fn link(linker: &mut Linker<StepState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    log::add_to_linker(linker)?;
+    postgres::add_to_linker(linker)?;
+    kafka::add_to_linker(linker)?;
+    docker::add_to_linker(linker)?;
+    Ok(())
 }

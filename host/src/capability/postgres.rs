@@ -1,8 +1,10 @@
 //! Host side of `orch:plugin/postgres`: opens granted connections with sqlx and runs statements
 //! for the guest. The URL and password never cross into the sandbox.
 
-use super::connections::{ConnectionGate, Refusal};
-use crate::runtime::bindings::orch::plugin::postgres::{
+use super::connections::{
+    ConnectionData, ConnectionGate, ConnectionView, Refusal, connection_view,
+};
+use crate::capability::bindings::orch::plugin::postgres::{
     DbError, Error, Host, HostConnection, Rows, Value,
 };
 use crate::workflow::ConnectionKind;
@@ -11,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Column, ConnectOptions, Connection, PgConnection, Row, TypeInfo};
 use std::str::FromStr;
 use std::time::Duration;
-use wasmtime::component::{HasData, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource};
 
 /// How long opening a connection may take before it counts as unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -19,19 +21,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// One open session, owned by the guest through a resource handle.
 pub struct PgSession {
     conn: PgConnection,
-}
-
-/// The narrow view the generated traits are implemented on: the resource table and the gate.
-pub struct PostgresView<'a> {
-    pub table: &'a mut ResourceTable,
-    pub host: &'a mut ConnectionGate,
-}
-
-/// Marker tying [`PostgresView`] to the linker.
-pub struct PostgresData;
-
-impl HasData for PostgresData {
-    type Data<'a> = PostgresView<'a>;
 }
 
 /// SQLSTATEs that mean "try again later": connection exceptions (08), shutdown and restart
@@ -161,16 +150,16 @@ fn cell(row: &PgRow, i: usize) -> Result<Value, Error> {
     })
 }
 
-impl Host for PostgresView<'_> {
+impl Host for ConnectionView<'_> {
     async fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<PgSession>, Error>> {
-        match connect(self.host, &name).await {
+        match connect(self.gate, &name).await {
             Ok(conn) => Ok(Ok(self.table.push(PgSession { conn })?)),
             Err(e) => Ok(Err(e)),
         }
     }
 }
 
-impl HostConnection for PostgresView<'_> {
+impl HostConnection for ConnectionView<'_> {
     async fn execute(
         &mut self,
         session: Resource<PgSession>,
@@ -270,7 +259,7 @@ impl HostConnection for PostgresView<'_> {
     }
 }
 
-impl PostgresView<'_> {
+impl ConnectionView<'_> {
     async fn simple(
         &mut self,
         session: Resource<PgSession>,
@@ -283,4 +272,12 @@ impl PostgresView<'_> {
             .map(|_| ())
             .map_err(classify))
     }
+}
+
+/// Link `orch:plugin/postgres` into the plugin linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<super::StepState>) -> wasmtime::Result<()> {
+    crate::capability::bindings::orch::plugin::postgres::add_to_linker::<_, ConnectionData>(
+        linker,
+        connection_view,
+    )
 }

@@ -1,21 +1,20 @@
 //! One function per subcommand; each returns an [`Outcome`] or an error for the edge to print.
 
 use super::progress::{JsonObserver, TerminalObserver};
+use super::settings::{Settings, cancel_on_signal};
 use super::{Cli, Command, Outcome, PluginCommand, RunsCommand, SecretCommand, render};
-use crate::capability::secret_store::SecretStore;
 use crate::executor::{ExecError, Executor, Observer, RunSpec};
-use crate::runtime::check::{self, Resolved};
-use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::Store;
+use crate::resolve::{self as resolved, ResolvedWorkflow};
+use crate::runtime::Runtime;
+use crate::store::Trigger;
 use crate::workflow::{self, LoadError, PluginRef, Workflow, inputs};
-use anyhow::Context;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Run the parsed command.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
-    let env = Env::new(&cli);
+    let env = Settings::new(&cli);
     match cli.command {
         Command::Run {
             file,
@@ -26,7 +25,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Validate { files } => validate(&env, &files).await,
         Command::Graph { file, format } => match load(&file) {
             Ok(wf) => {
-                print!("{}", crate::plan::render(&wf, format));
+                print!("{}", super::graph::render(&wf, format));
                 Ok(Outcome::Success)
             }
             Err(outcome) => Ok(outcome),
@@ -68,62 +67,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-/// Settings every command shares.
-pub(super) struct Env {
-    database_url: Option<String>,
-    cache_dir: Option<PathBuf>,
-    secrets_dir: Option<PathBuf>,
-    pub(super) json: bool,
-    color: bool,
-}
-
-impl Env {
-    fn new(cli: &Cli) -> Self {
-        Self {
-            database_url: cli.database_url.clone(),
-            cache_dir: cli.cache_dir.clone(),
-            secrets_dir: cli.secrets_dir.clone(),
-            json: cli.json,
-            color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-        }
-    }
-
-    fn dirs() -> Option<directories::ProjectDirs> {
-        directories::ProjectDirs::from("dev", "orch", "orch")
-    }
-
-    pub(super) fn runtime(&self) -> anyhow::Result<Runtime> {
-        let cache_dir = self
-            .cache_dir
-            .clone()
-            .or_else(|| Self::dirs().map(|d| d.cache_dir().join("components")));
-        Runtime::new(RuntimeConfig { cache_dir })
-    }
-
-    pub(super) fn secret_store(&self) -> anyhow::Result<SecretStore> {
-        let dir = match &self.secrets_dir {
-            Some(dir) => dir.clone(),
-            None => Self::dirs()
-                .context("no home directory: pass --secrets-dir or set ORCH_SECRETS_DIR")?
-                .data_dir()
-                .join("secrets"),
-        };
-        Ok(SecretStore::new(dir))
-    }
-
-    pub(super) async fn store(&self) -> anyhow::Result<Store> {
-        let url = match &self.database_url {
-            Some(url) => url.clone(),
-            None => {
-                let dirs = Self::dirs()
-                    .context("no home directory: pass --database-url or set ORCH_DATABASE_URL")?;
-                crate::store::default_url(dirs.data_dir())
-            }
-        };
-        Ok(Store::open(&url).await?)
-    }
-}
-
 /// Load a workflow, printing its diagnostics on failure.
 fn load(file: &Path) -> Result<Workflow, Outcome> {
     match workflow::load(file) {
@@ -140,8 +83,12 @@ fn load(file: &Path) -> Result<Workflow, Outcome> {
 }
 
 /// Load plugins and check every `with`, printing diagnostics on failure.
-async fn resolve(env: &Env, runtime: &Runtime, wf: &Workflow) -> Result<Resolved, Outcome> {
-    check::resolve(runtime, wf).await.map_err(|d| {
+async fn resolve(
+    env: &Settings,
+    runtime: &Runtime,
+    wf: Workflow,
+) -> Result<ResolvedWorkflow, Outcome> {
+    resolved::resolve(runtime, wf).await.map_err(|d| {
         eprint!("{}", d.render(env.color));
         Outcome::Invalid
     })
@@ -165,7 +112,7 @@ fn resolve_inputs(
 /// Everything before a run or a plan: workflow, inputs, runtime, plugins. `Err(outcome)` when
 /// something was invalid (already reported).
 async fn prepare(
-    env: &Env,
+    env: &Settings,
     file: &Path,
     pairs: &[String],
 ) -> anyhow::Result<Result<(Arc<Runtime>, RunSpec), Outcome>> {
@@ -178,15 +125,14 @@ async fn prepare(
         Err(o) => return Ok(Err(o)),
     };
     let runtime = Arc::new(env.runtime()?);
-    let plugins = match resolve(env, &runtime, &wf).await {
+    let workflow = match resolve(env, &runtime, wf).await {
         Ok(p) => p,
         Err(o) => return Ok(Err(o)),
     };
     let spec = RunSpec {
-        workflow: Arc::new(wf),
-        plugins,
+        workflow: Arc::new(workflow),
         inputs,
-        trigger: "cli".into(),
+        trigger: Trigger::Cli,
         process_env: std::env::vars().collect(),
         control: crate::executor::RunControl {
             cancel: cancel_on_signal(),
@@ -196,27 +142,6 @@ async fn prepare(
         secret_store: Some(env.secret_store()?),
     };
     Ok(Ok((runtime, spec)))
-}
-
-/// A token cancelled by Ctrl-C or SIGTERM, so an interrupted run is recorded as cancelled.
-pub(super) fn cancel_on_signal() -> tokio_util::sync::CancellationToken {
-    let token = tokio_util::sync::CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        let interrupt = tokio::signal::ctrl_c();
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-        eprintln!("interrupted: stopping");
-        cancel.cancel();
-    });
-    token
 }
 
 /// A missing secret or env value is the user's to fix (exit 2); anything else is an error.
@@ -231,7 +156,12 @@ fn reported<T>(result: Result<T, ExecError>) -> anyhow::Result<Result<T, Outcome
     }
 }
 
-async fn run(env: &Env, file: &Path, pairs: &[String], parallel: usize) -> anyhow::Result<Outcome> {
+async fn run(
+    env: &Settings,
+    file: &Path,
+    pairs: &[String],
+    parallel: usize,
+) -> anyhow::Result<Outcome> {
     let (runtime, spec) = match prepare(env, file, pairs).await? {
         Ok(prepared) => prepared,
         Err(o) => return Ok(o),
@@ -262,7 +192,7 @@ async fn run(env: &Env, file: &Path, pairs: &[String], parallel: usize) -> anyho
     })
 }
 
-async fn plan(env: &Env, file: &Path, pairs: &[String]) -> anyhow::Result<Outcome> {
+async fn plan(env: &Settings, file: &Path, pairs: &[String]) -> anyhow::Result<Outcome> {
     let (runtime, spec) = match prepare(env, file, pairs).await? {
         Ok(prepared) => prepared,
         Err(o) => return Ok(o),
@@ -289,7 +219,7 @@ async fn plan(env: &Env, file: &Path, pairs: &[String]) -> anyhow::Result<Outcom
     })
 }
 
-async fn validate(env: &Env, files: &[PathBuf]) -> anyhow::Result<Outcome> {
+async fn validate(env: &Settings, files: &[PathBuf]) -> anyhow::Result<Outcome> {
     let runtime = env.runtime()?;
     let mut ok = true;
     for file in files {
@@ -297,12 +227,13 @@ async fn validate(env: &Env, files: &[PathBuf]) -> anyhow::Result<Outcome> {
             ok = false;
             continue;
         };
-        if resolve(env, &runtime, &wf).await.is_err() {
+        let steps = wf.steps.len();
+        if resolve(env, &runtime, wf).await.is_err() {
             ok = false;
             continue;
         }
         if !env.json {
-            println!("ok: {} ({} steps)", file.display(), wf.steps.len());
+            println!("ok: {} ({steps} steps)", file.display());
         }
     }
     Ok(if ok {
@@ -312,7 +243,7 @@ async fn validate(env: &Env, files: &[PathBuf]) -> anyhow::Result<Outcome> {
     })
 }
 
-async fn runs(env: &Env, command: RunsCommand) -> anyhow::Result<Outcome> {
+async fn runs(env: &Settings, command: RunsCommand) -> anyhow::Result<Outcome> {
     let store = env.store().await?;
     match command {
         RunsCommand::List { limit } => {
@@ -335,7 +266,7 @@ async fn runs(env: &Env, command: RunsCommand) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-async fn plugin(env: &Env, command: PluginCommand) -> anyhow::Result<Outcome> {
+async fn plugin(env: &Settings, command: PluginCommand) -> anyhow::Result<Outcome> {
     let runtime = env.runtime()?;
     let names: Vec<String> = match command {
         PluginCommand::List => crate::runtime::builtin::names()
@@ -354,7 +285,7 @@ async fn plugin(env: &Env, command: PluginCommand) -> anyhow::Result<Outcome> {
         } else {
             PluginRef::Builtin(name.clone())
         };
-        match check::load(&runtime, &reference).await {
+        match resolved::load(&runtime, &reference).await {
             Ok(p) => infos.push((p.info.clone(), p.plugin.imports.clone())),
             Err((message, help)) => {
                 eprintln!("error: {message}\n  help: {help}");
@@ -376,7 +307,7 @@ async fn plugin(env: &Env, command: PluginCommand) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn secret(env: &Env, command: SecretCommand) -> anyhow::Result<Outcome> {
+fn secret(env: &Settings, command: SecretCommand) -> anyhow::Result<Outcome> {
     let store = env.secret_store()?;
     match command {
         SecretCommand::List => {

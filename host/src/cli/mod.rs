@@ -2,10 +2,12 @@
 //! (0 success, 1 a step failed or the run could not finish, 2 invalid workflow or usage).
 
 mod commands;
+mod graph;
 mod progress;
 mod remote;
 mod render;
 mod service;
+mod settings;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -61,7 +63,7 @@ pub enum Command {
     Graph {
         file: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
-        format: crate::plan::GraphFormat,
+        format: graph::GraphFormat,
     },
     /// Inspect recorded runs (from the store, or from a server with --server).
     Runs {

@@ -2,7 +2,7 @@
 //! with `--json`. Every text arriving here is already masked by the executor.
 
 use crate::executor::{Event, Observer};
-use crate::plan::StepStatus;
+use crate::store::StepStatus;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -111,8 +111,8 @@ pub fn runs_list(runs: &[RunRow]) -> String {
         t.add_row(vec![
             r.id.clone(),
             r.workflow.clone(),
-            r.trigger.clone(),
-            r.status.clone(),
+            r.trigger.to_string(),
+            r.status.to_string(),
             time(r.created_at),
             took,
         ]);
@@ -147,7 +147,7 @@ pub fn run_detail(d: &RunDetail) -> String {
         t.add_row(vec![
             s.step.clone(),
             s.attempt.to_string(),
-            s.status.clone(),
+            s.status.to_string(),
             took,
             detail,
         ]);

@@ -1,17 +1,17 @@
 //! Commands of the service mode: `serve`, `trigger`, `runs --server`, `token`, `schedule`.
 
-use super::commands::{Env, cancel_on_signal};
 use super::remote::Remote;
+use super::settings::{Settings, cancel_on_signal};
 use super::{Outcome, RemoteArgs, RunsCommand, ScheduleCommand, TokenCommand, render};
 use crate::serve::{ServeConfig, auth, ticks};
-use crate::store::{RunDetail, RunRow};
+use crate::store::{RunDetail, RunRow, RunStatus};
 use anyhow::Context;
 use comfy_table::Table;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(super) async fn serve(env: &Env, config: ServeConfig) -> anyhow::Result<Outcome> {
+pub(super) async fn serve(env: &Settings, config: ServeConfig) -> anyhow::Result<Outcome> {
     let store = env.store().await?;
     let runtime = Arc::new(env.runtime()?);
     let secret_store = Some(env.secret_store()?);
@@ -27,7 +27,7 @@ fn remote(args: RemoteArgs) -> anyhow::Result<Remote> {
 }
 
 pub(super) async fn trigger(
-    env: &Env,
+    env: &Settings,
     workflow: &str,
     inputs: &[String],
     wait: bool,
@@ -57,15 +57,15 @@ pub(super) async fn trigger(
     }
     loop {
         let run = server.get(&format!("/api/v1/runs/{id}")).await?;
-        let status = run["status"].as_str().unwrap_or_default();
-        if matches!(status, "succeeded" | "failed" | "cancelled") {
+        let status: Option<RunStatus> = serde_json::from_value(run["status"].clone()).ok();
+        if let Some(status) = status.filter(|s| s.is_final()) {
             if env.json {
                 println!("{run}");
             } else {
                 let detail: RunDetail = detail_from_json(&run)?;
                 print!("{}", render::run_detail(&detail));
             }
-            return Ok(if status == "succeeded" {
+            return Ok(if status == RunStatus::Succeeded {
                 Outcome::Success
             } else {
                 Outcome::Failed
@@ -84,7 +84,7 @@ fn urlencode(s: &str) -> String {
 }
 
 pub(super) async fn remote_runs(
-    env: &Env,
+    env: &Settings,
     command: RunsCommand,
     server: &str,
     token: Option<String>,
@@ -115,7 +115,7 @@ pub(super) async fn remote_runs(
     Ok(Outcome::Success)
 }
 
-pub(super) async fn token(env: &Env, command: TokenCommand) -> anyhow::Result<Outcome> {
+pub(super) async fn token(env: &Settings, command: TokenCommand) -> anyhow::Result<Outcome> {
     let store = env.store().await?;
     match command {
         TokenCommand::Create { name } => {
@@ -163,7 +163,7 @@ pub(super) async fn token(env: &Env, command: TokenCommand) -> anyhow::Result<Ou
     Ok(Outcome::Success)
 }
 
-pub(super) async fn schedule(env: &Env, command: ScheduleCommand) -> anyhow::Result<Outcome> {
+pub(super) async fn schedule(env: &Settings, command: ScheduleCommand) -> anyhow::Result<Outcome> {
     match command {
         ScheduleCommand::List { workflows, next } => {
             let mut table = Table::new();
@@ -208,8 +208,8 @@ pub(super) async fn schedule(env: &Env, command: ScheduleCommand) -> anyhow::Res
                         i.to_string(),
                         s.cron.clone(),
                         s.timezone.name().to_string(),
-                        format!("{:?}", s.overlap).to_lowercase(),
-                        format!("{:?}", s.catchup).to_lowercase(),
+                        s.overlap.to_string(),
+                        s.catchup.to_string(),
                         fires
                             .iter()
                             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -255,8 +255,8 @@ pub(super) async fn schedule(env: &Env, command: ScheduleCommand) -> anyhow::Res
                         "schedule {i}: `{}` in {} (overlap {}, catchup {}); next fire {next}",
                         s.cron,
                         s.timezone.name(),
-                        format!("{:?}", s.overlap).to_lowercase(),
-                        format!("{:?}", s.catchup).to_lowercase()
+                        s.overlap,
+                        s.catchup
                     );
                 }
             }
@@ -271,7 +271,7 @@ pub(super) async fn schedule(env: &Env, command: ScheduleCommand) -> anyhow::Res
                 table.add_row([
                     render::time_ms(t.fire_at),
                     t.schedule.to_string(),
-                    t.outcome,
+                    t.outcome.to_string(),
                     format!("{} ms", t.recorded_at - t.fire_at),
                     t.run_id
                         .map(|r| r[..12.min(r.len())].to_string())

@@ -1,7 +1,7 @@
 //! What the executor tells observers (terminal progress, `--json`, later the server's SSE).
 //! Every text in an event is already masked.
 
-use crate::plan::StepStatus;
+use crate::store::StepStatus;
 use serde::Serialize;
 use std::time::Duration;
 

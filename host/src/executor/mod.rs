@@ -11,14 +11,15 @@ pub use plan_mode::{PlanReport, PlannedStep, StepPlan, plan};
 use crate::capability::connections::{ConnectionError, Connections};
 use crate::capability::secret_store::SecretStore;
 use crate::capability::secrets::{self, LookupError};
-use crate::capability::{Granter, Masker, StepSink};
-use crate::plan::{Plan, Readiness, StepStatus};
-use crate::runtime::bindings::Level;
-use crate::runtime::check::Resolved;
-use crate::runtime::{Call, Fault, Invocation, Output, Returned, Runtime, StepContext};
-use crate::store::{NewRun, StepEnd, Store, StoreError};
+use crate::capability::{Granter, LogLevel, Masker, StepSink};
+use crate::dag::{Dag, Node, Walk};
+use crate::resolve::ResolvedWorkflow;
+use crate::runtime::{Fault, Invocation, Output, Runtime, StepContext};
+use crate::store::{
+    NewRun, RunStatus, StepEnd, StepStatus, Store, StoreError, Trigger, new_run_id,
+};
+use crate::workflow::Step;
 use crate::workflow::expr::{Reference, Scope};
-use crate::workflow::{Step, Workflow};
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 use sink::{RunChannel, StepEvents};
@@ -44,12 +45,12 @@ pub enum ExecError {
 
 /// Everything a run needs.
 pub struct RunSpec {
-    pub workflow: Arc<Workflow>,
-    pub plugins: Resolved,
+    /// The workflow with its DAG and plugins.
+    pub workflow: Arc<ResolvedWorkflow>,
     /// Resolved and checked input values.
     pub inputs: Map<String, Json>,
-    /// cli, cron, http, webhook, retry.
-    pub trigger: String,
+    /// What started the run.
+    pub trigger: Trigger,
     /// The environment `secrets.X` and `env.X` are read from (before the `.env` file).
     pub process_env: HashMap<String, String>,
     /// Where `secrets.X` is looked up last and `store_secret` writes to.
@@ -129,7 +130,7 @@ pub struct StepReport {
 pub struct RunReport {
     pub run_id: String,
     pub workflow: String,
-    pub status: &'static str,
+    pub status: RunStatus,
     #[serde(serialize_with = "as_millis")]
     pub duration: Duration,
     pub steps: Vec<StepReport>,
@@ -138,7 +139,7 @@ pub struct RunReport {
 impl RunReport {
     /// Did every step succeed or get skipped?
     pub fn succeeded(&self) -> bool {
-        self.status == "succeeded"
+        self.status == RunStatus::Succeeded
     }
 }
 
@@ -157,8 +158,7 @@ pub struct Executor {
 /// What every step task of one run shares.
 struct RunShared {
     run_id: String,
-    workflow: Arc<Workflow>,
-    plugins: Resolved,
+    workflow: Arc<ResolvedWorkflow>,
     base: Scope,
     /// `steps.ID` values (status and real outputs) of finished steps.
     finished: RwLock<Map<String, Json>>,
@@ -167,7 +167,7 @@ struct RunShared {
     channel: Arc<RunChannel>,
     runtime: Arc<Runtime>,
     store: Store,
-    trigger: String,
+    trigger: Trigger,
     /// The first attempt number of steps whose earlier attempts were interrupted.
     next_attempt: HashMap<String, u32>,
 }
@@ -185,7 +185,7 @@ impl Executor {
         let lookup = spec.lookup(&masker)?;
         let resume = spec.resume.unwrap_or_default();
         let run_id = if resume.run_id.is_empty() {
-            uuid::Uuid::now_v7().simple().to_string()
+            new_run_id()
         } else {
             resume.run_id.clone()
         };
@@ -195,7 +195,7 @@ impl Executor {
             secrets: Arc::new(Json::Object(lookup.secrets)),
             env: Arc::new(Json::Object(lookup.env)),
             run: Arc::new(
-                json!({"id": run_id, "trigger": spec.trigger, "workflow": workflow.name}),
+                json!({"id": run_id, "trigger": spec.trigger.as_str(), "workflow": workflow.name}),
             ),
         };
         let connections = Arc::new(Connections::resolve(&workflow, &base, &masker)?);
@@ -206,9 +206,9 @@ impl Executor {
                     workflow: &workflow.name,
                     workflow_path: &workflow.source.path,
                     inputs: &masker.mask_json(&base.inputs),
-                    trigger: &spec.trigger,
+                    trigger: spec.trigger,
                     trigger_detail: None,
-                    status: "running",
+                    status: RunStatus::Running,
                 })
                 .await?;
         } else {
@@ -225,7 +225,6 @@ impl Executor {
             secret_store: spec.secret_store.clone(),
             run_id: run_id.clone(),
             workflow: workflow.clone(),
-            plugins: spec.plugins,
             finished: RwLock::new(Map::new()),
             channel: Arc::new(RunChannel {
                 masker: masker.clone(),
@@ -264,38 +263,50 @@ impl Executor {
         let (reports, status) = match walked {
             Ok(Walked::Cancelled) => {
                 self.store
-                    .close_open_steps(&run_id, "cancelled", "cancelled while running")
+                    .close_open_steps(&run_id, StepStatus::Cancelled, "cancelled while running")
                     .await?;
                 self.store
-                    .finish_run(&run_id, "cancelled", Some("cancelled before the end"))
+                    .finish_run(
+                        &run_id,
+                        RunStatus::Cancelled,
+                        Some("cancelled before the end"),
+                    )
                     .await?;
-                (reports, "cancelled")
+                (reports, RunStatus::Cancelled)
             }
             Ok(Walked::Interrupted) => {
                 self.store
-                    .close_open_steps(&run_id, "interrupted", "interrupted by a server stop")
+                    .close_open_steps(
+                        &run_id,
+                        StepStatus::Interrupted,
+                        "interrupted by a server stop",
+                    )
                     .await?;
                 self.store
                     .set_run_status(
                         &run_id,
-                        "interrupted",
+                        RunStatus::Interrupted,
                         Some("server stopped: resumes at the next start"),
                     )
                     .await?;
-                (reports, "interrupted")
+                (reports, RunStatus::Interrupted)
             }
             Ok(Walked::Completed) => {
                 let ok = reports.iter().all(|s| !s.status.is_failure());
-                let status = if ok { "succeeded" } else { "failed" };
+                let status = if ok {
+                    RunStatus::Succeeded
+                } else {
+                    RunStatus::Failed
+                };
                 self.store.finish_run(&run_id, status, None).await?;
                 (reports, status)
             }
             Err(e) => {
                 self.store
-                    .close_open_steps(&run_id, "cancelled", "cancelled while running")
+                    .close_open_steps(&run_id, StepStatus::Cancelled, "cancelled while running")
                     .await?;
                 self.store
-                    .finish_run(&run_id, "failed", Some(&e.to_string()))
+                    .finish_run(&run_id, RunStatus::Failed, Some(&e.to_string()))
                     .await?;
                 return Err(e);
             }
@@ -326,38 +337,24 @@ impl Executor {
         mut status: HashMap<String, StepStatus>,
         reports: &mut Vec<StepReport>,
     ) -> Result<Walked, ExecError> {
-        let plan = Plan::new(&shared.workflow);
-        let mut waiting: HashMap<&str, usize> = plan
-            .needs
-            .iter()
-            .map(|(id, n)| {
-                let left = n.iter().filter(|n| !status.contains_key(*n)).count();
-                (id.as_str(), left)
-            })
-            .collect();
+        let dag = &shared.workflow.dag;
+        let mut walk = Walk::start(dag, |n| status.contains_key(dag.id(n)));
         let mut ready: VecDeque<String> = VecDeque::new();
-        // Steps whose needs are all decided: run them, or record them upstream-failed.
-        let mut decide: Vec<String> = shared
-            .workflow
-            .steps
-            .keys()
-            .filter(|id| !status.contains_key(*id) && waiting[id.as_str()] == 0)
-            .rev()
-            .cloned()
-            .collect();
         let mut running: JoinSet<Result<StepReport, ExecError>> = JoinSet::new();
         let bound = self.max_parallel.max(1);
         loop {
-            while let Some(id) = decide.pop() {
-                match plan.readiness(&id, &status) {
-                    Readiness::Run => ready.push_back(id),
-                    Readiness::UpstreamFailed => {
-                        let report = record_undecided(shared, &id, &status, &plan).await?;
-                        status.insert(id.clone(), report.status);
-                        reports.push(report);
-                        release(&plan, &id, &mut waiting, &mut decide);
-                    }
+            // Steps whose needs are all decided: run them, or record them upstream-failed.
+            while let Some(node) = walk.next_decidable() {
+                let failed = failed_needs(dag, node, &status);
+                let id = dag.id(node);
+                if failed.is_empty() {
+                    ready.push_back(id.to_string());
+                    continue;
                 }
+                let report = record_upstream_failed(shared, id, &failed).await?;
+                status.insert(id.to_string(), report.status);
+                reports.push(report);
+                walk.finished(node);
             }
             let draining = control.drain.is_cancelled();
             while !draining
@@ -395,40 +392,35 @@ impl Executor {
             };
             let report =
                 joined.map_err(|e| ExecError::Internal(format!("step task failed: {e}")))??;
-            let id = report.id.clone();
-            status.insert(id.clone(), report.status);
+            if let Some(node) = dag.node(&report.id) {
+                walk.finished(node);
+            }
+            status.insert(report.id.clone(), report.status);
             reports.push(report);
-            release(&plan, &id, &mut waiting, &mut decide);
         }
     }
 }
 
-/// Step `id` reached its final state: its dependants wait for one step less; those waiting
-/// for none are to be decided.
-fn release(plan: &Plan, id: &str, waiting: &mut HashMap<&str, usize>, decide: &mut Vec<String>) {
-    for dependant in plan.dependents.get(id).into_iter().flatten() {
-        let left = waiting
-            .get_mut(dependant.as_str())
-            .expect("every step is in the plan");
-        *left -= 1;
-        if *left == 0 {
-            decide.push(dependant.clone());
-        }
-    }
+/// The needs of a step that failed: if any, the step is upstream-failed without running (a
+/// need skipped by its own `if` does not count).
+fn failed_needs<'d>(
+    dag: &'d Dag,
+    node: Node,
+    status: &HashMap<String, StepStatus>,
+) -> Vec<&'d str> {
+    dag.needs(node)
+        .iter()
+        .map(|&n| dag.id(n))
+        .filter(|n| status.get(*n).is_some_and(|s| s.is_failure()))
+        .collect()
 }
 
 /// Record a step that will not run because a need failed.
-async fn record_undecided(
+async fn record_upstream_failed(
     shared: &RunShared,
     id: &str,
-    status: &HashMap<String, StepStatus>,
-    plan: &Plan,
+    failed: &[&str],
 ) -> Result<StepReport, ExecError> {
-    let failed: Vec<&str> = plan.needs[id]
-        .iter()
-        .filter(|n| status.get(*n).is_some_and(|s| s.is_failure()))
-        .map(String::as_str)
-        .collect();
     let error = format!("not run: needed step `{}` failed", failed.join("`, `"));
     let step = &shared.workflow.steps[id];
     finish_without_running(shared, step, StepStatus::UpstreamFailed, Some(error)).await
@@ -442,12 +434,9 @@ async fn finish_without_running(
 ) -> Result<StepReport, ExecError> {
     let plugin = step.plugin.to_string();
     let (run, id) = (&shared.run_id, &step.id);
-    shared
-        .store
-        .start_step(run, id, 0, &plugin, status.as_str())
-        .await?;
+    shared.store.start_step(run, id, 0, &plugin, status).await?;
     let end = StepEnd {
-        status: status.as_str(),
+        status,
         resumable: false,
         outputs: None,
         error: error.as_deref(),
@@ -547,7 +536,10 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
             }
         }
     }
-    let resolved = &shared.plugins[id];
+    let resolved = shared
+        .workflow
+        .plugin(id)
+        .ok_or_else(|| ExecError::Internal(format!("step `{id}` has no resolved plugin")))?;
     let config = match step.with.render(&scope) {
         Ok(config) => config,
         Err(e) => {
@@ -573,7 +565,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
         events.attempt.store(attempt, Ordering::Relaxed);
         shared
             .store
-            .start_step(run, id, attempt, &plugin_name, "running")
+            .start_step(run, id, attempt, &plugin_name, StepStatus::Running)
             .await?;
         shared.channel.observer.event(&Event::StepStarted {
             step: id.to_string(),
@@ -585,7 +577,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                 workflow: shared.workflow.name.clone(),
                 step_id: id.to_string(),
                 attempt,
-                trigger: shared.trigger.clone(),
+                trigger: shared.trigger.to_string(),
             },
             config: &config,
             limits: step.limits,
@@ -594,13 +586,10 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
             sink: events.clone(),
             connections: shared.connections.clone(),
         };
-        let result = shared
-            .runtime
-            .call(&resolved.plugin, Call::Run, invocation)
-            .await;
+        let result = shared.runtime.run(&resolved.plugin, invocation).await;
         let denials = events.take_denials();
         let fault = match result {
-            Ok(Returned::Run(outputs)) => {
+            Ok(outputs) => {
                 let secret_names: Vec<String> = outputs
                     .iter()
                     .filter(|o| o.secret)
@@ -612,7 +601,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                 {
                     let error = masker.mask(&error);
                     let end = StepEnd {
-                        status: "failed",
+                        status: StepStatus::Failed,
                         resumable: false,
                         outputs: Some(&for_store(&masked)),
                         error: Some(&error),
@@ -632,7 +621,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                 }
                 let stored = for_store(&masked);
                 let end = StepEnd {
-                    status: "succeeded",
+                    status: StepStatus::Succeeded,
                     // Nothing masked or cut: a resumed run can reuse these outputs as they are.
                     resumable: stored == real,
                     outputs: Some(&stored),
@@ -651,9 +640,6 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
                     None,
                 ));
             }
-            Ok(Returned::Plan(_)) => {
-                return Err(ExecError::Internal("plan returned from run".into()));
-            }
             Err(fault) => fault,
         };
         // A denial explains the failure better than what the guest made of it.
@@ -665,7 +651,11 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
         };
         let message = masker.mask(&message);
         let retry = fault.is_retryable() && denials.is_empty() && attempt <= step.retry.max;
-        let status = if retry { "retrying" } else { "failed" };
+        let status = if retry {
+            StepStatus::Retrying
+        } else {
+            StepStatus::Failed
+        };
         let end = StepEnd {
             status,
             resumable: false,
@@ -688,7 +678,7 @@ async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError>
         }
         let delay = step.retry.delay_before(attempt + 1);
         events.log(
-            Level::Warn,
+            LogLevel::Warn,
             &format!(
                 "attempt {attempt} failed: {message}; retrying in {}",
                 humantime::format_duration(delay)
@@ -768,7 +758,7 @@ fn keep_secrets(
             .set(&keep.name, &value)
             .map_err(|e| format!("store_secret: {e}"))?;
         events.log(
-            Level::Info,
+            LogLevel::Info,
             &format!("stored output `{output}` as secret `{}`", keep.name),
         );
     }
@@ -797,6 +787,25 @@ fn collect_outputs(masker: &Masker, outputs: Vec<Output>) -> (Json, Json) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_need_makes_step_upstream_failed_and_skipped_need_does_not() {
+        let dag = Dag::build([
+            ("a", vec![]),
+            ("b", vec!["a"]),
+            ("c", vec!["a"]),
+            ("d", vec!["b", "c"]),
+        ])
+        .unwrap();
+        let d = dag.node("d").unwrap();
+        let mut status = HashMap::from([
+            ("b".to_string(), StepStatus::Skipped),
+            ("c".to_string(), StepStatus::Succeeded),
+        ]);
+        assert!(failed_needs(&dag, d, &status).is_empty());
+        status.insert("c".into(), StepStatus::UpstreamFailed);
+        assert_eq!(failed_needs(&dag, d, &status), ["c"]);
+    }
 
     #[test]
     fn large_outputs_are_recorded_as_a_summary_and_small_ones_as_is() {

@@ -5,7 +5,7 @@ use super::{ExecError, Observer, RunSpec};
 use crate::capability::connections::Connections;
 use crate::capability::{Granter, Masker};
 use crate::runtime::Runtime;
-use crate::runtime::{Call, ChangeKind, Invocation, Returned, StepContext};
+use crate::runtime::{ChangeKind, Invocation, StepContext};
 use crate::workflow::expr::{Reference, Scope};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
@@ -59,17 +59,6 @@ impl PlanReport {
     }
 }
 
-fn kind_name(kind: ChangeKind) -> &'static str {
-    match kind {
-        ChangeKind::Create => "create",
-        ChangeKind::Update => "update",
-        ChangeKind::Replace => "replace",
-        ChangeKind::Delete => "delete",
-        ChangeKind::Run => "run",
-        ChangeKind::None => "none",
-    }
-}
-
 /// Plan every step in order. Steps whose config reads other steps' outputs are `unknown`.
 /// Needs no store: planning records nothing.
 pub async fn plan(
@@ -85,7 +74,7 @@ pub async fn plan(
         workflow: workflow.name.clone(),
         step_id: String::new(),
         attempt: 1,
-        trigger: spec.trigger.clone(),
+        trigger: spec.trigger.to_string(),
     };
     let scope = Scope {
         inputs: Arc::new(Json::Object(spec.inputs)),
@@ -128,7 +117,7 @@ pub async fn plan(
         } else {
             plan_step(
                 runtime,
-                &spec.plugins,
+                &spec.workflow,
                 step,
                 &scope,
                 &channel,
@@ -151,7 +140,7 @@ pub async fn plan(
 
 async fn plan_step(
     runtime: &Runtime,
-    plugins: &crate::runtime::check::Resolved,
+    plugins: &crate::resolve::ResolvedWorkflow,
     step: &crate::workflow::Step,
     scope: &Scope,
     channel: &Arc<RunChannel>,
@@ -170,7 +159,9 @@ async fn plan_step(
         Ok(c) => c,
         Err(e) => return StepPlan::Failed(masker.mask(&format!("cannot render `with`: {e}"))),
     };
-    let resolved = &plugins[&step.id];
+    let Some(resolved) = plugins.plugin(&step.id) else {
+        return StepPlan::Failed(format!("step `{}` has no resolved plugin", step.id));
+    };
     if let Err(problems) = resolved.check_config(&config) {
         return StepPlan::Failed(masker.mask(&format!(
             "`with` does not match plugin `{}`: {problems}",
@@ -191,19 +182,18 @@ async fn plan_step(
         sink: Arc::new(StepEvents::new(channel.clone(), &step.id)),
         connections: connections.clone(),
     };
-    match runtime.call(&resolved.plugin, Call::Plan, invocation).await {
-        Ok(Returned::Plan(changes)) => StepPlan::Changes(
+    match runtime.plan(&resolved.plugin, invocation).await {
+        Ok(changes) => StepPlan::Changes(
             changes
                 .into_iter()
                 .filter(|c| c.kind != ChangeKind::None)
                 .map(|c| PlannedChange {
-                    kind: kind_name(c.kind),
+                    kind: c.kind.as_str(),
                     resource: masker.mask(&c.resource),
                     detail: masker.mask(&c.detail),
                 })
                 .collect(),
         ),
-        Ok(Returned::Run(_)) => StepPlan::Failed("run returned from plan".into()),
         Err(fault) => StepPlan::Failed(masker.mask(&fault.to_string())),
     }
 }

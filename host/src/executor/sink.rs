@@ -2,8 +2,7 @@
 //! one writer task per run, to the store.
 
 use super::events::{Event, Observer};
-use crate::capability::{Denial, Masker, StepSink};
-use crate::runtime::bindings::Level;
+use crate::capability::{Denial, LogLevel, Masker, StepSink};
 use crate::store::{AuditRow, NewLog, Store, now_ms};
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -79,20 +78,10 @@ impl StepEvents {
     }
 }
 
-fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Trace => "trace",
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warn => "warn",
-        Level::Error => "error",
-    }
-}
-
 impl StepSink for StepEvents {
-    fn log(&self, level: Level, message: &str) {
+    fn log(&self, level: LogLevel, message: &str) {
         let message = self.run.masker.mask(message);
-        let level = level_name(level);
+        let level = level.as_str();
         if let Some(records) = &self.run.records {
             let _ = records.send(Record::Log(NewLog {
                 seq: self.run.seq.fetch_add(1, Ordering::Relaxed),
@@ -121,7 +110,7 @@ impl StepSink for StepEvents {
 
     fn denied(&self, denial: &Denial) {
         let reason = self.run.masker.mask(&denial.to_string());
-        self.log(Level::Error, &format!("denied: {reason}"));
+        self.log(LogLevel::Error, &format!("denied: {reason}"));
         if let Some(records) = &self.run.records {
             let _ = records.send(Record::Audit(AuditRow {
                 step: self.step.clone(),

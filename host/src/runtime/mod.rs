@@ -1,33 +1,28 @@
 //! The wasmtime engine: compile (with a disk cache), instantiate a fresh sandbox per call from a
 //! reused `InstancePre`, and enforce memory, fuel and wall-clock limits.
 
-pub mod bindings;
 pub mod builtin;
 mod cache;
-pub mod check;
-mod state;
+mod contract;
 
-pub use bindings::{Change, ChangeKind, Output, PluginInfo, StepContext, StepError};
 pub use cache::content_hash;
+pub use contract::{Change, ChangeKind, Output, PluginInfo, StepContext};
 
-use crate::capability::connections::ConnectionGate;
-use crate::capability::connections::Connections;
-use crate::capability::docker::{DockerData, DockerView};
+use crate::capability::bindings::orch::plugin::types::StepError;
+use crate::capability::bindings::{Step, StepPre};
+use crate::capability::connections::{ConnectionGate, Connections};
 use crate::capability::http::HttpGate;
-use crate::capability::kafka::{KafkaData, KafkaView};
 use crate::capability::log::LogHost;
-use crate::capability::postgres::{PostgresData, PostgresView};
-use crate::capability::{Granter, StepSink};
+use crate::capability::{Granter, LogLevel, MemoryCap, StepSink, StepState};
 use crate::workflow::Limits;
-use bindings::{Step, StepPre};
 use cache::ComponentCache;
-use state::{MemoryCap, StepState};
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx};
@@ -122,20 +117,6 @@ pub struct Plugin {
     pre: StepPre<StepState>,
 }
 
-/// Which export to call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    Plan,
-    Run,
-}
-
-/// What a call returned.
-#[derive(Debug)]
-pub enum Returned {
-    Plan(Vec<Change>),
-    Run(Vec<Output>),
-}
-
 /// Everything one call needs besides the plugin.
 pub struct Invocation<'a> {
     pub ctx: StepContext,
@@ -171,7 +152,7 @@ impl Drop for Runtime {
 }
 
 impl Runtime {
-    /// Build the engine (epoch interruption + fuel) and the linker (WASI, wasi:http, log).
+    /// Build the engine (epoch interruption + fuel) and the linker (every host interface).
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let mut wasm = Config::new();
         wasm.epoch_interruption(true);
@@ -184,33 +165,7 @@ impl Runtime {
         let engine = Engine::new(&wasm)?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        bindings::orch::plugin::postgres::add_to_linker::<_, PostgresData>(
-            &mut linker,
-            |s: &mut StepState| PostgresView {
-                table: &mut s.table,
-                host: &mut s.connections,
-            },
-        )?;
-        bindings::orch::plugin::kafka::add_to_linker::<_, KafkaData>(
-            &mut linker,
-            |s: &mut StepState| KafkaView {
-                table: &mut s.table,
-                host: &mut s.connections,
-            },
-        )?;
-        bindings::orch::plugin::docker::add_to_linker::<_, DockerData>(
-            &mut linker,
-            |s: &mut StepState| DockerView {
-                table: &mut s.table,
-                host: &mut s.connections,
-            },
-        )?;
-        bindings::orch::plugin::log::add_to_linker::<_, HasSelf<LogHost>>(
-            &mut linker,
-            |s: &mut StepState| &mut s.log,
-        )?;
+        crate::capability::link(&mut linker)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (stop, ticking) = (ticker_stop.clone(), engine.clone());
@@ -307,36 +262,51 @@ impl Runtime {
         match result {
             Err(_) => Err(Fault::Timeout(Duration::from_secs(10))),
             Ok(Err(e)) => Err(classify_trap(e, limiter, None)),
-            Ok(Ok(info)) => Ok(info),
+            Ok(Ok(info)) => Ok(info.into()),
         }
     }
 
-    /// Call `plan` or `run` in a fresh instance with the invocation's limits.
-    pub async fn call(
+    /// Call the plugin's `plan` (a dry run) in a fresh instance with the invocation's limits.
+    pub async fn plan(&self, plugin: &Plugin, inv: Invocation<'_>) -> Result<Vec<Change>, Fault> {
+        let changes = self
+            .call(plugin, inv, |instance, store, ctx, config| {
+                Box::pin(instance.call_plan(store, ctx, config))
+            })
+            .await?;
+        Ok(changes.into_iter().map(Change::from).collect())
+    }
+
+    /// Call the plugin's `run` in a fresh instance with the invocation's limits.
+    pub async fn run(&self, plugin: &Plugin, inv: Invocation<'_>) -> Result<Vec<Output>, Fault> {
+        let outputs = self
+            .call(plugin, inv, |instance, store, ctx, config| {
+                Box::pin(instance.call_run(store, ctx, config))
+            })
+            .await?;
+        Ok(outputs.into_iter().map(Output::from).collect())
+    }
+
+    /// Instantiate, call one export within the timeout, turn stdout/stderr into log lines and
+    /// explain a failure.
+    async fn call<T>(
         &self,
         plugin: &Plugin,
-        call: Call,
         inv: Invocation<'_>,
-    ) -> Result<Returned, Fault> {
+        export: impl for<'s> FnOnce(
+            &'s Step,
+            &'s mut Store<StepState>,
+            &'s crate::capability::bindings::orch::plugin::types::StepContext,
+            &'s str,
+        ) -> BoxFuture<'s, wasmtime::Result<Result<T, StepError>>>,
+    ) -> Result<T, Fault> {
         let sink = inv.sink.clone();
         let (mut store, instance, pipes) = self
             .instantiate(plugin, inv.limits, inv.granter, inv.sink, inv.connections)
             .await?;
-        let result = {
-            let work = async {
-                match call {
-                    Call::Plan => instance
-                        .call_plan(&mut store, &inv.ctx, inv.config)
-                        .await
-                        .map(|r| r.map(Returned::Plan)),
-                    Call::Run => instance
-                        .call_run(&mut store, &inv.ctx, inv.config)
-                        .await
-                        .map(|r| r.map(Returned::Run)),
-                }
-            };
-            tokio::time::timeout(inv.timeout, work).await
-        };
+        let ctx = (&inv.ctx).into();
+        let result =
+            tokio::time::timeout(inv.timeout, export(&instance, &mut store, &ctx, inv.config))
+                .await;
         pipes.drain_into(sink.as_ref());
         let limiter = store.data().limiter;
         match result {
@@ -414,8 +384,8 @@ struct Pipes {
 impl Pipes {
     fn drain_into(&self, sink: &dyn StepSink) {
         for (pipe, level, tag) in [
-            (&self.stdout, bindings::Level::Info, "stdout"),
-            (&self.stderr, bindings::Level::Warn, "stderr"),
+            (&self.stdout, LogLevel::Info, "stdout"),
+            (&self.stderr, LogLevel::Warn, "stderr"),
         ] {
             let bytes = pipe.contents();
             for line in String::from_utf8_lossy(&bytes)

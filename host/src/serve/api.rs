@@ -6,7 +6,7 @@ use super::auth::{self, WebhookError};
 use super::runner::Cancelled;
 use crate::capability::Masker;
 use crate::capability::secrets;
-use crate::store::{NewRun, StoreError};
+use crate::store::{NewRun, RunStatus, StoreError, Trigger, new_run_id};
 use crate::workflow::inputs::{self, InputError};
 use axum::Router;
 use axum::body::Bytes;
@@ -331,7 +331,13 @@ async fn trigger(
     let values = inputs::resolve(&wf.inputs, &given).map_err(ApiError::inputs)?;
     let detail = caller.map(|c| format!("token {}", c.0.0));
     state
-        .enqueue(&served.workflow, values, "http", detail.as_deref(), None)
+        .enqueue(
+            &served.workflow,
+            values,
+            Trigger::Http,
+            detail.as_deref(),
+            None,
+        )
         .await
 }
 
@@ -366,11 +372,6 @@ struct LogsQuery {
 
 fn yes() -> bool {
     true
-}
-
-/// Statuses a run does not leave.
-fn is_final(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "cancelled")
 }
 
 async fn run_logs(
@@ -418,11 +419,11 @@ async fn run_logs(
             // Status first, then lines: lines written before the end are never missed.
             let status = match f.state.store.run(&f.run).await {
                 Ok(Some(r)) => r.status,
-                _ => "failed".into(),
+                _ => RunStatus::Failed,
             };
             match f.state.store.logs_after(&f.run, f.after, 500).await {
                 Ok(lines) if !lines.is_empty() => f.buffer.extend(lines),
-                Ok(_) if is_final(&status) || !f.follow => {
+                Ok(_) if status.is_final() || !f.follow => {
                     f.ended = true;
                     let event = SseEvent::default()
                         .event("end")
@@ -449,7 +450,7 @@ async fn run_logs(
 
 async fn cancel_run(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let run = state.store.get_run(&id).await?.run;
-    if is_final(&run.status) {
+    if run.status.is_final() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("run {} already ended: {}", run.id, run.status),
@@ -457,13 +458,17 @@ async fn cancel_run(State(state): State<AppState>, Path(id): Path<String>) -> Ap
     }
     let status = match state.runner.cancel(&run.id).await? {
         Cancelled::Running => "cancelling",
-        Cancelled::Waiting => "cancelled",
+        Cancelled::Waiting => RunStatus::Cancelled.as_str(),
         Cancelled::NotActive => {
             state
                 .store
-                .finish_run(&run.id, "cancelled", Some("cancelled before it started"))
+                .finish_run(
+                    &run.id,
+                    RunStatus::Cancelled,
+                    Some("cancelled before it started"),
+                )
                 .await?;
-            "cancelled"
+            RunStatus::Cancelled.as_str()
         }
     };
     Ok((
@@ -529,7 +534,7 @@ async fn webhook(
     let values = inputs::resolve(&wf.inputs, &given).map_err(ApiError::inputs)?;
     let detail = format!("delivery {delivery}");
     state
-        .enqueue(wf, values, "webhook", Some(&detail), Some(&delivery))
+        .enqueue(wf, values, Trigger::Webhook, Some(&detail), Some(&delivery))
         .await
 }
 
@@ -559,7 +564,7 @@ impl Shared {
         &self,
         wf: &crate::workflow::Workflow,
         inputs: Map<String, Json>,
-        trigger: &str,
+        trigger: Trigger,
         detail: Option<&str>,
         delivery: Option<&str>,
     ) -> ApiResult {
@@ -569,7 +574,7 @@ impl Shared {
                 "the server is stopping: try again once it is back",
             ));
         }
-        let id = uuid::Uuid::now_v7().simple().to_string();
+        let id = new_run_id();
         let inputs = Json::Object(inputs);
         let run = NewRun {
             id: &id,
@@ -578,7 +583,7 @@ impl Shared {
             inputs: &inputs,
             trigger,
             trigger_detail: detail,
-            status: "queued",
+            status: RunStatus::Queued,
         };
         match self.store.enqueue_run(run, delivery).await {
             Ok(()) => {}
@@ -595,7 +600,7 @@ impl Shared {
         Ok((
             StatusCode::ACCEPTED,
             [(header::LOCATION, url.clone())],
-            axum::Json(json!({"id": id, "status": "queued", "url": url})),
+            axum::Json(json!({"id": id, "status": RunStatus::Queued, "url": url})),
         )
             .into_response())
     }

@@ -80,12 +80,12 @@ impl Default for Metrics {
 impl Metrics {
     /// Set the run counts read from the store just before encoding; a status no run has any
     /// more is dropped, not left at its last count.
-    pub fn set_runs(&self, counts: &[(String, i64)]) {
+    pub fn set_runs(&self, counts: &[(crate::store::RunStatus, i64)]) {
         self.runs.clear();
         for (status, n) in counts {
             self.runs
                 .get_or_create(&StatusLabel {
-                    status: status.clone(),
+                    status: status.to_string(),
                 })
                 .set(*n);
         }

@@ -16,7 +16,7 @@ pub mod ticks;
 use crate::capability::secret_store::SecretStore;
 use crate::executor::Executor;
 use crate::runtime::Runtime;
-use crate::store::Store;
+use crate::store::{Store, Trigger};
 use anyhow::Context;
 use metrics::Metrics;
 use registry::Registry;
@@ -159,7 +159,7 @@ async fn resume(store: &Store, runner: &Arc<Runner>) -> anyhow::Result<()> {
         eprintln!("orch serve: resuming {} unfinished runs", unfinished.len());
     }
     for run in unfinished {
-        let group = (run.trigger == "cron")
+        let group = (run.trigger == Trigger::Cron)
             .then(|| run.trigger_detail.clone())
             .flatten()
             .map(|detail| (run.workflow.clone(), detail));

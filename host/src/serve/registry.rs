@@ -2,9 +2,9 @@
 //! Rescanned periodically; a changed file is reloaded, an invalid one is reported and not
 //! served (the others are), a removed one stops being served.
 
+use crate::resolve::{self, ResolvedWorkflow};
 use crate::runtime::Runtime;
-use crate::runtime::check::{self, Resolved};
-use crate::workflow::{self, LoadError, Workflow};
+use crate::workflow::{self, LoadError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,8 +13,7 @@ use std::time::SystemTime;
 
 /// A workflow being served.
 pub struct Served {
-    pub workflow: Arc<Workflow>,
-    pub plugins: Resolved,
+    pub workflow: Arc<ResolvedWorkflow>,
     pub path: PathBuf,
 }
 
@@ -180,12 +179,11 @@ async fn load(path: &Path, runtime: &Runtime) -> Result<Served, String> {
         Err(LoadError::Invalid(d)) => return Err(d.render(false)),
         Err(e) => return Err(e.to_string()),
     };
-    let plugins = check::resolve(runtime, &workflow)
+    let workflow = resolve::resolve(runtime, workflow)
         .await
         .map_err(|d| d.render(false))?;
     Ok(Served {
         workflow: Arc::new(workflow),
-        plugins,
         path: path.to_path_buf(),
     })
 }

@@ -5,8 +5,7 @@ use super::metrics::Metrics;
 use super::registry::Registry;
 use crate::capability::secret_store::SecretStore;
 use crate::executor::{Executor, Resume, RunControl, RunSpec};
-use crate::plan::StepStatus;
-use crate::store::{AttemptRow, Store, StoreError};
+use crate::store::{AttemptRow, RunStatus, StepStatus, Store, StoreError};
 use crate::workflow::Workflow;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
@@ -167,7 +166,11 @@ impl Runner {
                 None if control.cancel.is_cancelled() => {
                     let _ = runner
                         .store
-                        .finish_run(&run_id, "cancelled", Some("cancelled before it started"))
+                        .finish_run(
+                            &run_id,
+                            RunStatus::Cancelled,
+                            Some("cancelled before it started"),
+                        )
                         .await;
                 }
                 None => {} // stopping: stays queued, resumed at the next start
@@ -213,7 +216,11 @@ impl Runner {
         };
         if waiting {
             self.store
-                .finish_run(run_id, "cancelled", Some("cancelled before it started"))
+                .finish_run(
+                    run_id,
+                    RunStatus::Cancelled,
+                    Some("cancelled before it started"),
+                )
                 .await?;
             self.metrics.set_queue_depth(self.queue_depth());
             return Ok(Cancelled::Waiting);
@@ -227,7 +234,7 @@ impl Runner {
             tracing::error!(run = run_id, "run failed to execute: {e:#}");
             let _ = self
                 .store
-                .finish_run(run_id, "failed", Some(&format!("{e:#}")))
+                .finish_run(run_id, RunStatus::Failed, Some(&format!("{e:#}")))
                 .await;
         }
     }
@@ -252,7 +259,7 @@ impl Runner {
         self.store
             .close_open_steps(
                 run_id,
-                "interrupted",
+                StepStatus::Interrupted,
                 "interrupted: the server stopped while it ran",
             )
             .await?;
@@ -268,7 +275,6 @@ impl Runner {
         }
         let spec = RunSpec {
             workflow: served.workflow.clone(),
-            plugins: served.plugins.clone(),
             inputs: row.inputs.as_object().cloned().unwrap_or_default(),
             trigger: row.trigger,
             process_env: self.process_env.clone(),
@@ -315,12 +321,16 @@ pub fn resume_from(attempts: &[AttemptRow], workflow: &Workflow) -> Resume {
         let Some(a) = last.get(id.as_str()) else {
             continue;
         };
-        let done = match a.status.as_str() {
-            "succeeded" if a.resumable => Some(StepStatus::Succeeded),
-            "skipped" => Some(StepStatus::Skipped),
-            "failed" => Some(StepStatus::Failed),
-            "upstream_failed" => Some(StepStatus::UpstreamFailed),
-            _ => None,
+        let done = match a.status {
+            StepStatus::Succeeded if !a.resumable => None,
+            StepStatus::Succeeded
+            | StepStatus::Skipped
+            | StepStatus::Failed
+            | StepStatus::UpstreamFailed => Some(a.status),
+            StepStatus::Running
+            | StepStatus::Retrying
+            | StepStatus::Cancelled
+            | StepStatus::Interrupted => None,
         };
         match done {
             Some(status) => {

@@ -6,7 +6,9 @@ use super::metrics::Metrics;
 use super::registry::{Registry, Served};
 use super::runner::{Group, Runner};
 use super::ticks::{Missed, catch_up, next_fire};
-use crate::store::{NewRun, NewTick, Store, StoreError};
+use crate::store::{
+    NewRun, NewTick, RunStatus, Store, StoreError, TickOutcome, Trigger, new_run_id,
+};
 use crate::workflow::{Overlap, Schedule, inputs};
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
@@ -148,7 +150,7 @@ impl Scheduler {
     async fn fire(&self, fire: &Fire<'_>, missed: Option<String>) {
         let wf = &fire.served.workflow;
         let group: Group = (wf.name.clone(), format!("schedule {}", fire.index));
-        let run_id = uuid::Uuid::now_v7().simple().to_string();
+        let run_id = new_run_id();
         let late = (Utc::now() - fire.at).as_seconds_f64();
         let given: IndexMap<String, serde_json::Value> = fire.schedule.inputs.clone();
         let inputs = inputs::resolve(&wf.inputs, &given);
@@ -156,47 +158,46 @@ impl Scheduler {
         let previous = active.first().map(String::as_str).unwrap_or_default();
         let catch = if fire.catching_up {
             format!(
-                "missed while the server was down; catchup = {:?}",
+                "missed while the server was down; catchup = {}",
                 fire.schedule.catchup
             )
-            .to_lowercase()
         } else {
             "on time".into()
         };
         // (outcome, reason, run it, wait for the group)
         let (outcome, reason, runs, after_group) = match (&missed, &inputs) {
-            (Some(reason), _) => ("missed", reason.clone(), false, false),
+            (Some(reason), _) => (TickOutcome::Missed, reason.clone(), false, false),
             (None, Err(errors)) => {
                 let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 (
-                    "failed",
+                    TickOutcome::Failed,
                     format!("invalid inputs: {}", errors.join("; ")),
                     false,
                     false,
                 )
             }
-            (None, Ok(_)) if active.is_empty() => ("fired", catch, true, false),
+            (None, Ok(_)) if active.is_empty() => (TickOutcome::Fired, catch, true, false),
             (None, Ok(_)) if fire.catching_up => (
-                "queued",
+                TickOutcome::Queued,
                 format!("{catch}; waits for run {previous}"),
                 true,
                 true,
             ),
             (None, Ok(_)) => match fire.schedule.overlap {
                 Overlap::Skip => (
-                    "skipped",
+                    TickOutcome::Skipped,
                     format!("previous run {previous} still active (overlap = skip)"),
                     false,
                     false,
                 ),
                 Overlap::Queue => (
-                    "queued",
+                    TickOutcome::Queued,
                     format!("waits for run {previous} (overlap = queue)"),
                     true,
                     true,
                 ),
                 Overlap::Allow => (
-                    "fired",
+                    TickOutcome::Fired,
                     format!("previous run {previous} still active (overlap = allow)"),
                     true,
                     false,
@@ -208,7 +209,7 @@ impl Scheduler {
                         }
                     }
                     (
-                        "fired",
+                        TickOutcome::Fired,
                         format!("cancelled previous run {previous} (overlap = cancel_running)"),
                         true,
                         false,
@@ -222,9 +223,9 @@ impl Scheduler {
             workflow: &wf.name,
             workflow_path: &wf.source.path,
             inputs: &inputs_json,
-            trigger: "cron",
+            trigger: Trigger::Cron,
             trigger_detail: Some(&group.1),
-            status: "queued",
+            status: RunStatus::Queued,
         });
         let tick = NewTick {
             workflow: &wf.name,
@@ -242,7 +243,7 @@ impl Scheduler {
                 return;
             }
         }
-        self.metrics.tick(outcome, Some(late));
+        self.metrics.tick(outcome.as_str(), Some(late));
         if runs {
             self.runner
                 .submit(run_id, wf.name.clone(), Some(group), after_group);

@@ -1,9 +1,10 @@
-//! The run store: runs, step attempts, log lines and audited denials, on SQLite (default) or
-//! PostgreSQL (`--database-url postgres://...`). Same schema and code for both.
+//! The run store, on SQLite (default) or PostgreSQL (`--database-url postgres://...`), same
+//! schema and code for both: runs and attempts ([`runs`]), the server's queue ([`queue`]),
+//! schedule ticks ([`ticks`]), API tokens ([`tokens`]), and their typed vocabulary ([`status`]).
 
 use serde::{Deserialize, Serialize};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
 use std::path::Path;
 
 /// The columns of [`RunRow`], as a literal so queries stay static strings.
@@ -13,8 +14,15 @@ macro_rules! select_runs {
     };
 }
 
-mod service;
-pub use service::*;
+mod queue;
+mod runs;
+mod status;
+mod ticks;
+mod tokens;
+pub use runs::{AttemptRow, NewLog, NewRun, StepEnd, new_run_id};
+pub use status::{RunStatus, StepStatus, TickOutcome, Trigger};
+pub use ticks::{NewTick, TickRow};
+pub use tokens::TokenRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -77,10 +85,10 @@ pub struct RunRow {
     pub workflow: String,
     pub workflow_path: String,
     pub inputs: serde_json::Value,
-    pub trigger: String,
+    pub trigger: Trigger,
     /// Which schedule, token or delivery triggered it.
     pub trigger_detail: Option<String>,
-    pub status: String,
+    pub status: RunStatus,
     pub error: Option<String>,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -93,7 +101,7 @@ pub struct StepRow {
     pub step: String,
     pub attempt: i64,
     pub plugin: String,
-    pub status: String,
+    pub status: StepStatus,
     pub outputs: Option<serde_json::Value>,
     pub error: Option<String>,
     pub error_kind: Option<String>,
@@ -130,38 +138,6 @@ pub struct RunDetail {
     pub steps: Vec<StepRow>,
     pub logs: Vec<LogRow>,
     pub audit: Vec<AuditRow>,
-}
-
-/// A new run to record.
-pub struct NewRun<'a> {
-    pub id: &'a str,
-    pub workflow: &'a str,
-    pub workflow_path: &'a str,
-    pub inputs: &'a serde_json::Value,
-    pub trigger: &'a str,
-    pub trigger_detail: Option<&'a str>,
-    /// `running` (run now by the caller) or `queued` (for the server to start).
-    pub status: &'a str,
-}
-
-/// The end of one step attempt.
-pub struct StepEnd<'a> {
-    pub status: &'a str,
-    /// The outputs are the real ones (nothing masked or cut), reusable by a resumed run.
-    pub resumable: bool,
-    pub outputs: Option<&'a serde_json::Value>,
-    pub error: Option<&'a str>,
-    pub error_kind: Option<&'a str>,
-}
-
-/// A log line to append.
-pub struct NewLog {
-    pub seq: i64,
-    pub step: String,
-    pub attempt: i64,
-    pub ts: i64,
-    pub level: &'static str,
-    pub message: String,
 }
 
 impl Store {
@@ -204,266 +180,6 @@ impl Store {
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
-
-    /// Record a new run.
-    pub async fn create_run(&self, run: NewRun<'_>) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_run(&mut conn, &run).await
-    }
-
-    /// A queued run starts (or a resumed one starts again).
-    pub async fn mark_run_started(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE runs SET status = 'running', error = NULL, started_at = COALESCE(started_at, $1) WHERE id = $2",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Change a run's status without finishing it (`interrupted`).
-    pub async fn set_run_status(
-        &self,
-        id: &str,
-        status: &str,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET status = $1, error = $2 WHERE id = $3")
-            .bind(status)
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Record the end of a run.
-    pub async fn finish_run(
-        &self,
-        id: &str,
-        status: &str,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4")
-            .bind(status)
-            .bind(error)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Record the start of a step attempt (`running`), or a step decided without running
-    /// (`skipped`, `upstream_failed`) when `end` is given.
-    pub async fn start_step(
-        &self,
-        run: &str,
-        step: &str,
-        attempt: u32,
-        plugin: &str,
-        status: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(run)
-        .bind(step)
-        .bind(attempt as i64)
-        .bind(plugin)
-        .bind(status)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Record how a step attempt ended.
-    pub async fn finish_step(
-        &self,
-        run: &str,
-        step: &str,
-        attempt: u32,
-        end: StepEnd<'_>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE step_runs SET status = $1, outputs = $2, error = $3, error_kind = $4, finished_at = $5, resumable = $6 \
-             WHERE run_id = $7 AND step = $8 AND attempt = $9",
-        )
-        .bind(end.status)
-        .bind(end.outputs.map(|o| o.to_string()))
-        .bind(end.error)
-        .bind(end.error_kind)
-        .bind(now_ms())
-        .bind(i32::from(end.resumable))
-        .bind(run)
-        .bind(step)
-        .bind(attempt as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Close every attempt of a run still open: `cancelled` (by a user or an executor failure)
-    /// or `interrupted` (by a server stop; run again when the run resumes).
-    pub async fn close_open_steps(
-        &self,
-        run: &str,
-        status: &str,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE step_runs SET status = $1, error = $2, finished_at = $3 \
-             WHERE run_id = $4 AND finished_at IS NULL",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(now_ms())
-        .bind(run)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Append log lines in one transaction.
-    pub async fn append_logs(&self, run: &str, lines: &[NewLog]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for line in lines {
-            sqlx::query(
-                "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(run)
-            .bind(line.seq)
-            .bind(&line.step)
-            .bind(line.attempt)
-            .bind(line.ts)
-            .bind(line.level)
-            .bind(&line.message)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Record a refused call.
-    pub async fn audit(&self, run: &str, row: &AuditRow) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit (run_id, step, ts, action, target, reason) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(run)
-            .bind(&row.step)
-            .bind(row.ts)
-            .bind(&row.action)
-            .bind(&row.target)
-            .bind(&row.reason)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// The most recent runs, newest first.
-    pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
-        let rows = sqlx::query(concat!(
-            select_runs!(),
-            " ORDER BY created_at DESC, id DESC LIMIT $1"
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(run_row).collect()
-    }
-
-    /// A run by id or unique id prefix, with steps, logs and audit.
-    pub async fn get_run(&self, id: &str) -> Result<RunDetail, StoreError> {
-        let pattern = format!("{}%", id.replace(['%', '_'], ""));
-        let rows = sqlx::query(concat!(
-            select_runs!(),
-            " WHERE id LIKE $1 ORDER BY id LIMIT 2"
-        ))
-        .bind(&pattern)
-        .fetch_all(&self.pool)
-        .await?;
-        let run = match rows.as_slice() {
-            [] => return Err(StoreError::NoSuchRun(id.into())),
-            [one] => run_row(one)?,
-            _ => return Err(StoreError::Ambiguous(id.into())),
-        };
-        let steps = sqlx::query(
-            "SELECT step, attempt, plugin, status, outputs, error, error_kind, started_at, finished_at \
-             FROM step_runs WHERE run_id = $1 ORDER BY started_at, step, attempt",
-        )
-        .bind(&run.id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(StepRow {
-                step: r.try_get("step")?,
-                attempt: r.try_get("attempt")?,
-                plugin: r.try_get("plugin")?,
-                status: r.try_get("status")?,
-                outputs: r.try_get::<Option<String>, _>("outputs")?.and_then(|s| serde_json::from_str(&s).ok()),
-                error: r.try_get("error")?,
-                error_kind: r.try_get("error_kind")?,
-                started_at: r.try_get("started_at")?,
-                finished_at: r.try_get("finished_at")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-        let logs = self.logs_after(&run.id, -1, i64::MAX).await?;
-        let audit = sqlx::query_as(
-            "SELECT step, ts, action, target, reason FROM audit WHERE run_id = $1 ORDER BY ts",
-        )
-        .bind(&run.id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(RunDetail {
-            run,
-            steps,
-            logs,
-            audit,
-        })
-    }
-}
-
-/// Insert a run on a connection (alone, or inside the transaction that also records what
-/// triggered it).
-async fn insert_run(conn: &mut sqlx::AnyConnection, run: &NewRun<'_>) -> Result<(), StoreError> {
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO runs (id, workflow, workflow_path, inputs, trigger_kind, trigger_detail, status, created_at, started_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(run.id)
-    .bind(run.workflow)
-    .bind(run.workflow_path)
-    .bind(run.inputs.to_string())
-    .bind(run.trigger)
-    .bind(run.trigger_detail)
-    .bind(run.status)
-    .bind(now)
-    .bind((run.status == "running").then_some(now))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
-    Ok(RunRow {
-        id: r.try_get("id")?,
-        workflow: r.try_get("workflow")?,
-        workflow_path: r.try_get("workflow_path")?,
-        inputs: serde_json::from_str(&r.try_get::<String, _>("inputs")?).unwrap_or_default(),
-        trigger: r.try_get("trigger_kind")?,
-        trigger_detail: r.try_get("trigger_detail")?,
-        status: r.try_get("status")?,
-        error: r.try_get("error")?,
-        created_at: r.try_get("created_at")?,
-        started_at: r.try_get("started_at")?,
-        finished_at: r.try_get("finished_at")?,
-    })
 }
 
 /// SQLite URLs create the file unless told otherwise.

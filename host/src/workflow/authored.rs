@@ -44,25 +44,17 @@ pub struct InputToml {
 }
 
 /// The type of an input value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, strum::Display,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum InputKind {
     #[default]
     String,
     Number,
     Boolean,
     Array,
-}
-
-impl std::fmt::Display for InputKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            InputKind::String => "string",
-            InputKind::Number => "number",
-            InputKind::Boolean => "boolean",
-            InputKind::Array => "array",
-        })
-    }
 }
 
 /// `[connections.X]`: a named endpoint whose credentials stay in the host.
@@ -75,8 +67,9 @@ pub struct ConnectionToml {
 }
 
 /// What a connection talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, strum::Display)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum ConnectionKind {
     Postgres,
     Kafka,
@@ -111,8 +104,11 @@ pub struct WebhookToml {
 }
 
 /// What a tick does while the previous run of the same schedule is still going.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, strum::Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Overlap {
     #[default]
     Skip,
@@ -122,8 +118,11 @@ pub enum Overlap {
 }
 
 /// Which ticks missed while the server was down are run when it comes back.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, strum::Display,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Catchup {
     #[default]
     None,

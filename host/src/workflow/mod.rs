@@ -2,7 +2,7 @@
 //!
 //! Every problem is reported with file:line:col, an excerpt and the fix; nothing runs until a
 //! workflow validates. Checks that need the plugins themselves (does the file exist, does
-//! `with` match the plugin's schema) happen in [`crate::runtime::check`].
+//! `with` match the plugin's schema) happen in the resolve stage, one layer up.
 
 pub mod authored;
 mod diagnostic;

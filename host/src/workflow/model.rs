@@ -4,6 +4,7 @@ use super::authored::{Catchup, ConnectionKind, Overlap};
 use super::diagnostic::Source;
 use super::expr::{Expr, Template};
 use super::inputs::InputSpec;
+use crate::dag::Dag;
 use indexmap::IndexMap;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ pub struct Workflow {
     pub webhook: Option<Webhook>,
     /// Steps in topological order (dependencies first, then declaration order).
     pub steps: IndexMap<String, Step>,
+    /// Who needs whom, built once at validation.
+    pub dag: Dag,
 }
 
 impl Workflow {

@@ -8,8 +8,9 @@ use super::did_you_mean;
 use super::expr::{Expr, RUN_FIELDS, Reference, Template};
 use super::inputs::{InputSpec, toml_to_json};
 use super::model::*;
+use crate::dag::Dag;
 use indexmap::IndexMap;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub fn validate(
         source: &source,
         errors: Vec::new(),
         step_ids: raw.steps.keys().map(|k| k.get_ref().clone()).collect(),
+        step_set: raw.steps.keys().map(|k| k.get_ref().clone()).collect(),
     };
     let name = raw.name.get_ref().trim().to_string();
     if name.is_empty() {
@@ -42,7 +44,7 @@ pub fn validate(
         .filter_map(|s| v.schedule(s, &inputs))
         .collect();
     let webhook = raw.webhook.and_then(|w| v.webhook(w, &inputs));
-    let steps = v.steps(raw.steps, &inputs, &connections, &dir);
+    let (steps, dag) = v.steps(raw.steps, &inputs, &connections, &dir);
     if !v.errors.is_empty() {
         return Err(v.errors);
     }
@@ -56,6 +58,7 @@ pub fn validate(
         schedules,
         webhook,
         steps,
+        dag,
     })
 }
 
@@ -64,6 +67,8 @@ struct Validator<'a> {
     errors: Vec<Diagnostic>,
     /// Every step id, for reference checks.
     step_ids: Vec<String>,
+    /// The same, for lookups.
+    step_set: HashSet<String>,
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -402,7 +407,7 @@ impl Validator<'_> {
         inputs: &IndexMap<String, InputSpec>,
         connections: &IndexMap<String, Connection>,
         dir: &std::path::Path,
-    ) -> IndexMap<String, Step> {
+    ) -> (IndexMap<String, Step>, Dag) {
         if raw.is_empty() {
             self.error(
                 Diagnostic::global("workflow has no steps")
@@ -423,7 +428,7 @@ impl Validator<'_> {
                         Diagnostic::at(need.span(), format!("step `{name}` needs itself"))
                             .help("remove it from `needs`"),
                     );
-                } else if !ids.contains(name) {
+                } else if !self.step_set.contains(name) {
                     let help = match did_you_mean(name, &id_refs) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!("steps in this workflow: {}", ids.join(", ")),
@@ -444,18 +449,27 @@ impl Validator<'_> {
             }
             needs.insert(id.get_ref().clone(), step.get_ref().needs.clone());
         }
-        let (order, ancestors) = match self.topological_order(&needs) {
-            Some(order) => {
-                let ancestors = ancestors(&order, &needs);
-                (order, ancestors)
+        let dag = Dag::build(
+            needs
+                .iter()
+                .map(|(id, n)| (id.as_str(), n.iter().map(|x| x.get_ref().as_str()))),
+        );
+        let dag = match dag {
+            Ok(dag) => Some(dag),
+            Err(cycle) => {
+                let (step, at) = &cycle.closing;
+                if let Some(need) = needs.get(step).and_then(|n| n.get(*at)) {
+                    self.error(
+                        Diagnostic::at(
+                            need.span(),
+                            format!("cycle in `needs`: {}", cycle.path.join(" -> ")),
+                        )
+                        .help("remove one of these `needs` so the steps can be ordered"),
+                    );
+                }
+                // Keep checking the steps; any step may be read.
+                None
             }
-            // Keep checking the steps (the cycle is already reported); any step may be read.
-            None => (
-                ids.clone(),
-                ids.iter()
-                    .map(|id| (id.clone(), ids.iter().cloned().collect()))
-                    .collect(),
-            ),
         };
 
         let mut steps: HashMap<String, Step> = HashMap::new();
@@ -469,15 +483,17 @@ impl Validator<'_> {
                 inputs,
                 connections,
                 dir,
-                &ancestors[&id],
+                dag.as_ref(),
             ) {
                 steps.insert(id, built);
             }
         }
-        order
-            .into_iter()
-            .filter_map(|id| steps.remove(&id).map(|s| (id, s)))
-            .collect()
+        let dag = dag.unwrap_or_default();
+        let ordered = dag
+            .order()
+            .filter_map(|id| steps.remove(id).map(|s| (id.to_string(), s)))
+            .collect();
+        (ordered, dag)
     }
 
     #[allow(
@@ -492,7 +508,7 @@ impl Validator<'_> {
         inputs: &IndexMap<String, InputSpec>,
         connections: &IndexMap<String, Connection>,
         dir: &std::path::Path,
-        ancestors: &BTreeSet<String>,
+        dag: Option<&Dag>,
     ) -> Option<Step> {
         let errors_before = self.errors.len();
         let plugin = self.plugin_ref(id, &raw.plugin, dir);
@@ -501,7 +517,7 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|c| match Expr::compile(c.get_ref()) {
                 Ok(e) => {
-                    self.references(id, &e, c.span(), inputs, ancestors);
+                    self.references(id, &e, c.span(), inputs, dag);
                     Some(e)
                 }
                 Err(e) => {
@@ -522,7 +538,7 @@ impl Validator<'_> {
             Ok(t) => {
                 for e in t.exprs() {
                     let at = self.narrow(with_span.clone().unwrap_or(span.clone()), &e.source);
-                    self.references(id, e, at, inputs, ancestors);
+                    self.references(id, e, at, inputs, dag);
                 }
                 t
             }
@@ -688,9 +704,8 @@ impl Validator<'_> {
         expr: &Expr,
         at: Range<usize>,
         inputs: &IndexMap<String, InputSpec>,
-        ancestors: &BTreeSet<String>,
+        dag: Option<&Dag>,
     ) {
-        let all_steps = &self.step_ids.clone();
         for reference in &expr.references {
             let problem = match reference {
                 Reference::Input(Some(name)) if !inputs.contains_key(name) => {
@@ -707,20 +722,24 @@ impl Validator<'_> {
                     format!("step `{id}` reads its own outputs"),
                     "a step can read only the steps it needs".to_string(),
                 )),
-                Reference::Step(Some(other)) if !all_steps.contains(other) => Some((
+                Reference::Step(Some(other)) if !self.step_set.contains(other) => Some((
                     format!("step `{id}` reads unknown step `{other}`"),
                     match did_you_mean(
                         other,
-                        &all_steps.iter().map(String::as_str).collect::<Vec<_>>(),
+                        &self.step_ids.iter().map(String::as_str).collect::<Vec<_>>(),
                     ) {
                         Some(s) => format!("did you mean `steps.{s}`?"),
-                        None => format!("steps in this workflow: {}", all_steps.join(", ")),
+                        None => format!("steps in this workflow: {}", self.step_ids.join(", ")),
                     },
                 )),
-                Reference::Step(Some(other)) if !ancestors.contains(other) => Some((
-                    format!("step `{id}` reads `steps.{other}` but does not need it"),
-                    format!("add \"{other}\" to the `needs` of `{id}` (or fix the step name)"),
-                )),
+                Reference::Step(Some(other))
+                    if dag.is_some_and(|dag| !dag.is_ancestor(other, id)) =>
+                {
+                    Some((
+                        format!("step `{id}` reads `steps.{other}` but does not need it"),
+                        format!("add \"{other}\" to the `needs` of `{id}` (or fix the step name)"),
+                    ))
+                }
                 Reference::Run(Some(field)) if !RUN_FIELDS.contains(&field.as_str()) => Some((
                     format!("`run.{field}` does not exist"),
                     format!("run has: {}", RUN_FIELDS.join(", ")),
@@ -854,56 +873,6 @@ impl Validator<'_> {
             max_backoff,
         }
     }
-
-    /// Kahn's algorithm, ties broken by declaration order; reports one cycle if there is one.
-    fn topological_order(
-        &mut self,
-        needs: &IndexMap<String, Vec<Spanned<String>>>,
-    ) -> Option<Vec<String>> {
-        let mut remaining: IndexMap<&str, usize> = needs
-            .iter()
-            .map(|(id, n)| {
-                (
-                    id.as_str(),
-                    n.iter().filter(|x| needs.contains_key(x.get_ref())).count(),
-                )
-            })
-            .collect();
-        let mut order = Vec::with_capacity(needs.len());
-        while let Some(next) = remaining.iter().find(|(_, n)| **n == 0).map(|(id, _)| *id) {
-            remaining.shift_remove(next);
-            order.push(next.to_string());
-            for (id, n) in remaining.iter_mut() {
-                if needs[*id].iter().any(|x| x.get_ref() == next) {
-                    *n -= 1;
-                }
-            }
-        }
-        if remaining.is_empty() {
-            return Some(order);
-        }
-        // Every remaining step is on or behind a cycle: walk needs until a step repeats.
-        let mut path: Vec<&str> = vec![*remaining.keys().next()?];
-        loop {
-            let last = *path.last()?;
-            let next = needs[last]
-                .iter()
-                .find(|x| remaining.contains_key(x.get_ref().as_str()))?;
-            if let Some(start) = path.iter().position(|p| p == next.get_ref()) {
-                let mut cycle: Vec<&str> = path[start..].to_vec();
-                cycle.push(next.get_ref());
-                self.error(
-                    Diagnostic::at(
-                        next.span(),
-                        format!("cycle in `needs`: {}", cycle.join(" -> ")),
-                    )
-                    .help("remove one of these `needs` so the steps can be ordered"),
-                );
-                return None;
-            }
-            path.push(next.get_ref());
-        }
-    }
 }
 
 const EXPR_HELP: &str = "expressions are CEL, e.g. inputs.db_user != '' or steps.make.outputs.id; templates are ${{ expr }}";
@@ -937,23 +906,6 @@ fn cron_problem(expr: &str, error: &croner::errors::CronError) -> String {
         }
     }
     error.to_string()
-}
-
-/// Every step's transitive needs.
-fn ancestors(
-    order: &[String],
-    needs: &IndexMap<String, Vec<Spanned<String>>>,
-) -> HashMap<String, BTreeSet<String>> {
-    let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for id in order {
-        let mut set = BTreeSet::new();
-        for need in &needs[id] {
-            set.insert(need.get_ref().clone());
-            set.extend(out.get(need.get_ref()).into_iter().flatten().cloned());
-        }
-        out.insert(id.clone(), set);
-    }
-    out
 }
 
 /// Parse one `allow` entry: a connection name, a destination, or a directory (`./x`, `/x`).

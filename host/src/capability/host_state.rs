@@ -1,8 +1,9 @@
-//! The per-instance store data: WASI, wasi:http, the log host, the memory limiter.
+//! The per-instance store data: WASI, wasi:http and its gate, the log host, the named
+//! connections and the memory limiter.
 
-use crate::capability::connections::ConnectionGate;
-use crate::capability::http::HttpGate;
-use crate::capability::log::LogHost;
+use super::connections::ConnectionGate;
+use super::http::HttpGate;
+use super::log::LogHost;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -15,7 +16,7 @@ pub struct StepState {
     pub http: WasiHttpCtx,
     pub gate: HttpGate,
     pub log: LogHost,
-    /// Named connections (postgres, kafka) the step may open.
+    /// Named connections (postgres, kafka, docker) the step may open.
     pub connections: ConnectionGate,
     pub limiter: MemoryCap,
 }

@@ -1,4 +1,4 @@
-//! Drawing the DAG: plain text, Graphviz dot, Mermaid.
+//! `orch graph`: the DAG drawn as plain text, Graphviz dot or Mermaid.
 
 use crate::workflow::Workflow;
 

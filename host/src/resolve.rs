@@ -1,8 +1,10 @@
-//! Plugin checks that need the plugins themselves: the file exists and is a component, it
-//! describes itself, and each step's `with` matches the plugin's config schema.
+//! The resolved stage: a validated [`Workflow`] whose every step's plugin is loaded, described
+//! and checked (the file exists and is a component, `with` matches its config schema). A
+//! [`ResolvedWorkflow`] is what the executor, the server and the benches take.
 
-use super::{Plugin, PluginInfo, Runtime};
-use crate::capability::{Denial, StepSink};
+use crate::capability::{Denial, LogLevel, StepSink};
+use crate::dag::Dag;
+use crate::runtime::{Plugin, PluginInfo, Runtime, builtin};
 use crate::workflow::expr::Template;
 use crate::workflow::{Diagnostic, Diagnostics, PluginRef, Workflow, did_you_mean};
 use serde_json::Value as Json;
@@ -48,14 +50,43 @@ fn describe_error(e: &jsonschema::ValidationError<'_>) -> String {
     }
 }
 
-/// The plugins of every step of a workflow, keyed by step id.
-pub type Resolved = HashMap<String, Arc<ResolvedPlugin>>;
+/// A workflow with its DAG and the plugin of every step: ready to plan or run.
+#[derive(Clone)]
+pub struct ResolvedWorkflow {
+    workflow: Arc<Workflow>,
+    plugins: HashMap<String, Arc<ResolvedPlugin>>,
+}
+
+impl ResolvedWorkflow {
+    /// The workflow.
+    pub fn workflow(&self) -> &Arc<Workflow> {
+        &self.workflow
+    }
+
+    /// Who needs whom.
+    pub fn dag(&self) -> &Dag {
+        &self.workflow.dag
+    }
+
+    /// The plugin of step `id` (every step of the workflow has one).
+    pub fn plugin(&self, id: &str) -> Option<&Arc<ResolvedPlugin>> {
+        self.plugins.get(id)
+    }
+}
+
+impl std::ops::Deref for ResolvedWorkflow {
+    type Target = Workflow;
+
+    fn deref(&self) -> &Workflow {
+        &self.workflow
+    }
+}
 
 /// Discards describe-time log lines (describe must not have side effects worth keeping).
 struct Quiet;
 
 impl StepSink for Quiet {
-    fn log(&self, _: super::bindings::Level, message: &str) {
+    fn log(&self, _: LogLevel, message: &str) {
         tracing::debug!(message, "plugin describe");
     }
     fn progress(&self, _: u64, _: Option<u64>, _: &str) {}
@@ -65,10 +96,14 @@ impl StepSink for Quiet {
 }
 
 /// Load and describe every step's plugin and check each `with` against its schema.
-pub async fn resolve(runtime: &Runtime, workflow: &Workflow) -> Result<Resolved, Diagnostics> {
+pub async fn resolve(
+    runtime: &Runtime,
+    workflow: impl Into<Arc<Workflow>>,
+) -> Result<ResolvedWorkflow, Diagnostics> {
+    let workflow: Arc<Workflow> = workflow.into();
     let mut problems = Vec::new();
     let mut by_ref: HashMap<PluginRef, Arc<ResolvedPlugin>> = HashMap::new();
-    let mut resolved = Resolved::new();
+    let mut resolved = HashMap::new();
     for step in workflow.steps.values() {
         let plugin_span = step.spans.plugin.clone();
         let entry = match by_ref.get(&step.plugin) {
@@ -144,7 +179,10 @@ pub async fn resolve(runtime: &Runtime, workflow: &Workflow) -> Result<Resolved,
         resolved.insert(step.id.clone(), entry);
     }
     if problems.is_empty() {
-        Ok(resolved)
+        Ok(ResolvedWorkflow {
+            workflow,
+            plugins: resolved,
+        })
     } else {
         Err(Diagnostics {
             file: workflow.source.clone(),
@@ -159,10 +197,10 @@ pub async fn load(
     plugin: &PluginRef,
 ) -> Result<Arc<ResolvedPlugin>, (String, String)> {
     let (name, bytes) = match plugin {
-        PluginRef::Builtin(name) => match super::builtin::get(name) {
+        PluginRef::Builtin(name) => match builtin::get(name) {
             Some(bytes) => (name.clone(), bytes.to_vec()),
             None => {
-                let names = super::builtin::names();
+                let names = builtin::names();
                 let help = match did_you_mean(name, &names) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!(

@@ -19,6 +19,3 @@ wasmtime::component::bindgen!({
         "orch:plugin/docker.engine": crate::capability::docker::DockerEngine,
     },
 });
-
-pub use self::orch::plugin::log::Level;
-pub use self::orch::plugin::types::ChangeKind;

@@ -1,0 +1,87 @@
+//! Settings every command shares (store, runtime, secret store, output style), and the
+//! Ctrl-C/SIGTERM cancel token of a foreground run.
+
+use super::Cli;
+use crate::capability::secret_store::SecretStore;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::store::Store;
+use anyhow::Context;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Settings every command shares.
+pub(super) struct Settings {
+    database_url: Option<String>,
+    cache_dir: Option<PathBuf>,
+    secrets_dir: Option<PathBuf>,
+    pub(super) json: bool,
+    pub(super) color: bool,
+}
+
+impl Settings {
+    pub(super) fn new(cli: &Cli) -> Self {
+        Self {
+            database_url: cli.database_url.clone(),
+            cache_dir: cli.cache_dir.clone(),
+            secrets_dir: cli.secrets_dir.clone(),
+            json: cli.json,
+            color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    fn dirs() -> Option<directories::ProjectDirs> {
+        directories::ProjectDirs::from("dev", "orch", "orch")
+    }
+
+    pub(super) fn runtime(&self) -> anyhow::Result<Runtime> {
+        let cache_dir = self
+            .cache_dir
+            .clone()
+            .or_else(|| Self::dirs().map(|d| d.cache_dir().join("components")));
+        Runtime::new(RuntimeConfig { cache_dir })
+    }
+
+    pub(super) fn secret_store(&self) -> anyhow::Result<SecretStore> {
+        let dir = match &self.secrets_dir {
+            Some(dir) => dir.clone(),
+            None => Self::dirs()
+                .context("no home directory: pass --secrets-dir or set ORCH_SECRETS_DIR")?
+                .data_dir()
+                .join("secrets"),
+        };
+        Ok(SecretStore::new(dir))
+    }
+
+    pub(super) async fn store(&self) -> anyhow::Result<Store> {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let dirs = Self::dirs()
+                    .context("no home directory: pass --database-url or set ORCH_DATABASE_URL")?;
+                crate::store::default_url(dirs.data_dir())
+            }
+        };
+        Ok(Store::open(&url).await?)
+    }
+}
+
+/// A token cancelled by Ctrl-C or SIGTERM, so an interrupted run is recorded as cancelled.
+pub(super) fn cancel_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("interrupted: stopping");
+        cancel.cancel();
+    });
+    token
+}
