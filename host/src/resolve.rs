@@ -6,7 +6,7 @@ use crate::capability::{Denial, LogLevel, StepSink};
 use crate::dag::Dag;
 use crate::runtime::{Plugin, PluginInfo, Runtime, builtin};
 use crate::workflow::expr::Template;
-use crate::workflow::{Diagnostic, Diagnostics, PluginRef, Workflow, did_you_mean};
+use crate::workflow::{Diagnostic, Diagnostics, PluginRef, Workflow, did_you_mean, hint};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -201,13 +201,12 @@ pub async fn load(
             Some(bytes) => (name.clone(), bytes.to_vec()),
             None => {
                 let names = builtin::names();
-                let help = match did_you_mean(name, &names) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!(
+                let help = hint(name, &names, "", || {
+                    format!(
                         "built-in plugins: {}; or give a path like \"./x.wasm\"",
                         names.join(", ")
-                    ),
-                };
+                    )
+                });
                 return Err((format!("unknown plugin `{name}`"), help));
             }
         },

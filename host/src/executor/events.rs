@@ -1,4 +1,4 @@
-//! What the executor tells observers (terminal progress, `--json`, later the server's SSE).
+//! What the executor tells observers as a run goes (terminal progress, `--json` lines).
 //! Every text in an event is already masked.
 
 use crate::store::StepStatus;
@@ -56,7 +56,7 @@ impl Observer for Silent {
     fn event(&self, _: &Event) {}
 }
 
-mod millis {
+pub(super) mod millis {
     use serde::Serializer;
     use std::time::Duration;
 

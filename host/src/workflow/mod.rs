@@ -73,9 +73,22 @@ fn unknown_field_hint(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (unknown, expected) = rest.split_once('`')?;
     let expected: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    match did_you_mean(unknown, &expected) {
-        Some(s) => Some(format!("did you mean `{s}`?")),
-        None => Some(format!("allowed keys here: {}", expected.join(", "))),
+    Some(hint(unknown, &expected, "", || {
+        format!("allowed keys here: {}", expected.join(", "))
+    }))
+}
+
+/// "did you mean `PREFIX{closest}`?" when a candidate is close enough to `name` to be a typo,
+/// else `otherwise()`: the help of every "unknown name" diagnostic.
+pub fn hint(
+    name: &str,
+    candidates: &[&str],
+    prefix: &str,
+    otherwise: impl FnOnce() -> String,
+) -> String {
+    match did_you_mean(name, candidates) {
+        Some(s) => format!("did you mean `{prefix}{s}`?"),
+        None => otherwise(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::authored::{Catchup, ConnectionKind, Overlap};
 use super::diagnostic::Source;
-use super::expr::{Expr, Template};
+use super::expr::{Expr, Reference, Template};
 use super::inputs::InputSpec;
 use crate::dag::Dag;
 use indexmap::IndexMap;
@@ -98,6 +98,32 @@ impl Step {
         exprs.extend(self.condition.as_ref());
         exprs
     }
+
+    /// The other steps the step's expressions read: all of them (`steps` as a whole), or these
+    /// ids, sorted and without repeats.
+    pub fn steps_read(&self) -> StepsRead<'_> {
+        let exprs = self.exprs();
+        let references = || exprs.iter().flat_map(|e| e.references.iter());
+        if references().any(|r| *r == Reference::Step(None)) {
+            return StepsRead::All;
+        }
+        let mut ids: Vec<&str> = references()
+            .filter_map(|r| match r {
+                Reference::Step(Some(id)) => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        StepsRead::These(ids)
+    }
+}
+
+/// Which finished steps a step's expressions read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepsRead<'a> {
+    All,
+    These(Vec<&'a str>),
 }
 
 /// Where a step's parts are in the file, for diagnostics found later (plugin checks).

@@ -1,14 +1,17 @@
-//! `orch plan`: ask every step's plugin what `run` would change. Nothing is run or stored.
+//! The dry run behind `orch plan`: ask every step's plugin what `run` would change. Nothing is
+//! run or stored; the steps are prepared exactly as a run prepares them.
 
 use super::sink::{RunChannel, StepEvents};
+use super::step::{Prepared, prepare_step};
 use super::{ExecError, Observer, RunSpec};
 use crate::capability::connections::Connections;
 use crate::capability::{Granter, Masker};
+use crate::resolve::ResolvedWorkflow;
 use crate::runtime::Runtime;
 use crate::runtime::{ChangeKind, Invocation, StepContext};
 use crate::workflow::expr::{Reference, Scope};
+use crate::workflow::{Step, StepsRead};
 use serde::Serialize;
-use serde_json::{Value as Json, json};
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
@@ -63,7 +66,7 @@ impl PlanReport {
 /// Needs no store: planning records nothing.
 pub async fn plan(
     runtime: &Runtime,
-    spec: RunSpec,
+    mut spec: RunSpec,
     observer: Arc<dyn Observer>,
 ) -> Result<PlanReport, ExecError> {
     let workflow = spec.workflow.clone();
@@ -76,15 +79,7 @@ pub async fn plan(
         attempt: 1,
         trigger: spec.trigger.to_string(),
     };
-    let scope = Scope {
-        inputs: Arc::new(Json::Object(spec.inputs)),
-        steps: Arc::new(json!({})),
-        secrets: Arc::new(Json::Object(lookup.secrets)),
-        env: Arc::new(Json::Object(lookup.env)),
-        run: Arc::new(
-            json!({"id": base.run_id, "trigger": base.trigger, "workflow": workflow.name}),
-        ),
-    };
+    let scope = spec.base_scope(&base.run_id, lookup);
     let connections = Arc::new(Connections::resolve(&workflow, &scope, &masker)?);
     let channel = Arc::new(RunChannel {
         masker: masker.clone(),
@@ -94,17 +89,10 @@ pub async fn plan(
     });
     let mut steps = Vec::new();
     for step in workflow.steps.values() {
-        let mut reads_steps: Vec<String> = step
-            .exprs()
-            .iter()
-            .flat_map(|e| e.references.iter())
-            .filter_map(|r| match r {
-                Reference::Step(Some(s)) => Some(format!("`{s}`")),
-                _ => None,
-            })
-            .collect();
-        reads_steps.sort();
-        reads_steps.dedup();
+        let reads_steps: Vec<String> = match step.steps_read() {
+            StepsRead::These(ids) => ids.iter().map(|id| format!("`{id}`")).collect(),
+            StepsRead::All => vec![],
+        };
         // A condition that reads only inputs/env/secrets decides now, even if `with` cannot.
         let skipped = step.condition.as_ref().filter(|c| {
             !c.references.iter().any(|r| matches!(r, Reference::Step(_)))
@@ -140,36 +128,25 @@ pub async fn plan(
 
 async fn plan_step(
     runtime: &Runtime,
-    plugins: &crate::resolve::ResolvedWorkflow,
-    step: &crate::workflow::Step,
+    workflow: &ResolvedWorkflow,
+    step: &Step,
     scope: &Scope,
     channel: &Arc<RunChannel>,
     base: &StepContext,
     connections: &Arc<Connections>,
 ) -> StepPlan {
     let masker = &channel.masker;
-    if let Some(condition) = &step.condition {
-        match condition.eval_bool(scope) {
-            Ok(true) => {}
-            Ok(false) => return StepPlan::Skipped(format!("`if` {} is false", condition.source)),
-            Err(e) => return StepPlan::Failed(masker.mask(&e.to_string())),
-        }
-    }
-    let config = match step.with.render(scope) {
-        Ok(c) => c,
-        Err(e) => return StepPlan::Failed(masker.mask(&format!("cannot render `with`: {e}"))),
-    };
-    let Some(resolved) = plugins.plugin(&step.id) else {
+    let Some(resolved) = workflow.plugin(&step.id) else {
         return StepPlan::Failed(format!("step `{}` has no resolved plugin", step.id));
     };
-    if let Err(problems) = resolved.check_config(&config) {
-        return StepPlan::Failed(masker.mask(&format!(
-            "`with` does not match plugin `{}`: {problems}",
-            resolved.info.name
-        )));
-    }
-    // Straight into a buffer: `Value`'s `Display` writes through a formatter, ~3x slower.
-    let config = serde_json::to_string(&config).expect("a JSON value always serialises");
+    let config = match prepare_step(step, resolved, scope, masker) {
+        Ok(Prepared::Config(config)) => config,
+        Ok(Prepared::Skipped) => {
+            let condition = step.condition.as_ref().map_or("", |c| c.source.as_str());
+            return StepPlan::Skipped(format!("`if` {condition} is false"));
+        }
+        Err(error) => return StepPlan::Failed(error),
+    };
     let invocation = Invocation {
         ctx: StepContext {
             step_id: step.id.clone(),

@@ -1,0 +1,240 @@
+//! One step of a run: its scope, the preparation shared with the dry run (`if`, render, schema
+//! check, serialise), then attempts with retries, each committed before the next action.
+
+use super::outputs::{collect_outputs, recordable_outputs, store_secret_outputs};
+use super::sink::StepEvents;
+use super::{Event, ExecError, Finished, RunShared, StepReport};
+use crate::capability::{Granter, LogLevel, Masker, StepSink};
+use crate::resolve::ResolvedPlugin;
+use crate::runtime::{Fault, Invocation, StepContext};
+use crate::store::{StepEnd, StepStatus};
+use crate::workflow::expr::Scope;
+use crate::workflow::{Step, StepsRead};
+use serde_json::{Map, Value as Json, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// A step ready for its plugin, or decided without it.
+pub(super) enum Prepared {
+    /// Its `if` is false.
+    Skipped,
+    /// The rendered config, checked against the plugin's schema, as JSON text.
+    Config(String),
+}
+
+/// Evaluate `if`, render `with`, check it against the plugin's schema and serialise it. The
+/// error is the reason the step fails, masked. Run and dry run both start here.
+pub(super) fn prepare_step(
+    step: &Step,
+    plugin: &ResolvedPlugin,
+    scope: &Scope,
+    masker: &Masker,
+) -> Result<Prepared, String> {
+    if let Some(condition) = &step.condition {
+        match condition.eval_bool(scope) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Prepared::Skipped),
+            Err(e) => return Err(masker.mask(&format!("`if` failed: {e}"))),
+        }
+    }
+    let config = step
+        .with
+        .render(scope)
+        .map_err(|e| masker.mask(&format!("cannot render `with`: {e}")))?;
+    plugin.check_config(&config).map_err(|problems| {
+        masker.mask(&format!(
+            "`with` does not match plugin `{}` after rendering: {problems}",
+            plugin.info.name
+        ))
+    })?;
+    // Straight into a buffer: `Value`'s `Display` goes through a formatter, ~3x slower.
+    serde_json::to_string(&config)
+        .map(Prepared::Config)
+        .map_err(|e| format!("cannot serialise `with`: {e}"))
+}
+
+/// The expression scope for a step: the run's values plus the finished steps it reads.
+fn scope_for(shared: &RunShared, step: &Step) -> Scope {
+    let mut scope = shared.base.clone();
+    let read = step.steps_read();
+    if read == StepsRead::These(vec![]) {
+        return scope;
+    }
+    let finished = shared.finished.read().unwrap_or_else(|e| e.into_inner());
+    let steps: Map<String, Json> = match read {
+        StepsRead::All => finished.clone(),
+        StepsRead::These(ids) => ids
+            .into_iter()
+            .filter_map(|id| finished.get(id).map(|v| (id.to_string(), v.clone())))
+            .collect(),
+    };
+    scope.steps = Arc::new(Json::Object(steps));
+    scope
+}
+
+/// Run one step to its end: prepare it, then attempts with retries.
+pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError> {
+    let step = &shared.workflow.steps[id];
+    let started = Instant::now();
+    let masker = &shared.channel.masker;
+    let resolved = shared
+        .workflow
+        .plugin(id)
+        .ok_or_else(|| ExecError::Internal(format!("step `{id}` has no resolved plugin")))?;
+    let config = match prepare_step(step, resolved, &scope_for(shared, step), masker) {
+        Ok(Prepared::Config(config)) => config,
+        Ok(Prepared::Skipped) => {
+            return finish_without_running(shared, step, StepStatus::Skipped, None).await;
+        }
+        Err(error) => {
+            return finish_without_running(shared, step, StepStatus::Failed, Some(error)).await;
+        }
+    };
+    let events = Arc::new(StepEvents::new(shared.channel.clone(), id));
+    let granter = Arc::new(Granter::new(id, step.allow.clone()));
+    let plugin_name = step.plugin.to_string();
+    let run = shared.run_id.as_str();
+    let mut attempt = shared.next_attempt.get(id).copied().unwrap_or(1);
+    loop {
+        events.attempt.store(attempt, Ordering::Relaxed);
+        shared
+            .store
+            .start_step(run, id, attempt, &plugin_name, StepStatus::Running)
+            .await?;
+        shared.channel.observer.event(&Event::StepStarted {
+            step: id.to_string(),
+            attempt,
+        });
+        let invocation = Invocation {
+            ctx: StepContext {
+                run_id: shared.run_id.clone(),
+                workflow: shared.workflow.name.clone(),
+                step_id: id.to_string(),
+                attempt,
+                trigger: shared.trigger.to_string(),
+            },
+            config: &config,
+            limits: step.limits,
+            timeout: step.timeout,
+            granter: granter.clone(),
+            sink: events.clone(),
+            connections: shared.connections.clone(),
+        };
+        let result = shared.runtime.run(&resolved.plugin, invocation).await;
+        let denials = events.take_denials();
+        let fault = match result {
+            Ok(outputs) => {
+                let secret_names: Vec<String> = outputs
+                    .iter()
+                    .filter(|o| o.secret)
+                    .map(|o| o.name.clone())
+                    .collect();
+                let (real, masked) = collect_outputs(masker, outputs);
+                let kept =
+                    store_secret_outputs(shared.secret_store.as_ref(), step, &real, &secret_names);
+                let error = match kept {
+                    Ok(lines) => {
+                        for line in lines {
+                            events.log(LogLevel::Info, &line);
+                        }
+                        None
+                    }
+                    Err(error) => Some(masker.mask(&error)),
+                };
+                let stored = recordable_outputs(&masked);
+                let succeeded = error.is_none();
+                let status = if succeeded {
+                    StepStatus::Succeeded
+                } else {
+                    StepStatus::Failed
+                };
+                let end = StepEnd {
+                    status,
+                    // Nothing masked or cut: a resumed run can reuse these outputs as they are.
+                    resumable: succeeded && stored == real,
+                    outputs: Some(&stored),
+                    error: error.as_deref(),
+                    error_kind: error.as_ref().map(|_| "store-secret"),
+                };
+                shared.store.finish_step(run, id, attempt, end).await?;
+                return Ok(shared.conclude(Finished {
+                    id,
+                    status,
+                    real_outputs: if succeeded { real } else { json!({}) },
+                    masked_outputs: masked,
+                    attempts: attempt,
+                    duration: started.elapsed(),
+                    error,
+                }));
+            }
+            Err(fault) => fault,
+        };
+        // A denial explains the failure better than what the guest made of it.
+        let (kind, message) = match denials.first() {
+            Some(denial) if !matches!(fault, Fault::Timeout(_) | Fault::OutOfMemory(_)) => {
+                ("denied", format!("denied: {denial}"))
+            }
+            _ => (fault.kind(), fault.to_string()),
+        };
+        let message = masker.mask(&message);
+        let retry = fault.is_retryable() && denials.is_empty() && attempt <= step.retry.max;
+        let end = StepEnd {
+            status: if retry {
+                StepStatus::Retrying
+            } else {
+                StepStatus::Failed
+            },
+            resumable: false,
+            outputs: None,
+            error: Some(&message),
+            error_kind: Some(kind),
+        };
+        shared.store.finish_step(run, id, attempt, end).await?;
+        if !retry {
+            return Ok(shared.conclude(Finished {
+                attempts: attempt,
+                duration: started.elapsed(),
+                ..Finished::without_outputs(id, StepStatus::Failed, Some(message))
+            }));
+        }
+        let delay = step.retry.delay_before(attempt + 1);
+        events.log(
+            LogLevel::Warn,
+            &format!(
+                "attempt {attempt} failed: {message}; retrying in {}",
+                humantime::format_duration(delay)
+            ),
+        );
+        shared.channel.observer.event(&Event::StepRetrying {
+            step: id.into(),
+            attempt,
+            delay,
+            error: message,
+        });
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+/// Record a step decided without calling its plugin (skipped, failed before it started,
+/// upstream-failed) as attempt 0.
+pub(super) async fn finish_without_running(
+    shared: &RunShared,
+    step: &Step,
+    status: StepStatus,
+    error: Option<String>,
+) -> Result<StepReport, ExecError> {
+    let plugin = step.plugin.to_string();
+    let (run, id) = (&shared.run_id, &step.id);
+    shared.store.start_step(run, id, 0, &plugin, status).await?;
+    let end = StepEnd {
+        status,
+        resumable: false,
+        outputs: None,
+        error: error.as_deref(),
+        error_kind: None,
+    };
+    shared.store.finish_step(run, id, 0, end).await?;
+    Ok(shared.conclude(Finished::without_outputs(id, status, error)))
+}

@@ -1,0 +1,129 @@
+//! `[connections.X]`: each kind's required and known settings, with "did you mean".
+
+use super::{EXPR_HELP, Validator};
+use crate::workflow::authored::ConnectionKind;
+use crate::workflow::diagnostic::Diagnostic;
+use crate::workflow::expr::{Reference, Template};
+use crate::workflow::hint;
+use crate::workflow::inputs::toml_to_json;
+use crate::workflow::model::*;
+use indexmap::IndexMap;
+use toml::Spanned;
+
+impl Validator<'_> {
+    pub(super) fn connections(
+        &mut self,
+        raw: IndexMap<Spanned<String>, crate::workflow::authored::ConnectionToml>,
+    ) -> IndexMap<String, Connection> {
+        let mut out = IndexMap::new();
+        for (name, c) in raw {
+            let span = name.span();
+            let name = name.into_inner();
+            let kind = *c.kind.get_ref();
+            let (required, known, example): (&str, &[&str], &str) = match kind {
+                ConnectionKind::Postgres => (
+                    "url",
+                    &["url", "database"],
+                    "url = \"${{ secrets.POSTGRES_ADMIN_URL }}\" (keep passwords in secrets)",
+                ),
+                ConnectionKind::Kafka => (
+                    "bootstrap",
+                    &[
+                        "bootstrap",
+                        "security_protocol",
+                        "sasl_mechanism",
+                        "sasl_username",
+                        "sasl_password",
+                        "ssl_ca_location",
+                    ],
+                    "bootstrap = \"${{ env.KAFKA_BOOTSTRAP }}\"",
+                ),
+                ConnectionKind::Docker => (
+                    "host",
+                    &[
+                        "host",
+                        "images",
+                        "bind_paths",
+                        "privileged",
+                        "host_network",
+                        "host_pid",
+                        "gpus",
+                        "cap_add",
+                    ],
+                    "host = \"unix:///var/run/docker.sock\"",
+                ),
+                ConnectionKind::Http => (
+                    "url",
+                    &["url", "headers", "max_response_bytes", "timeout_secs"],
+                    "url = \"http://ollama:11434\"",
+                ),
+            };
+            if !required.is_empty() && !c.settings.contains_key(required) {
+                self.error(
+                    Diagnostic::at(
+                        span.clone(),
+                        format!("connection `{name}` has no `{required}`"),
+                    )
+                    .help(format!("e.g. {example}")),
+                );
+            }
+            for key in c
+                .settings
+                .keys()
+                .filter(|k| !known.is_empty() && !known.contains(&k.as_str()))
+            {
+                let help = hint(key, known, "", || {
+                    format!("known settings: {}", known.join(", "))
+                });
+                self.error(
+                    Diagnostic::at(
+                        span.clone(),
+                        format!("connection `{name}` has an unknown setting `{key}`"),
+                    )
+                    .help(help),
+                );
+            }
+            let json = serde_json::Value::Object(
+                c.settings
+                    .iter()
+                    .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                    .collect(),
+            );
+            let settings = match Template::parse(&json) {
+                Ok(t) => t,
+                Err((_, e)) => {
+                    self.error(
+                        Diagnostic::at(
+                            span.clone(),
+                            format!("connection `{name}`: invalid template: {e}"),
+                        )
+                        .help(EXPR_HELP),
+                    );
+                    Template::Literal(json)
+                }
+            };
+            for expr in settings.exprs() {
+                for reference in &expr.references {
+                    if matches!(reference, Reference::Step(_) | Reference::Unknown(_)) {
+                        self.error(
+                            Diagnostic::at(
+                                span.clone(),
+                                format!("connection `{name}` reads `{}`", expr.source),
+                            )
+                            .help("connections can read inputs, secrets, env and run, not steps"),
+                        );
+                    }
+                }
+            }
+            out.insert(
+                name.clone(),
+                Connection {
+                    name,
+                    kind,
+                    settings,
+                },
+            );
+        }
+        out
+    }
+}
