@@ -146,7 +146,10 @@ impl Store {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         if sqlite && let Some(dir) = sqlite_path(url).as_deref().and_then(Path::parent) {
-            let _ = std::fs::create_dir_all(dir);
+            // If this fails, connecting says why (with the path) just below.
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                tracing::debug!("cannot create {}: {e}", dir.display());
+            }
         }
         let open_err = |e: sqlx::Error| StoreError::Open {
             url: redact_url(url),

@@ -104,7 +104,7 @@ impl Store {
     }
 
     /// Record the start of a step attempt (`running`), or a step decided without running
-    /// (`skipped`, `upstream_failed`) when `end` is given.
+    /// (`skipped`, `upstream_failed`, attempt 0), closed by [`Store::finish_step`] at once.
     pub async fn start_step(
         &self,
         run: &str,
@@ -393,7 +393,7 @@ pub(super) fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
         id: r.try_get("id")?,
         workflow: r.try_get("workflow")?,
         workflow_path: r.try_get("workflow_path")?,
-        inputs: serde_json::from_str(&r.try_get::<String, _>("inputs")?).unwrap_or_default(),
+        inputs: parse_json(r, "inputs")?,
         trigger: parse(r, "trigger_kind")?,
         trigger_detail: r.try_get("trigger_detail")?,
         status: parse(r, "status")?,
@@ -407,6 +407,13 @@ pub(super) fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
 /// A new run id: a UUIDv7 (time-ordered, so ids sort by creation) in hex.
 pub fn new_run_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// A JSON text column; unreadable JSON is an error, not an empty value.
+fn parse_json(row: &AnyRow, column: &str) -> Result<serde_json::Value, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text)
+        .map_err(|e| StoreError::Query(format!("{column} of a run is not JSON: {e}")))
 }
 
 /// A text column holding one of the store's words (a status, a trigger).
