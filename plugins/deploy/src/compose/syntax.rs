@@ -3,70 +3,10 @@
 
 use super::{MountKind, PortSpec, RawMount};
 
-/// Split a command string into words like a POSIX shell (quotes and backslashes; no
-/// expansion), as compose does for string `command` / `entrypoint`.
+/// Split a command string into words like a POSIX shell (quotes, backslashes and `#`
+/// comments; no expansion), as compose does for string `command` / `entrypoint`.
 pub fn split_words(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err(format!("unterminated ' in `{s}`")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
-                            Some('\n') => {}
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                            None => {
-                                return Err(format!("unterminated \" in `{s}`"));
-                            }
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err(format!("unterminated \" in `{s}`")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some('\n') => {}
-                    Some(c) => word.push(c),
-                    None => word.push('\\'),
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
+    shell_words::split(s).map_err(|e| format!("{e} in `{s}`"))
 }
 
 /// A Go-style duration (`1h2m3.5s`, `500ms`, `0`) in milliseconds, rounded up so that a
@@ -265,8 +205,10 @@ pub fn parse_volume(s: &str) -> Result<RawMount, String> {
 mod tests {
     use super::*;
 
+    /// The cases of the hand-written splitter `shell-words` replaced, kept as a regression
+    /// check on the crate.
     #[test]
-    fn words() {
+    fn splits_quoted_words_like_a_posix_shell() {
         assert_eq!(
             split_words(r#"sh -c 'echo "hi there"' "a\"b" c\ d"#).unwrap(),
             vec!["sh", "-c", "echo \"hi there\"", "a\"b", "c d"]
@@ -274,6 +216,21 @@ mod tests {
         assert_eq!(split_words("  ").unwrap(), Vec::<String>::new());
         assert_eq!(split_words("''").unwrap(), vec![""]);
         assert!(split_words("'open").is_err());
+        // Also as before: a backslash-newline joins lines; a trailing backslash stays.
+        assert_eq!(split_words("a\\\nb c\\").unwrap(), vec!["ab", "c\\"]);
+        assert_eq!(
+            split_words("\"open").unwrap_err(),
+            "missing closing quote in `\"open`"
+        );
+    }
+
+    /// Where the crate differs from the old splitter: like a shell, it starts a comment at a
+    /// word-initial `#`, and it splits only on spaces, tabs and newlines.
+    #[test]
+    fn starts_a_comment_at_a_word_initial_hash() {
+        assert_eq!(split_words("echo a#b #c d").unwrap(), vec!["echo", "a#b"]);
+        assert_eq!(split_words("echo '#c'").unwrap(), vec!["echo", "#c"]);
+        assert_eq!(split_words("a\rb").unwrap(), vec!["a\rb"]);
     }
 
     #[test]
