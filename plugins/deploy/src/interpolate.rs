@@ -4,7 +4,7 @@
 //! `ports: ["${PORT:-8080}:80"]` is checked by the same rules as a literal one, and so that an
 //! error can name the YAML path of the value that failed.
 
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::BTreeMap;
 
 /// Variables visible to interpolation: `.env` first, then the step's `env` on top.
@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn tree_paths() {
         let mut v: Value =
-            serde_yaml::from_str("services:\n  db:\n    environment:\n      P: ${PW:?set it}\n")
+            serde_norway::from_str("services:\n  db:\n    environment:\n      P: ${PW:?set it}\n")
                 .unwrap();
         let err = interpolate_tree(&mut v, "", &vars(), &mut Report::default()).unwrap_err();
         assert!(

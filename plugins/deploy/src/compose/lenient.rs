@@ -399,7 +399,7 @@ mod tests {
     use super::*;
 
     fn read<T: for<'de> Deserialize<'de>>(yaml: &str) -> Result<T, String> {
-        serde_yaml::from_str(yaml).map_err(|e| e.to_string())
+        serde_norway::from_str(yaml).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The compose file as written: the typed model (unknown keys rejected) and `parse`, which reads
 //! YAML text into it; the lenient value types are in [`lenient`], value syntaxes in [`syntax`].
 //!
-//! Parsing goes YAML text → `serde_yaml::Value` → merge keys applied, `x-*` extensions
+//! Parsing goes YAML text → `serde_norway::Value` → merge keys applied, `x-*` extensions
 //! dropped, variables interpolated → typed model through `serde_path_to_error`, so that every
 //! error carries the YAML path of the value at fault. Scalars are read leniently (`user: 1000`
 //! and `retries: "3"` both work) because interpolation always yields strings.
@@ -15,7 +15,7 @@ pub use lenient::{
     Str, VolumeItem, Words,
 };
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::BTreeMap;
 
 /// The top level of a compose file. `configs`, `secrets`, `include` and `build` are not
@@ -183,7 +183,7 @@ pub struct RawMount {
 
 /// Parse and interpolate a compose file's text. `label` prefixes every error (the file path).
 pub fn parse(text: &str, label: &str, vars: &Vars) -> Result<(RawCompose, Report), String> {
-    let mut value: Value = serde_yaml::from_str(text).map_err(|e| format!("{label}: {e}"))?;
+    let mut value: Value = serde_norway::from_str(text).map_err(|e| format!("{label}: {e}"))?;
     value
         .apply_merge()
         .map_err(|e| format!("{label}: merge keys (`<<`): {e}"))?;
@@ -218,7 +218,7 @@ pub fn parse(text: &str, label: &str, vars: &Vars) -> Result<(RawCompose, Report
 
 /// "PATH: message", where an unknown key is reported at the mapping that has it
 /// (`services.web: unknown field `imagee``) rather than at the key itself.
-fn typed_error(e: &serde_path_to_error::Error<serde_yaml::Error>) -> String {
+fn typed_error(e: &serde_path_to_error::Error<serde_norway::Error>) -> String {
     let path = e.path().to_string();
     let message = e.inner().to_string();
     let field = message
@@ -240,7 +240,7 @@ fn typed_error(e: &serde_path_to_error::Error<serde_yaml::Error>) -> String {
 }
 
 /// Drop `x-*` keys: compose extensions, usually anchors for `<<` merges.
-fn strip_extensions(map: &mut serde_yaml::Mapping) {
+fn strip_extensions(map: &mut serde_norway::Mapping) {
     map.retain(|key, _| !matches!(key, Value::String(k) if k.starts_with("x-")));
 }
 
@@ -367,6 +367,17 @@ volumes:
         let files = &web.env_file.as_ref().unwrap().0;
         assert!(files[0].required && !files[1].required);
         assert!(raw.volumes["pgdata"].as_ref().unwrap().external.unwrap().0);
+    }
+
+    #[test]
+    fn reports_yaml_syntax_errors_with_line_and_column() {
+        let err = parse("services: [1", "compose.yml", &vars()).unwrap_err();
+        assert_eq!(
+            err,
+            "compose.yml: did not find expected ',' or ']' at line 2 column 1, while parsing a flow sequence at line 1 column 11"
+        );
+        let err = parse("services:\n  a: &x\n  b: *y\n", "compose.yml", &vars()).unwrap_err();
+        assert_eq!(err, "compose.yml: unknown anchor at line 3 column 6");
     }
 
     #[test]
