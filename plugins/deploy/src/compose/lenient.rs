@@ -84,6 +84,14 @@ fn entries<'de, V: Deserialize<'de>, A: MapAccess<'de>>(
     Ok(out)
 }
 
+/// Entries by name, a later one replacing an earlier one. Inserted one by one: `collect`
+/// would sort them first, and that sort costs ~10 KB of wasm for each value type.
+fn by_name<V>(entries: impl Iterator<Item = (String, V)>) -> BTreeMap<String, V> {
+    let mut map = BTreeMap::new();
+    map.extend(entries);
+    map
+}
+
 /// A mapping read as the long form `T` (which rejects unknown keys).
 fn long<'de, T: Deserialize<'de>, A: MapAccess<'de>>(map: A) -> Result<T, A::Error> {
     T::deserialize(MapAccessDeserializer::new(map))
@@ -327,11 +335,11 @@ impl TryFrom<LongVolume> for VolumeItem {
 pub struct ServiceNetworks(pub BTreeMap<String, Vec<String>>);
 
 shapes!(ServiceNetworks, "a list of network names or a mapping of network → {aliases}",
-    seq(seq) => Ok(ServiceNetworks(texts(seq)?.into_iter().map(|n| (n, Vec::new())).collect())),
+    seq(seq) => Ok(ServiceNetworks(by_name(texts(seq)?.into_iter().map(|n| (n, Vec::new()))))),
     map(map) => {
         let listed = entries::<Option<Attachment>, _>(map)?.into_iter();
         let aliases = |a: Option<Attachment>| a.map(|a| strings(a.aliases)).unwrap_or_default();
-        Ok(ServiceNetworks(listed.map(|(name, a)| (name, aliases(a))).collect()))
+        Ok(ServiceNetworks(by_name(listed.map(|(name, a)| (name, aliases(a))))))
     },
 );
 
@@ -350,11 +358,11 @@ pub struct DependsOn(pub BTreeMap<String, Dependency>);
 shapes!(DependsOn, "a list of services or a mapping of service → {condition}",
     seq(seq) => {
         let started = |name| (name, LongDependency::default().into());
-        Ok(DependsOn(texts(seq)?.into_iter().map(started).collect()))
+        Ok(DependsOn(by_name(texts(seq)?.into_iter().map(started))))
     },
     map(map) => {
         let listed = entries::<LongDependency, _>(map)?.into_iter();
-        Ok(DependsOn(listed.map(|(name, d)| (name, d.into())).collect()))
+        Ok(DependsOn(by_name(listed.map(|(name, d)| (name, d.into())))))
     },
 );
 
