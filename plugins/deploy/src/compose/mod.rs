@@ -253,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_key_has_path() {
+    fn reports_an_unknown_key_at_the_mapping_that_has_it() {
         let err = parse(
             "services:\n  web:\n    imagee: nginx\n",
             "compose.yml",
@@ -287,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn full_service() {
+    fn reads_a_full_service_with_anchors_extensions_and_lenient_values() {
         let text = r#"
 x-common: &common
   restart: unless-stopped
@@ -381,7 +381,7 @@ volumes:
     }
 
     #[test]
-    fn build_is_rejected() {
+    fn rejects_build_naming_the_service() {
         let err = parse("services:\n  a:\n    build: .\n", "c.yml", &vars()).unwrap_err();
         assert!(err.contains("services.a.build"), "{err}");
     }

@@ -234,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
+    fn parses_go_style_durations_rounding_up_to_milliseconds() {
         assert_eq!(parse_duration("1s").unwrap(), 1000);
         assert_eq!(parse_duration("500ms").unwrap(), 500);
         assert_eq!(parse_duration("1m30s").unwrap(), 90_000);
@@ -247,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn ports() {
+    fn expands_short_port_syntax_with_host_ips_and_ranges() {
         let p = parse_port("127.0.0.1:8080:80/udp").unwrap();
         assert_eq!(
             p,
@@ -273,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn volumes() {
+    fn tells_bind_mounts_from_named_volumes_in_short_syntax() {
         let v = parse_volume("data:/var/lib/data:ro").unwrap();
         assert_eq!(v.kind, MountKind::Volume);
         assert!(v.read_only);

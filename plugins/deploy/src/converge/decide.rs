@@ -161,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn decisions() {
+    fn creates_recreates_starts_or_leaves_each_service_alone() {
         let all = services();
         let (init, web) = (&all[0], &all[1]);
         assert_eq!(decide(web, None, None), Action::Create);

@@ -467,7 +467,7 @@ volumes:
     }
 
     #[test]
-    fn resolves_a_project() {
+    fn resolves_a_project_into_ordered_container_specs() {
         let read = files(&[
             ("deploy/compose.yml", COMPOSE),
             ("deploy/.env", "PASSWORD=pw\nFROM_DOTENV=yes\n"),
@@ -520,7 +520,7 @@ volumes:
     }
 
     #[test]
-    fn errors_before_the_engine() {
+    fn rejects_invalid_projects_before_any_engine_call() {
         let read = files(&[("deploy/compose.yml", COMPOSE)]);
         let err = load(&request(&[], &BTreeMap::new()), &read).unwrap_err();
         assert!(

@@ -61,7 +61,7 @@ mod tests {
     }
 
     #[test]
-    fn topo() {
+    fn orders_services_after_their_dependencies_and_shows_a_cycle() {
         let order = toposort(&graph(&[
             ("web", &["db", "init"]),
             ("init", &["db"]),

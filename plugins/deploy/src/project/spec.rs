@@ -277,7 +277,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths() {
+    fn joins_relative_paths_without_dot_segments() {
         assert_eq!(join_path(Path::new("deploy"), "./data"), "deploy/data");
         assert_eq!(join_path(Path::new("deploy"), "../shared/x"), "shared/x");
         assert_eq!(join_path(Path::new(""), "./data"), "data");
