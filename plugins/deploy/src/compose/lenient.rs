@@ -410,6 +410,12 @@ mod tests {
         serde_norway::from_str(yaml).map_err(|e| e.to_string())
     }
 
+    /// `yaml` is refused as a `T` with an error starting `message`.
+    fn refused<T: for<'de> Deserialize<'de> + fmt::Debug>(yaml: &str, message: &str) {
+        let err = read::<T>(yaml).unwrap_err();
+        assert!(err.starts_with(message), "{yaml}: {err}");
+    }
+
     #[test]
     fn scalars_may_be_text_but_other_shapes_are_refused() {
         assert_eq!(read::<Str>("1000").unwrap(), Str("1000".into()));
@@ -417,26 +423,16 @@ mod tests {
         assert_eq!(read::<Bool>("\"TRUE\"").unwrap(), Bool(true));
         assert_eq!(read::<Bool>("\"0\"").unwrap(), Bool(false));
         assert_eq!(read::<Num<u32>>("\" 3 \"").unwrap(), Num(3));
-        let err = read::<Bool>("1").unwrap_err();
-        assert!(
-            err.starts_with("invalid type: integer `1`, expected true or false"),
-            "{err}"
+        refused::<Bool>("1", "invalid type: integer `1`, expected true or false");
+        refused::<Bool>(
+            "yes",
+            "invalid value: string \"yes\", expected true or false",
         );
-        let err = read::<Bool>("yes").unwrap_err();
-        assert!(
-            err.starts_with("invalid value: string \"yes\", expected true or false"),
-            "{err}"
+        refused::<Num<u16>>(
+            "70000",
+            "invalid value: integer `70000`, expected a non-negative integer",
         );
-        let err = read::<Num<u16>>("70000").unwrap_err();
-        assert!(
-            err.starts_with("invalid value: integer `70000`, expected a non-negative integer"),
-            "{err}"
-        );
-        let err = read::<Str>("[a]").unwrap_err();
-        assert!(
-            err.starts_with("invalid type: sequence, expected a string"),
-            "{err}"
-        );
+        refused::<Str>("[a]", "invalid type: sequence, expected a string");
     }
 
     #[test]
@@ -446,20 +442,16 @@ mod tests {
         assert_eq!(short.0["db"].condition, long.0["db"].condition);
         assert_eq!(short.0["db"].required, long.0["db"].required);
         let files: EnvFiles = read("[a.env, {path: b.env, required: false}]").unwrap();
-        assert_eq!(
-            files.0[0],
-            EnvFile {
-                path: "a.env".into(),
-                required: true
-            }
-        );
+        let required = EnvFile {
+            path: "a.env".into(),
+            required: true,
+        };
+        assert_eq!(files.0[0], required);
         assert!(!files.0[1].required);
-        let err = read::<Words>("5").unwrap_err();
-        assert!(
-            err.starts_with("invalid type: integer `5`, expected a string or a list of strings"),
-            "{err}"
+        refused::<Words>(
+            "5",
+            "invalid type: integer `5`, expected a string or a list of strings",
         );
-        let err = read::<HealthTest>("[curl]").unwrap_err();
-        assert!(err.contains("must start with \"CMD\""), "{err}");
+        refused::<HealthTest>("[curl]", "a healthcheck test list must start with \"CMD\"");
     }
 }
