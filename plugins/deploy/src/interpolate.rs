@@ -4,7 +4,7 @@
 //! `ports: ["${PORT:-8080}:80"]` is checked by the same rules as a literal one, and so that an
 //! error can name the YAML path of the value that failed.
 
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::BTreeMap;
 
 /// Variables visible to interpolation: `.env` first, then the step's `env` on top.
@@ -281,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn forms() {
+    fn expands_every_compose_variable_form() {
         assert_eq!(run("x$A-${A}").unwrap(), "x1-1");
         assert_eq!(run("$$A").unwrap(), "$A");
         assert_eq!(run("${EMPTY:-d}|${EMPTY-d}|${NOPE-d}").unwrap(), "d||d");
@@ -305,9 +305,9 @@ mod tests {
     }
 
     #[test]
-    fn tree_paths() {
+    fn names_the_yaml_path_of_a_failed_interpolation() {
         let mut v: Value =
-            serde_yaml::from_str("services:\n  db:\n    environment:\n      P: ${PW:?set it}\n")
+            serde_norway::from_str("services:\n  db:\n    environment:\n      P: ${PW:?set it}\n")
                 .unwrap();
         let err = interpolate_tree(&mut v, "", &vars(), &mut Report::default()).unwrap_err();
         assert!(
@@ -317,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn dotenv() {
+    fn reads_dotenv_quotes_comments_and_export() {
         let vars =
             parse_dotenv("# c\nexport A=1\nB = 'x # y'\nC=\"a\\nb\"\nD=plain # comment\nE=\n")
                 .unwrap();

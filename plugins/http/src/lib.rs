@@ -1,6 +1,8 @@
-//! Built-in `http`: one HTTP request, for ETL extracts and for calling other services. The URL
-//! is a granted connection (`http://NAME/path`: base URL and credentials stay in the host) or a
-//! destination granted in `allow`. Redirects are followed here, one checked request per hop.
+//! Built-in `http`: one HTTP request, for ETL extracts and for calling other services.
+//!
+//! The URL is a granted connection (`http://NAME/path`: base URL and credentials stay in the
+//! host) or a destination granted in `allow`. Redirects are followed here, one checked request
+//! per hop.
 
 use orch_sdk::http::{Request, Response};
 use orch_sdk::{ChangeKind, Output, Plugin, StepContext, StepError};

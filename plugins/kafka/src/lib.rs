@@ -1,4 +1,5 @@
 //! Built-in `kafka`: idempotent topics and consumer groups, plus produce and consume for ETL.
+//!
 //! Every call goes through the host's `kafka` interface on a connection the step is granted;
 //! the plugin never sees the bootstrap servers or credentials.
 

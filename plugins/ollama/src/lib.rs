@@ -1,6 +1,7 @@
 //! Built-in `ollama`: models (pull, list, show, delete) and generation (generate, chat, embed)
-//! through Ollama's HTTP API on a granted `kind = "http"` connection, so the step needs no
-//! `docker exec` and the server's address and token stay in the host.
+//! through Ollama's HTTP API on a granted `kind = "http"` connection.
+//!
+//! So the step needs no `docker exec`, and the server's address and token stay in the host.
 
 use orch_sdk::http::{Request, Response};
 use orch_sdk::{Change, ChangeKind, Output, Plugin, StepContext, StepError};

@@ -1,6 +1,9 @@
 //! Test plugin: produces `count` records built in code (`k{i}` / `v{i}`, header `n = i`) with
-//! the typed `kafka.produce`, the call for records a plugin makes rather than reads from its
-//! config (the built-in `kafka` plugin uses `produce-json`).
+//! the typed `kafka.produce`.
+//!
+//! That is the call for records a plugin makes rather than reads from its config (the built-in
+//! `kafka` plugin uses `produce-json`).
+
 use orch_sdk::kafka::{self, Header, Outgoing};
 use orch_sdk::{Plugin, StepContext, StepError};
 use serde::Deserialize;

@@ -1,7 +1,10 @@
-//! Test plugin: a hostile plugin trying to read an http connection's token. It looks at its
-//! environment, its config, and the headers of the request it builds for `http://CONNECTION/`
-//! (before and after handing it to the host), then sends it and reports the response. Every
-//! place it could look is returned as an output, so the test can check the token is in none.
+//! Test plugin: a hostile plugin trying to read an http connection's token.
+//!
+//! It looks at its environment, its config, and the headers of the request it builds for
+//! `http://CONNECTION/` (before and after handing it to the host), then sends it and reports the
+//! response. Every place it could look is returned as an output, so the test can check the token
+//! is in none.
+
 use orch_sdk::wasi::http::outgoing_handler;
 use orch_sdk::wasi::http::types::{Fields, OutgoingRequest, Scheme};
 use orch_sdk::{Plugin, StepContext, StepError};

@@ -1,17 +1,24 @@
-//! The engine side: read what the project has, say what would change, converge, and wait for
-//! the conditions compose users rely on (started, healthy, completed successfully).
+//! The engine side: read what the project has, then say what would change (`plan`) or converge
+//! it (`run`); the decision per service is in [`decide`], the waits in [`wait`].
 //!
 //! The engine is read once up front (networks, volumes, the project's containers); `plan`
 //! stops there, `run` then pulls every image before changing anything, so that a bad image
 //! reference fails with the project untouched.
 
-use crate::compose::{Condition, MountKind};
-use crate::project::{self, Project, Service, Shared, Spec};
-use orch_sdk::docker::{self, ContainerState, ContainerSummary, Engine, Pair, PullPolicy};
+mod decide;
+mod wait;
+
+pub use decide::{Action, Existing, decide};
+
+use crate::compose::MountKind;
+use crate::project::{self, Project, Service, Spec};
+use decide::{orphan_change, orphans, service_change, shared_changes};
+use orch_sdk::docker::{self, ContainerSummary, Engine, Pair, PullPolicy};
 use orch_sdk::{Change, ChangeKind, Output, StepError};
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use wait::{Waiter, health, is_exited};
 
 /// How to converge, from the step's config.
 pub struct Options {
@@ -23,8 +30,6 @@ pub struct Options {
 
 /// Grace period for `docker stop` before the engine kills a container.
 const STOP_SECS: u32 = 10;
-const POLL: Duration = Duration::from_millis(500);
-const LOG_TAIL: u32 = 50;
 
 fn pair(key: &str, value: &str) -> Pair {
     Pair {
@@ -107,17 +112,6 @@ fn current<'a>(world: &'a World, service: &str) -> Option<&'a ContainerSummary> 
         .or_else(|| list.first())
 }
 
-/// An existing container, as much as the decision needs.
-#[derive(Debug, Clone, Default)]
-pub struct Existing {
-    pub state: String,
-    pub hash: Option<String>,
-    pub parts: Option<String>,
-    pub image: Option<String>,
-    /// Known only for exited one-shots, the only case where it matters.
-    pub exit_code: Option<i64>,
-}
-
 fn existing(engine: &Engine, svc: &Service, c: &ContainerSummary) -> Result<Existing, StepError> {
     let exit_code = if svc.one_shot && c.state == "exited" {
         Some(engine.inspect_container(&c.id)?.exit_code)
@@ -131,111 +125,6 @@ fn existing(engine: &Engine, svc: &Service, c: &ContainerSummary) -> Result<Exis
         image: label(&c.labels, project::IMAGE).map(str::to_string),
         exit_code,
     })
-}
-
-/// What happens to one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    /// Remove and create again, and why.
-    Recreate(String),
-    /// Same config but stopped: start it; the state it was in.
-    Start(String),
-    Unchanged,
-}
-
-/// Decide from the container the engine has, the wanted config, and (in `run`, after the
-/// pull) the image id the tag now points to.
-pub fn decide(svc: &Service, existing: Option<&Existing>, image_id: Option<&str>) -> Action {
-    let Some(e) = existing else {
-        return Action::Create;
-    };
-    if e.hash.as_deref() != Some(svc.hash.as_str()) {
-        let parts = project::changed_parts(e.parts.as_deref(), &svc.parts);
-        return Action::Recreate(if parts.is_empty() {
-            "config changed".to_string()
-        } else {
-            format!("config changed ({})", parts.join(", "))
-        });
-    }
-    if let (Some(new), Some(old)) = (image_id, e.image.as_deref())
-        && new != old
-    {
-        return Action::Recreate(format!("image {} changed", svc.spec.image));
-    }
-    match e.state.as_str() {
-        "running" | "restarting" => Action::Unchanged,
-        "exited" if svc.one_shot && e.exit_code == Some(0) => Action::Unchanged,
-        state => Action::Start(state.to_string()),
-    }
-}
-
-fn service_change(svc: &Service, action: &Action) -> Change {
-    let resource = format!("service {}", svc.name);
-    match action {
-        Action::Create => orch_sdk::change(
-            ChangeKind::Create,
-            resource,
-            format!(
-                "create container {} from {}",
-                svc.spec.container_name, svc.spec.image
-            ),
-        ),
-        Action::Recreate(why) => {
-            orch_sdk::change(ChangeKind::Replace, resource, format!("recreate: {why}"))
-        }
-        Action::Start(state) => {
-            orch_sdk::change(ChangeKind::Update, resource, format!("start: was {state}"))
-        }
-        Action::Unchanged => orch_sdk::change(ChangeKind::None, resource, "unchanged"),
-    }
-}
-
-fn shared_changes(kind: &str, shared: &[Shared], have: &BTreeSet<String>) -> Vec<Change> {
-    shared
-        .iter()
-        .map(|s| {
-            let resource = format!("{kind} {}", s.name);
-            if s.external {
-                orch_sdk::change(ChangeKind::None, resource, "external")
-            } else if have.contains(&s.name) {
-                orch_sdk::change(ChangeKind::None, resource, "exists")
-            } else {
-                orch_sdk::change(ChangeKind::Create, resource, "create")
-            }
-        })
-        .collect()
-}
-
-/// Containers of services that are no longer active (removed from the file or profile-off).
-fn orphans<'a>(p: &Project, world: &'a World) -> Vec<(&'a str, &'a ContainerSummary)> {
-    let active: BTreeSet<&str> = p.services.iter().map(|s| s.name.as_str()).collect();
-    world
-        .containers
-        .iter()
-        .filter(|(service, _)| !active.contains(service.as_str()))
-        .flat_map(|(service, list)| list.iter().map(move |c| (service.as_str(), c)))
-        .collect()
-}
-
-fn orphan_change(service: &str, c: &ContainerSummary, remove: bool) -> Change {
-    let resource = format!("service {service}");
-    if remove {
-        orch_sdk::change(
-            ChangeKind::Delete,
-            resource,
-            format!("remove (orphan container {})", c.name),
-        )
-    } else {
-        orch_sdk::change(
-            ChangeKind::None,
-            resource,
-            format!(
-                "orphan container {} kept: set remove_orphans = true to remove it",
-                c.name
-            ),
-        )
-    }
 }
 
 /// Say what `run` would do; reads only.
@@ -448,11 +337,7 @@ pub fn run(
         }
     }
 
-    let mut waiter = Waiter {
-        engine,
-        timeout: o.timeout,
-        met: BTreeSet::new(),
-    };
+    let mut waiter = Waiter::new(engine, o.timeout);
     let mut ids: BTreeMap<&str, String> = BTreeMap::new();
     for svc in &p.services {
         for (dep, condition) in &svc.depends_on {
@@ -560,246 +445,5 @@ fn prefix(e: StepError, context: &str) -> StepError {
         StepError::Denied(m) => StepError::Denied(format!("{context}: {m}")),
         StepError::Retryable(m) => StepError::Retryable(format!("{context}: {m}")),
         StepError::Failed(m) => StepError::Failed(format!("{context}: {m}")),
-    }
-}
-
-/// The health status, `None` without a healthcheck (whether the host says so with `none` or
-/// with an empty status).
-fn health(state: &ContainerState) -> Option<&str> {
-    state
-        .health
-        .as_deref()
-        .filter(|h| !h.is_empty() && *h != "none")
-}
-
-fn is_exited(state: &ContainerState) -> bool {
-    matches!(state.status.as_str(), "exited" | "dead")
-}
-
-/// Waits on dependency conditions, remembering which are already met.
-struct Waiter<'a> {
-    engine: &'a Engine,
-    timeout: Duration,
-    met: BTreeSet<(String, &'static str)>,
-}
-
-impl Waiter<'_> {
-    fn wait(
-        &mut self,
-        dep: &Service,
-        id: &str,
-        condition: Condition,
-        dependant: &str,
-    ) -> Result<(), StepError> {
-        let key = (dep.name.clone(), condition.as_str());
-        if self.met.contains(&key) {
-            return Ok(());
-        }
-        let what = match condition {
-            Condition::Started => "started",
-            Condition::Healthy => "healthy",
-            Condition::CompletedSuccessfully => "completed successfully",
-        };
-        orch_sdk::log::info(format!(
-            "service {dependant}: waiting for {} to be {what}",
-            dep.name
-        ));
-        match condition {
-            Condition::Started => self.started(dep, id)?,
-            Condition::Healthy => drop(self.healthy(dep, id)?),
-            Condition::CompletedSuccessfully => self.completed(dep, id)?,
-        }
-        self.met.insert(key);
-        Ok(())
-    }
-
-    fn started(&self, svc: &Service, id: &str) -> Result<(), StepError> {
-        let state = self.engine.inspect_container(id)?;
-        if state.running || state.status == "restarting" || (svc.one_shot && is_exited(&state)) {
-            Ok(())
-        } else {
-            Err(self.exited(svc, &state, "is not running: "))
-        }
-    }
-
-    /// Poll until healthy; fail at once on "unhealthy" or exit, or at the timeout.
-    fn healthy(&self, svc: &Service, id: &str) -> Result<ContainerState, StepError> {
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            let state = self.engine.inspect_container(id)?;
-            match health(&state) {
-                Some("healthy") => return Ok(state),
-                Some("unhealthy") => {
-                    return Err(StepError::Failed(format!(
-                        "service `{}` is unhealthy{}",
-                        svc.name,
-                        health_log(&state)
-                    )));
-                }
-                None => {
-                    return Err(StepError::Failed(format!(
-                        "service `{}` has no healthcheck, so it can never be healthy: add one or depend on it with `service_started`",
-                        svc.name
-                    )));
-                }
-                Some(_) => {}
-            }
-            if !state.running && is_exited(&state) {
-                return Err(self.exited(svc, &state, "stopped before it was healthy: "));
-            }
-            if Instant::now() >= deadline {
-                return Err(StepError::Failed(format!(
-                    "service `{}` is not healthy after {}s (state {}, health {}){}",
-                    svc.name,
-                    self.timeout.as_secs(),
-                    state.status,
-                    health(&state).unwrap_or("none"),
-                    health_log(&state)
-                )));
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Poll until the container exits; its exit code must be 0.
-    fn completed(&self, svc: &Service, id: &str) -> Result<(), StepError> {
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            let state = self.engine.inspect_container(id)?;
-            if !state.running && is_exited(&state) {
-                return if state.exit_code == 0 {
-                    Ok(())
-                } else {
-                    Err(self.exited(svc, &state, ""))
-                };
-            }
-            if Instant::now() >= deadline {
-                let logs = self.engine.logs(id, LOG_TAIL).unwrap_or_default();
-                return Err(StepError::Failed(format!(
-                    "service `{}` has not exited after {}s (state {}){}",
-                    svc.name,
-                    self.timeout.as_secs(),
-                    state.status,
-                    log_section(&logs)
-                )));
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// "service `x` exited with code N" and its last log lines.
-    fn exited(&self, svc: &Service, state: &ContainerState, how: &str) -> StepError {
-        let logs = self.engine.logs(&state.id, LOG_TAIL).unwrap_or_default();
-        let status = if is_exited(state) {
-            format!("exited with code {}", state.exit_code)
-        } else {
-            format!("is {}", state.status)
-        };
-        StepError::Failed(format!(
-            "service `{}` {how}{status}{}",
-            svc.name,
-            log_section(&logs)
-        ))
-    }
-}
-
-fn log_section(logs: &str) -> String {
-    let logs = logs.trim_end();
-    if logs.trim().is_empty() {
-        String::new()
-    } else {
-        format!("\nlast {LOG_TAIL} log lines:\n{logs}")
-    }
-}
-
-fn health_log(state: &ContainerState) -> String {
-    let lines: Vec<&str> = state
-        .health_log
-        .iter()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty())
-        .collect();
-    if lines.is_empty() {
-        String::new()
-    } else {
-        format!("\nlast health checks:\n  {}", lines.join("\n  "))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::project::{Request, load};
-    use std::path::Path;
-
-    fn services() -> Vec<Service> {
-        // `init` is an init service: `restart: "no"` and awaited by `web`.
-        let text = "services:\n  web: {image: nginx, restart: always, depends_on: {init: {condition: service_completed_successfully}}}\n  init: {image: alpine, restart: \"no\"}\n";
-        let read = move |p: &Path| {
-            if p == Path::new("compose.yml") {
-                Ok(text.to_string())
-            } else {
-                Err(std::io::Error::new(std::io::ErrorKind::NotFound, "none"))
-            }
-        };
-        let env = BTreeMap::new();
-        let request = Request {
-            project: "p",
-            file: "compose.yml",
-            profiles: &[],
-            env: &env,
-        };
-        load(&request, &read).unwrap().0.services
-    }
-
-    fn existing(svc: &Service, state: &str) -> Existing {
-        Existing {
-            state: state.into(),
-            hash: Some(svc.hash.clone()),
-            parts: Some(project::parts_label(&svc.parts)),
-            image: Some("sha256:a".into()),
-            exit_code: None,
-        }
-    }
-
-    #[test]
-    fn decisions() {
-        let all = services();
-        let (init, web) = (&all[0], &all[1]);
-        assert_eq!(decide(web, None, None), Action::Create);
-        assert_eq!(
-            decide(web, Some(&existing(web, "running")), None),
-            Action::Unchanged
-        );
-        assert_eq!(
-            decide(web, Some(&existing(web, "running")), Some("sha256:b")),
-            Action::Recreate("image nginx changed".into())
-        );
-        assert_eq!(
-            decide(web, Some(&existing(web, "exited")), Some("sha256:a")),
-            Action::Start("exited".into())
-        );
-        let mut changed = existing(web, "running");
-        changed.hash = Some("other".into());
-        let mut parts = web.parts.clone();
-        parts.insert("environment".into(), "0000".into());
-        changed.parts = Some(project::parts_label(&parts));
-        assert_eq!(
-            decide(web, Some(&changed), None),
-            Action::Recreate("config changed (environment)".into())
-        );
-        changed.parts = None;
-        assert_eq!(
-            decide(web, Some(&changed), None),
-            Action::Recreate("config changed".into())
-        );
-        let mut done = existing(init, "exited");
-        done.exit_code = Some(0);
-        assert_eq!(decide(init, Some(&done), None), Action::Unchanged);
-        done.exit_code = Some(1);
-        assert_eq!(
-            decide(init, Some(&done), None),
-            Action::Start("exited".into())
-        );
     }
 }
