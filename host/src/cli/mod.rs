@@ -1,6 +1,5 @@
-//! The `orch` command line: the clap types, and the one place that prints an error and maps
-//! it to the exit code (0 success, 1 a step failed or the run could not finish, 2 invalid
-//! workflow, inputs or usage). Each subcommand lives in [`cmd`].
+//! The `orch` command line: the clap types, and `CliError`, whose `report` is the one place that
+//! prints an error and maps the exit code (1 a step failed or the run could not finish, 2 invalid).
 
 mod cmd;
 mod prepare;
@@ -299,8 +298,8 @@ impl From<crate::executor::ExecError> for CliError {
     }
 }
 
-/// Errors that are nobody's input mistake: `error: {e:#}`, exit 1. Listed one by one (no blanket
-/// impl) so that an error with its own mapping, like `ExecError`, cannot slip through `?` here.
+/// Every other error `?` meets: `error: {e:#}`, exit 1. Listed one by one, not as a blanket impl,
+/// so that an error with a mapping of its own (`ExecError` above) cannot slip through as exit 1.
 macro_rules! failed_from {
     ($($error:ty),* $(,)?) => {$(
         impl From<$error> for CliError {

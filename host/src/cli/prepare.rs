@@ -1,6 +1,5 @@
-//! A workflow file made ready for a command: loaded and validated, its plugins resolved, its
-//! `--input`s bound, and for `run` and `plan` the whole [`RunSpec`]. Problems come back as
-//! [`CliError`]s the user can fix (exit 2), with diagnostics already rendered.
+//! A workflow file made ready for a command: validated, plugins resolved, `--input`s bound, and
+//! for `run` and `plan` the whole [`RunSpec`]; problems come back as [`CliError`]s (exit 2).
 
 use super::CliError;
 use super::settings::{Settings, cancel_on_signal};

@@ -28,21 +28,21 @@ fn elapsed(start: i64, end: Option<i64>) -> String {
 }
 
 /// A stored timestamp, to the second (UTC).
-pub fn time(ms: i64) -> String {
+fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default()
 }
 
 /// A stored timestamp, to the millisecond (UTC).
-pub fn time_ms(ms: i64) -> String {
+fn time_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
         .unwrap_or_default()
 }
 
 /// A run id as `orch runs show` accepts it: its first 12 characters.
-pub fn short_id(id: &str) -> &str {
+fn short_id(id: &str) -> &str {
     &id[..12.min(id.len())]
 }
 

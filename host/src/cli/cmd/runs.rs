@@ -23,7 +23,8 @@ async fn from_store(settings: &Settings, command: RunsCommand) -> Result<(), Cli
     let store = settings.store().await?;
     match command {
         RunsCommand::List { limit } => {
-            settings.emit(&store.list_runs(limit).await?, |r| render::runs_list(r))?
+            let runs = store.list_runs(limit).await?;
+            settings.emit(runs.as_slice(), render::runs_list)?;
         }
         RunsCommand::Show { id } => {
             settings.emit(&store.get_run(&id).await?, render::run_detail)?

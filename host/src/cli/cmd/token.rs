@@ -24,7 +24,10 @@ pub(super) async fn token(settings: &Settings, command: TokenCommand) -> Result<
                 println!("{token}");
             }
         }
-        TokenCommand::List => settings.emit(&store.list_tokens().await?, |t| render::tokens(t))?,
+        TokenCommand::List => {
+            let tokens = store.list_tokens().await?;
+            settings.emit(tokens.as_slice(), render::tokens)?;
+        }
         TokenCommand::Revoke { id } => {
             if store.revoke_token(&id).await? == 0 {
                 return Err(CliError::failed(format_args!(
