@@ -1,12 +1,11 @@
-//! The `orch` command line: parse arguments, call the library, render, map exit codes
-//! (0 success, 1 a step failed or the run could not finish, 2 invalid workflow or usage).
+//! The `orch` command line: the clap types, and `CliError`, whose `report` is the one place that
+//! prints an error and maps the exit code (1 a step failed or the run could not finish, 2 invalid).
 
-mod commands;
-mod graph;
+mod cmd;
+mod prepare;
 mod progress;
 mod remote;
 mod render;
-mod service;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -63,7 +62,7 @@ pub enum Command {
     Graph {
         file: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
-        format: graph::GraphFormat,
+        format: cmd::GraphFormat,
     },
     /// Inspect recorded runs (from the store, or from a server with --server).
     Runs {
@@ -74,27 +73,8 @@ pub enum Command {
     },
     /// Serve a directory of workflows: cron schedules, the HTTP API, webhooks.
     Serve {
-        /// The directory of workflow files (*.toml); rescanned for changes.
-        #[arg(long, default_value = "workflows")]
-        workflows: PathBuf,
-        /// Where the API listens.
-        #[arg(long, default_value = "127.0.0.1:8080", env = "ORCH_BIND")]
-        bind: SocketAddr,
-        /// After SIGTERM/SIGINT, how long running steps may take to finish.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        grace: Duration,
-        /// Most runs executing at once.
-        #[arg(long, default_value_t = 16)]
-        max_runs: usize,
-        /// Most steps of one run executing at once.
-        #[arg(long, default_value_t = 8)]
-        parallel: usize,
-        /// How often the directory is rescanned.
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-        reload_every: Duration,
-        /// Largest request body accepted, in bytes.
-        #[arg(long, default_value_t = 1 << 20)]
-        max_body: usize,
+        #[command(flatten)]
+        args: ServeArgs,
     },
     /// Trigger a run of a served workflow.
     Trigger {
@@ -140,6 +120,32 @@ pub struct RemoteArgs {
     /// API token (from `orch token create`).
     #[arg(long, global = true, env = "ORCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// How `orch serve` runs: [`crate::serve::ServeConfig`] as flags.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The directory of workflow files (*.toml); rescanned for changes.
+    #[arg(long, default_value = "workflows")]
+    pub workflows: PathBuf,
+    /// Where the API listens.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ORCH_BIND")]
+    pub bind: SocketAddr,
+    /// After SIGTERM/SIGINT, how long running steps may take to finish.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+    /// Most runs executing at once.
+    #[arg(long, default_value_t = 16)]
+    pub max_runs: usize,
+    /// Most steps of one run executing at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallel: usize,
+    /// How often the directory is rescanned.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub reload_every: Duration,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,25 +216,108 @@ pub enum PluginCommand {
     },
 }
 
-/// How a command ended, mapped to the process exit code.
-#[derive(Debug)]
-pub enum Outcome {
-    Success,
+/// The exit code of a command that did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
     /// A step failed, or the run could not be completed.
     Failed,
     /// Invalid workflow, inputs or usage.
     Invalid,
 }
 
-impl From<Outcome> for ExitCode {
-    fn from(o: Outcome) -> Self {
-        match o {
-            Outcome::Success => ExitCode::SUCCESS,
-            Outcome::Failed => ExitCode::from(1),
-            Outcome::Invalid => ExitCode::from(2),
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        match exit {
+            Exit::Failed => ExitCode::from(1),
+            Exit::Invalid => ExitCode::from(2),
         }
     }
 }
+
+/// Why a command did not succeed: what is left to show the user, and the exit code.
+#[derive(Debug)]
+enum CliError {
+    /// Already shown (a failed run's summary, the problems of each file `validate` checked):
+    /// print nothing more, exit with this code.
+    Reported(Exit),
+    /// Workflow diagnostics, rendered with their source excerpts: printed as they are, exit 2.
+    Diagnostics(String),
+    /// The user's to fix (inputs, a missing secret, an unknown plugin, a request the server
+    /// refused): `error: …` for each problem, exit 2.
+    Invalid(Vec<String>),
+    /// Anything else: `error: {e:#}` (the message and its causes), exit 1.
+    Failed(anyhow::Error),
+}
+
+impl CliError {
+    /// One problem that is the user's to fix.
+    fn invalid(problem: impl std::fmt::Display) -> Self {
+        CliError::Invalid(vec![problem.to_string()])
+    }
+
+    /// A failure with no cause behind it.
+    fn failed(message: impl std::fmt::Display) -> Self {
+        CliError::Failed(anyhow::anyhow!("{message}"))
+    }
+
+    /// The exit code.
+    fn code(&self) -> Exit {
+        match self {
+            CliError::Reported(exit) => *exit,
+            CliError::Diagnostics(_) | CliError::Invalid(_) => Exit::Invalid,
+            CliError::Failed(_) => Exit::Failed,
+        }
+    }
+
+    /// Print what the user has not seen yet, on stderr; the exit code. This is the only place
+    /// the CLI writes `error: …`.
+    fn report(&self) -> Exit {
+        match self {
+            CliError::Reported(_) => {}
+            CliError::Diagnostics(text) => eprint!("{text}"),
+            CliError::Invalid(problems) => {
+                for problem in problems {
+                    eprintln!("error: {problem}");
+                }
+            }
+            CliError::Failed(e) => eprintln!("error: {e:#}"),
+        }
+        self.code()
+    }
+}
+
+/// A missing secret or env value, or a connection that cannot be rendered, is the user's to
+/// fix (exit 2); anything else from a run is not (exit 1).
+impl From<crate::executor::ExecError> for CliError {
+    fn from(e: crate::executor::ExecError) -> Self {
+        use crate::executor::ExecError;
+        match e {
+            ExecError::Lookup(_) | ExecError::Connection(_) => CliError::invalid(e),
+            e => CliError::Failed(e.into()),
+        }
+    }
+}
+
+/// Every other error `?` meets: `error: {e:#}`, exit 1. Listed one by one, not as a blanket impl,
+/// so that an error with a mapping of its own (`ExecError` above) cannot slip through as exit 1.
+macro_rules! failed_from {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for CliError {
+            fn from(e: $error) -> Self {
+                CliError::Failed(e.into())
+            }
+        }
+    )*};
+}
+
+failed_from!(
+    anyhow::Error,
+    std::io::Error,
+    serde_json::Error,
+    crate::store::StoreError,
+    crate::capability::secret_store::SecretStoreError,
+    remote::RemoteError,
+);
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -243,17 +332,14 @@ pub fn main() -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(r) => r,
+        Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            let e = CliError::failed(format_args!("cannot start the async runtime: {e}"));
+            return e.report().into();
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
-        Ok(outcome) => outcome.into(),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
+    match runtime.block_on(cmd::dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report().into(),
     }
 }

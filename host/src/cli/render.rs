@@ -1,8 +1,9 @@
-//! Tables and text for humans: run summaries, plans, run history, plugin descriptions.
+//! Tables and text for humans: run summaries, plans, run history, tokens, schedule ticks,
+//! plugin descriptions. Every function returns text ending in a newline, printed as it is.
 
 use crate::executor::{PlanReport, RunReport, StepPlan};
 use crate::runtime::PluginInfo;
-use crate::store::{RunDetail, RunRow};
+use crate::store::{RunDetail, RunRow, TickRow, TokenRow};
 use comfy_table::{Table, presets};
 
 fn table(header: &[&str]) -> Table {
@@ -27,17 +28,22 @@ fn elapsed(start: i64, end: Option<i64>) -> String {
 }
 
 /// A stored timestamp, to the second (UTC).
-pub fn time(ms: i64) -> String {
+fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default()
 }
 
 /// A stored timestamp, to the millisecond (UTC).
-pub fn time_ms(ms: i64) -> String {
+fn time_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
         .unwrap_or_default()
+}
+
+/// A run id as `orch runs show` accepts it: its first 12 characters.
+fn short_id(id: &str) -> &str {
+    &id[..12.min(id.len())]
 }
 
 fn short(text: &str, max: usize) -> String {
@@ -69,11 +75,11 @@ pub fn run_summary(report: &RunReport) -> String {
         ]);
     }
     format!(
-        "{t}\nrun {} {} in {} (orch runs show {})",
+        "{t}\nrun {} {} in {} (orch runs show {})\n",
         report.run_id,
         report.status,
         millis(report.duration.as_millis()),
-        &report.run_id[..12.min(report.run_id.len())]
+        short_id(&report.run_id)
     )
 }
 
@@ -117,7 +123,7 @@ pub fn runs_list(runs: &[RunRow]) -> String {
             took,
         ]);
     }
-    t.to_string()
+    format!("{t}\n")
 }
 
 /// `orch runs show` output.
@@ -179,6 +185,48 @@ pub fn run_detail(d: &RunDetail) -> String {
         }
     }
     out
+}
+
+/// A borderless table, as `orch token list` and `orch schedule` print them.
+pub fn plain_table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING).set_header(header.to_vec());
+    t
+}
+
+/// `orch token list` output.
+pub fn tokens(tokens: &[TokenRow]) -> String {
+    let mut t = plain_table(&["id", "name", "created", "last used", "revoked"]);
+    for token in tokens {
+        t.add_row([
+            token.id.clone(),
+            token.name.clone(),
+            time(token.created_at),
+            token.last_used_at.map(time).unwrap_or_default(),
+            token.revoked_at.map(time).unwrap_or_default(),
+        ]);
+    }
+    format!("{t}\n")
+}
+
+/// `orch schedule explain` output: recent ticks, newest first.
+pub fn ticks(ticks: &[TickRow]) -> String {
+    let mut t = plain_table(&["due (UTC)", "#", "outcome", "late", "run", "reason"]);
+    for tick in ticks {
+        t.add_row([
+            time_ms(tick.fire_at),
+            tick.schedule.to_string(),
+            tick.outcome.to_string(),
+            format!("{} ms", tick.recorded_at - tick.fire_at),
+            tick.run_id
+                .as_deref()
+                .map(short_id)
+                .unwrap_or_default()
+                .to_string(),
+            tick.reason.clone(),
+        ]);
+    }
+    format!("{t}\n")
 }
 
 /// `orch plugin inspect` output.

@@ -6,6 +6,7 @@ use crate::capability::secret_store::SecretStore;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::Store;
 use anyhow::Context;
+use serde::Serialize;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -62,6 +63,21 @@ impl Settings {
             }
         };
         Ok(Store::open(&url).await?)
+    }
+
+    /// Print a command's result on stdout: JSON with `--json`, else the text `human` makes of
+    /// it (ending in a newline).
+    pub(super) fn emit<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        human: impl FnOnce(&T) -> String,
+    ) -> serde_json::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string(value)?);
+        } else {
+            print!("{}", human(value));
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,9 @@
-//! `orch graph`: the DAG drawn as plain text, Graphviz dot or Mermaid.
+//! `orch graph`: a workflow's DAG drawn as plain text, Graphviz dot or Mermaid.
 
+use crate::cli::CliError;
+use crate::cli::prepare;
 use crate::workflow::Workflow;
+use std::path::Path;
 
 /// Output format of `orch graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -10,8 +13,14 @@ pub enum GraphFormat {
     Mermaid,
 }
 
+pub(super) fn graph(file: &Path, format: GraphFormat) -> Result<(), CliError> {
+    let wf = prepare::workflow(file)?;
+    print!("{}", render(&wf, format));
+    Ok(())
+}
+
 /// Draw the workflow's DAG.
-pub fn render(workflow: &Workflow, format: GraphFormat) -> String {
+fn render(workflow: &Workflow, format: GraphFormat) -> String {
     let mut out = String::new();
     match format {
         GraphFormat::Text => {

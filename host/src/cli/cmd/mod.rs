@@ -1,0 +1,63 @@
+//! One module per subcommand: a function from the command's arguments to `Ok(())` or a
+//! [`CliError`] for the edge to show. [`dispatch`] picks it.
+
+mod graph;
+mod plan;
+mod plugin;
+mod run;
+mod runs;
+mod schedule;
+mod secret;
+mod serve;
+mod token;
+mod trigger;
+mod validate;
+
+pub use graph::GraphFormat;
+
+use super::settings::Settings;
+use super::{Cli, CliError, Command, Exit};
+use serde::Serialize;
+
+/// Run the parsed command.
+pub(super) async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    let settings = Settings::new(&cli);
+    match cli.command {
+        Command::Run {
+            file,
+            inputs,
+            parallel,
+        } => run::run(&settings, &file, &inputs, parallel).await,
+        Command::Plan { file, inputs } => plan::plan(&settings, &file, &inputs).await,
+        Command::Validate { files } => validate::validate(&settings, &files).await,
+        Command::Graph { file, format } => graph::graph(&file, format),
+        Command::Runs { command, remote } => runs::runs(&settings, command, remote).await,
+        Command::Serve { args } => serve::serve(&settings, args).await,
+        Command::Trigger {
+            workflow,
+            inputs,
+            wait,
+            remote,
+        } => trigger::trigger(&settings, &workflow, &inputs, wait, remote).await,
+        Command::Token { command } => token::token(&settings, command).await,
+        Command::Schedule { command } => schedule::schedule(&settings, command).await,
+        Command::Plugin { command } => plugin::plugin(&settings, command).await,
+        Command::Secret { command } => secret::secret(&settings, command),
+    }
+}
+
+/// How `run` and `plan` end: the report as JSON or as text, then exit 1 unless it
+/// `went_through`.
+fn conclude<R: Serialize>(
+    settings: &Settings,
+    report: &R,
+    text: fn(&R) -> String,
+    went_through: bool,
+) -> Result<(), CliError> {
+    settings.emit(report, text)?;
+    if went_through {
+        Ok(())
+    } else {
+        Err(CliError::Reported(Exit::Failed))
+    }
+}
