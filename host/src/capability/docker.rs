@@ -3,7 +3,7 @@
 //! engine address never crosses into the sandbox.
 
 use super::connections::{
-    ConnectionData, ConnectionGate, ConnectionView, Refusal, connection_view,
+    ConnectionData, ConnectionGate, ConnectionView, OpenError, connection_view,
 };
 use crate::capability::bindings::orch::plugin::docker::{
     ContainerSpec, ContainerState, ContainerSummary, Error, Host, HostEngine, ImageInfo, MountKind,
@@ -203,10 +203,14 @@ where
     f().await
 }
 
-fn refusal(r: Refusal) -> Error {
-    match r {
-        Refusal::Denied(m) => Error::Denied(m),
-        Refusal::Invalid(m) => Error::Engine(m),
+/// A connection that is not granted is denied; one not defined, or not a docker connection,
+/// is the engine's refusal.
+impl OpenError for Error {
+    fn denied(message: String) -> Self {
+        Error::Denied(message)
+    }
+    fn invalid(message: String) -> Self {
+        Error::Engine(message)
     }
 }
 
@@ -239,7 +243,7 @@ fn labels(pairs: &[Pair]) -> HashMap<String, String> {
 }
 
 async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, Error> {
-    let connection = gate.open(name, ConnectionKind::Docker).map_err(refusal)?;
+    let connection = gate.open::<Error>(name, ConnectionKind::Docker)?;
     let Some(host) = connection.setting("host") else {
         return Err(Error::Engine(format!(
             "connection `{name}` has no `host` (unix:///var/run/docker.sock or tcp://host:2375)"

@@ -2,7 +2,7 @@
 //! step is granted. Bootstrap servers and SASL settings never cross into the sandbox.
 
 use super::connections::{
-    ConnectionData, ConnectionGate, ConnectionView, Refusal, connection_view,
+    ConnectionData, ConnectionGate, ConnectionView, OpenError, connection_view,
 };
 use crate::capability::bindings::orch::plugin::kafka::{
     BrokerError, ConsumeRequest, Error, GroupInfo, Header, Host, HostClient, Incoming, Outgoing,
@@ -82,18 +82,19 @@ impl WithContext for Error {
     }
 }
 
-impl From<Refusal> for Error {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::Denied(m) => Error::Denied(m),
-            Refusal::Invalid(m) => Error::Other(m),
-        }
+/// A connection that is not granted is denied; one not defined, or of another kind, is `other`.
+impl OpenError for Error {
+    fn denied(message: String) -> Self {
+        Error::Denied(message)
+    }
+    fn invalid(message: String) -> Self {
+        Error::Other(message)
     }
 }
 
 /// A client for connection `name`, if the step is granted it.
 fn open_client(gate: &ConnectionGate, name: &str) -> Result<KafkaClient, Error> {
-    let connection = gate.open(name, ConnectionKind::Kafka)?;
+    let connection = gate.open::<Error>(name, ConnectionKind::Kafka)?;
     let Some(bootstrap) = connection.setting("bootstrap") else {
         return Err(Error::Other(format!(
             "connection `{name}` has no `bootstrap`"
