@@ -130,24 +130,29 @@ pub(crate) fn connection_view(state: &mut super::StepState) -> ConnectionView<'_
     }
 }
 
-/// Why a connection was not handed out.
-#[derive(Debug)]
-pub enum Refusal {
-    /// Not granted (already reported to the sink, hence audited).
-    Denied(String),
-    /// Not defined, or of another kind.
-    Invalid(String),
+/// The WIT `error` of a connection-based interface, as far as handing out a connection goes:
+/// each interface says which of its variants a refusal becomes.
+pub trait OpenError {
+    /// The step is not granted the connection (already reported to the sink, hence audited).
+    fn denied(message: String) -> Self;
+    /// The connection is not defined, or is of another kind.
+    fn invalid(message: String) -> Self;
 }
 
 impl ConnectionGate {
-    /// The settings of connection `name`, if the step is granted it and it is of `kind`.
-    pub fn open(&self, name: &str, kind: ConnectionKind) -> Result<&ResolvedConnection, Refusal> {
+    /// The settings of connection `name`, if the step is granted it and it is of `kind`; a
+    /// refusal comes back as the calling interface's error `E`.
+    pub fn open<E: OpenError>(
+        &self,
+        name: &str,
+        kind: ConnectionKind,
+    ) -> Result<&ResolvedConnection, E> {
         if let Err(denial) = self.granter.grant_connection(name) {
             self.sink.denied(&denial);
-            return Err(Refusal::Denied(denial.to_string()));
+            return Err(E::denied(denial.to_string()));
         }
         let connection = self.connections.get(name).ok_or_else(|| {
-            Refusal::Invalid(format!(
+            E::invalid(format!(
                 "connection `{name}` is not defined in the workflow"
             ))
         })?;
@@ -156,7 +161,7 @@ impl ConnectionGate {
                 .ok()
                 .and_then(|k| k.as_str().map(String::from))
                 .unwrap_or_default();
-            return Err(Refusal::Invalid(format!(
+            return Err(E::invalid(format!(
                 "connection `{name}` is not a {kind} connection"
             )));
         }

@@ -2,7 +2,7 @@
 //! for the guest. The URL and password never cross into the sandbox.
 
 use super::connections::{
-    ConnectionData, ConnectionGate, ConnectionView, Refusal, connection_view,
+    ConnectionData, ConnectionGate, ConnectionView, OpenError, connection_view,
 };
 use crate::capability::bindings::orch::plugin::postgres::{
     DbError, Error, Host, HostConnection, Rows, Value,
@@ -55,17 +55,18 @@ fn classify(e: sqlx::Error) -> Error {
     }
 }
 
-impl From<Refusal> for Error {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::Denied(m) => Error::Denied(m),
-            Refusal::Invalid(m) => Error::Other(m),
-        }
+/// A connection that is not granted is denied; one not defined, or of another kind, is `other`.
+impl OpenError for Error {
+    fn denied(message: String) -> Self {
+        Error::Denied(message)
+    }
+    fn invalid(message: String) -> Self {
+        Error::Other(message)
     }
 }
 
 async fn connect(gate: &ConnectionGate, name: &str) -> Result<PgConnection, Error> {
-    let connection = gate.open(name, ConnectionKind::Postgres)?;
+    let connection = gate.open::<Error>(name, ConnectionKind::Postgres)?;
     let url = connection.setting("url").unwrap_or_default();
     let mut options = PgConnectOptions::from_str(url)
         .map_err(|_| {

@@ -1,8 +1,10 @@
 //! Host side of `orch:plugin/kafka`: admin, produce and consume with rdkafka on connections the
 //! step is granted. Bootstrap servers and SASL settings never cross into the sandbox.
 
+mod records;
+
 use super::connections::{
-    ConnectionData, ConnectionGate, ConnectionView, Refusal, connection_view,
+    ConnectionData, ConnectionGate, ConnectionView, OpenError, connection_view,
 };
 use crate::capability::bindings::orch::plugin::kafka::{
     BrokerError, ConsumeRequest, Error, GroupInfo, Header, Host, HostClient, Incoming, Outgoing,
@@ -16,10 +18,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use serde::de::{Deserializer as _, Error as _, SeqAccess, Visitor};
-use serde_json::value::RawValue;
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use records::for_each_record;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Linker, Resource};
@@ -82,18 +81,19 @@ impl WithContext for Error {
     }
 }
 
-impl From<Refusal> for Error {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::Denied(m) => Error::Denied(m),
-            Refusal::Invalid(m) => Error::Other(m),
-        }
+/// A connection that is not granted is denied; one not defined, or of another kind, is `other`.
+impl OpenError for Error {
+    fn denied(message: String) -> Self {
+        Error::Denied(message)
+    }
+    fn invalid(message: String) -> Self {
+        Error::Other(message)
     }
 }
 
 /// A client for connection `name`, if the step is granted it.
 fn open_client(gate: &ConnectionGate, name: &str) -> Result<KafkaClient, Error> {
-    let connection = gate.open(name, ConnectionKind::Kafka)?;
+    let connection = gate.open::<Error>(name, ConnectionKind::Kafka)?;
     let Some(bootstrap) = connection.setting("bootstrap") else {
         return Err(Error::Other(format!(
             "connection `{name}` has no `bootstrap`"
@@ -225,96 +225,6 @@ async fn produce_each(
     };
     feed(&mut batch)?;
     batch.delivered().await
-}
-
-/// One record of `produce-json`, borrowing from the guest's text where it can.
-#[derive(Debug, PartialEq)]
-struct JsonRecord<'a> {
-    key: Option<Cow<'a, [u8]>>,
-    value: Option<Cow<'a, [u8]>>,
-    headers: BTreeMap<String, String>,
-    partition: Option<i32>,
-}
-
-/// A record as written: `key` and `value` still JSON text.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRecord<'a> {
-    #[serde(default, borrow)]
-    key: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    value: Option<&'a RawValue>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    partition: Option<i32>,
-}
-
-impl<'a> RawRecord<'a> {
-    /// Strings as their text, other JSON as its text, null as none; a key must be a string.
-    fn decode(self, index: usize) -> Result<JsonRecord<'a>, String> {
-        if self.key.is_some_and(|k| !k.get().starts_with('"')) {
-            return Err(format!("record {index}: `key` must be a string or null"));
-        }
-        let text = |raw: Option<&'a RawValue>| raw.map(payload).transpose();
-        Ok(JsonRecord {
-            key: text(self.key).map_err(|e| format!("record {index}: {e}"))?,
-            value: text(self.value).map_err(|e| format!("record {index}: {e}"))?,
-            headers: self.headers,
-            partition: self.partition,
-        })
-    }
-}
-
-/// Decode a JSON array of records one at a time, handing each to `each` before reading the
-/// next; stops at the first error, from the JSON or from `each`.
-fn for_each_record<'a>(
-    json: &'a str,
-    each: impl FnMut(JsonRecord<'a>) -> Result<(), Error>,
-) -> Result<(), Error> {
-    struct Each<F> {
-        each: F,
-        failed: Option<Error>,
-    }
-    impl<'a, F: FnMut(JsonRecord<'a>) -> Result<(), Error>> Visitor<'a> for &mut Each<F> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an array of records")
-        }
-        fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
-            let mut index = 0;
-            while let Some(raw) = seq.next_element::<RawRecord<'a>>()? {
-                let record = raw.decode(index).map_err(A::Error::custom)?;
-                if let Err(e) = (self.each)(record) {
-                    self.failed = Some(e);
-                    return Err(A::Error::custom("stopped"));
-                }
-                index += 1;
-            }
-            Ok(())
-        }
-    }
-    let mut visitor = Each { each, failed: None };
-    let mut json = serde_json::Deserializer::from_str(json);
-    let read = json.deserialize_seq(&mut visitor).and_then(|()| json.end());
-    match (visitor.failed, read) {
-        (Some(e), _) => Err(e),
-        (None, Err(e)) => Err(Error::Other(format!("invalid records JSON: {e}"))),
-        (None, Ok(())) => Ok(()),
-    }
-}
-
-/// The bytes to send for a JSON value: a string's text (borrowed unless it has escapes), or
-/// the JSON text of anything else.
-fn payload(raw: &RawValue) -> Result<Cow<'_, [u8]>, serde_json::Error> {
-    let json = raw.get();
-    if !json.starts_with('"') {
-        return Ok(Cow::Borrowed(json.as_bytes()));
-    }
-    Ok(match serde_json::from_str::<&str>(json) {
-        Ok(text) => Cow::Borrowed(text.as_bytes()),
-        Err(_) => Cow::Owned(serde_json::from_str::<String>(json)?.into_bytes()),
-    })
 }
 
 /// Run blocking rdkafka work off the async executor.
@@ -709,72 +619,4 @@ pub(crate) fn add_to_linker(linker: &mut Linker<super::StepState>) -> wasmtime::
         linker,
         connection_view,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bytes(s: &str) -> Option<Cow<'_, [u8]>> {
-        Some(Cow::Borrowed(s.as_bytes()))
-    }
-
-    fn decode_records(json: &str) -> Result<Vec<JsonRecord<'_>>, Error> {
-        let mut all = Vec::new();
-        for_each_record(json, |r| {
-            all.push(r);
-            Ok(())
-        })
-        .map(|()| all)
-    }
-
-    #[test]
-    fn json_records_send_strings_as_text_and_other_values_as_json() {
-        let json = r#"[
-            {"key": "k1", "value": "plain"},
-            {"key": "k\"2", "value": {"n": 1, "s": "x"}, "partition": 2},
-            {"value": null, "headers": {"h": "v"}},
-            {"value": 42}
-        ]"#;
-        let records = decode_records(json).unwrap();
-        assert_eq!(records.len(), 4);
-        assert_eq!(records[0].key, bytes("k1"));
-        assert!(matches!(records[0].key, Some(Cow::Borrowed(_))), "no copy");
-        assert_eq!(records[0].value, bytes("plain"));
-        assert_eq!(
-            records[1].key.as_deref(),
-            Some(&b"k\"2"[..]),
-            "escapes decoded"
-        );
-        assert_eq!(records[1].value, bytes(r#"{"n": 1, "s": "x"}"#));
-        assert_eq!(records[1].partition, Some(2));
-        assert_eq!(
-            (records[2].key.as_ref(), records[2].value.as_ref()),
-            (None, None)
-        );
-        assert_eq!(records[2].headers["h"], "v");
-        assert_eq!(records[3].value, bytes("42"));
-    }
-
-    #[test]
-    fn bad_json_records_are_explained() {
-        let message = |json: &str| match decode_records(json) {
-            Err(Error::Other(m)) => m,
-            other => panic!("expected an error, got {other:?}"),
-        };
-        assert!(message(r#"[{"kee": "a"}]"#).contains("unknown field `kee`"));
-        assert!(message(r#"[{"key": 1}]"#).contains("record 0: `key` must be a string"));
-        assert!(message(r#"{"key": "a"}"#).contains("expected an array of records"));
-        assert!(message(r#"[{"key": "a"}] x"#).contains("trailing characters"));
-        let mut seen = 0;
-        let stopped = for_each_record(r#"[{}, {}, {}]"#, |_| {
-            seen += 1;
-            match seen {
-                2 => Err(Error::Unavailable("queue gone".into())),
-                _ => Ok(()),
-            }
-        });
-        assert!(matches!(stopped, Err(Error::Unavailable(m)) if m == "queue gone"));
-        assert_eq!(seen, 2, "nothing read after the failure");
-    }
 }

@@ -1,0 +1,481 @@
+//! The `engine` resource of `orch:plugin/docker`: one method per WIT function, each checked
+//! against the connection's policy, then sent with bollard (`?` classifies the engine's error).
+
+use super::DockerEngine;
+use super::errors::{classify, settled};
+use super::policy::{self, Refused, Site, tagged};
+use super::spec::{self, create_body, label_filters};
+use crate::capability::bindings::orch::plugin::docker::{
+    ContainerSpec, ContainerState, ContainerSummary, Error, HostEngine, ImageInfo, MountKind,
+    NamedObject, Pair, PullPolicy,
+};
+use crate::capability::connections::ConnectionView;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{
+    EndpointSettings, ExecConfig, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
+    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions, WaitContainerOptions,
+};
+use futures::StreamExt;
+use std::collections::HashMap;
+use wasmtime::component::Resource;
+
+impl ConnectionView<'_> {
+    /// Run `call` on the engine behind `handle`: a stale handle traps, anything `call` returns
+    /// is the guest's answer.
+    async fn with_engine<T>(
+        &mut self,
+        handle: Resource<DockerEngine>,
+        call: impl AsyncFnOnce(&DockerEngine) -> Result<T, Error>,
+    ) -> wasmtime::Result<Result<T, Error>> {
+        let engine = self.table.get(&handle)?;
+        Ok(call(engine).await)
+    }
+}
+
+impl DockerEngine {
+    /// Refusals of the policy, reported and audited.
+    fn check(&self, verdict: Result<(), Refused>) -> Result<(), Error> {
+        verdict.map_err(|refused| self.gate.refuse(refused))
+    }
+
+    /// Check `spec` against the policy, told what it needs of the engine: the driver options
+    /// of the volumes it mounts (a local volume can be a bind in disguise).
+    async fn vet(&self, spec: &mut ContainerSpec) -> Result<(), Error> {
+        let mut volumes = HashMap::new();
+        for m in spec.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+            // One that cannot be inspected (not created yet) is checked as a plain volume.
+            if let Ok(volume) = self.docker.inspect_volume(&m.source).await {
+                volumes.insert(m.source.clone(), volume.options);
+            }
+        }
+        let site = Site {
+            granter: &self.gate.granter,
+            volumes,
+            resolve: self.local.then_some(|path| std::fs::canonicalize(path)),
+        };
+        self.check(self.policy.vet(spec, &site))
+    }
+
+    fn owned(&self, labels: Option<&HashMap<String, String>>, what: String) -> Result<(), Error> {
+        self.check(policy::owned(labels, &self.gate.connection, what))
+    }
+
+    async fn owned_container(&self, id: &str, verb: &str) -> Result<(), Error> {
+        let found = settled(|| self.docker.inspect_container(id, None)).await?;
+        let labels = found.config.as_ref().and_then(|c| c.labels.as_ref());
+        let name = found.name.as_deref().unwrap_or(id).trim_start_matches('/');
+        self.owned(labels, format!("{verb} container `{name}`"))
+    }
+
+    fn owner_labels(&self, labels: &[Pair]) -> HashMap<String, String> {
+        spec::owner_labels(labels, &self.gate.connection)
+    }
+}
+
+impl HostEngine for ConnectionView<'_> {
+    async fn inspect_image(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        image: String,
+    ) -> wasmtime::Result<Result<Option<ImageInfo>, Error>> {
+        self.with_engine(engine, async |engine| {
+            let what = format!("inspect image `{image}`");
+            engine.check(engine.policy.check_image(&image, what))?;
+            match engine.docker.inspect_image(&image).await {
+                Ok(found) => Ok(Some(spec::inspected_image(found))),
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn list_images(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        reference: String,
+    ) -> wasmtime::Result<Result<Vec<ImageInfo>, Error>> {
+        self.with_engine(engine, async |engine| {
+            let filters = (!reference.is_empty())
+                .then(|| HashMap::from([("reference".to_string(), vec![reference])]));
+            let options = ListImagesOptions {
+                filters,
+                ..Default::default()
+            };
+            let list = engine.docker.list_images(Some(options)).await?;
+            Ok(list
+                .into_iter()
+                .filter(|i| i.repo_tags.iter().any(|t| engine.policy.image_allowed(t)))
+                .map(spec::listed_image)
+                .collect())
+        })
+        .await
+    }
+
+    async fn ensure_image(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        image: String,
+        policy: PullPolicy,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        self.with_engine(engine, async |engine| {
+            if !engine.policy.image_allowed(&image) {
+                // Worded without `set … under [connections.NAME]`, unlike `check_image`.
+                return Err(engine.gate.refuse(Refused::Never {
+                    what: format!("use image `{image}`"),
+                    how: format!("`images = [\"{image}\"]` (or a pattern matching it)"),
+                }));
+            }
+            let present = match engine.docker.inspect_image(&image).await {
+                Ok(found) => Some(found.id.unwrap_or_default()),
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            match (policy, present) {
+                (PullPolicy::Missing, Some(id)) => return Ok(id),
+                (PullPolicy::Never, Some(id)) => return Ok(id),
+                (PullPolicy::Never, None) => {
+                    return Err(Error::NotFound(format!(
+                        "image `{image}` is not on the engine and the pull policy is `never`"
+                    )));
+                }
+                _ => {}
+            }
+            // Untagged, the API would pull every tag of the repository.
+            let options = CreateImageOptions {
+                from_image: Some(tagged(&image)),
+                ..Default::default()
+            };
+            let mut pull = engine.docker.create_image(Some(options), None, None);
+            while let Some(progress) = pull.next().await {
+                if let Err(e) = progress {
+                    return Err(match classify(e) {
+                        Error::Engine(m) | Error::Unavailable(m) => {
+                            Error::Engine(format!("pull of `{image}` failed: {m}"))
+                        }
+                        other => other,
+                    });
+                }
+            }
+            let found = engine.docker.inspect_image(&image).await?;
+            Ok(found.id.unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn list_networks(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        labels: Vec<Pair>,
+    ) -> wasmtime::Result<Result<Vec<NamedObject>, Error>> {
+        self.with_engine(engine, async |engine| {
+            let options = ListNetworksOptions {
+                filters: Some(label_filters(&labels)),
+            };
+            let list = engine.docker.list_networks(Some(options)).await?;
+            Ok(list.into_iter().map(spec::network).collect())
+        })
+        .await
+    }
+
+    async fn create_network(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        name: String,
+        labels: Vec<Pair>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        self.with_engine(engine, async |engine| {
+            let request = NetworkCreateRequest {
+                name,
+                labels: Some(engine.owner_labels(&labels)),
+                ..Default::default()
+            };
+            engine.docker.create_network(request).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_network(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        name: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        self.with_engine(engine, async |engine| {
+            let network = engine.docker.inspect_network(&name, None).await?;
+            engine.owned(network.labels.as_ref(), format!("remove network `{name}`"))?;
+            Ok(engine.docker.remove_network(&name).await?)
+        })
+        .await
+    }
+
+    async fn list_volumes(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        labels: Vec<Pair>,
+    ) -> wasmtime::Result<Result<Vec<NamedObject>, Error>> {
+        self.with_engine(engine, async |engine| {
+            let options = ListVolumesOptions {
+                filters: Some(label_filters(&labels)),
+            };
+            let list = engine.docker.list_volumes(Some(options)).await?;
+            let volumes = list.volumes.unwrap_or_default();
+            Ok(volumes.into_iter().map(spec::volume).collect())
+        })
+        .await
+    }
+
+    async fn create_volume(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        name: String,
+        labels: Vec<Pair>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        self.with_engine(engine, async |engine| {
+            let request = VolumeCreateRequest {
+                name: Some(name),
+                labels: Some(engine.owner_labels(&labels)),
+                ..Default::default()
+            };
+            engine.docker.create_volume(request).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_volume(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        name: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        self.with_engine(engine, async |engine| {
+            let volume = engine.docker.inspect_volume(&name).await?;
+            engine.owned(Some(&volume.labels), format!("remove volume `{name}`"))?;
+            let options = None::<RemoveVolumeOptions>;
+            Ok(engine.docker.remove_volume(&name, options).await?)
+        })
+        .await
+    }
+
+    async fn list_containers(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        labels: Vec<Pair>,
+    ) -> wasmtime::Result<Result<Vec<ContainerSummary>, Error>> {
+        self.with_engine(engine, async |engine| {
+            let options = ListContainersOptions {
+                all: true,
+                filters: Some(label_filters(&labels)),
+                ..Default::default()
+            };
+            let list = settled(|| engine.docker.list_containers(Some(options.clone()))).await?;
+            Ok(list.into_iter().map(spec::listed_container).collect())
+        })
+        .await
+    }
+
+    async fn check_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        mut spec: ContainerSpec,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        self.with_engine(engine, async |engine| engine.vet(&mut spec).await)
+            .await
+    }
+
+    async fn create_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        mut spec: ContainerSpec,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        self.with_engine(engine, async |engine| {
+            engine.vet(&mut spec).await?;
+            let options = CreateContainerOptions {
+                name: Some(spec.name.clone()),
+                ..Default::default()
+            };
+            let body = create_body(&spec, &engine.gate.connection);
+            let created = engine.docker.create_container(Some(options), body).await?;
+            for n in spec.networks.iter().skip(1) {
+                let request = NetworkConnectRequest {
+                    container: created.id.clone(),
+                    endpoint_config: Some(EndpointSettings {
+                        aliases: Some(n.aliases.clone()),
+                        ..Default::default()
+                    }),
+                };
+                if let Err(e) = engine.docker.connect_network(&n.network, request).await {
+                    // Leave nothing that looks converged but is not attached.
+                    let force = RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    };
+                    let _ = engine
+                        .docker
+                        .remove_container(&created.id, Some(force))
+                        .await;
+                    return Err(e.into());
+                }
+            }
+            Ok(created.id)
+        })
+        .await
+    }
+
+    async fn start_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        self.with_engine(engine, async |engine| {
+            engine.owned_container(&id, "start").await?;
+            Ok(engine.docker.start_container(&id, None).await?)
+        })
+        .await
+    }
+
+    async fn stop_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+        timeout_secs: u32,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        self.with_engine(engine, async |engine| {
+            engine.owned_container(&id, "stop").await?;
+            let options = StopContainerOptions {
+                t: Some(timeout_secs.try_into().unwrap_or(i32::MAX)),
+                signal: None,
+            };
+            match engine.docker.stop_container(&id, Some(options)).await {
+                // 304: already stopped.
+                Ok(())
+                | Err(BollardError::DockerResponseServerError {
+                    status_code: 304, ..
+                }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn remove_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+        force: bool,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        self.with_engine(engine, async |engine| {
+            engine.owned_container(&id, "remove").await?;
+            let options = RemoveContainerOptions {
+                force,
+                v: false,
+                link: false,
+            };
+            Ok(engine.docker.remove_container(&id, Some(options)).await?)
+        })
+        .await
+    }
+
+    async fn inspect_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+    ) -> wasmtime::Result<Result<ContainerState, Error>> {
+        self.with_engine(engine, async |engine| {
+            let found = settled(|| engine.docker.inspect_container(&id, None)).await?;
+            Ok(spec::inspected_container(found))
+        })
+        .await
+    }
+
+    async fn wait_container(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+    ) -> wasmtime::Result<Result<i64, Error>> {
+        self.with_engine(engine, async |engine| {
+            let options = WaitContainerOptions {
+                condition: "not-running".into(),
+            };
+            let mut wait = engine.docker.wait_container(&id, Some(options));
+            match wait.next().await {
+                Some(Ok(exit)) => Ok(exit.status_code),
+                // A non-zero exit comes back as this error; it is an answer, not a failure.
+                Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+                Some(Err(e)) => Err(e.into()),
+                None => Err(Error::Engine(format!("wait on `{id}` returned nothing"))),
+            }
+        })
+        .await
+    }
+
+    async fn logs(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+        tail: u32,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        self.with_engine(engine, async |engine| {
+            engine.owned_container(&id, "read the logs of").await?;
+            let options = LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: tail.to_string(),
+                ..Default::default()
+            };
+            let mut out = String::new();
+            let mut stream = engine.docker.logs(&id, Some(options));
+            while let Some(chunk) = stream.next().await {
+                out.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn exec(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+        cmd: Vec<String>,
+    ) -> wasmtime::Result<Result<(i64, String), Error>> {
+        self.with_engine(engine, async |engine| {
+            engine.owned_container(&id, "exec into").await?;
+            let config = ExecConfig {
+                cmd: Some(cmd),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            };
+            let created = engine.docker.create_exec(&id, config).await?;
+            let options = StartExecOptions {
+                detach: false,
+                ..Default::default()
+            };
+            let mut out = String::new();
+            let started = engine.docker.start_exec(&created.id, Some(options)).await?;
+            if let StartExecResults::Attached { mut output, .. } = started {
+                while let Some(chunk) = output.next().await {
+                    out.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+                }
+            }
+            let inspected = engine.docker.inspect_exec(&created.id).await?;
+            Ok((inspected.exit_code.unwrap_or(-1), out))
+        })
+        .await
+    }
+
+    async fn drop(&mut self, engine: Resource<DockerEngine>) -> wasmtime::Result<()> {
+        self.table.delete(engine)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! Host side of `orch:plugin/docker`: a Docker Engine API (bollard) on connections the step is
+//! granted, every call checked against the connection's policy; the address stays in the host.
+
+mod engine;
+mod errors;
+mod policy;
+mod spec;
+
+use super::connections::{ConnectionData, ConnectionGate, ConnectionView, connection_view};
+use crate::capability::bindings::orch::plugin::docker::{Error, Host};
+use crate::workflow::ConnectionKind;
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use policy::{Policy, PolicyGate};
+use std::time::Duration;
+use wasmtime::component::{Linker, Resource};
+
+/// Stamped on every container, network and volume created through a connection; only those
+/// may be started, stopped, removed, exec'd into or read through it.
+pub const OWNER_LABEL: &str = "orch.connection";
+
+/// How long one engine request may take (pulls and waits excepted).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An open engine, owned by the guest through a resource handle.
+pub struct DockerEngine {
+    docker: Docker,
+    /// On this machine (unix socket): bind sources can be resolved here.
+    local: bool,
+    policy: Policy,
+    /// Where denials are reported, and the name the policy is read from.
+    gate: PolicyGate,
+}
+
+async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, Error> {
+    let connection = gate.open::<Error>(name, ConnectionKind::Docker)?;
+    let Some(host) = connection.setting("host") else {
+        return Err(Error::Engine(format!(
+            "connection `{name}` has no `host` (unix:///var/run/docker.sock or tcp://host:2375)"
+        )));
+    };
+    let policy = Policy::from_settings(&connection.settings)
+        .map_err(|e| Error::Engine(format!("connection `{name}`: {e}")))?;
+    let docker = match Docker::connect_with_host(host) {
+        Ok(docker) => docker.with_timeout(REQUEST_TIMEOUT),
+        Err(e @ BollardError::SocketNotFoundError(_)) => {
+            return Err(Error::Unavailable(format!(
+                "docker engine of connection `{name}` is unreachable: {e}"
+            )));
+        }
+        Err(e) => return Err(Error::Engine(format!("connection `{name}`: {e}"))),
+    };
+    match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            return Err(Error::Unavailable(format!(
+                "docker engine of connection `{name}` is unreachable: {e}"
+            )));
+        }
+        Err(_) => {
+            return Err(Error::Unavailable(format!(
+                "docker engine of connection `{name}` did not answer within 5s"
+            )));
+        }
+    }
+    Ok(DockerEngine {
+        docker,
+        local: host.starts_with("unix://"),
+        policy,
+        gate: PolicyGate {
+            connection: name.to_string(),
+            granter: gate.granter.clone(),
+            sink: gate.sink.clone(),
+        },
+    })
+}
+
+impl Host for ConnectionView<'_> {
+    async fn open(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<DockerEngine>, Error>> {
+        match open_engine(self.gate, &name).await {
+            Ok(engine) => Ok(Ok(self.table.push(engine)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+/// Link `orch:plugin/docker` into the plugin linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<super::StepState>) -> wasmtime::Result<()> {
+    crate::capability::bindings::orch::plugin::docker::add_to_linker::<_, ConnectionData>(
+        linker,
+        connection_view,
+    )
+}
