@@ -1,11 +1,10 @@
-//! The cron loop: sleeps until the next fire time of any served schedule, then records the
-//! tick with its outcome (fired, skipped, queued, missed...) in the same transaction as the
-//! run it queues. After downtime, missed ticks follow the schedule's catch-up policy.
+//! The cron loop: sleeps until the next fire time of any served schedule, decides each tick by
+//! its overlap and catch-up policies, and records it with the run it queues, in one transaction.
 
+use super::fire_times::{Missed, catch_up, next_fire};
 use super::metrics::Metrics;
 use super::registry::{Registry, Served};
-use super::runner::{Group, Runner};
-use super::ticks::{Missed, catch_up, next_fire};
+use super::runner::{Admission, Runner, ScheduleId};
 use crate::store::{
     NewRun, NewTick, RunStatus, Store, StoreError, TickOutcome, Trigger, new_run_id,
 };
@@ -17,13 +16,21 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Identifies a schedule across reloads: editing its cron or timezone starts it afresh.
+/// A schedule as written: editing its cron or timezone starts it afresh (a new cursor).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    workflow: String,
-    index: usize,
+    id: ScheduleId,
     cron: String,
     timezone: String,
+}
+
+/// What to do with one tick: how it is recorded, why, and whether (and when) a run starts.
+#[derive(Debug)]
+struct TickDecision {
+    outcome: TickOutcome,
+    reason: String,
+    /// The run to queue; `None`: no run.
+    admit: Option<Admission>,
 }
 
 /// The cron loop's dependencies.
@@ -57,8 +64,10 @@ impl Scheduler {
             for s in &served {
                 for (index, schedule) in s.workflow.schedules.iter().enumerate() {
                     let key = Key {
-                        workflow: s.workflow.name.clone(),
-                        index,
+                        id: ScheduleId {
+                            workflow: s.workflow.name.clone(),
+                            index,
+                        },
                         cron: schedule.cron.clone(),
                         timezone: schedule.timezone.name().to_string(),
                     };
@@ -149,82 +158,40 @@ impl Scheduler {
     /// `missed`: the tick is only recorded as missed, with this reason.
     async fn fire(&self, fire: &Fire<'_>, missed: Option<String>) {
         let wf = &fire.served.workflow;
-        let group: Group = (wf.name.clone(), format!("schedule {}", fire.index));
+        let group = ScheduleId {
+            workflow: wf.name.clone(),
+            index: fire.index,
+        };
         let run_id = new_run_id();
         let late = (Utc::now() - fire.at).as_seconds_f64();
         let given: IndexMap<String, serde_json::Value> = fire.schedule.inputs.clone();
         let inputs = inputs::resolve(&wf.inputs, &given);
         let active = self.runner.active_in(&group);
-        let previous = active.first().map(String::as_str).unwrap_or_default();
-        let catch = if fire.catching_up {
-            format!(
-                "missed while the server was down; catchup = {}",
-                fire.schedule.catchup
-            )
-        } else {
-            "on time".into()
-        };
-        // (outcome, reason, run it, wait for the group)
-        let (outcome, reason, runs, after_group) = match (&missed, &inputs) {
-            (Some(reason), _) => (TickOutcome::Missed, reason.clone(), false, false),
+        let decision = match (missed, &inputs) {
+            (Some(reason), _) => TickDecision {
+                outcome: TickOutcome::Missed,
+                reason,
+                admit: None,
+            },
             (None, Err(errors)) => {
                 let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                (
-                    TickOutcome::Failed,
-                    format!("invalid inputs: {}", errors.join("; ")),
-                    false,
-                    false,
-                )
-            }
-            (None, Ok(_)) if active.is_empty() => (TickOutcome::Fired, catch, true, false),
-            (None, Ok(_)) if fire.catching_up => (
-                TickOutcome::Queued,
-                format!("{catch}; waits for run {previous}"),
-                true,
-                true,
-            ),
-            (None, Ok(_)) => match fire.schedule.overlap {
-                Overlap::Skip => (
-                    TickOutcome::Skipped,
-                    format!("previous run {previous} still active (overlap = skip)"),
-                    false,
-                    false,
-                ),
-                Overlap::Queue => (
-                    TickOutcome::Queued,
-                    format!("waits for run {previous} (overlap = queue)"),
-                    true,
-                    true,
-                ),
-                Overlap::Allow => (
-                    TickOutcome::Fired,
-                    format!("previous run {previous} still active (overlap = allow)"),
-                    true,
-                    false,
-                ),
-                Overlap::CancelRunning => {
-                    for id in &active {
-                        if let Err(e) = self.runner.cancel(id).await {
-                            tracing::error!("cannot cancel run {id}: {e}");
-                        }
-                    }
-                    (
-                        TickOutcome::Fired,
-                        format!("cancelled previous run {previous} (overlap = cancel_running)"),
-                        true,
-                        false,
-                    )
+                TickDecision {
+                    outcome: TickOutcome::Failed,
+                    reason: format!("invalid inputs: {}", errors.join("; ")),
+                    admit: None,
                 }
-            },
+            }
+            (None, Ok(_)) => self.overlap(fire, group.clone(), &active).await,
         };
+        let detail = group.trigger_detail();
         let inputs_json = serde_json::Value::Object(inputs.unwrap_or_default());
-        let run = runs.then(|| NewRun {
+        let run = decision.admit.is_some().then(|| NewRun {
             id: &run_id,
             workflow: &wf.name,
             workflow_path: &wf.source.path,
             inputs: &inputs_json,
             trigger: Trigger::Cron,
-            trigger_detail: Some(&group.1),
+            trigger_detail: Some(&detail),
             status: RunStatus::Queued,
         });
         let tick = NewTick {
@@ -232,8 +199,8 @@ impl Scheduler {
             schedule: fire.index as i64,
             cron: &fire.schedule.cron,
             fire_at: fire.at.timestamp_millis(),
-            outcome,
-            reason: &reason,
+            outcome: decision.outcome,
+            reason: &decision.reason,
         };
         match self.store.record_tick(tick, run).await {
             Ok(()) => {}
@@ -243,10 +210,69 @@ impl Scheduler {
                 return;
             }
         }
-        self.metrics.tick(outcome.as_str(), Some(late));
-        if runs {
-            self.runner
-                .submit(run_id, wf.name.clone(), Some(group), after_group);
+        self.metrics.tick(decision.outcome.as_str(), Some(late));
+        if let Some(admission) = decision.admit {
+            self.runner.submit(run_id, wf.name.clone(), admission);
+        }
+    }
+
+    /// A tick with valid inputs, while the runs of `group` in `active` are still running or
+    /// waiting: the schedule's `overlap` decides (a missed tick run after downtime waits).
+    async fn overlap(&self, fire: &Fire<'_>, group: ScheduleId, active: &[String]) -> TickDecision {
+        let previous = active.first().map(String::as_str).unwrap_or_default();
+        let catch = if fire.catching_up {
+            format!(
+                "missed while the server was down; catchup = {}",
+                fire.schedule.catchup
+            )
+        } else {
+            "on time".into()
+        };
+        let (outcome, reason, admit) = if active.is_empty() {
+            (TickOutcome::Fired, catch, Admission::InGroup(group))
+        } else if fire.catching_up {
+            (
+                TickOutcome::Queued,
+                format!("{catch}; waits for run {previous}"),
+                Admission::AfterGroup(group),
+            )
+        } else {
+            match fire.schedule.overlap {
+                Overlap::Skip => {
+                    return TickDecision {
+                        outcome: TickOutcome::Skipped,
+                        reason: format!("previous run {previous} still active (overlap = skip)"),
+                        admit: None,
+                    };
+                }
+                Overlap::Queue => (
+                    TickOutcome::Queued,
+                    format!("waits for run {previous} (overlap = queue)"),
+                    Admission::AfterGroup(group),
+                ),
+                Overlap::Allow => (
+                    TickOutcome::Fired,
+                    format!("previous run {previous} still active (overlap = allow)"),
+                    Admission::InGroup(group),
+                ),
+                Overlap::CancelRunning => {
+                    for id in active {
+                        if let Err(e) = self.runner.cancel(id).await {
+                            tracing::error!("cannot cancel run {id}: {e}");
+                        }
+                    }
+                    (
+                        TickOutcome::Fired,
+                        format!("cancelled previous run {previous} (overlap = cancel_running)"),
+                        Admission::InGroup(group),
+                    )
+                }
+            }
+        };
+        TickDecision {
+            outcome,
+            reason,
+            admit: Some(admit),
         }
     }
 }
