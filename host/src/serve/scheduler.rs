@@ -8,7 +8,8 @@ use super::runner::{Admission, Runner, ScheduleId};
 use crate::store::{
     NewRun, NewTick, RunStatus, Store, StoreError, TickOutcome, Trigger, new_run_id,
 };
-use crate::workflow::{Overlap, Schedule, inputs};
+use crate::workflow::inputs::{self, InputError};
+use crate::workflow::{Overlap, Schedule};
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ struct Key {
 }
 
 /// What to do with one tick: how it is recorded, why, and whether (and when) a run starts.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct TickDecision {
     outcome: TickOutcome,
     reason: String,
@@ -167,22 +168,24 @@ impl Scheduler {
         let given: IndexMap<String, serde_json::Value> = fire.schedule.inputs.clone();
         let inputs = inputs::resolve(&wf.inputs, &given);
         let active = self.runner.active_in(&group);
-        let decision = match (missed, &inputs) {
-            (Some(reason), _) => TickDecision {
-                outcome: TickOutcome::Missed,
-                reason,
-                admit: None,
-            },
-            (None, Err(errors)) => {
-                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                TickDecision {
-                    outcome: TickOutcome::Failed,
-                    reason: format!("invalid inputs: {}", errors.join("; ")),
-                    admit: None,
+        let tick = Tick {
+            schedule: fire.schedule,
+            group: group.clone(),
+            catching_up: fire.catching_up,
+            active: &active,
+        };
+        let decision = decide(&tick, missed, inputs.as_ref().err().map(Vec::as_slice));
+        if decision.admit.is_some()
+            && !fire.catching_up
+            && fire.schedule.overlap == Overlap::CancelRunning
+        {
+            // The runs still active make way for this one.
+            for id in &active {
+                if let Err(e) = self.runner.cancel(id).await {
+                    tracing::error!("cannot cancel run {id}: {e}");
                 }
             }
-            (None, Ok(_)) => self.overlap(fire, group.clone(), &active).await,
-        };
+        }
         let detail = group.trigger_detail();
         let inputs_json = serde_json::Value::Object(inputs.unwrap_or_default());
         let run = decision.admit.is_some().then(|| NewRun {
@@ -194,7 +197,7 @@ impl Scheduler {
             trigger_detail: Some(&detail),
             status: RunStatus::Queued,
         });
-        let tick = NewTick {
+        let row = NewTick {
             workflow: &wf.name,
             schedule: fire.index as i64,
             cron: &fire.schedule.cron,
@@ -202,7 +205,7 @@ impl Scheduler {
             outcome: decision.outcome,
             reason: &decision.reason,
         };
-        match self.store.record_tick(tick, run).await {
+        match self.store.record_tick(row, run).await {
             Ok(()) => {}
             Err(StoreError::Duplicate(_)) => return, // recorded before a restart
             Err(e) => {
@@ -215,65 +218,80 @@ impl Scheduler {
             self.runner.submit(run_id, wf.name.clone(), admission);
         }
     }
+}
 
-    /// A tick with valid inputs, while the runs of `group` in `active` are still running or
-    /// waiting: the schedule's `overlap` decides (a missed tick run after downtime waits).
-    async fn overlap(&self, fire: &Fire<'_>, group: ScheduleId, active: &[String]) -> TickDecision {
-        let previous = active.first().map(String::as_str).unwrap_or_default();
-        let catch = if fire.catching_up {
-            format!(
-                "missed while the server was down; catchup = {}",
-                fire.schedule.catchup
-            )
-        } else {
-            "on time".into()
-        };
-        let (outcome, reason, admit) = if active.is_empty() {
-            (TickOutcome::Fired, catch, Admission::InGroup(group))
-        } else if fire.catching_up {
-            (
-                TickOutcome::Queued,
-                format!("{catch}; waits for run {previous}"),
-                Admission::AfterGroup(group),
-            )
-        } else {
-            match fire.schedule.overlap {
-                Overlap::Skip => {
-                    return TickDecision {
-                        outcome: TickOutcome::Skipped,
-                        reason: format!("previous run {previous} still active (overlap = skip)"),
-                        admit: None,
-                    };
-                }
-                Overlap::Queue => (
-                    TickOutcome::Queued,
-                    format!("waits for run {previous} (overlap = queue)"),
-                    Admission::AfterGroup(group),
-                ),
-                Overlap::Allow => (
-                    TickOutcome::Fired,
-                    format!("previous run {previous} still active (overlap = allow)"),
-                    Admission::InGroup(group),
-                ),
-                Overlap::CancelRunning => {
-                    for id in active {
-                        if let Err(e) = self.runner.cancel(id).await {
-                            tracing::error!("cannot cancel run {id}: {e}");
-                        }
-                    }
-                    (
-                        TickOutcome::Fired,
-                        format!("cancelled previous run {previous} (overlap = cancel_running)"),
-                        Admission::InGroup(group),
-                    )
-                }
-            }
-        };
-        TickDecision {
-            outcome,
-            reason,
-            admit: Some(admit),
-        }
+/// What one tick is decided on.
+struct Tick<'a> {
+    schedule: &'a Schedule,
+    group: ScheduleId,
+    /// A missed tick run after downtime: runs one after another whatever `overlap` says.
+    catching_up: bool,
+    /// Runs of the schedule still running or waiting here, oldest first.
+    active: &'a [String],
+}
+
+/// Decide one tick: recorded as missed (with the reason `missed`), failed (`invalid` inputs),
+/// or by the schedule's `overlap` while runs of it are still active.
+fn decide(tick: &Tick<'_>, missed: Option<String>, invalid: Option<&[InputError]>) -> TickDecision {
+    let no_run = |outcome, reason| TickDecision {
+        outcome,
+        reason,
+        admit: None,
+    };
+    let run = |outcome, reason, admission| TickDecision {
+        outcome,
+        reason,
+        admit: Some(admission),
+    };
+    if let Some(reason) = missed {
+        return no_run(TickOutcome::Missed, reason);
+    }
+    if let Some(errors) = invalid {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return no_run(
+            TickOutcome::Failed,
+            format!("invalid inputs: {}", errors.join("; ")),
+        );
+    }
+    let group = tick.group.clone();
+    let catch = if tick.catching_up {
+        format!(
+            "missed while the server was down; catchup = {}",
+            tick.schedule.catchup
+        )
+    } else {
+        "on time".into()
+    };
+    let Some(previous) = tick.active.first() else {
+        return run(TickOutcome::Fired, catch, Admission::InGroup(group));
+    };
+    if tick.catching_up {
+        return run(
+            TickOutcome::Queued,
+            format!("{catch}; waits for run {previous}"),
+            Admission::AfterGroup(group),
+        );
+    }
+    match tick.schedule.overlap {
+        Overlap::Skip => no_run(
+            TickOutcome::Skipped,
+            format!("previous run {previous} still active (overlap = skip)"),
+        ),
+        Overlap::Queue => run(
+            TickOutcome::Queued,
+            format!("waits for run {previous} (overlap = queue)"),
+            Admission::AfterGroup(group),
+        ),
+        Overlap::Allow => run(
+            TickOutcome::Fired,
+            format!("previous run {previous} still active (overlap = allow)"),
+            Admission::InGroup(group),
+        ),
+        Overlap::CancelRunning => run(
+            TickOutcome::Fired,
+            format!("cancelled previous run {previous} (overlap = cancel_running)"),
+            Admission::InGroup(group),
+        ),
     }
 }
 
@@ -281,5 +299,131 @@ async fn sleep(wait: Option<std::time::Duration>) {
     match wait {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::Catchup;
+    use std::str::FromStr;
+
+    fn schedule(overlap: Overlap) -> Schedule {
+        Schedule {
+            cron: "* * * * * *".into(),
+            parsed: croner::Cron::from_str("* * * * * *").unwrap(),
+            timezone: chrono_tz::UTC,
+            overlap,
+            catchup: Catchup::All,
+            inputs: Default::default(),
+        }
+    }
+
+    fn group() -> ScheduleId {
+        ScheduleId {
+            workflow: "tick".into(),
+            index: 0,
+        }
+    }
+
+    fn decided(overlap: Overlap, catching_up: bool, active: &[&str]) -> TickDecision {
+        let active: Vec<String> = active.iter().map(ToString::to_string).collect();
+        let schedule = schedule(overlap);
+        let tick = Tick {
+            schedule: &schedule,
+            group: group(),
+            catching_up,
+            active: &active,
+        };
+        decide(&tick, None, None)
+    }
+
+    #[test]
+    fn a_tick_with_nothing_active_fires_whatever_the_overlap() {
+        for overlap in [
+            Overlap::Skip,
+            Overlap::Queue,
+            Overlap::Allow,
+            Overlap::CancelRunning,
+        ] {
+            let d = decided(overlap, false, &[]);
+            assert_eq!(d.outcome, TickOutcome::Fired);
+            assert_eq!(d.reason, "on time");
+            assert_eq!(d.admit, Some(Admission::InGroup(group())));
+        }
+    }
+
+    #[test]
+    fn a_tick_while_a_run_is_active_follows_the_overlap_policy() {
+        let table = [
+            (
+                Overlap::Skip,
+                TickOutcome::Skipped,
+                None,
+                "(overlap = skip)",
+            ),
+            (
+                Overlap::Queue,
+                TickOutcome::Queued,
+                Some(Admission::AfterGroup(group())),
+                "waits for run r1 (overlap = queue)",
+            ),
+            (
+                Overlap::Allow,
+                TickOutcome::Fired,
+                Some(Admission::InGroup(group())),
+                "(overlap = allow)",
+            ),
+            (
+                Overlap::CancelRunning,
+                TickOutcome::Fired,
+                Some(Admission::InGroup(group())),
+                "cancelled previous run r1",
+            ),
+        ];
+        for (overlap, outcome, admit, says) in table {
+            let d = decided(overlap, false, &["r1", "r2"]);
+            assert_eq!((d.outcome, &d.admit), (outcome, &admit), "{overlap:?}");
+            assert!(d.reason.contains(says), "{overlap:?}: {}", d.reason);
+        }
+    }
+
+    #[test]
+    fn a_missed_tick_run_after_downtime_waits_for_the_active_run_even_with_overlap_skip() {
+        let d = decided(Overlap::Skip, true, &["r1"]);
+        assert_eq!(d.outcome, TickOutcome::Queued);
+        assert_eq!(d.admit, Some(Admission::AfterGroup(group())));
+        assert_eq!(
+            d.reason,
+            "missed while the server was down; catchup = all; waits for run r1"
+        );
+    }
+
+    #[test]
+    fn a_missed_or_invalid_tick_starts_no_run() {
+        let schedule = schedule(Overlap::Allow);
+        let tick = Tick {
+            schedule: &schedule,
+            group: group(),
+            catching_up: false,
+            active: &[],
+        };
+        let missed = decide(&tick, Some("too old".into()), None);
+        assert_eq!(
+            missed,
+            TickDecision {
+                outcome: TickOutcome::Missed,
+                reason: "too old".into(),
+                admit: None
+            }
+        );
+        let problem = InputError {
+            name: "n".into(),
+            message: "required".into(),
+        };
+        let failed = decide(&tick, None, Some(std::slice::from_ref(&problem)));
+        assert_eq!(failed.outcome, TickOutcome::Failed);
+        assert_eq!(failed.reason, "invalid inputs: input `n`: required");
+        assert_eq!(failed.admit, None);
     }
 }
