@@ -1,6 +1,5 @@
-//! Who may trigger runs: API tokens (random, shown once, stored as SHA-256) as bearer tokens,
-//! and webhook deliveries signed with HMAC-SHA256 over the raw body (GitHub/Gitea
-//! `X-Hub-Signature-256`), checked in constant time.
+//! Who may trigger runs: bearer API tokens (random, shown once, stored as SHA-256) and webhook
+//! deliveries signed with HMAC-SHA256 over the raw body (`X-Hub-Signature-256`).
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -64,7 +63,8 @@ pub enum WebhookError {
     BadTimestamp,
 }
 
-/// Check a delivery's signature (and timestamp, if it carries one); returns its delivery id.
+/// Check a delivery's signature (GitHub/Gitea style, compared in constant time) and its
+/// timestamp, if it carries one; returns its delivery id.
 pub fn verify_delivery(
     secret: &[u8],
     headers: &HeaderMap,

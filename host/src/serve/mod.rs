@@ -1,17 +1,17 @@
-//! `orch serve`: serves a directory of workflows: cron schedules, the HTTP API and webhooks,
-//! durable runs that resume after a crash, and a graceful stop on SIGTERM/SIGINT.
-//!
-//! Every trigger (API call, webhook delivery, schedule tick) commits a `queued` run row before
-//! it is acknowledged; the runner then executes it, committing each state change before the
-//! next. At start, runs left queued, running or interrupted are resumed.
+//! `orch serve`: serves a directory of workflows (schedules, HTTP API, webhooks) with durable
+//! runs that resume after a crash; owns the shared [`AppState`] and the server's lifecycle.
 
 pub mod api;
 pub mod auth;
+pub mod fire_times;
 pub mod metrics;
 pub mod registry;
 pub mod runner;
 pub mod scheduler;
-pub mod ticks;
+
+/// The former name of [`fire_times`], still imported by `cli/service.rs`.
+#[doc(hidden)]
+pub use fire_times as ticks;
 
 use crate::capability::secret_store::SecretStore;
 use crate::executor::Executor;
@@ -20,7 +20,7 @@ use crate::store::{Store, Trigger};
 use anyhow::Context;
 use metrics::Metrics;
 use registry::Registry;
-use runner::Runner;
+use runner::{Admission, Runner, ScheduleId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,8 +45,8 @@ pub struct ServeConfig {
     pub body_limit: usize,
 }
 
-/// What the API handlers share.
-pub struct Shared {
+/// What the API handlers, the runner and the scheduler share.
+pub struct AppState {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub runner: Arc<Runner>,
@@ -55,7 +55,47 @@ pub struct Shared {
     pub secret_store: Option<SecretStore>,
 }
 
+impl AppState {
+    /// A server's state over `store`, with no workflow loaded yet ([`Registry::scan`] loads
+    /// them) and no run resumed; runs read `secrets.X` and `env.X` from `process_env`.
+    pub fn new(
+        config: &ServeConfig,
+        store: Store,
+        runtime: Arc<Runtime>,
+        secret_store: Option<SecretStore>,
+        process_env: HashMap<String, String>,
+    ) -> Arc<Self> {
+        let registry = Arc::new(Registry::default());
+        let metrics = Arc::new(Metrics::default());
+        let executor = Executor {
+            runtime,
+            store: store.clone(),
+            max_parallel: config.max_parallel,
+        };
+        let runner = Arc::new(Runner::new(
+            executor,
+            registry.clone(),
+            metrics.clone(),
+            process_env.clone(),
+            secret_store.clone(),
+            config.max_runs,
+        ));
+        Arc::new(Self {
+            store,
+            registry,
+            runner,
+            metrics,
+            process_env,
+            secret_store,
+        })
+    }
+}
+
 /// Serve until `stop` is cancelled (SIGTERM/SIGINT at the CLI), then stop gracefully.
+///
+/// Every trigger (API call, webhook delivery, schedule tick) commits a `queued` run row before
+/// it is acknowledged; the runner then executes it, committing each state change before the
+/// next. At start, runs left queued, running or interrupted are resumed.
 pub async fn serve(
     config: ServeConfig,
     store: Store,
@@ -63,7 +103,9 @@ pub async fn serve(
     secret_store: Option<SecretStore>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let registry = Arc::new(Registry::default());
+    let process_env: HashMap<String, String> = std::env::vars().collect();
+    let state = AppState::new(&config, store, runtime.clone(), secret_store, process_env);
+    let registry = state.registry.clone();
     let scan = registry
         .scan(&config.workflows, &runtime)
         .await
@@ -74,31 +116,9 @@ pub async fn serve(
             )
         })?;
     report(&scan);
-    let metrics = Arc::new(Metrics::default());
-    let process_env: HashMap<String, String> = std::env::vars().collect();
-    let executor = Executor {
-        runtime: runtime.clone(),
-        store: store.clone(),
-        max_parallel: config.max_parallel,
-    };
-    let runner = Arc::new(Runner::new(
-        executor,
-        registry.clone(),
-        metrics.clone(),
-        process_env.clone(),
-        secret_store.clone(),
-        config.max_runs,
-    ));
-    resume(&store, &runner).await?;
+    let runner = state.runner.clone();
+    resume(&state.store, &runner).await?;
 
-    let shared = Arc::new(Shared {
-        store: store.clone(),
-        registry: registry.clone(),
-        runner: runner.clone(),
-        metrics: metrics.clone(),
-        process_env,
-        secret_store,
-    });
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -113,10 +133,10 @@ pub async fn serve(
     let reloaded = Arc::new(Notify::new());
     let background = CancellationToken::new();
     let scheduler = scheduler::Scheduler {
-        store: store.clone(),
+        store: state.store.clone(),
         registry: registry.clone(),
         runner: runner.clone(),
-        metrics,
+        metrics: state.metrics.clone(),
         reloaded: reloaded.clone(),
     };
     let cron = tokio::spawn(scheduler.run(background.clone()));
@@ -128,7 +148,7 @@ pub async fn serve(
         reloaded,
         background.clone(),
     ));
-    let app = api::router(shared, config.body_limit);
+    let app = api::router(state, config.body_limit);
     let http_stop = stop.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -159,12 +179,12 @@ async fn resume(store: &Store, runner: &Arc<Runner>) -> anyhow::Result<()> {
         eprintln!("orch serve: resuming {} unfinished runs", unfinished.len());
     }
     for run in unfinished {
-        let group = (run.trigger == Trigger::Cron)
-            .then(|| run.trigger_detail.clone())
+        let schedule = (run.trigger == Trigger::Cron)
+            .then_some(run.trigger_detail.as_deref())
             .flatten()
-            .map(|detail| (run.workflow.clone(), detail));
-        let after_group = group.is_some();
-        runner.submit(run.id, run.workflow, group, after_group);
+            .and_then(|detail| ScheduleId::from_trigger_detail(&run.workflow, detail));
+        let admission = schedule.map_or(Admission::Now, Admission::AfterGroup);
+        runner.submit(run.id, run.workflow, admission);
     }
     Ok(())
 }

@@ -1,6 +1,5 @@
-//! The workflows a server serves: every `*.toml` of its directory, validated with its plugins.
-//! Rescanned periodically; a changed file is reloaded, an invalid one is reported and not
-//! served (the others are), a removed one stops being served.
+//! The workflows a server serves: every valid `*.toml` of its directory, rescanned so that a
+//! changed file is reloaded, an invalid one reported and not served, a removed one dropped.
 
 use crate::resolve::{self, ResolvedWorkflow};
 use crate::runtime::Runtime;

@@ -15,8 +15,51 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Runs that must not overlap: a workflow's schedule (`trigger_detail` of its runs).
-pub type Group = (String, String);
+/// One `[[schedule]]` entry of a served workflow: the runs it triggered form a group, which
+/// `overlap` and catch-up keep from running side by side.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScheduleId {
+    pub workflow: String,
+    /// Index of the entry in its file.
+    pub index: usize,
+}
+
+impl ScheduleId {
+    /// The `trigger_detail` recorded with the runs of this schedule.
+    pub fn trigger_detail(&self) -> String {
+        format!("schedule {}", self.index)
+    }
+
+    /// The schedule a run of `workflow` was triggered by, from its `trigger_detail`.
+    pub fn from_trigger_detail(workflow: &str, detail: &str) -> Option<Self> {
+        let index = detail.strip_prefix("schedule ")?.parse().ok()?;
+        Some(Self {
+            workflow: workflow.to_string(),
+            index,
+        })
+    }
+}
+
+/// When a submitted run may start (a slot permitting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Now, as a run of no schedule (API, webhook).
+    Now,
+    /// Now, as a run of this schedule: later ticks see it active.
+    InGroup(ScheduleId),
+    /// Once no other run of this schedule is active (`overlap = "queue"`, catch-up, resume).
+    AfterGroup(ScheduleId),
+}
+
+impl Admission {
+    /// The schedule the run belongs to, if any.
+    pub fn group(&self) -> Option<&ScheduleId> {
+        match self {
+            Admission::Now => None,
+            Admission::InGroup(id) | Admission::AfterGroup(id) => Some(id),
+        }
+    }
+}
 
 /// What a cancel request found.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,14 +74,15 @@ pub enum Cancelled {
 
 struct Active {
     control: RunControl,
-    group: Option<Group>,
+    group: Option<ScheduleId>,
 }
 
+/// The runs this runner has started or holds back, by id.
 #[derive(Default)]
-struct Book {
+struct ActiveRuns {
     active: HashMap<String, Active>,
     /// Runs waiting for the run of their group to end, oldest first.
-    waiting: HashMap<Group, VecDeque<String>>,
+    waiting: HashMap<ScheduleId, VecDeque<String>>,
     /// Started but waiting for a free slot.
     pending: usize,
 }
@@ -51,7 +95,7 @@ pub struct Runner {
     metrics: Arc<Metrics>,
     process_env: HashMap<String, String>,
     secret_store: Option<SecretStore>,
-    book: Mutex<Book>,
+    runs: Mutex<ActiveRuns>,
     tasks: TaskTracker,
     slots: Arc<Semaphore>,
     drain: CancellationToken,
@@ -76,7 +120,7 @@ impl Runner {
             metrics,
             process_env,
             secret_store,
-            book: Mutex::default(),
+            runs: Mutex::default(),
             tasks: TaskTracker::new(),
             slots: Arc::new(Semaphore::new(max_runs.max(1))),
             drain: CancellationToken::new(),
@@ -84,8 +128,8 @@ impl Runner {
         }
     }
 
-    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    fn runs(&self) -> std::sync::MutexGuard<'_, ActiveRuns> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Is the server stopping (no new work)?
@@ -94,63 +138,62 @@ impl Runner {
     }
 
     /// Runs of `group` running or waiting here.
-    pub fn active_in(&self, group: &Group) -> Vec<String> {
-        let book = self.book();
-        let mut ids: Vec<String> = book
+    pub fn active_in(&self, group: &ScheduleId) -> Vec<String> {
+        let runs = self.runs();
+        let mut ids: Vec<String> = runs
             .active
             .iter()
             .filter(|(_, a)| a.group.as_ref() == Some(group))
             .map(|(id, _)| id.clone())
             .collect();
-        ids.extend(book.waiting.get(group).into_iter().flatten().cloned());
+        ids.extend(runs.waiting.get(group).into_iter().flatten().cloned());
         ids
     }
 
     /// Runs recorded but not started yet.
     pub fn queue_depth(&self) -> usize {
-        let book = self.book();
-        book.pending + book.waiting.values().map(VecDeque::len).sum::<usize>()
+        let runs = self.runs();
+        runs.pending + runs.waiting.values().map(VecDeque::len).sum::<usize>()
     }
 
-    /// Start a recorded run; with `after_group`, only once no run of its group is active.
-    pub fn submit(
-        self: &Arc<Self>,
-        run_id: String,
-        workflow: String,
-        group: Option<Group>,
-        after_group: bool,
-    ) {
-        {
-            let mut book = self.book();
-            if after_group
-                && let Some(g) = &group
-                && book.active.values().any(|a| a.group.as_ref() == Some(g))
+    /// Start a recorded run of `workflow` when `admission` lets it.
+    pub fn submit(self: &Arc<Self>, run_id: String, workflow: String, admission: Admission) {
+        if let Admission::AfterGroup(group) = &admission {
+            let mut runs = self.runs();
+            if runs
+                .active
+                .values()
+                .any(|a| a.group.as_ref() == Some(group))
             {
-                book.waiting.entry(g.clone()).or_default().push_back(run_id);
-                drop(book);
+                runs.waiting
+                    .entry(group.clone())
+                    .or_default()
+                    .push_back(run_id);
+                drop(runs);
                 self.metrics.set_queue_depth(self.queue_depth());
                 return;
             }
         }
+        let group = admission.group().cloned();
         self.start(run_id, workflow, group);
     }
 
-    fn start(self: &Arc<Self>, run_id: String, workflow: String, group: Option<Group>) {
+    fn start(self: &Arc<Self>, run_id: String, workflow: String, group: Option<ScheduleId>) {
         let control = RunControl {
             cancel: CancellationToken::new(),
             drain: self.drain.child_token(),
             halt: self.halt.child_token(),
         };
         {
-            let mut book = self.book();
-            book.active.insert(
+            let mut runs = self.runs();
+            runs.active.insert(
                 run_id.clone(),
                 Active {
                     control: control.clone(),
                     group: group.clone(),
                 },
             );
-            book.pending += 1;
+            runs.pending += 1;
         }
         let runner = self.clone();
         self.tasks.spawn(async move {
@@ -159,19 +202,22 @@ impl Runner {
                 () = control.drain.cancelled() => None,
                 () = control.cancel.cancelled() => None,
             };
-            runner.book().pending -= 1;
+            runner.runs().pending -= 1;
             runner.metrics.set_queue_depth(runner.queue_depth());
             match slot {
                 Some(_slot) => runner.execute(&run_id, &workflow, control).await,
                 None if control.cancel.is_cancelled() => {
-                    let _ = runner
+                    if let Err(e) = runner
                         .store
                         .finish_run(
                             &run_id,
                             RunStatus::Cancelled,
                             Some("cancelled before it started"),
                         )
-                        .await;
+                        .await
+                    {
+                        tracing::error!(run = %run_id, "cannot record the run as cancelled: {e}");
+                    }
                 }
                 None => {} // stopping: stays queued, resumed at the next start
             }
@@ -180,19 +226,19 @@ impl Runner {
     }
 
     /// A run ended here: start the next run waiting in its group.
-    fn finished(self: &Arc<Self>, run_id: &str, group: Option<Group>) {
+    fn finished(self: &Arc<Self>, run_id: &str, group: Option<ScheduleId>) {
         let next = {
-            let mut book = self.book();
-            book.active.remove(run_id);
+            let mut runs = self.runs();
+            runs.active.remove(run_id);
             match &group {
                 Some(g) if !self.drain.is_cancelled() => {
-                    book.waiting.get_mut(g).and_then(VecDeque::pop_front)
+                    runs.waiting.get_mut(g).and_then(VecDeque::pop_front)
                 }
                 _ => None,
             }
         };
-        if let (Some(next), Some((workflow, _))) = (next, &group) {
-            self.start(next, workflow.clone(), group.clone());
+        if let (Some(next), Some(g)) = (next, &group) {
+            self.start(next, g.workflow.clone(), group.clone());
         }
         self.metrics.set_queue_depth(self.queue_depth());
     }
@@ -200,13 +246,13 @@ impl Runner {
     /// Cancel a run running or waiting here.
     pub async fn cancel(&self, run_id: &str) -> Result<Cancelled, StoreError> {
         let waiting = {
-            let mut book = self.book();
-            if let Some(active) = book.active.get(run_id) {
+            let mut runs = self.runs();
+            if let Some(active) = runs.active.get(run_id) {
                 active.control.cancel.cancel();
                 return Ok(Cancelled::Running);
             }
             let mut found = false;
-            for queue in book.waiting.values_mut() {
+            for queue in runs.waiting.values_mut() {
                 if let Some(i) = queue.iter().position(|id| id == run_id) {
                     queue.remove(i);
                     found = true;
@@ -232,10 +278,13 @@ impl Runner {
     async fn execute(&self, run_id: &str, workflow: &str, control: RunControl) {
         if let Err(e) = self.try_execute(run_id, workflow, control).await {
             tracing::error!(run = run_id, "run failed to execute: {e:#}");
-            let _ = self
+            if let Err(e) = self
                 .store
                 .finish_run(run_id, RunStatus::Failed, Some(&format!("{e:#}")))
-                .await;
+                .await
+            {
+                tracing::error!(run = run_id, "cannot record the run as failed: {e}");
+            }
         }
     }
 

@@ -1,15 +1,15 @@
-//! The cron loop: sleeps until the next fire time of any served schedule, then records the
-//! tick with its outcome (fired, skipped, queued, missed...) in the same transaction as the
-//! run it queues. After downtime, missed ticks follow the schedule's catch-up policy.
+//! The cron loop: sleeps until the next fire time of any served schedule, decides each tick by
+//! its overlap and catch-up policies, and records it with the run it queues, in one transaction.
 
+use super::fire_times::{Missed, catch_up, next_fire};
 use super::metrics::Metrics;
 use super::registry::{Registry, Served};
-use super::runner::{Group, Runner};
-use super::ticks::{Missed, catch_up, next_fire};
+use super::runner::{Admission, Runner, ScheduleId};
 use crate::store::{
     NewRun, NewTick, RunStatus, Store, StoreError, TickOutcome, Trigger, new_run_id,
 };
-use crate::workflow::{Overlap, Schedule, inputs};
+use crate::workflow::inputs::{self, InputError};
+use crate::workflow::{Overlap, Schedule};
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use std::collections::HashMap;
@@ -17,13 +17,21 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Identifies a schedule across reloads: editing its cron or timezone starts it afresh.
+/// A schedule as written: editing its cron or timezone starts it afresh (a new cursor).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    workflow: String,
-    index: usize,
+    id: ScheduleId,
     cron: String,
     timezone: String,
+}
+
+/// What to do with one tick: how it is recorded, why, and whether (and when) a run starts.
+#[derive(Debug, PartialEq)]
+struct TickDecision {
+    outcome: TickOutcome,
+    reason: String,
+    /// The run to queue; `None`: no run.
+    admit: Option<Admission>,
 }
 
 /// The cron loop's dependencies.
@@ -57,8 +65,10 @@ impl Scheduler {
             for s in &served {
                 for (index, schedule) in s.workflow.schedules.iter().enumerate() {
                     let key = Key {
-                        workflow: s.workflow.name.clone(),
-                        index,
+                        id: ScheduleId {
+                            workflow: s.workflow.name.clone(),
+                            index,
+                        },
                         cron: schedule.cron.clone(),
                         timezone: schedule.timezone.name().to_string(),
                     };
@@ -149,93 +159,53 @@ impl Scheduler {
     /// `missed`: the tick is only recorded as missed, with this reason.
     async fn fire(&self, fire: &Fire<'_>, missed: Option<String>) {
         let wf = &fire.served.workflow;
-        let group: Group = (wf.name.clone(), format!("schedule {}", fire.index));
+        let group = ScheduleId {
+            workflow: wf.name.clone(),
+            index: fire.index,
+        };
         let run_id = new_run_id();
         let late = (Utc::now() - fire.at).as_seconds_f64();
         let given: IndexMap<String, serde_json::Value> = fire.schedule.inputs.clone();
         let inputs = inputs::resolve(&wf.inputs, &given);
         let active = self.runner.active_in(&group);
-        let previous = active.first().map(String::as_str).unwrap_or_default();
-        let catch = if fire.catching_up {
-            format!(
-                "missed while the server was down; catchup = {}",
-                fire.schedule.catchup
-            )
-        } else {
-            "on time".into()
+        let tick = Tick {
+            schedule: fire.schedule,
+            group: group.clone(),
+            catching_up: fire.catching_up,
+            active: &active,
         };
-        // (outcome, reason, run it, wait for the group)
-        let (outcome, reason, runs, after_group) = match (&missed, &inputs) {
-            (Some(reason), _) => (TickOutcome::Missed, reason.clone(), false, false),
-            (None, Err(errors)) => {
-                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                (
-                    TickOutcome::Failed,
-                    format!("invalid inputs: {}", errors.join("; ")),
-                    false,
-                    false,
-                )
-            }
-            (None, Ok(_)) if active.is_empty() => (TickOutcome::Fired, catch, true, false),
-            (None, Ok(_)) if fire.catching_up => (
-                TickOutcome::Queued,
-                format!("{catch}; waits for run {previous}"),
-                true,
-                true,
-            ),
-            (None, Ok(_)) => match fire.schedule.overlap {
-                Overlap::Skip => (
-                    TickOutcome::Skipped,
-                    format!("previous run {previous} still active (overlap = skip)"),
-                    false,
-                    false,
-                ),
-                Overlap::Queue => (
-                    TickOutcome::Queued,
-                    format!("waits for run {previous} (overlap = queue)"),
-                    true,
-                    true,
-                ),
-                Overlap::Allow => (
-                    TickOutcome::Fired,
-                    format!("previous run {previous} still active (overlap = allow)"),
-                    true,
-                    false,
-                ),
-                Overlap::CancelRunning => {
-                    for id in &active {
-                        if let Err(e) = self.runner.cancel(id).await {
-                            tracing::error!("cannot cancel run {id}: {e}");
-                        }
-                    }
-                    (
-                        TickOutcome::Fired,
-                        format!("cancelled previous run {previous} (overlap = cancel_running)"),
-                        true,
-                        false,
-                    )
+        let decision = decide(&tick, missed, inputs.as_ref().err().map(Vec::as_slice));
+        if decision.admit.is_some()
+            && !fire.catching_up
+            && fire.schedule.overlap == Overlap::CancelRunning
+        {
+            // The runs still active make way for this one.
+            for id in &active {
+                if let Err(e) = self.runner.cancel(id).await {
+                    tracing::error!("cannot cancel run {id}: {e}");
                 }
-            },
-        };
+            }
+        }
+        let detail = group.trigger_detail();
         let inputs_json = serde_json::Value::Object(inputs.unwrap_or_default());
-        let run = runs.then(|| NewRun {
+        let run = decision.admit.is_some().then(|| NewRun {
             id: &run_id,
             workflow: &wf.name,
             workflow_path: &wf.source.path,
             inputs: &inputs_json,
             trigger: Trigger::Cron,
-            trigger_detail: Some(&group.1),
+            trigger_detail: Some(&detail),
             status: RunStatus::Queued,
         });
-        let tick = NewTick {
+        let row = NewTick {
             workflow: &wf.name,
             schedule: fire.index as i64,
             cron: &fire.schedule.cron,
             fire_at: fire.at.timestamp_millis(),
-            outcome,
-            reason: &reason,
+            outcome: decision.outcome,
+            reason: &decision.reason,
         };
-        match self.store.record_tick(tick, run).await {
+        match self.store.record_tick(row, run).await {
             Ok(()) => {}
             Err(StoreError::Duplicate(_)) => return, // recorded before a restart
             Err(e) => {
@@ -243,11 +213,85 @@ impl Scheduler {
                 return;
             }
         }
-        self.metrics.tick(outcome.as_str(), Some(late));
-        if runs {
-            self.runner
-                .submit(run_id, wf.name.clone(), Some(group), after_group);
+        self.metrics.tick(decision.outcome.as_str(), Some(late));
+        if let Some(admission) = decision.admit {
+            self.runner.submit(run_id, wf.name.clone(), admission);
         }
+    }
+}
+
+/// What one tick is decided on.
+struct Tick<'a> {
+    schedule: &'a Schedule,
+    group: ScheduleId,
+    /// A missed tick run after downtime: runs one after another whatever `overlap` says.
+    catching_up: bool,
+    /// Runs of the schedule still running or waiting here, oldest first.
+    active: &'a [String],
+}
+
+/// Decide one tick: recorded as missed (with the reason `missed`), failed (`invalid` inputs),
+/// or by the schedule's `overlap` while runs of it are still active.
+fn decide(tick: &Tick<'_>, missed: Option<String>, invalid: Option<&[InputError]>) -> TickDecision {
+    let no_run = |outcome, reason| TickDecision {
+        outcome,
+        reason,
+        admit: None,
+    };
+    let run = |outcome, reason, admission| TickDecision {
+        outcome,
+        reason,
+        admit: Some(admission),
+    };
+    if let Some(reason) = missed {
+        return no_run(TickOutcome::Missed, reason);
+    }
+    if let Some(errors) = invalid {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return no_run(
+            TickOutcome::Failed,
+            format!("invalid inputs: {}", errors.join("; ")),
+        );
+    }
+    let group = tick.group.clone();
+    let catch = if tick.catching_up {
+        format!(
+            "missed while the server was down; catchup = {}",
+            tick.schedule.catchup
+        )
+    } else {
+        "on time".into()
+    };
+    let Some(previous) = tick.active.first() else {
+        return run(TickOutcome::Fired, catch, Admission::InGroup(group));
+    };
+    if tick.catching_up {
+        return run(
+            TickOutcome::Queued,
+            format!("{catch}; waits for run {previous}"),
+            Admission::AfterGroup(group),
+        );
+    }
+    match tick.schedule.overlap {
+        Overlap::Skip => no_run(
+            TickOutcome::Skipped,
+            format!("previous run {previous} still active (overlap = skip)"),
+        ),
+        Overlap::Queue => run(
+            TickOutcome::Queued,
+            format!("waits for run {previous} (overlap = queue)"),
+            Admission::AfterGroup(group),
+        ),
+        Overlap::Allow => run(
+            TickOutcome::Fired,
+            format!("previous run {previous} still active (overlap = allow)"),
+            Admission::InGroup(group),
+        ),
+        Overlap::CancelRunning => run(
+            TickOutcome::Fired,
+            format!("cancelled previous run {previous} (overlap = cancel_running)"),
+            Admission::InGroup(group),
+        ),
     }
 }
 
@@ -255,5 +299,131 @@ async fn sleep(wait: Option<std::time::Duration>) {
     match wait {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::Catchup;
+    use std::str::FromStr;
+
+    fn schedule(overlap: Overlap) -> Schedule {
+        Schedule {
+            cron: "* * * * * *".into(),
+            parsed: croner::Cron::from_str("* * * * * *").unwrap(),
+            timezone: chrono_tz::UTC,
+            overlap,
+            catchup: Catchup::All,
+            inputs: Default::default(),
+        }
+    }
+
+    fn group() -> ScheduleId {
+        ScheduleId {
+            workflow: "tick".into(),
+            index: 0,
+        }
+    }
+
+    fn decided(overlap: Overlap, catching_up: bool, active: &[&str]) -> TickDecision {
+        let active: Vec<String> = active.iter().map(ToString::to_string).collect();
+        let schedule = schedule(overlap);
+        let tick = Tick {
+            schedule: &schedule,
+            group: group(),
+            catching_up,
+            active: &active,
+        };
+        decide(&tick, None, None)
+    }
+
+    #[test]
+    fn a_tick_with_nothing_active_fires_whatever_the_overlap() {
+        for overlap in [
+            Overlap::Skip,
+            Overlap::Queue,
+            Overlap::Allow,
+            Overlap::CancelRunning,
+        ] {
+            let d = decided(overlap, false, &[]);
+            assert_eq!(d.outcome, TickOutcome::Fired);
+            assert_eq!(d.reason, "on time");
+            assert_eq!(d.admit, Some(Admission::InGroup(group())));
+        }
+    }
+
+    #[test]
+    fn a_tick_while_a_run_is_active_follows_the_overlap_policy() {
+        let table = [
+            (
+                Overlap::Skip,
+                TickOutcome::Skipped,
+                None,
+                "(overlap = skip)",
+            ),
+            (
+                Overlap::Queue,
+                TickOutcome::Queued,
+                Some(Admission::AfterGroup(group())),
+                "waits for run r1 (overlap = queue)",
+            ),
+            (
+                Overlap::Allow,
+                TickOutcome::Fired,
+                Some(Admission::InGroup(group())),
+                "(overlap = allow)",
+            ),
+            (
+                Overlap::CancelRunning,
+                TickOutcome::Fired,
+                Some(Admission::InGroup(group())),
+                "cancelled previous run r1",
+            ),
+        ];
+        for (overlap, outcome, admit, says) in table {
+            let d = decided(overlap, false, &["r1", "r2"]);
+            assert_eq!((d.outcome, &d.admit), (outcome, &admit), "{overlap:?}");
+            assert!(d.reason.contains(says), "{overlap:?}: {}", d.reason);
+        }
+    }
+
+    #[test]
+    fn a_missed_tick_run_after_downtime_waits_for_the_active_run_even_with_overlap_skip() {
+        let d = decided(Overlap::Skip, true, &["r1"]);
+        assert_eq!(d.outcome, TickOutcome::Queued);
+        assert_eq!(d.admit, Some(Admission::AfterGroup(group())));
+        assert_eq!(
+            d.reason,
+            "missed while the server was down; catchup = all; waits for run r1"
+        );
+    }
+
+    #[test]
+    fn a_missed_or_invalid_tick_starts_no_run() {
+        let schedule = schedule(Overlap::Allow);
+        let tick = Tick {
+            schedule: &schedule,
+            group: group(),
+            catching_up: false,
+            active: &[],
+        };
+        let missed = decide(&tick, Some("too old".into()), None);
+        assert_eq!(
+            missed,
+            TickDecision {
+                outcome: TickOutcome::Missed,
+                reason: "too old".into(),
+                admit: None
+            }
+        );
+        let problem = InputError {
+            name: "n".into(),
+            message: "required".into(),
+        };
+        let failed = decide(&tick, None, Some(std::slice::from_ref(&problem)));
+        assert_eq!(failed.outcome, TickOutcome::Failed);
+        assert_eq!(failed.reason, "invalid inputs: input `n`: required");
+        assert_eq!(failed.admit, None);
     }
 }

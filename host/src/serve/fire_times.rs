@@ -1,7 +1,5 @@
-//! When schedules fire: next fire times in the schedule's timezone (DST handled by croner:
-//! a wall time skipped at spring-forward fires right after the gap, a wall time repeated at
-//! fall-back fires once) and what to do with ticks missed while the server was down. Pure
-//! functions of the times they are given, so tests inject the clock.
+//! When schedules fire, in their timezone, and what becomes of ticks missed while the server
+//! was down: pure functions of the times they are given, so tests inject the clock.
 
 use crate::workflow::{Catchup, Schedule};
 use chrono::{DateTime, Utc};
@@ -13,7 +11,8 @@ pub const MAX_CATCHUP: usize = 10;
 /// Most missed ticks recorded one by one after downtime; older ones are summed up.
 pub const MAX_MISSED_RECORDED: usize = 100;
 
-/// The first fire time strictly after `after`.
+/// The first fire time strictly after `after`. DST is croner's: a wall time skipped at
+/// spring-forward fires right after the gap, a wall time repeated at fall-back fires once.
 pub fn next_fire(schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let local = after.with_timezone(&schedule.timezone);
     schedule

@@ -1,0 +1,186 @@
+//! Recorded runs over the API: listing, one run in full, its log lines as server-sent events
+//! (following a live run), and cancelling.
+
+use super::super::AppState;
+use super::super::runner::Cancelled;
+use super::error::{ApiError, ApiResult, INTERNAL_ERROR};
+use crate::store::{LogRow, RunStatus};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+pub(super) struct RunsQuery {
+    workflow: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    50
+}
+
+pub(super) async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<RunsQuery>,
+) -> ApiResult {
+    let runs = state
+        .store
+        .list_runs_of(q.workflow.as_deref(), q.limit.clamp(1, 1000))
+        .await?;
+    Ok(axum::Json(json!({"runs": runs})).into_response())
+}
+
+pub(super) async fn show_run(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    Ok(axum::Json(state.store.get_run(&id).await?).into_response())
+}
+
+pub(super) async fn cancel_run(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let run = state.store.get_run(&id).await?.run;
+    if run.status.is_final() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("run {} already ended: {}", run.id, run.status),
+        ));
+    }
+    let status = match state.runner.cancel(&run.id).await? {
+        Cancelled::Running => "cancelling",
+        Cancelled::Waiting => RunStatus::Cancelled.as_str(),
+        Cancelled::NotActive => {
+            state
+                .store
+                .finish_run(
+                    &run.id,
+                    RunStatus::Cancelled,
+                    Some("cancelled before it started"),
+                )
+                .await?;
+            RunStatus::Cancelled.as_str()
+        }
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"id": run.id, "status": status})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct LogsQuery {
+    #[serde(default = "yes")]
+    follow: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub(super) async fn run_logs(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let run = state.store.get_run(&id).await?.run;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(-1);
+    let start = Follow {
+        state,
+        run: run.id,
+        after,
+        buffer: VecDeque::new(),
+        ended: false,
+        follow: q.follow,
+    };
+    let stream = futures::stream::unfold(start, |mut f| async move {
+        let event = f.next().await?;
+        Some((Ok::<_, Infallible>(event), f))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Where a log stream stands: `log` events for lines after `after`, then one `end` event with
+/// the run's final status (or one `error` event).
+struct Follow {
+    state: Arc<AppState>,
+    run: String,
+    /// The last line sent (its `seq`); `-1` before any.
+    after: i64,
+    buffer: VecDeque<LogRow>,
+    ended: bool,
+    /// Wait for new lines until the run ends; otherwise end after the lines recorded so far.
+    follow: bool,
+}
+
+impl Follow {
+    /// The next event; `None` once the stream ended.
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(line) = self.buffer.pop_front() {
+                self.after = line.seq;
+                let event = SseEvent::default()
+                    .event("log")
+                    .id(line.seq.to_string())
+                    .json_data(&line)
+                    .unwrap_or_default();
+                return Some(event);
+            }
+            if self.ended {
+                return None;
+            }
+            // Status first, then lines: lines written before the end are never missed.
+            let read = async {
+                let status = self.state.store.run(&self.run).await?.map(|r| r.status);
+                let lines = self
+                    .state
+                    .store
+                    .logs_after(&self.run, self.after, 500)
+                    .await?;
+                Ok::<_, crate::store::StoreError>((status, lines))
+            };
+            match read.await {
+                Ok((_, lines)) if !lines.is_empty() => self.buffer.extend(lines),
+                Ok((status, _)) if !self.follow || status.is_none_or(RunStatus::is_final) => {
+                    self.ended = true;
+                    let status = status.unwrap_or(RunStatus::Failed);
+                    return Some(
+                        SseEvent::default()
+                            .event("end")
+                            .json_data(json!({"status": status}))
+                            .unwrap_or_default(),
+                    );
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => {
+                    // The response is already under way: log here, tell the client no more.
+                    tracing::error!(run = %self.run, "log stream: store: {e}");
+                    self.ended = true;
+                    return Some(
+                        SseEvent::default()
+                            .event("error")
+                            .json_data(json!({"error": INTERNAL_ERROR}))
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! What records a run: a trigger with a bearer token, or a signed webhook delivery. Either way
+//! the `queued` run row is committed before the 202 answer, then handed to the runner.
+
+use super::super::AppState;
+use super::super::auth::{self, WebhookError};
+use super::super::registry::Served;
+use super::super::runner::Admission;
+use super::Caller;
+use super::error::{ApiError, ApiResult};
+use crate::capability::Masker;
+use crate::capability::secrets;
+use crate::store::{NewRun, RunStatus, StoreError, Trigger, new_run_id};
+use crate::workflow::inputs;
+use crate::workflow::{Workflow, did_you_mean};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+use std::sync::Arc;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    /// Typed values.
+    #[serde(default)]
+    inputs: IndexMap<String, Json>,
+    /// `NAME=VALUE` pairs parsed like `orch run --input`.
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+pub(super) async fn trigger(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    caller: Option<axum::Extension<Caller>>,
+    body: Bytes,
+) -> ApiResult {
+    let served = state.served(&name)?;
+    let body: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
+        })?
+    };
+    let wf = &served.workflow;
+    let mut given = inputs::parse_cli_pairs(&wf.inputs, &body.args).map_err(ApiError::inputs)?;
+    given.extend(body.inputs);
+    let values = inputs::resolve(&wf.inputs, &given).map_err(ApiError::inputs)?;
+    let detail = caller.map(|c| format!("token {}", c.0.0));
+    state
+        .enqueue(wf, values, Trigger::Http, detail.as_deref(), None)
+        .await
+}
+
+pub(super) async fn webhook(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let served = state.served(&name)?;
+    let wf = &served.workflow;
+    let hook = wf.webhook.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("workflow `{name}` has no [webhook] section"),
+        )
+    })?;
+    let lookup = secrets::resolve(
+        std::slice::from_ref(&hook.secret),
+        &[],
+        &wf.dir,
+        &state.process_env,
+        state.secret_store.as_ref(),
+        &Masker::default(),
+    )
+    .map_err(|e| {
+        ApiError::server(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("webhook of `{name}`: secret `{}`: {e}", hook.secret),
+            Some("the webhook's secret is not set on the server"),
+        )
+    })?;
+    let secret = lookup.secrets[&hook.secret]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let delivery = auth::verify_delivery(secret.as_bytes(), &headers, &body, now).map_err(|e| {
+        let status = match e {
+            WebhookError::NoDelivery | WebhookError::BadTimestamp => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        ApiError::new(status, e.to_string())
+    })?;
+    let payload: Json = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("payload is not JSON: {e}")))?;
+    let given: IndexMap<String, Json> = hook
+        .inputs
+        .iter()
+        .filter_map(|(input, path)| {
+            Some((input.clone(), auth::payload_value(&payload, path)?.clone()))
+        })
+        .collect();
+    let values = inputs::resolve(&wf.inputs, &given).map_err(ApiError::inputs)?;
+    let detail = format!("delivery {delivery}");
+    state
+        .enqueue(wf, values, Trigger::Webhook, Some(&detail), Some(&delivery))
+        .await
+}
+
+impl AppState {
+    /// The served workflow `name`; 404 naming the closest served name.
+    fn served(&self, name: &str) -> Result<Arc<Served>, ApiError> {
+        self.registry.get(name).ok_or_else(|| {
+            let names: Vec<String> = self
+                .registry
+                .all()
+                .iter()
+                .map(|s| s.workflow.name.clone())
+                .collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let hint = match did_you_mean(name, &names) {
+                Some(s) => format!("; did you mean `{s}`?"),
+                None => String::new(),
+            };
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no workflow `{name}` is served{hint}"),
+            )
+        })
+    }
+
+    /// Record a queued run (and its delivery) and hand it to the runner: 202 once committed.
+    async fn enqueue(
+        &self,
+        wf: &Workflow,
+        inputs: Map<String, Json>,
+        trigger: Trigger,
+        detail: Option<&str>,
+        delivery: Option<&str>,
+    ) -> ApiResult {
+        if self.runner.stopping() {
+            return Err(ApiError::server(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "a trigger came in while the server stops",
+                Some("the server is stopping: try again once it is back"),
+            ));
+        }
+        let id = new_run_id();
+        let inputs = Json::Object(inputs);
+        let run = NewRun {
+            id: &id,
+            workflow: &wf.name,
+            workflow_path: &wf.source.path,
+            inputs: &inputs,
+            trigger,
+            trigger_detail: detail,
+            status: RunStatus::Queued,
+        };
+        match self.store.enqueue_run(run, delivery).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(_)) if let Some(delivery) = delivery => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("delivery `{delivery}` was already received: replays are ignored"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.runner
+            .submit(id.clone(), wf.name.clone(), Admission::Now);
+        let url = format!("/api/v1/runs/{id}");
+        Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, url.clone())],
+            axum::Json(json!({"id": id, "status": RunStatus::Queued, "url": url})),
+        )
+            .into_response())
+    }
+}
