@@ -2,9 +2,10 @@
 //! signals.
 
 use super::sandbox::Ran;
+use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::process::Child;
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +67,40 @@ impl Running {
             lines,
             seen: Vec::new(),
             stderr: Some(stderr),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait up to `within` for a stdout line that is a JSON object matching `is`; that object.
+    pub fn wait_for_json(
+        &mut self,
+        within: Duration,
+        what: &str,
+        is: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match self.lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "timed out waiting for {what}; stdout so far:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("stdout ended before {what}:\n{}", self.seen.join("\n"))
+                }
+            };
+            let parsed = serde_json::from_str::<Value>(&line).ok();
+            self.seen.push(line);
+            if let Some(v) = parsed.filter(|v| is(v)) {
+                return v;
+            }
         }
     }
 
