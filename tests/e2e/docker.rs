@@ -2,8 +2,7 @@
 //! engine (podman, started by tests/services.sh). Engine state is checked with bollard directly.
 //! Each test deploys its own project (unique name) and removes it when done.
 
-use crate::harness::{Orch, step};
-use crate::postgres::unique;
+use crate::harness::{Orch, Ran, audit, step, unique};
 use bollard::Docker;
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
@@ -221,7 +220,7 @@ impl Project {
 
     /// `orch --json COMMAND` of a workflow deploying the project with `with` extras and
     /// connection settings `connection` (TOML lines).
-    fn orch_with(&self, command: &str, extra_with: &str, connection: &str) -> crate::harness::Ran {
+    fn orch_with(&self, command: &str, extra_with: &str, connection: &str) -> Ran {
         let workflow = format!(
             r#"
             name = "deploy-test"
@@ -265,10 +264,7 @@ impl Project {
     }
 
     fn audit(&self, report: &Value) -> Value {
-        let shown = self
-            .orch
-            .orch(&["--json", "runs", "show", report["run_id"].as_str().unwrap()]);
-        serde_json::from_str::<Value>(&shown.stdout).unwrap()["audit"].clone()
+        audit(&self.orch, report)
     }
 }
 

@@ -1,45 +1,8 @@
 //! The `http` plugin and the wasi:http gate against a local HTTP server
 //! (tests/servers/httpbin.py, loopback only).
 
-use crate::harness::{Orch, root, step};
+use crate::harness::{Orch, Server, example, step};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-/// The test server, stopped when dropped.
-pub struct Server {
-    child: Child,
-    pub port: u16,
-}
-
-impl Server {
-    /// Start `tests/servers/SCRIPT` with `envs`; it prints its port.
-    pub fn start(script: &str, envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new("python3")
-            .arg(root().join("tests/servers").join(script))
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs the test server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("the server prints its port");
-        Self { child, port }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const TOKEN: &str = "tok-3f9a1c77e2";
 
@@ -315,7 +278,7 @@ fn a_hostile_plugin_cannot_read_the_connection_token() {
             with = {{ connection = "api", path = "/whoami" }}
             "#,
             server.port,
-            crate::harness::example("peek-token")
+            example("peek-token")
         ),
         &[],
     );

@@ -1,8 +1,8 @@
 //! The `kafka` plugin against the project's real Kafka-protocol broker (tansu, started by
 //! tests/services.sh). Broker state is checked with rdkafka directly.
 
-use crate::harness::{Orch, example, root, step};
-use crate::postgres::unique;
+use crate::harness::pg::{admin_url, psql_at};
+use crate::harness::{Denial, Orch, Ran, assert_denied_and_audited, example, root, step, unique};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::Duration;
@@ -55,9 +55,20 @@ fn orch() -> Orch {
     Orch::new().env("KAFKA_BOOTSTRAP", &bootstrap())
 }
 
-fn seed(orch: &Orch, args: &[&str]) -> crate::harness::Ran {
+/// `orch --json run workflows/kafka.toml ARGS`.
+fn seed(orch: &Orch, args: &[&str]) -> Ran {
+    seed_command(orch, &["--json", "run"], args)
+}
+
+/// `orch plan workflows/kafka.toml ARGS`.
+fn plan_seed(orch: &Orch, args: &[&str]) -> Ran {
+    seed_command(orch, &["plan"], args)
+}
+
+fn seed_command(orch: &Orch, command: &[&str], args: &[&str]) -> Ran {
     let file = root().join("workflows/kafka.toml");
-    let mut all = vec!["--json", "run", file.to_str().unwrap()];
+    let mut all = command.to_vec();
+    all.push(file.to_str().unwrap());
     all.extend_from_slice(args);
     orch.orch(&all)
 }
@@ -81,17 +92,7 @@ fn seed_workflow_creates_the_topic_and_group_and_a_second_run_changes_nothing() 
         true
     );
 
-    let file = root().join("workflows/kafka.toml");
-    let plan = orch.orch(&[
-        "plan",
-        file.to_str().unwrap(),
-        "-i",
-        &t,
-        "-i",
-        &g,
-        "-i",
-        "partitions=3",
-    ]);
+    let plan = plan_seed(&orch, &["-i", &t, "-i", &g, "-i", "partitions=3"]);
     assert_eq!(
         plan.stdout.matches("no change").count(),
         2,
@@ -122,15 +123,7 @@ fn more_partitions_are_planned_and_fewer_are_refused() {
     let topic = unique("grow");
     let t = format!("topic={topic}");
     assert_eq!(seed(&orch, &["-i", &t, "-i", "partitions=2"]).code, 0);
-    let file = root().join("workflows/kafka.toml");
-    let plan = orch.orch(&[
-        "plan",
-        file.to_str().unwrap(),
-        "-i",
-        &t,
-        "-i",
-        "partitions=4",
-    ]);
+    let plan = plan_seed(&orch, &["-i", &t, "-i", "partitions=4"]);
     assert!(
         plan.stdout.contains("update topic grow_")
             && plan.stdout.contains("grow from 2 to 4 partitions"),
@@ -306,15 +299,8 @@ fn invalid_topic_names_and_partition_counts_are_rejected_before_any_call() {
         ("ok", 0, "`partitions` must be at least 1, got 0"),
         ("ok", -2, "`partitions` must be at least 1, got -2"),
     ] {
-        let ran = orch.orch(&[
-            "--json",
-            "run",
-            root().join("workflows/kafka.toml").to_str().unwrap(),
-            "-i",
-            &format!("topic={topic}"),
-            "-i",
-            &format!("partitions={partitions}"),
-        ]);
+        let (t, p) = (format!("topic={topic}"), format!("partitions={partitions}"));
+        let ran = seed(&orch, &["-i", &t, "-i", &p]);
         assert_eq!(ran.code, 1, "{topic}");
         let create = step(&ran.report(), "kafka_create_topic").clone();
         assert_eq!(create["attempts"], 1, "not retried: {create}");
@@ -376,23 +362,18 @@ fn an_ungranted_kafka_connection_is_denied_and_audited() {
         &[],
     );
     assert_eq!(ran.code, 1);
-    let report = ran.report();
-    assert_eq!(
-        step(&report, "peek")["error"],
-        "denied: step `peek` may not open connection `kafka`: add \"kafka\" to its `allow`"
-    );
-    let shown: serde_json::Value = serde_json::from_str(
-        &orch
-            .orch(&["--json", "runs", "show", report["run_id"].as_str().unwrap()])
-            .stdout,
-    )
-    .unwrap();
-    assert_eq!(shown["audit"][0]["target"], "kafka");
+    let denial = Denial {
+        step: "peek",
+        error: "denied: step `peek` may not open connection `kafka`: add \"kafka\" to its `allow`",
+        action: "connection",
+        target: "kafka",
+    };
+    assert_denied_and_audited(&orch, &ran.report(), &denial);
 }
 
 #[test]
 fn kafka_to_postgres_etl_upserts_the_consumed_events() {
-    let orch = orch().env("POSTGRES_ADMIN_URL", &crate::postgres::admin_url());
+    let orch = orch().env("POSTGRES_ADMIN_URL", &admin_url());
     let (topic, group, db) = (unique("orders"), unique("orders_pg"), unique("etlk"));
     let file = root().join("workflows/etl-kafka-postgres.toml");
     for _ in 0..2 {
@@ -414,10 +395,10 @@ fn kafka_to_postgres_etl_upserts_the_consumed_events() {
             "each run consumes the new batch only"
         );
     }
-    let mut url = url::Url::parse(&crate::postgres::admin_url()).unwrap();
+    let mut url = url::Url::parse(&admin_url()).unwrap();
     url.set_path(&db);
     assert_eq!(
-        crate::postgres::psql_at(
+        psql_at(
             url.as_str(),
             "SELECT string_agg(id || ':' || customer || ':' || amount, ' ' ORDER BY id) FROM orders"
         ),

@@ -1,26 +1,21 @@
 //! The `ollama` plugin against tests/servers/ollama.py, a local server that speaks Ollama's
 //! documented HTTP API (no Ollama binary is reachable here), and the llm-summarise workflow.
 
-use crate::harness::{Orch, root, step};
-use crate::http::Server;
+use crate::harness::http::request;
+use crate::harness::pg::{admin_url, psql_at};
+use crate::harness::{Orch, Ran, Server, root, step};
 use serde_json::Value;
-use std::io::{Read, Write};
 
-/// GET `path` from the local server, as JSON (HTTP/1.0: the server closes when done).
+/// GET `path` from the local server, as JSON.
 fn get(server: &Server, path: &str) -> Value {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+    request("GET", &server.url(path), None, &[], b"").json()
 }
 
 fn orch(server: &Server) -> Orch {
     Orch::new().env("OLLAMA_URL", &format!("http://127.0.0.1:{}", server.port))
 }
 
-fn seed(orch: &Orch, args: &[&str]) -> crate::harness::Ran {
+fn seed(orch: &Orch, args: &[&str]) -> Ran {
     let file = root().join("workflows/ollama.toml");
     let mut all = vec!["--json", args[0], file.to_str().unwrap()];
     all.extend_from_slice(&args[1..]);
@@ -148,9 +143,7 @@ fn llm_summarise_fetches_summarises_and_stores_in_postgres() {
         Server::start("ollama.py", &[]),
         Server::start("httpbin.py", &[]),
     );
-    let pg = std::env::var("ORCH_TEST_POSTGRES_URL").expect(
-        "ORCH_TEST_POSTGRES_URL is not set: run `bash tests/services.sh start` and source its env file",
-    );
+    let pg = admin_url();
     let model = "qwen2.5:0.5b";
     let orch = orch(&ollama)
         .env("SOURCE_URL", &format!("http://127.0.0.1:{}", source.port))
@@ -169,13 +162,9 @@ fn llm_summarise_fetches_summarises_and_stores_in_postgres() {
         .unwrap()
         .to_string();
     assert!(summary.contains("a, b"), "{summary}");
-    let stored = std::process::Command::new("psql")
-        .args([
-            &pg,
-            "-tAc",
-            "SELECT summary FROM llm_summaries ORDER BY id DESC LIMIT 1",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&stored.stdout).trim(), summary);
+    let stored = psql_at(
+        &pg,
+        "SELECT summary FROM llm_summaries ORDER BY id DESC LIMIT 1",
+    );
+    assert_eq!(stored, summary);
 }

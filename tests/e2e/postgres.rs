@@ -1,49 +1,10 @@
 //! The `postgres` plugin against the project's real PostgreSQL (tests/services.sh). Every test
 //! asserts the database state afterwards, with `psql`.
 
-use crate::harness::{Orch, root, step};
+use crate::harness::pg::{admin_url, db_url, psql, psql_at};
+use crate::harness::{Denial, Orch, Ran, assert_denied_and_audited, root, step, unique, wait_for};
 use std::process::Command;
-
-pub fn admin_url() -> String {
-    std::env::var("ORCH_TEST_POSTGRES_URL")
-        .expect("ORCH_TEST_POSTGRES_URL is not set: run `bash tests/services.sh start` and source its env file")
-}
-
-/// Run SQL as the admin (or with `url`), returning trimmed unaligned output.
-pub fn psql_at(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-t",
-            "-A",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            url,
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql is installed");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-pub fn psql(sql: &str) -> String {
-    psql_at(&admin_url(), sql)
-}
-
-/// A name no other test uses.
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    )
-}
+use std::time::Duration;
 
 /// Can `user` log in with `password`?
 fn can_log_in(user: &str, password: &str) -> bool {
@@ -69,29 +30,54 @@ fn orch() -> Orch {
     Orch::new().env("POSTGRES_ADMIN_URL", &admin_url())
 }
 
-fn seed_workflow() -> String {
-    root().join("workflows/postgres.toml").display().to_string()
+/// Inputs of the seed workflow (`workflows/postgres.toml`); `None` leaves one out.
+#[derive(Clone, Copy)]
+struct Seed<'a> {
+    user: Option<&'a str>,
+    db: Option<&'a str>,
 }
 
-fn run_seed(orch: &Orch, user: &str, db: &str) -> serde_json::Value {
-    let ran = orch.orch(&[
-        "--json",
-        "run",
-        &seed_workflow(),
-        "-i",
-        &format!("db_user={user}"),
-        "-i",
-        &format!("db_name={db}"),
-    ]);
-    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
-    ran.report()
+impl Seed<'_> {
+    /// `orch COMMAND workflows/postgres.toml` with these inputs.
+    fn orch(self, orch: &Orch, command: &[&str]) -> Ran {
+        let mut args: Vec<String> = command.iter().map(|c| c.to_string()).collect();
+        args.push(root().join("workflows/postgres.toml").display().to_string());
+        if let Some(user) = self.user {
+            args.extend(["-i".to_string(), format!("db_user={user}")]);
+        }
+        if let Some(db) = self.db {
+            args.extend(["-i".to_string(), format!("db_name={db}")]);
+        }
+        orch.orch(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// `orch --json run`.
+    fn run(self, orch: &Orch) -> Ran {
+        self.orch(orch, &["--json", "run"])
+    }
+
+    /// `orch plan`.
+    fn plan(self, orch: &Orch) -> Ran {
+        self.orch(orch, &["plan"])
+    }
+
+    /// A run that must succeed; its report.
+    fn seeded(self, orch: &Orch) -> serde_json::Value {
+        let ran = self.run(orch);
+        assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+        ran.report()
+    }
 }
 
 #[test]
 fn seed_workflow_creates_user_and_db_and_a_second_run_changes_nothing() {
     let orch = orch();
     let (user, db) = (unique("app"), unique("appdb"));
-    let first = run_seed(&orch, &user, &db);
+    let seed = Seed {
+        user: Some(&user),
+        db: Some(&db),
+    };
+    let first = seed.seeded(&orch);
     assert_eq!(step(&first, "psql_create_user")["outputs"]["created"], true);
     assert_eq!(
         step(&first, "psql_create_user")["outputs"]["password"],
@@ -116,14 +102,7 @@ fn seed_workflow_creates_user_and_db_and_a_second_run_changes_nothing() {
     };
     let before = oids(());
 
-    let plan = orch.orch(&[
-        "plan",
-        &seed_workflow(),
-        "-i",
-        &format!("db_user={user}"),
-        "-i",
-        &format!("db_name={db}"),
-    ]);
+    let plan = seed.plan(&orch);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     assert_eq!(
         plan.stdout.matches("no change").count(),
@@ -132,7 +111,7 @@ fn seed_workflow_creates_user_and_db_and_a_second_run_changes_nothing() {
         plan.stdout
     );
 
-    let second = run_seed(&orch, &user, &db);
+    let second = seed.seeded(&orch);
     assert_eq!(
         step(&second, "psql_create_user")["outputs"]["created"],
         false
@@ -151,13 +130,11 @@ fn seed_workflow_creates_user_and_db_and_a_second_run_changes_nothing() {
 fn user_only_skips_the_db_and_db_only_uses_an_existing_owner() {
     let orch = orch();
     let user = unique("solo");
-    let ran = orch.orch(&[
-        "--json",
-        "run",
-        &seed_workflow(),
-        "-i",
-        &format!("db_user={user}"),
-    ]);
+    let ran = Seed {
+        user: Some(&user),
+        db: None,
+    }
+    .run(&orch);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(step(&ran.report(), "psql_create_db")["status"], "skipped");
     assert_eq!(
@@ -169,7 +146,11 @@ fn user_only_skips_the_db_and_db_only_uses_an_existing_owner() {
 
     let (owner, db) = (unique("owner"), unique("owned"));
     psql(&format!("CREATE ROLE {owner}"));
-    let report = run_seed(&orch, &owner, &db);
+    let report = Seed {
+        user: Some(&owner),
+        db: Some(&db),
+    }
+    .seeded(&orch);
     assert_eq!(
         step(&report, "psql_create_user")["outputs"]["created"],
         false
@@ -189,13 +170,11 @@ fn user_only_skips_the_db_and_db_only_uses_an_existing_owner() {
     );
 
     let only_db = unique("nodbuser");
-    let ran = orch.orch(&[
-        "--json",
-        "run",
-        &seed_workflow(),
-        "-i",
-        &format!("db_name={only_db}"),
-    ]);
+    let ran = Seed {
+        user: None,
+        db: Some(&only_db),
+    }
+    .run(&orch);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(step(&ran.report(), "psql_create_user")["status"], "skipped");
     assert_eq!(
@@ -390,13 +369,11 @@ fn a_wrong_admin_password_fails_once_with_a_clear_error() {
     let mut url = url::Url::parse(&admin_url()).unwrap();
     url.set_password(Some("definitely-wrong-pw")).unwrap();
     let orch = Orch::new().env("POSTGRES_ADMIN_URL", url.as_str());
-    let ran = orch.orch(&[
-        "--json",
-        "run",
-        &seed_workflow(),
-        "-i",
-        "db_user=nobody_here",
-    ]);
+    let ran = Seed {
+        user: Some("nobody_here"),
+        db: None,
+    }
+    .run(&orch);
     assert_eq!(ran.code, 1);
     let report = ran.report();
     let user = step(&report, "psql_create_user");
@@ -426,13 +403,7 @@ fn an_unreachable_server_is_retried_with_backoff_then_fails_clearly() {
         &["-i", "user=whoever"],
     );
     assert_eq!(ran.code, 1);
-    let events = ran.json_lines();
-    let delays: Vec<u64> = events
-        .iter()
-        .filter(|e| e["event"] == "step_retrying")
-        .map(|e| e["delay"].as_u64().unwrap())
-        .collect();
-    assert_eq!(delays, [100, 200]);
+    assert_eq!(ran.retry_delays(), [100, 200]);
     let user = step(&ran.report(), "user").clone();
     assert_eq!(user["attempts"], 3);
     assert!(
@@ -460,19 +431,13 @@ fn a_step_without_the_grant_is_denied_and_audited() {
         &[],
     );
     assert_eq!(ran.code, 1);
-    let report = ran.report();
-    assert_eq!(
-        step(&report, "sneak")["error"],
-        "denied: step `sneak` may not open connection `pg_admin`: add \"pg_admin\" to its `allow`"
-    );
-    let shown: serde_json::Value = serde_json::from_str(
-        &orch
-            .orch(&["--json", "runs", "show", report["run_id"].as_str().unwrap()])
-            .stdout,
-    )
-    .unwrap();
-    assert_eq!(shown["audit"][0]["action"], "connection");
-    assert_eq!(shown["audit"][0]["target"], "pg_admin");
+    let denial = Denial {
+        step: "sneak",
+        error: "denied: step `sneak` may not open connection `pg_admin`: add \"pg_admin\" to its `allow`",
+        action: "connection",
+        target: "pg_admin",
+    };
+    assert_denied_and_audited(&orch, &ran.report(), &denial);
 }
 
 #[test]
@@ -493,11 +458,9 @@ fn etl_workflow_moves_transformed_rows_and_is_idempotent() {
         let ran = orch.orch(&all);
         assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     }
-    let mut target_url = url::Url::parse(&admin_url()).unwrap();
-    target_url.set_path(&target);
     assert_eq!(
         psql_at(
-            target_url.as_str(),
+            &db_url(&target),
             "SELECT string_agg(customer || ':' || orders || ':' || total, ' ' ORDER BY customer) FROM customer_totals"
         ),
         "ANA:2:15.00 EVA:1:1.00 RUI:2:10.00"
@@ -684,40 +647,24 @@ fn a_server_stopped_mid_run_gives_retries_with_backoff_then_a_clear_failure() {
         timeout = "60s"
         "#,
     );
-    let child = orch.spawn(&["--json", "run", file.to_str().unwrap()]);
+    let running = orch.start(&["--json", "run", file.to_str().unwrap()]);
     // Wait until the statement is running on the server, then stop the server under it.
-    let started = std::time::Instant::now();
-    while psql_at(
-        &server.url(),
-        "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)'",
-    ) != "1"
-    {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "the step never reached the server"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    server.stop();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    wait_for(
+        Duration::from_secs(20),
+        "the step to reach the server",
+        || {
+            let active = psql_at(
+                &server.url(),
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)'",
+            );
+            (active == "1").then_some(())
+        },
     );
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let delays: Vec<u64> = lines
-        .iter()
-        .filter(|e| e["event"] == "step_retrying")
-        .map(|e| e["delay"].as_u64().unwrap())
-        .collect();
-    assert_eq!(delays, [200, 400], "retried with backoff");
-    let slow = step(lines.last().unwrap(), "slow").clone();
+    server.stop();
+    let ran = running.finish();
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(ran.retry_delays(), [200, 400], "retried with backoff");
+    let slow = step(&ran.report(), "slow").clone();
     assert_eq!(slow["status"], "failed");
     assert_eq!(slow["attempts"], 3);
     assert!(
@@ -734,10 +681,9 @@ fn load_copies_awkward_values_exactly_and_rejects_unknown_columns() {
     let orch = orch();
     let db = unique("loaddb");
     psql(&format!("CREATE DATABASE {db}"));
-    let mut url = url::Url::parse(&admin_url()).unwrap();
-    url.set_path(&db);
+    let url = db_url(&db);
     psql_at(
-        url.as_str(),
+        &url,
         "CREATE TABLE t (id int PRIMARY KEY, s text, b bool, j jsonb, f float8)",
     );
     let workflow = |rows: &str| {
@@ -759,7 +705,7 @@ fn load_copies_awkward_values_exactly_and_rejects_unknown_columns() {
     let ran = orch.run(&workflow(rows), &[]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     assert_eq!(
-        psql_at(url.as_str(), "SELECT json_agg(t ORDER BY id) FROM t"),
+        psql_at(&url, "SELECT json_agg(t ORDER BY id) FROM t"),
         r#"[{"id":1,"s":"tab\there\nnew line \\ back","b":true,"j":{"k": [1, "x"]},"f":2.5}, 
  {"id":2,"s":"\\N","b":false,"j":null,"f":-1}]"#
     );
@@ -771,7 +717,7 @@ fn load_copies_awkward_values_exactly_and_rejects_unknown_columns() {
         .to_string();
     assert!(error.contains("row 1 has column `nope`"), "{error}");
     assert_eq!(
-        psql_at(url.as_str(), "SELECT count(*) FROM t"),
+        psql_at(&url, "SELECT count(*) FROM t"),
         "2",
         "the failed load left nothing behind"
     );

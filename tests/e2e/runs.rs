@@ -1,6 +1,7 @@
 //! Running workflows through the CLI: inputs, templates, skips, plan, graph, the run store.
 
-use crate::harness::{Orch, example, root, step};
+use crate::harness::{Orch, example, root, signal, step};
+use std::time::Duration;
 
 const PIPELINE: &str = r#"
 name = "pipeline"
@@ -390,29 +391,17 @@ fn an_interrupted_run_is_recorded_as_cancelled() {
             example("spin")
         ),
     );
-    let child = orch.spawn(&["--json", "run", file.to_str().unwrap()]);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let mut running = orch.start(&["--json", "run", file.to_str().unwrap()]);
+    // Interrupt once the step is under way (recorded as running), not after a guessed delay.
+    running.wait_for_json(Duration::from_secs(60), "`spin` to start", |e| {
+        e["event"] == "step_started" && e["step"] == "spin"
+    });
+    signal(running.id(), "INT");
+    let ran = running.finish();
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    let report = ran.report();
     assert_eq!(report["status"], "cancelled");
-    let shown: serde_json::Value = serde_json::from_str(
-        &orch
-            .orch(&["--json", "runs", "show", report["run_id"].as_str().unwrap()])
-            .stdout,
-    )
-    .unwrap();
+    let shown = orch.run_detail(report["run_id"].as_str().unwrap());
     assert_eq!(shown["status"], "cancelled");
     let steps = shown["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 1, "`after` never started: {shown}");

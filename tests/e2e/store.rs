@@ -1,16 +1,12 @@
 //! The run store: the same scenario on SQLite and on the project's test PostgreSQL (started by
 //! tests/services.sh; the PostgreSQL case fails, never skips, when it is not running).
 
+use crate::harness::pg::admin_url;
 use crate::harness::{Orch, step};
-
-fn postgres_url() -> String {
-    std::env::var("ORCH_TEST_POSTGRES_URL")
-        .expect("ORCH_TEST_POSTGRES_URL is not set: run `bash tests/services.sh start` and source its env file")
-}
 
 #[test]
 fn runs_are_recorded_and_read_back_on_postgres() {
-    records_and_reads_back(Some(postgres_url()));
+    records_and_reads_back(Some(admin_url()));
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Drive the `orch` binary: a temp dir per test, its own SQLite store, a shared plugin cache.
 
+use super::wait::Running;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// Path of a test plugin built from `plugins/examples/NAME`.
 pub fn example(name: &str) -> String {
@@ -53,6 +54,15 @@ impl Ran {
             .pop()
             .unwrap_or_else(|| panic!("no output; stderr: {}", self.stderr))
     }
+
+    /// The backoff delays (ms) of every `step_retrying` event of `orch run --json`, in order.
+    pub fn retry_delays(&self) -> Vec<u64> {
+        self.json_lines()
+            .iter()
+            .filter(|e| e["event"] == "step_retrying")
+            .map(|e| e["delay"].as_u64().unwrap())
+            .collect()
+    }
 }
 
 impl From<Output> for Ran {
@@ -97,10 +107,23 @@ impl Orch {
     /// Start `orch ARGS` in the sandbox with piped output (to signal it or race it).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         self.command(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start orch")
+    }
+
+    /// Start `orch ARGS` with its output read as it comes, to wait for a line before acting.
+    pub fn start(&self, args: &[&str]) -> Running {
+        Running::new(self.spawn(args))
+    }
+
+    /// `orch --json runs show ID` from the sandbox's store.
+    pub fn run_detail(&self, id: &str) -> Value {
+        let ran = self.orch(&["--json", "runs", "show", id]);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        serde_json::from_str(&ran.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", ran.stdout))
     }
 
     /// The SQLite run store's files (database, WAL, shared memory), as text.

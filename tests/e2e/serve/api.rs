@@ -1,0 +1,290 @@
+//! The HTTP API: triggering runs with tokens and inputs, webhooks, the OpenAPI document and
+//! metrics, cancelling a run.
+
+use super::harness::{
+    GREET, Serve, per_second, runs, ticks, token, trigger_run, wait_run_status, workflows_dir,
+};
+use crate::harness::http::{get, post_json, request, sign};
+use crate::harness::{Orch, now_ms, wait_for};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[test]
+fn the_trigger_api_checks_tokens_and_inputs_before_recording_a_run() {
+    let orch = Orch::new();
+    workflows_dir(&orch, &[("greet.toml", GREET)]);
+    let tok = token(&orch, "ci");
+    let server = Serve::start(&orch, &["--max-body", "4096"]);
+    let trigger = server.url("/api/v1/workflows/greet/runs");
+
+    let ok = post_json(
+        &trigger,
+        Some(&tok),
+        &json!({"inputs": {"name": "ann", "count": 2}}),
+    );
+    assert_eq!(ok.status, 202, "{}", ok.body);
+    let id = ok.json()["id"].as_str().unwrap().to_string();
+    assert!(ok.head.contains(&format!("location: /api/v1/runs/{id}")));
+    let done = wait_run_status(&orch, &id, "succeeded", Duration::from_secs(30));
+    assert_eq!(done["steps"][0]["outputs"]["said"], "hello ann x2");
+    assert_eq!(done["trigger"], "http");
+    assert_eq!(done["trigger_detail"], "token ci");
+
+    let missing = post_json(&trigger, Some(&tok), &json!({}));
+    assert_eq!(missing.status, 422, "{}", missing.body);
+    assert_eq!(missing.json()["inputs"][0]["name"], "name");
+    let wrong = post_json(
+        &trigger,
+        Some(&tok),
+        &json!({"inputs": {"name": "a", "count": "many"}, "args": ["nmae=x"]}),
+    );
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    let problems = wrong.json()["inputs"].to_string();
+    assert!(
+        problems.contains("count") && problems.contains("did you mean `name`"),
+        "{problems}"
+    );
+
+    let none = post_json(&trigger, None, &json!({"inputs": {"name": "x"}}));
+    assert_eq!(none.status, 401);
+    assert!(none.head.contains("www-authenticate: bearer"));
+    assert_eq!(
+        post_json(
+            &trigger,
+            Some("orch_not-a-token"),
+            &json!({"inputs": {"name": "x"}})
+        )
+        .status,
+        401
+    );
+    let revoked = token(&orch, "old");
+    assert_eq!(orch.orch(&["token", "revoke", "old"]).code, 0);
+    assert_eq!(
+        post_json(&trigger, Some(&revoked), &json!({"inputs": {"name": "x"}})).status,
+        401
+    );
+
+    let big = json!({"inputs": {"name": "x".repeat(5000)}});
+    assert_eq!(post_json(&trigger, Some(&tok), &big).status, 413);
+    let unknown = post_json(
+        &server.url("/api/v1/workflows/gret/runs"),
+        Some(&tok),
+        &json!({}),
+    );
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.body.contains("did you mean `greet`"),
+        "{}",
+        unknown.body
+    );
+
+    assert_eq!(
+        runs(&orch).len(),
+        1,
+        "only the valid trigger recorded a run"
+    );
+
+    // The CLI client: trigger and wait, then list through the server.
+    let url = server.url("");
+    let ran = orch.orch(&[
+        "trigger", "greet", "--server", &url, "--token", &tok, "--input", "name=bo", "--wait",
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("succeeded"), "{}", ran.stdout);
+    let bad = orch.orch(&["trigger", "greet", "--server", &url, "--token", &tok]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("input `name`"), "{}", bad.stderr);
+    let listed = orch.orch(&["--json", "runs", "list", "--server", &url, "--token", &tok]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn webhooks_need_a_valid_signature_and_a_new_delivery_id() {
+    let orch = Orch::new().env("HOOK_SECRET", "whsec-8d1e");
+    workflows_dir(
+        &orch,
+        &[(
+            "hook.toml",
+            r#"
+            name = "hook"
+            [inputs.branch]
+            type = "string"
+            required = true
+            [webhook]
+            secret = "HOOK_SECRET"
+            inputs = { branch = "ref" }
+            [steps.show]
+            plugin = "echo"
+            with = { outputs = { branch = "${{ inputs.branch }}" } }
+            "#,
+        )],
+    );
+    let server = Serve::start(&orch, &["--max-body", "2048"]);
+    let url = server.url("/api/v1/webhooks/hook");
+    let body = br#"{"ref":"refs/heads/main","after":"abc"}"#;
+    let signed = |body: &[u8], delivery: &str| {
+        vec![
+            ("X-Hub-Signature-256", sign(b"whsec-8d1e", body)),
+            ("X-Gitea-Delivery", delivery.to_string()),
+            ("Content-Type", "application/json".to_string()),
+        ]
+    };
+    let ok = request("POST", &url, None, &signed(body, "d-1"), body);
+    assert_eq!(ok.status, 202, "{}", ok.body);
+    let id = ok.json()["id"].as_str().unwrap().to_string();
+    let run = wait_run_status(&orch, &id, "succeeded", Duration::from_secs(30));
+    assert_eq!(run["steps"][0]["outputs"]["branch"], "refs/heads/main");
+    assert_eq!(run["trigger_detail"], "delivery d-1");
+
+    let replay = request("POST", &url, None, &signed(body, "d-1"), body);
+    assert_eq!(replay.status, 409, "{}", replay.body);
+    let tampered = br#"{"ref":"refs/heads/evil","after":"abc"}"#;
+    let forged = request("POST", &url, None, &signed(body, "d-2"), tampered);
+    assert_eq!(forged.status, 401, "{}", forged.body);
+    let mut wrong_key = signed(body, "d-3");
+    wrong_key[0].1 = sign(b"guess", body);
+    assert_eq!(request("POST", &url, None, &wrong_key, body).status, 401);
+    let unsigned = [("X-Gitea-Delivery", "d-4".to_string())];
+    assert_eq!(request("POST", &url, None, &unsigned, body).status, 401);
+    let mut stale = signed(body, "d-5");
+    let old = now_ms() / 1000 - 3600;
+    let mut msg = format!("{old}.").into_bytes();
+    msg.extend_from_slice(body);
+    stale[0].1 = sign(b"whsec-8d1e", &msg);
+    stale.push(("X-Webhook-Timestamp", old.to_string()));
+    let stale = request("POST", &url, None, &stale, body);
+    assert_eq!(stale.status, 401);
+    assert!(stale.body.contains("stale"), "{}", stale.body);
+    let huge = format!(r#"{{"ref":"{}"}}"#, "x".repeat(4096));
+    let too_big = request(
+        "POST",
+        &url,
+        None,
+        &signed(huge.as_bytes(), "d-6"),
+        huge.as_bytes(),
+    );
+    assert_eq!(too_big.status, 413);
+    assert_eq!(
+        runs(&orch).len(),
+        1,
+        "only the valid delivery recorded a run"
+    );
+}
+
+#[test]
+fn the_openapi_document_matches_the_routes_and_metrics_are_served() {
+    let orch = Orch::new();
+    workflows_dir(
+        &orch,
+        &[("tick.toml", &per_second("tick", "", "message = \"t\""))],
+    );
+    let tok = token(&orch, "t");
+    let server = Serve::start(&orch, &[]);
+    let doc = get(&server.url("/api/v1/openapi.json"), &tok).json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 9, "{paths:?}");
+    for (path, methods) in paths {
+        for method in methods.as_object().unwrap().keys() {
+            let concrete = path.replace("{name}", "tick").replace("{id}", "nope");
+            let r = request(
+                &method.to_uppercase(),
+                &server.url(&concrete),
+                Some(&tok),
+                &[],
+                b"",
+            );
+            assert!(
+                r.status != 405 && !(r.status == 404 && r.body.is_empty()),
+                "{method} {path}: {}",
+                r.status
+            );
+        }
+    }
+    assert_eq!(
+        request("DELETE", &server.url("/api/v1/runs"), Some(&tok), &[], b"").status,
+        405,
+        "an undocumented method is refused"
+    );
+    wait_for(Duration::from_secs(20), "a scheduled run", || {
+        runs(&orch)
+            .iter()
+            .any(|r| r["status"] == "succeeded" && r["trigger"] == "cron")
+            .then_some(())
+    });
+    let metrics = request("GET", &server.url("/metrics"), None, &[], b"");
+    assert_eq!(metrics.status, 200);
+    for name in [
+        "orch_runs{status=\"succeeded\"}",
+        "orch_queue_depth",
+        "orch_schedule_lateness_seconds_bucket",
+        "orch_step_duration_seconds_count{workflow=\"tick\",status=\"succeeded\"}",
+        "orch_schedule_ticks_total{outcome=\"fired\"}",
+    ] {
+        assert!(
+            metrics.body.contains(name),
+            "{name} in\n{}\nruns {:?}\nticks {:?}\n{}",
+            metrics.body,
+            runs(&orch),
+            ticks(&orch, "tick"),
+            server.stderr()
+        );
+    }
+    assert_eq!(
+        request("GET", &server.url("/healthz"), None, &[], b"").status,
+        200
+    );
+}
+
+#[test]
+fn a_running_run_can_be_cancelled_over_the_api() {
+    let orch = Orch::new();
+    workflows_dir(
+        &orch,
+        &[(
+            "slow.toml",
+            "name = \"slow\"\n[steps.wait]\nplugin = \"echo\"\nwith = { sleep_ms = 5000 }\n",
+        )],
+    );
+    let tok = token(&orch, "t");
+    let server = Serve::start(&orch, &[]);
+    let id = trigger_run(&server, &tok, "slow");
+    wait_run_status(&orch, &id, "running", Duration::from_secs(30));
+    let asked_at = now_ms();
+    let cancel = post_json(
+        &server.url(&format!("/api/v1/runs/{id}/cancel")),
+        Some(&tok),
+        &json!({}),
+    );
+    assert_eq!(cancel.status, 202, "{}", cancel.body);
+    assert_eq!(cancel.json()["status"], "cancelling");
+    let run = wait_run_status(&orch, &id, "cancelled", Duration::from_secs(10));
+    // Timed by the store's records, not by this test's polling of them: the step ended
+    // before its 5 s sleep did, and soon after the request.
+    let wait = &run["steps"][0];
+    let (started, ended) = (
+        wait["started_at"].as_i64().unwrap(),
+        wait["finished_at"].as_i64().unwrap(),
+    );
+    assert!(
+        ended - started < 5000 && ended - asked_at < 4000,
+        "the step was stopped, not awaited: it ran {} ms, {} ms of them after the request",
+        ended - started,
+        ended - asked_at
+    );
+    assert_eq!(run["steps"][0]["status"], "cancelled");
+    let again = post_json(
+        &server.url(&format!("/api/v1/runs/{id}/cancel")),
+        Some(&tok),
+        &json!({}),
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+}
