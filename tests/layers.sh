@@ -33,13 +33,26 @@ for path in $(find . -name '*.rs' ! -name lib.rs ! -name main.rs | sort); do
   done < <(grep -noE 'crate::[a-z_]+' "$path" | sed 's/crate:://' || true)
 done
 
-# The CLI's modules: an edge a -> b for every `super::b` or `crate::cli::b` in cli/a.rs.
-edges=$(for f in cli/*.rs; do
-  a=$(basename "$f" .rs)
-  [ "$a" = mod ] && continue
-  { grep -oE '(super|crate::cli)::[a-z_]+' "$f" || true; } | sed -E 's/.*:://' | sort -u |
-    while read -r b; do if [ -f "cli/$b.rs" ] && [ "$b" != "$a" ]; then echo "$a $b"; fi; done
-done)
+# The CLI's modules (cli/*.rs and cli/cmd/*.rs): an edge a -> b for every `super::b`,
+# `super::super::b` or `crate::cli::b` that names another module file; tsort finds a circle.
+edges=$(python3 - <<'PY'
+import pathlib, re
+root = pathlib.Path("cli")
+mods = {}
+for f in root.rglob("*.rs"):
+    parts = f.relative_to(root).with_suffix("").parts
+    mods[parts[:-1] if parts[-1] == "mod" else parts] = f
+for path, f in mods.items():
+    here = path[:-1]  # what `super` names, for `mod.rs` and other files alike
+    for m in re.finditer(r"\b(crate::cli|super::super|super)::([a-z_]+)(?:::([a-z_]+))?", f.read_text()):
+        base = {"crate::cli": (), "super::super": here[:-1], "super": here}[m.group(1)]
+        target = base + (m.group(2),)
+        if m.group(3) and target + (m.group(3),) in mods:
+            target = target + (m.group(3),)
+        if target in mods and target != path and target != ():
+            print("/".join(path) or "mod", "/".join(target))
+PY
+)
 if [ -n "$edges" ] && ! tsort <<<"$edges" >/dev/null 2>&1; then
   echo "host/src/cli: its modules import each other in a circle:"
   tsort <<<"$edges" 2>&1 >/dev/null | sed 's/^/  /'
