@@ -8,7 +8,7 @@ mod walk;
 pub use walk::Walk;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 /// Index of a step in declaration order.
 pub type Node = usize;
@@ -179,15 +179,16 @@ impl Dag {
         if floor >= self.position[s] {
             return false;
         }
-        let mut seen = vec![false; self.len()];
+        // A set, not a bitmap over every step: most walks end after a step or two, and a
+        // per-query bitmap would make a reference check O(steps).
+        let mut seen: HashSet<Node> = HashSet::new();
         let mut stack = vec![s];
         while let Some(n) = stack.pop() {
             for &need in &self.needs[n] {
                 if need == a {
                     return true;
                 }
-                if !seen[need] && self.position[need] > floor {
-                    seen[need] = true;
+                if self.position[need] > floor && seen.insert(need) {
                     stack.push(need);
                 }
             }
