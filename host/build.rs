@@ -56,7 +56,7 @@ fn main() {
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     let mut table = String::from(
-        "/// Built-in plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n",
+        "/// Built-in plugins: (name, component bytes).\npub(crate) static BUILTIN: &[(&str, &[u8])] = &[\n",
     );
     for name in builtin_names(&plugins) {
         let file = format!("orch_{}.wasm", name.replace('-', "_"));

@@ -13,12 +13,10 @@
 //!
 //! The run store is SQLite in a temp dir in every case.
 
-use orch::capability::LogLevel;
-use orch::capability::{Denial, Granter, StepSink};
 use orch::executor::{Executor, RunSpec, Silent};
 use orch::resolve;
-use orch::runtime::{Invocation, Runtime, RuntimeConfig, StepContext};
 use orch::store::Store;
+use orch::{Runtime, RuntimeConfig};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -78,13 +76,6 @@ fn fan_out(n: usize) -> String {
     s
 }
 
-struct Quiet;
-impl StepSink for Quiet {
-    fn log(&self, _: LogLevel, _: &str) {}
-    fn progress(&self, _: u64, _: Option<u64>, _: &str) {}
-    fn denied(&self, _: &Denial) {}
-}
-
 async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duration {
     let wf = orch::workflow::parse(Path::new("bench.toml"), text).expect("valid workflow");
     let workflow = resolve::resolve(runtime, wf)
@@ -118,49 +109,31 @@ fn main() -> anyhow::Result<()> {
         let executor = Executor { runtime: runtime.clone(), store, max_parallel: 8 };
 
         // Plugin load: cold (compile + write cache) vs warm (deserialize from cache).
-        let echo = orch::runtime::builtin::get("echo").expect("echo is built in");
+        let echo = orch::bench::builtin_plugin("echo").expect("echo is built in");
         let cold_runtime = Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cold")) })?;
         let t = Instant::now();
-        cold_runtime.load("echo", echo)?;
+        orch::bench::load_plugin(&cold_runtime, "echo", echo).map_err(anyhow::Error::msg)?;
         let cold = t.elapsed();
         let mut warm = Vec::new();
         for _ in 0..20 {
             let fresh = Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cold")) })?;
             let t = Instant::now();
-            fresh.load("echo", echo)?;
+            orch::bench::load_plugin(&fresh, "echo", echo).map_err(anyhow::Error::msg)?;
             warm.push(t.elapsed());
         }
         let no_cache_runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
         let t = Instant::now();
-        no_cache_runtime.load("echo", echo)?;
+        orch::bench::load_plugin(&no_cache_runtime, "echo", echo).map_err(anyhow::Error::msg)?;
         let uncached = t.elapsed();
 
         // One step = fresh instance from the InstancePre + the `run` call.
-        let plugin = runtime.load("echo", echo)?;
+        let plugin = orch::bench::load_plugin(&runtime, "echo", echo).map_err(anyhow::Error::msg)?;
         let mut per_call = Vec::new();
         for i in 0..1000 {
             let t = Instant::now();
-            runtime
-                .run(
-                    &plugin,
-                    Invocation {
-                        ctx: StepContext {
-                            run_id: "bench".into(),
-                            workflow: "bench".into(),
-                            step_id: format!("s{i}"),
-                            attempt: 1,
-                            trigger: "cli".into(),
-                        },
-                        config: "{}",
-                        limits: orch::workflow::Limits { memory: 256 << 20, fuel: None },
-                        timeout: Duration::from_secs(10),
-                        granter: Arc::new(Granter::new("s", vec![])),
-                        sink: Arc::new(Quiet),
-                        connections: Default::default(),
-                    },
-                )
+            orch::bench::run_once(&runtime, &plugin, &format!("s{i}"), "{}")
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(anyhow::Error::msg)?;
             per_call.push(t.elapsed());
         }
         let step_work = median(per_call.clone());

@@ -12,9 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use orch::runtime::{Runtime, RuntimeConfig};
-use orch::serve::{ServeConfig, auth, serve};
 use orch::store::Store;
+use orch::{Runtime, RuntimeConfig, ServeConfig, serve};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -125,7 +124,7 @@ async fn trigger(
 async fn triggers(quick: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = start(dir.path(), &[("triggered.toml".into(), TRIGGERED.into())]).await?;
-    let (token, hash) = auth::new_token();
+    let (token, hash) = orch::bench::new_token();
     server.store.insert_token("bench", "bench", &hash).await?;
     let url = format!("{}/api/v1/workflows/triggered/runs", server.base);
     let client = Client::builder(TokioExecutor::new())

@@ -1,18 +1,30 @@
 //! orch: workflows of sandboxed WebAssembly steps.
 //!
 //! Data flows one way: [`workflow`] (TOML text → validated model, with its [`dag`]) →
-//! [`resolve`] (plugins loaded and checked) → [`executor`] (runs steps through [`runtime`] with
-//! [`capability`] gates) → [`store`]. [`serve`] and the [`cli`] only create runs and render them.
-//! Layers import downwards only: cli → serve → executor → resolve → runtime → capability →
-//! workflow → dag; `store` and `dag` import nothing of the crate (checked by `tests/layers.sh`).
+//! [`resolve`] (plugins loaded and checked) → [`executor`] (runs steps through the wasmtime
+//! runtime, behind the capability gates) → [`store`]. `orch serve` ([`serve()`]) and the CLI only
+//! create runs and render them. Layers import downwards only: cli → serve → executor → resolve
+//! → runtime → capability → workflow → dag; `store` and `dag` import nothing of the crate
+//! (checked by `tests/layers.sh`).
+//!
+//! What a caller needs: load a workflow ([`workflow::load`]), resolve its plugins
+//! ([`resolve::resolve`] with a [`Runtime`]), execute it ([`executor::Executor`]) against a
+//! [`store::Store`], or serve a directory of workflows ([`serve()`]).
+#![warn(unreachable_pub)]
 
 pub mod alloc;
-pub mod capability;
+#[doc(hidden)]
+pub mod bench;
+mod capability;
+#[doc(hidden)]
 pub mod cli;
 pub mod dag;
 pub mod executor;
 pub mod resolve;
-pub mod runtime;
-pub mod serve;
+mod runtime;
+mod serve;
 pub mod store;
 pub mod workflow;
+
+pub use runtime::{Runtime, RuntimeConfig};
+pub use serve::{ServeConfig, serve};

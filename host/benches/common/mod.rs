@@ -4,8 +4,8 @@
 
 use orch::executor::{Executor, RunReport, RunSpec, Silent};
 use orch::resolve::{self, ResolvedWorkflow};
-use orch::runtime::{Runtime, RuntimeConfig};
 use orch::store::Store;
+use orch::{Runtime, RuntimeConfig};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
 use std::path::Path;

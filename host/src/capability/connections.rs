@@ -102,7 +102,7 @@ impl Connections {
 
 /// What a host interface needs to open a connection for a step: its grants, the run's
 /// connections, and where to report a denial. Shared by every connection-based interface.
-pub struct ConnectionGate {
+pub(crate) struct ConnectionGate {
     pub granter: Arc<Granter>,
     pub connections: Arc<Connections>,
     pub sink: Arc<dyn StepSink>,
@@ -110,13 +110,13 @@ pub struct ConnectionGate {
 
 /// What a connection-based host interface (postgres, kafka, docker) sees of a step: the
 /// resource table its handles live in, and the gate that hands out connections.
-pub struct ConnectionView<'a> {
+pub(crate) struct ConnectionView<'a> {
     pub table: &'a mut ResourceTable,
     pub gate: &'a mut ConnectionGate,
 }
 
 /// Marker tying [`ConnectionView`] to the linker.
-pub struct ConnectionData;
+pub(crate) struct ConnectionData;
 
 impl HasData for ConnectionData {
     type Data<'a> = ConnectionView<'a>;
@@ -132,7 +132,7 @@ pub(crate) fn connection_view(state: &mut super::StepState) -> ConnectionView<'_
 
 /// The WIT `error` of a connection-based interface, as far as handing out a connection goes:
 /// each interface says which of its variants a refusal becomes.
-pub trait OpenError {
+pub(crate) trait OpenError {
     /// The step is not granted the connection (already reported to the sink, hence audited).
     fn denied(message: String) -> Self;
     /// The connection is not defined, or is of another kind.
@@ -142,7 +142,7 @@ pub trait OpenError {
 impl ConnectionGate {
     /// The settings of connection `name`, if the step is granted it and it is of `kind`; a
     /// refusal comes back as the calling interface's error `E`.
-    pub fn open<E: OpenError>(
+    pub(crate) fn open<E: OpenError>(
         &self,
         name: &str,
         kind: ConnectionKind,

@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Everything one plugin instance can touch, owned by its `Store`.
-pub struct StepState {
+pub(crate) struct StepState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub http: WasiHttpCtx,
@@ -42,7 +42,7 @@ impl WasiHttpView for StepState {
 
 /// Caps linear memory and remembers whether the cap was hit, to explain the trap that follows.
 #[derive(Debug, Clone, Copy)]
-pub struct MemoryCap {
+pub(crate) struct MemoryCap {
     pub max: u64,
     pub hit: bool,
 }

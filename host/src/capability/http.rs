@@ -18,14 +18,14 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Response bodies larger than this fail the request, unless the connection sets
 /// `max_response_bytes`.
-pub const DEFAULT_MAX_RESPONSE: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 /// How long a response may take to start, unless the connection sets `timeout_secs`.
 const DEFAULT_FIRST_BYTE: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BETWEEN_BYTES: Duration = Duration::from_secs(120);
 
 /// The wasi:http hooks of one step.
-pub struct HttpGate {
+pub(crate) struct HttpGate {
     pub granter: Arc<Granter>,
     pub sink: Arc<dyn StepSink>,
     pub connections: Arc<Connections>,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 /// Longest log line kept; longer lines are cut (a plugin cannot flood the store).
-pub const MAX_LINE: usize = 16 * 1024;
+pub(crate) const MAX_LINE: usize = 16 * 1024;
 
 /// Severity of a step's log line; the host's own copy of the WIT `level`, so the layers above
 /// never name generated types. Its text form is what the store and `--json` show.
@@ -40,7 +40,7 @@ impl From<Level> for LogLevel {
 }
 
 /// The log interface's view of a step.
-pub struct LogHost {
+pub(crate) struct LogHost {
     pub sink: Arc<dyn StepSink>,
 }
 

@@ -5,7 +5,7 @@ use serde_json::Value as Json;
 use std::sync::RwLock;
 
 /// What a secret is replaced with.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// The secrets known so far in a run; grows as plugins return secret outputs.
 #[derive(Debug, Default)]

@@ -5,22 +5,22 @@
 //! themselves ([`link`]).
 
 pub(crate) mod bindings;
-pub mod connections;
-pub mod docker;
-pub mod grants;
+pub(crate) mod connections;
+pub(crate) mod docker;
+pub(crate) mod grants;
 mod host_state;
-pub mod http;
-pub mod kafka;
-pub mod log;
-pub mod mask;
-pub mod postgres;
-pub mod secret_store;
-pub mod secrets;
+pub(crate) mod http;
+pub(crate) mod kafka;
+pub(crate) mod log;
+pub(crate) mod mask;
+pub(crate) mod postgres;
+pub(crate) mod secret_store;
+pub(crate) mod secrets;
 
-pub use grants::{Denial, Granter};
-pub use host_state::{MemoryCap, StepState};
-pub use log::LogLevel;
-pub use mask::Masker;
+pub(crate) use grants::{Denial, Granter};
+pub(crate) use host_state::{MemoryCap, StepState};
+pub(crate) use log::LogLevel;
+pub(crate) use mask::Masker;
 
 use wasmtime::component::Linker;
 

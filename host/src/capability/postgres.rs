@@ -19,6 +19,10 @@ use wasmtime::component::{Linker, Resource};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One open session, owned by the guest through a resource handle.
+#[allow(
+    unreachable_pub,
+    reason = "bindgen! re-exports its `with` types with `pub use`"
+)]
 pub struct PgSession {
     conn: PgConnection,
 }

@@ -24,14 +24,14 @@ pub enum LookupError {
 }
 
 /// Values for `secrets.NAME` and `env.NAME`, resolved once per run.
-pub struct Lookup {
+pub(crate) struct Lookup {
     pub secrets: Map<String, Json>,
     pub env: Map<String, Json>,
 }
 
 /// Resolve the names a workflow reads. `process_env` is the caller's environment (passed in,
 /// not read here, so tests and the server control it).
-pub fn resolve(
+pub(crate) fn resolve(
     secret_names: &[String],
     env_names: &[String],
     workflow_dir: &Path,

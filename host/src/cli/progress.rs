@@ -9,13 +9,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Human output on stderr.
-pub struct TerminalObserver {
+pub(super) struct TerminalObserver {
     bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
 }
 
 impl TerminalObserver {
     /// `live`: draw spinners (stderr is a terminal).
-    pub fn new(live: bool) -> Self {
+    pub(super) fn new(live: bool) -> Self {
         let bars = live.then(|| {
             (
                 MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
@@ -137,7 +137,7 @@ impl Observer for TerminalObserver {
 }
 
 /// One JSON object per event on stdout.
-pub struct JsonObserver;
+pub(super) struct JsonObserver;
 
 impl Observer for JsonObserver {
     fn event(&self, event: &Event) {

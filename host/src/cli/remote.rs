@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 /// A call to the server that did not return a document.
 #[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
+pub(super) enum RemoteError {
     /// `--server` and the path do not make a URL.
     #[error("invalid server URL `{url}`: {error}")]
     Url { url: String, error: http::Error },
@@ -36,7 +36,7 @@ impl RemoteError {
     /// The server refused the request (4xx: bad inputs, unknown workflow, bad token), or there
     /// was no URL to send it to: the caller's to fix. Otherwise the server is unreachable or
     /// failed (5xx).
-    pub fn is_refusal(&self) -> bool {
+    pub(super) fn is_refusal(&self) -> bool {
         match self {
             RemoteError::Url { .. } => true,
             RemoteError::Status { status, .. } => status.is_client_error(),
@@ -46,14 +46,14 @@ impl RemoteError {
 }
 
 /// A server and the token to call it with.
-pub struct Remote {
+pub(super) struct Remote {
     base: String,
     token: Option<String>,
 }
 
 impl Remote {
     /// `server` like `http://127.0.0.1:8080`.
-    pub fn new(server: &str, token: Option<String>) -> Self {
+    pub(super) fn new(server: &str, token: Option<String>) -> Self {
         Self {
             base: server.trim_end_matches('/').to_string(),
             token,
@@ -61,12 +61,12 @@ impl Remote {
     }
 
     /// GET a JSON document.
-    pub async fn get(&self, path: &str) -> Result<Json, RemoteError> {
+    pub(super) async fn get(&self, path: &str) -> Result<Json, RemoteError> {
         self.call("GET", path, None).await
     }
 
     /// POST a JSON body.
-    pub async fn post(&self, path: &str, body: &Json) -> Result<Json, RemoteError> {
+    pub(super) async fn post(&self, path: &str, body: &Json) -> Result<Json, RemoteError> {
         self.call("POST", path, Some(body)).await
     }
 
@@ -132,11 +132,11 @@ impl Remote {
 }
 
 /// `text` as one segment of a URL path.
-pub fn encode(text: &str) -> String {
+pub(super) fn encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// A run document of the API as the store's [`RunDetail`], to render it the same way.
-pub fn run_detail(run: &Json) -> anyhow::Result<RunDetail> {
+pub(super) fn run_detail(run: &Json) -> anyhow::Result<RunDetail> {
     serde_json::from_value(run.clone()).context("unexpected run document from the server")
 }

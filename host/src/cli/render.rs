@@ -56,7 +56,7 @@ fn short(text: &str, max: usize) -> String {
 }
 
 /// The table printed at the end of `orch run`.
-pub fn run_summary(report: &RunReport) -> String {
+pub(super) fn run_summary(report: &RunReport) -> String {
     let mut t = table(&["step", "status", "attempts", "duration", "detail"]);
     for s in &report.steps {
         let detail = match &s.error {
@@ -84,7 +84,7 @@ pub fn run_summary(report: &RunReport) -> String {
 }
 
 /// `orch plan` output.
-pub fn plan(report: &PlanReport) -> String {
+pub(super) fn plan(report: &PlanReport) -> String {
     let mut out = format!("plan for `{}`\n", report.workflow);
     for step in &report.steps {
         out.push_str(&format!("\n{} [{}]\n", step.id, step.plugin));
@@ -108,7 +108,7 @@ pub fn plan(report: &PlanReport) -> String {
 }
 
 /// `orch runs list` output.
-pub fn runs_list(runs: &[RunRow]) -> String {
+pub(super) fn runs_list(runs: &[RunRow]) -> String {
     let mut t = table(&[
         "run", "workflow", "trigger", "status", "started", "duration",
     ]);
@@ -127,7 +127,7 @@ pub fn runs_list(runs: &[RunRow]) -> String {
 }
 
 /// `orch runs show` output.
-pub fn run_detail(d: &RunDetail) -> String {
+pub(super) fn run_detail(d: &RunDetail) -> String {
     let r = &d.run;
     let mut out = format!(
         "run {}\nworkflow {} ({})\ntrigger {}\nstatus {}\nstarted {}\ninputs {}\n",
@@ -188,14 +188,14 @@ pub fn run_detail(d: &RunDetail) -> String {
 }
 
 /// A borderless table, as `orch token list` and `orch schedule` print them.
-pub fn plain_table(header: &[&str]) -> Table {
+pub(super) fn plain_table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING).set_header(header.to_vec());
     t
 }
 
 /// `orch token list` output.
-pub fn tokens(tokens: &[TokenRow]) -> String {
+pub(super) fn tokens(tokens: &[TokenRow]) -> String {
     let mut t = plain_table(&["id", "name", "created", "last used", "revoked"]);
     for token in tokens {
         t.add_row([
@@ -210,7 +210,7 @@ pub fn tokens(tokens: &[TokenRow]) -> String {
 }
 
 /// `orch schedule explain` output: recent ticks, newest first.
-pub fn ticks(ticks: &[TickRow]) -> String {
+pub(super) fn ticks(ticks: &[TickRow]) -> String {
     let mut t = plain_table(&["due (UTC)", "#", "outcome", "late", "run", "reason"]);
     for tick in ticks {
         t.add_row([
@@ -230,7 +230,7 @@ pub fn ticks(ticks: &[TickRow]) -> String {
 }
 
 /// `orch plugin inspect` output.
-pub fn plugin_info(info: &PluginInfo, imports: &[String]) -> String {
+pub(super) fn plugin_info(info: &PluginInfo, imports: &[String]) -> String {
     let schema = serde_json::from_str::<serde_json::Value>(&info.config_schema)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| info.config_schema.clone());
@@ -250,7 +250,7 @@ pub fn plugin_info(info: &PluginInfo, imports: &[String]) -> String {
 }
 
 /// `orch plugin inspect --json` output.
-pub fn plugin_json(info: &PluginInfo, imports: &[String]) -> serde_json::Value {
+pub(super) fn plugin_json(info: &PluginInfo, imports: &[String]) -> serde_json::Value {
     serde_json::json!({
         "name": info.name,
         "version": info.version,

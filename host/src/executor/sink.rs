@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// A record for the run's writer task.
-pub enum Record {
+pub(super) enum Record {
     Log(NewLog),
     Audit(AuditRow),
 }
 
 /// Writes records in arrival order, batching whatever is queued into one transaction.
-pub fn spawn_writer(
+pub(super) fn spawn_writer(
     store: Store,
     run_id: String,
 ) -> (mpsc::UnboundedSender<Record>, tokio::task::JoinHandle<()>) {
@@ -45,7 +45,7 @@ pub fn spawn_writer(
 }
 
 /// Shared by every step of a run.
-pub struct RunChannel {
+pub(super) struct RunChannel {
     pub masker: Arc<Masker>,
     pub observer: Arc<dyn Observer>,
     /// None in plan mode: nothing is stored.
@@ -54,7 +54,7 @@ pub struct RunChannel {
 }
 
 /// The sink of one step.
-pub struct StepEvents {
+pub(super) struct StepEvents {
     pub run: Arc<RunChannel>,
     pub step: String,
     pub attempt: AtomicU32,
@@ -63,7 +63,7 @@ pub struct StepEvents {
 
 impl StepEvents {
     /// A sink for `step` of the run.
-    pub fn new(run: Arc<RunChannel>, step: &str) -> Self {
+    pub(super) fn new(run: Arc<RunChannel>, step: &str) -> Self {
         Self {
             run,
             step: step.to_string(),
@@ -73,7 +73,7 @@ impl StepEvents {
     }
 
     /// Denials recorded since the last call (one attempt's worth).
-    pub fn take_denials(&self) -> Vec<Denial> {
+    pub(super) fn take_denials(&self) -> Vec<Denial> {
         std::mem::take(&mut *self.denials.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

@@ -3,7 +3,7 @@
 include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
 
 /// The component bytes of a built-in plugin.
-pub fn get(name: &str) -> Option<&'static [u8]> {
+pub(crate) fn get(name: &str) -> Option<&'static [u8]> {
     BUILTIN
         .iter()
         .find(|(n, _)| *n == name)
@@ -11,6 +11,6 @@ pub fn get(name: &str) -> Option<&'static [u8]> {
 }
 
 /// Names of all built-in plugins.
-pub fn names() -> Vec<&'static str> {
+pub(crate) fn names() -> Vec<&'static str> {
     BUILTIN.iter().map(|(n, _)| *n).collect()
 }

@@ -8,24 +8,29 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Content hash of a component, hex.
-pub fn content_hash(bytes: &[u8]) -> String {
+pub(crate) fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// Disk cache of precompiled components, keyed by content hash and engine settings.
 #[derive(Debug, Clone)]
-pub struct ComponentCache {
+pub(super) struct ComponentCache {
     dir: Option<PathBuf>,
 }
 
 impl ComponentCache {
     /// A cache in `dir`; `None` compiles every time.
-    pub fn new(dir: Option<PathBuf>) -> Self {
+    pub(super) fn new(dir: Option<PathBuf>) -> Self {
         Self { dir }
     }
 
     /// Load `bytes` as a component, from the cache when possible.
-    pub fn load(&self, engine: &Engine, hash: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+    pub(super) fn load(
+        &self,
+        engine: &Engine,
+        hash: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Component> {
         let Some(dir) = &self.dir else {
             return Component::new(engine, bytes);
         };

@@ -1,12 +1,12 @@
 //! The wasmtime engine: compile (with a disk cache), instantiate a fresh sandbox per call from a
 //! reused `InstancePre`, and enforce memory, fuel and wall-clock limits.
 
-pub mod builtin;
+pub(crate) mod builtin;
 mod cache;
 mod contract;
 
-pub use cache::content_hash;
-pub use contract::{Change, ChangeKind, Output, PluginInfo, StepContext};
+pub(crate) use cache::content_hash;
+pub(crate) use contract::{Change, ChangeKind, Output, PluginInfo, StepContext};
 
 use crate::capability::bindings::orch::plugin::types::StepError;
 use crate::capability::bindings::{Step, StepPre};

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 const TOKEN_PREFIX: &str = "orch_";
 
 /// Headers carrying a delivery id, by forge.
-pub const DELIVERY_HEADERS: &[&str] = &[
+pub(crate) const DELIVERY_HEADERS: &[&str] = &[
     "x-github-delivery",
     "x-gitea-delivery",
     "x-gogs-delivery",
@@ -18,13 +18,13 @@ pub const DELIVERY_HEADERS: &[&str] = &[
 
 /// Optional signed timestamp (seconds since the epoch): when present the signature covers
 /// `"{timestamp}.{body}"` and deliveries older than [`MAX_AGE_SECS`] are refused as stale.
-pub const TIMESTAMP_HEADER: &str = "x-webhook-timestamp";
+pub(crate) const TIMESTAMP_HEADER: &str = "x-webhook-timestamp";
 
 /// How old a timestamped delivery may be.
-pub const MAX_AGE_SECS: i64 = 300;
+pub(crate) const MAX_AGE_SECS: i64 = 300;
 
 /// A new random token and the hash to store.
-pub fn new_token() -> (String, String) {
+pub(crate) fn new_token() -> (String, String) {
     let bytes: [u8; 32] = rand::random();
     let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
     let hash = hash_token(&token);
@@ -32,12 +32,12 @@ pub fn new_token() -> (String, String) {
 }
 
 /// What the store keeps of a token.
-pub fn hash_token(token: &str) -> String {
+pub(crate) fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// The bearer token of a request, if any.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(http::header::AUTHORIZATION)?
         .to_str()
@@ -48,7 +48,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Why a webhook delivery is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum WebhookError {
+pub(crate) enum WebhookError {
     #[error(
         "missing X-Hub-Signature-256 header: sign the body with the webhook secret (HMAC-SHA256)"
     )]
@@ -65,7 +65,7 @@ pub enum WebhookError {
 
 /// Check a delivery's signature (GitHub/Gitea style, compared in constant time) and its
 /// timestamp, if it carries one; returns its delivery id.
-pub fn verify_delivery(
+pub(crate) fn verify_delivery(
     secret: &[u8],
     headers: &HeaderMap,
     body: &[u8],
@@ -106,7 +106,7 @@ pub fn verify_delivery(
 }
 
 /// The value at a dotted path of a JSON payload (`repository.full_name`, `commits.0.id`).
-pub fn payload_value<'a>(
+pub(crate) fn payload_value<'a>(
     payload: &'a serde_json::Value,
     path: &[String],
 ) -> Option<&'a serde_json::Value> {
@@ -116,8 +116,9 @@ pub fn payload_value<'a>(
     })
 }
 
-/// Sign a body like a forge does (for tests and `orch` clients).
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
+/// Sign a body like a forge does (for the tests of verification).
+#[cfg(test)]
+fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))

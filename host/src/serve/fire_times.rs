@@ -6,14 +6,14 @@ use chrono::{DateTime, Utc};
 
 /// Most runs one catch-up starts for one schedule (`catchup = "all"`); older missed ticks are
 /// recorded as missed.
-pub const MAX_CATCHUP: usize = 10;
+pub(crate) const MAX_CATCHUP: usize = 10;
 
 /// Most missed ticks recorded one by one after downtime; older ones are summed up.
-pub const MAX_MISSED_RECORDED: usize = 100;
+pub(crate) const MAX_MISSED_RECORDED: usize = 100;
 
 /// The first fire time strictly after `after`. DST is croner's: a wall time skipped at
 /// spring-forward fires right after the gap, a wall time repeated at fall-back fires once.
-pub fn next_fire(schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub(crate) fn next_fire(schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let local = after.with_timezone(&schedule.timezone);
     schedule
         .parsed
@@ -24,7 +24,7 @@ pub fn next_fire(schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<U
 
 /// Fire times in `(after, until]`, oldest first; the oldest are dropped beyond `limit` and
 /// counted in the second value.
-pub fn fires_between(
+pub(crate) fn fires_between(
     schedule: &Schedule,
     after: DateTime<Utc>,
     until: DateTime<Utc>,
@@ -49,7 +49,7 @@ pub fn fires_between(
 
 /// What happens to one tick missed while the server was down.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Missed {
+pub(crate) enum Missed {
     /// Run it now (`catchup = "last"` for the last one, `"all"` for each, bounded).
     Run,
     /// Record it as missed, with the reason.
@@ -57,7 +57,7 @@ pub enum Missed {
 }
 
 /// Decide the ticks missed between the last recorded tick and now.
-pub fn catch_up(
+pub(crate) fn catch_up(
     schedule: &Schedule,
     last_recorded: DateTime<Utc>,
     now: DateTime<Utc>,

@@ -26,7 +26,7 @@ struct OutcomeLabel {
 }
 
 /// The server's metrics.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     runs: Family<StatusLabel, Gauge>,
     step_seconds: Family<StepLabel, Histogram>,
@@ -80,7 +80,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Set the run counts read from the store just before encoding; a status no run has any
     /// more is dropped, not left at its last count.
-    pub fn set_runs(&self, counts: &[(crate::store::RunStatus, i64)]) {
+    pub(crate) fn set_runs(&self, counts: &[(crate::store::RunStatus, i64)]) {
         self.runs.clear();
         for (status, n) in counts {
             self.runs
@@ -92,12 +92,12 @@ impl Metrics {
     }
 
     /// The queue depth now.
-    pub fn set_queue_depth(&self, depth: usize) {
+    pub(crate) fn set_queue_depth(&self, depth: usize) {
         self.queue_depth.set(depth as i64);
     }
 
     /// One schedule tick handled `late_secs` after it was due.
-    pub fn tick(&self, outcome: &str, late_secs: Option<f64>) {
+    pub(crate) fn tick(&self, outcome: &str, late_secs: Option<f64>) {
         self.ticks
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.into(),
@@ -109,7 +109,7 @@ impl Metrics {
     }
 
     /// The text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -117,7 +117,7 @@ impl Metrics {
     }
 
     /// An observer recording step durations of runs of `workflow`.
-    pub fn observer(self: &std::sync::Arc<Self>, workflow: &str) -> StepTimer {
+    pub(crate) fn observer(self: &std::sync::Arc<Self>, workflow: &str) -> StepTimer {
         StepTimer {
             metrics: self.clone(),
             workflow: workflow.to_string(),
@@ -126,7 +126,7 @@ impl Metrics {
 }
 
 /// Records step durations from executor events.
-pub struct StepTimer {
+pub(crate) struct StepTimer {
     metrics: std::sync::Arc<Metrics>,
     workflow: String,
 }

@@ -1,17 +1,13 @@
 //! `orch serve`: serves a directory of workflows (schedules, HTTP API, webhooks) with durable
 //! runs that resume after a crash; owns the shared [`AppState`] and the server's lifecycle.
 
-pub mod api;
-pub mod auth;
-pub mod fire_times;
-pub mod metrics;
-pub mod registry;
-pub mod runner;
-pub mod scheduler;
-
-/// The former name of [`fire_times`], still imported by `cli/service.rs`.
-#[doc(hidden)]
-pub use fire_times as ticks;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod fire_times;
+pub(crate) mod metrics;
+pub(crate) mod registry;
+pub(crate) mod runner;
+pub(crate) mod scheduler;
 
 use crate::capability::secret_store::SecretStore;
 use crate::executor::Executor;
@@ -46,7 +42,7 @@ pub struct ServeConfig {
 }
 
 /// What the API handlers, the runner and the scheduler share.
-pub struct AppState {
+pub(crate) struct AppState {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub runner: Arc<Runner>,
@@ -58,7 +54,7 @@ pub struct AppState {
 impl AppState {
     /// A server's state over `store`, with no workflow loaded yet ([`Registry::scan`] loads
     /// them) and no run resumed; runs read `secrets.X` and `env.X` from `process_env`.
-    pub fn new(
+    pub(crate) fn new(
         config: &ServeConfig,
         store: Store,
         runtime: Arc<Runtime>,

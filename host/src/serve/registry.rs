@@ -11,21 +11,21 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 /// A workflow being served.
-pub struct Served {
+pub(crate) struct Served {
     pub workflow: Arc<ResolvedWorkflow>,
     pub path: PathBuf,
 }
 
 /// A file that is not served, and why.
 #[derive(Debug, Clone, Serialize)]
-pub struct Rejected {
+pub(crate) struct Rejected {
     pub path: String,
     pub errors: String,
 }
 
 /// The served workflows by name, and the rejected files.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     served: RwLock<HashMap<String, Arc<Served>>>,
     rejected: RwLock<Vec<Rejected>>,
     /// What each file looked like when last loaded: reload only what changed.
@@ -34,7 +34,7 @@ pub struct Registry {
 
 /// What one scan changed.
 #[derive(Debug, Default)]
-pub struct Scan {
+pub(crate) struct Scan {
     pub loaded: Vec<String>,
     pub rejected: Vec<Rejected>,
     pub removed: Vec<String>,
@@ -42,14 +42,14 @@ pub struct Scan {
 
 impl Scan {
     /// Did anything change?
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         !(self.loaded.is_empty() && self.rejected.is_empty() && self.removed.is_empty())
     }
 }
 
 impl Registry {
     /// A served workflow by name.
-    pub fn get(&self, name: &str) -> Option<Arc<Served>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Served>> {
         self.served
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -58,7 +58,7 @@ impl Registry {
     }
 
     /// Every served workflow, by name.
-    pub fn all(&self) -> Vec<Arc<Served>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Served>> {
         let mut all: Vec<_> = self
             .served
             .read()
@@ -71,7 +71,7 @@ impl Registry {
     }
 
     /// Files not served, with their errors.
-    pub fn rejected(&self) -> Vec<Rejected> {
+    pub(crate) fn rejected(&self) -> Vec<Rejected> {
         self.rejected
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -79,7 +79,7 @@ impl Registry {
     }
 
     /// Load new and changed files of `dir`, drop removed ones.
-    pub async fn scan(&self, dir: &Path, runtime: &Runtime) -> std::io::Result<Scan> {
+    pub(crate) async fn scan(&self, dir: &Path, runtime: &Runtime) -> std::io::Result<Scan> {
         let mut files: Vec<(PathBuf, (SystemTime, u64))> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 /// One `[[schedule]]` entry of a served workflow: the runs it triggered form a group, which
 /// `overlap` and catch-up keep from running side by side.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ScheduleId {
+pub(crate) struct ScheduleId {
     pub workflow: String,
     /// Index of the entry in its file.
     pub index: usize,
@@ -26,12 +26,12 @@ pub struct ScheduleId {
 
 impl ScheduleId {
     /// The `trigger_detail` recorded with the runs of this schedule.
-    pub fn trigger_detail(&self) -> String {
+    pub(crate) fn trigger_detail(&self) -> String {
         format!("schedule {}", self.index)
     }
 
     /// The schedule a run of `workflow` was triggered by, from its `trigger_detail`.
-    pub fn from_trigger_detail(workflow: &str, detail: &str) -> Option<Self> {
+    pub(crate) fn from_trigger_detail(workflow: &str, detail: &str) -> Option<Self> {
         let index = detail.strip_prefix("schedule ")?.parse().ok()?;
         Some(Self {
             workflow: workflow.to_string(),
@@ -42,7 +42,7 @@ impl ScheduleId {
 
 /// When a submitted run may start (a slot permitting).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Now, as a run of no schedule (API, webhook).
     Now,
     /// Now, as a run of this schedule: later ticks see it active.
@@ -53,7 +53,7 @@ pub enum Admission {
 
 impl Admission {
     /// The schedule the run belongs to, if any.
-    pub fn group(&self) -> Option<&ScheduleId> {
+    pub(crate) fn group(&self) -> Option<&ScheduleId> {
         match self {
             Admission::Now => None,
             Admission::InGroup(id) | Admission::AfterGroup(id) => Some(id),
@@ -63,7 +63,7 @@ impl Admission {
 
 /// What a cancel request found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Cancelled {
+pub(crate) enum Cancelled {
     /// The run was running: it is being stopped.
     Running,
     /// The run was waiting: it will not start.
@@ -88,7 +88,7 @@ struct ActiveRuns {
 }
 
 /// Starts and tracks runs.
-pub struct Runner {
+pub(crate) struct Runner {
     store: Store,
     executor: Executor,
     registry: Arc<Registry>,
@@ -105,7 +105,7 @@ pub struct Runner {
 impl Runner {
     /// A runner starting at most `max_runs` runs at once; runs read `secrets.X` and `env.X`
     /// from `process_env`, then the secret store.
-    pub fn new(
+    pub(crate) fn new(
         executor: Executor,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
@@ -133,12 +133,12 @@ impl Runner {
     }
 
     /// Is the server stopping (no new work)?
-    pub fn stopping(&self) -> bool {
+    pub(crate) fn stopping(&self) -> bool {
         self.drain.is_cancelled()
     }
 
     /// Runs of `group` running or waiting here.
-    pub fn active_in(&self, group: &ScheduleId) -> Vec<String> {
+    pub(crate) fn active_in(&self, group: &ScheduleId) -> Vec<String> {
         let runs = self.runs();
         let mut ids: Vec<String> = runs
             .active
@@ -151,13 +151,13 @@ impl Runner {
     }
 
     /// Runs recorded but not started yet.
-    pub fn queue_depth(&self) -> usize {
+    pub(crate) fn queue_depth(&self) -> usize {
         let runs = self.runs();
         runs.pending + runs.waiting.values().map(VecDeque::len).sum::<usize>()
     }
 
     /// Start a recorded run of `workflow` when `admission` lets it.
-    pub fn submit(self: &Arc<Self>, run_id: String, workflow: String, admission: Admission) {
+    pub(crate) fn submit(self: &Arc<Self>, run_id: String, workflow: String, admission: Admission) {
         if let Admission::AfterGroup(group) = &admission {
             let mut runs = self.runs();
             if runs
@@ -244,7 +244,7 @@ impl Runner {
     }
 
     /// Cancel a run running or waiting here.
-    pub async fn cancel(&self, run_id: &str) -> Result<Cancelled, StoreError> {
+    pub(crate) async fn cancel(&self, run_id: &str) -> Result<Cancelled, StoreError> {
         let waiting = {
             let mut runs = self.runs();
             if let Some(active) = runs.active.get(run_id) {
@@ -338,7 +338,7 @@ impl Runner {
 
     /// Stop: start nothing new, let running steps finish within `grace`, then abort the rest
     /// (recorded `interrupted`, resumed at the next start).
-    pub async fn shutdown(&self, grace: Duration) {
+    pub(crate) async fn shutdown(&self, grace: Duration) {
         self.drain.cancel();
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait())
@@ -357,7 +357,7 @@ impl Runner {
 
 /// Where a recorded run stands: finished steps (with reusable outputs) are done; a step whose
 /// last attempt was interrupted, or whose outputs were masked, runs again as the next attempt.
-pub fn resume_from(attempts: &[AttemptRow], workflow: &Workflow) -> Resume {
+pub(crate) fn resume_from(attempts: &[AttemptRow], workflow: &Workflow) -> Resume {
     let mut last: HashMap<&str, &AttemptRow> = HashMap::new();
     for a in attempts {
         let entry = last.entry(a.step.as_str()).or_insert(a);

@@ -35,7 +35,7 @@ struct TickDecision {
 }
 
 /// The cron loop's dependencies.
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub runner: Arc<Runner>,
@@ -56,7 +56,7 @@ struct Fire<'a> {
 
 impl Scheduler {
     /// Run until `stop` is cancelled.
-    pub async fn run(self, stop: CancellationToken) {
+    pub(crate) async fn run(self, stop: CancellationToken) {
         // The last fire time handled per schedule.
         let mut cursors: HashMap<Key, DateTime<Utc>> = HashMap::new();
         loop {

@@ -4,13 +4,13 @@ use super::sandbox::{Orch, step};
 use serde_json::Value;
 
 /// The audit rows of a finished run.
-pub fn audit(orch: &Orch, report: &Value) -> Value {
+pub(crate) fn audit(orch: &Orch, report: &Value) -> Value {
     let id = report["run_id"].as_str().expect("a run id in the report");
     orch.run_detail(id)["audit"].clone()
 }
 
 /// A refusal as a test expects it.
-pub struct Denial<'a> {
+pub(crate) struct Denial<'a> {
     /// The step that was refused.
     pub step: &'a str,
     /// Its exact error.
@@ -22,7 +22,7 @@ pub struct Denial<'a> {
 }
 
 /// The step failed with exactly `denied.error`, and the run's audit holds that one refusal.
-pub fn assert_denied_and_audited(orch: &Orch, report: &Value, denied: &Denial) {
+pub(crate) fn assert_denied_and_audited(orch: &Orch, report: &Value, denied: &Denial) {
     let failed = step(report, denied.step);
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["error"], denied.error);

@@ -8,27 +8,27 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 /// A response: status, headers (lower-case names) and body.
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub head: String,
     pub body: String,
 }
 
 impl Response {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
     }
 }
 
 /// Split `http://HOST:PORT/PATH` into `HOST:PORT` and `/PATH`.
-pub fn host_and_path(url: &str) -> (&str, &str) {
+pub(crate) fn host_and_path(url: &str) -> (&str, &str) {
     let rest = url.strip_prefix("http://").unwrap();
     rest.split_at(rest.find('/').unwrap())
 }
 
 /// One HTTP/1.0 request.
-pub fn request(
+pub(crate) fn request(
     method: &str,
     url: &str,
     token: Option<&str>,
@@ -63,18 +63,18 @@ pub fn request(
 }
 
 /// GET with a bearer token.
-pub fn get(url: &str, token: &str) -> Response {
+pub(crate) fn get(url: &str, token: &str) -> Response {
     request("GET", url, Some(token), &[], b"")
 }
 
 /// POST a JSON body, with a bearer token if given.
-pub fn post_json(url: &str, token: Option<&str>, body: &Value) -> Response {
+pub(crate) fn post_json(url: &str, token: Option<&str>, body: &Value) -> Response {
     let headers = [("Content-Type", "application/json".to_string())];
     request("POST", url, token, &headers, body.to_string().as_bytes())
 }
 
 /// The `X-Hub-Signature-256` value a forge sends: `sha256=` and the hex HMAC-SHA256 of `body`.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
+pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))

@@ -3,14 +3,14 @@
 //! binary.
 
 mod audit;
-pub mod http;
-pub mod pg;
+pub(crate) mod http;
+pub(crate) mod pg;
 mod sandbox;
 mod servers;
 mod wait;
 
-pub use audit::{Denial, assert_denied_and_audited, audit};
-pub use pg::unique;
-pub use sandbox::{Orch, Ran, example, root, step};
-pub use servers::{Server, hello_server};
-pub use wait::{now_ms, signal, wait_for};
+pub(crate) use audit::{Denial, assert_denied_and_audited, audit};
+pub(crate) use pg::unique;
+pub(crate) use sandbox::{Orch, Ran, example, root, step};
+pub(crate) use servers::{Server, hello_server};
+pub(crate) use wait::{now_ms, signal, wait_for};

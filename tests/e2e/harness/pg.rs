@@ -4,13 +4,13 @@
 use std::process::Command;
 
 /// The admin URL of the project's PostgreSQL; fails (never skips) when it is not set.
-pub fn admin_url() -> String {
+pub(crate) fn admin_url() -> String {
     std::env::var("ORCH_TEST_POSTGRES_URL")
         .expect("ORCH_TEST_POSTGRES_URL is not set: run `bash tests/services.sh start` and source its env file")
 }
 
 /// Run SQL at `url`, returning trimmed unaligned output; fails on any SQL error.
-pub fn psql_at(url: &str, sql: &str) -> String {
+pub(crate) fn psql_at(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .args([
             "-X",
@@ -34,12 +34,12 @@ pub fn psql_at(url: &str, sql: &str) -> String {
 }
 
 /// Run SQL as the admin.
-pub fn psql(sql: &str) -> String {
+pub(crate) fn psql(sql: &str) -> String {
     psql_at(&admin_url(), sql)
 }
 
 /// A name no other test uses: `PREFIX_` and 12 hex digits.
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!(
         "{prefix}_{}",
         &uuid::Uuid::now_v7().simple().to_string()[20..]
@@ -47,7 +47,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// The admin URL pointed at database `db`.
-pub fn db_url(db: &str) -> String {
+pub(crate) fn db_url(db: &str) -> String {
     let mut url = url::Url::parse(&admin_url()).expect("ORCH_TEST_POSTGRES_URL is a URL");
     url.set_path(db);
     url.to_string()

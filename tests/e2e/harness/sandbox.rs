@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// Path of a test plugin built from `plugins/examples/NAME`.
-pub fn example(name: &str) -> String {
+pub(crate) fn example(name: &str) -> String {
     format!(
         "{}/example_{}.wasm",
         env!("ORCH_EXAMPLE_PLUGINS"),
@@ -15,7 +15,7 @@ pub fn example(name: &str) -> String {
 }
 
 /// The repository root.
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("host/ has a parent")
@@ -23,14 +23,14 @@ pub fn root() -> PathBuf {
 }
 
 /// One test's sandbox.
-pub struct Orch {
+pub(crate) struct Orch {
     pub dir: tempfile::TempDir,
     pub database_url: String,
     envs: Vec<(String, String)>,
 }
 
 /// What a command did.
-pub struct Ran {
+pub(crate) struct Ran {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -38,7 +38,7 @@ pub struct Ran {
 
 impl Ran {
     /// stdout parsed as JSON lines; the last one is the result.
-    pub fn json_lines(&self) -> Vec<Value> {
+    pub(crate) fn json_lines(&self) -> Vec<Value> {
         self.stdout
             .lines()
             .map(|l| {
@@ -49,14 +49,14 @@ impl Ran {
     }
 
     /// The final report of `orch run --json`.
-    pub fn report(&self) -> Value {
+    pub(crate) fn report(&self) -> Value {
         self.json_lines()
             .pop()
             .unwrap_or_else(|| panic!("no output; stderr: {}", self.stderr))
     }
 
     /// The backoff delays (ms) of every `step_retrying` event of `orch run --json`, in order.
-    pub fn retry_delays(&self) -> Vec<u64> {
+    pub(crate) fn retry_delays(&self) -> Vec<u64> {
         self.json_lines()
             .iter()
             .filter(|e| e["event"] == "step_retrying")
@@ -76,7 +76,7 @@ impl From<Output> for Ran {
 }
 
 impl Orch {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = format!("sqlite://{}", dir.path().join("orch.db").display());
         Self {
@@ -87,25 +87,25 @@ impl Orch {
     }
 
     /// Set an environment variable for every command.
-    pub fn env(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
         self.envs.push((key.into(), value.into()));
         self
     }
 
     /// Write a file into the sandbox.
-    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, content: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, content).expect("write test file");
         path
     }
 
     /// Run `orch ARGS` in the sandbox.
-    pub fn orch(&self, args: &[&str]) -> Ran {
+    pub(crate) fn orch(&self, args: &[&str]) -> Ran {
         self.command(args).output().expect("run orch").into()
     }
 
     /// Start `orch ARGS` in the sandbox with piped output (to signal it or race it).
-    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+    pub(crate) fn spawn(&self, args: &[&str]) -> std::process::Child {
         self.command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,12 +114,12 @@ impl Orch {
     }
 
     /// Start `orch ARGS` with its output read as it comes, to wait for a line before acting.
-    pub fn start(&self, args: &[&str]) -> Running {
+    pub(crate) fn start(&self, args: &[&str]) -> Running {
         Running::new(self.spawn(args))
     }
 
     /// `orch --json runs show ID` from the sandbox's store.
-    pub fn run_detail(&self, id: &str) -> Value {
+    pub(crate) fn run_detail(&self, id: &str) -> Value {
         let ran = self.orch(&["--json", "runs", "show", id]);
         assert_eq!(ran.code, 0, "{}", ran.stderr);
         serde_json::from_str(&ran.stdout)
@@ -127,7 +127,7 @@ impl Orch {
     }
 
     /// The SQLite run store's files (database, WAL, shared memory), as text.
-    pub fn sqlite_store_text(&self) -> String {
+    pub(crate) fn sqlite_store_text(&self) -> String {
         let mut bytes = Vec::new();
         for entry in std::fs::read_dir(self.dir.path())
             .expect("sandbox")
@@ -158,7 +158,7 @@ impl Orch {
     }
 
     /// `orch --json run FILE ARGS` on a workflow written from `toml`.
-    pub fn run(&self, toml: &str, args: &[&str]) -> Ran {
+    pub(crate) fn run(&self, toml: &str, args: &[&str]) -> Ran {
         let file = self.write("workflow.toml", toml);
         let file = file.to_str().expect("utf-8 path");
         let mut all = vec!["--json", "run", file];
@@ -168,7 +168,7 @@ impl Orch {
 }
 
 /// The step named `id` in a run report.
-pub fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
+pub(crate) fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["steps"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["id"] == id))

@@ -7,14 +7,14 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
 /// A test server from `tests/servers/`, stopped when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub port: u16,
 }
 
 impl Server {
     /// Start `tests/servers/SCRIPT` with `envs`; it prints its port.
-    pub fn start(script: &str, envs: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(script: &str, envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new("python3")
             .arg(root().join("tests/servers").join(script))
             .envs(envs.iter().copied())
@@ -29,7 +29,7 @@ impl Server {
         Self { child, port }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 }
@@ -42,7 +42,7 @@ impl Drop for Server {
 }
 
 /// A one-request-at-a-time HTTP server answering `200 hello`, in a thread; returns its port.
-pub fn hello_server() -> u16 {
+pub(crate) fn hello_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {

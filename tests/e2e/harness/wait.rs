@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Poll `check` every 100 ms until it returns Some, or fail after `within`.
-pub fn wait_for<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = check() {
@@ -22,13 +22,13 @@ pub fn wait_for<T>(within: Duration, what: &str, mut check: impl FnMut() -> Opti
 }
 
 /// Milliseconds since the epoch, the unit the run store records times in.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     i64::try_from(since.as_millis()).unwrap()
 }
 
 /// Send `signal` (a `kill` name: `INT`, `TERM`) to process `pid`.
-pub fn signal(pid: u32, signal: &str) {
+pub(crate) fn signal(pid: u32, signal: &str) {
     let sent = std::process::Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
         .status()
@@ -38,7 +38,7 @@ pub fn signal(pid: u32, signal: &str) {
 
 /// A child whose stdout is read line by line as it comes (and stderr kept), so a test can
 /// wait for a line, act, and still get the whole output at the end.
-pub struct Running {
+pub(crate) struct Running {
     child: Child,
     lines: Receiver<String>,
     seen: Vec<String>,
@@ -46,7 +46,7 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn new(mut child: Child) -> Self {
+    pub(crate) fn new(mut child: Child) -> Self {
         let stdout = child.stdout.take().expect("stdout piped");
         let mut stderr = child.stderr.take().expect("stderr piped");
         let (tx, lines) = channel();
@@ -70,12 +70,12 @@ impl Running {
         }
     }
 
-    pub fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.child.id()
     }
 
     /// Wait up to `within` for a stdout line that is a JSON object matching `is`; that object.
-    pub fn wait_for_json(
+    pub(crate) fn wait_for_json(
         &mut self,
         within: Duration,
         what: &str,
@@ -105,7 +105,7 @@ impl Running {
     }
 
     /// Wait for the exit; everything it printed.
-    pub fn finish(mut self) -> Ran {
+    pub(crate) fn finish(mut self) -> Ran {
         let status = self.child.wait().expect("wait for orch");
         // The reader thread ends at EOF and drops the sender: this drains every line.
         self.seen.extend(self.lines.iter());

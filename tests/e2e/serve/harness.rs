@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running `orch serve`, killed when dropped.
-pub struct Serve {
+pub(super) struct Serve {
     child: Child,
     addr: String,
     stderr: Arc<Mutex<String>>,
@@ -18,7 +18,7 @@ pub struct Serve {
 
 impl Serve {
     /// Serve `orch`'s `wf/` directory on a free port.
-    pub fn start(orch: &Orch, extra: &[&str]) -> Self {
+    pub(super) fn start(orch: &Orch, extra: &[&str]) -> Self {
         let mut args = vec![
             "serve",
             "--workflows",
@@ -64,11 +64,11 @@ impl Serve {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub fn stderr(&self) -> String {
+    pub(super) fn stderr(&self) -> String {
         self.stderr
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -76,13 +76,13 @@ impl Serve {
     }
 
     /// SIGKILL: no chance to record anything.
-    pub fn kill9(&mut self) {
+    pub(super) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM, then wait for the exit; its code.
-    pub fn sigterm(&mut self, within: Duration) -> i32 {
+    pub(super) fn sigterm(&mut self, within: Duration) -> i32 {
         signal(self.child.id(), "TERM");
         let deadline = Instant::now() + within;
         loop {
@@ -107,7 +107,7 @@ impl Drop for Serve {
 }
 
 /// Trigger a run of `workflow` with no inputs; its id.
-pub fn trigger_run(server: &Serve, token: &str, workflow: &str) -> String {
+pub(super) fn trigger_run(server: &Serve, token: &str, workflow: &str) -> String {
     let url = server.url(&format!("/api/v1/workflows/{workflow}/runs"));
     let queued = post_json(&url, Some(token), &json!({}));
     assert_eq!(queued.status, 202, "{}", queued.body);
@@ -115,14 +115,14 @@ pub fn trigger_run(server: &Serve, token: &str, workflow: &str) -> String {
 }
 
 /// Create an API token in the sandbox's store.
-pub fn token(orch: &Orch, name: &str) -> String {
+pub(super) fn token(orch: &Orch, name: &str) -> String {
     let ran = orch.orch(&["token", "create", name]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     ran.stdout.trim().to_string()
 }
 
 /// Write workflow files into the sandbox's `wf/`, the directory `Serve` serves.
-pub fn workflows_dir(orch: &Orch, files: &[(&str, &str)]) {
+pub(super) fn workflows_dir(orch: &Orch, files: &[(&str, &str)]) {
     std::fs::create_dir_all(orch.dir.path().join("wf")).unwrap();
     for (name, text) in files {
         orch.write(&format!("wf/{name}"), text);
@@ -130,7 +130,7 @@ pub fn workflows_dir(orch: &Orch, files: &[(&str, &str)]) {
 }
 
 /// Every recorded run (newest first), from the store.
-pub fn runs(orch: &Orch) -> Vec<Value> {
+pub(super) fn runs(orch: &Orch) -> Vec<Value> {
     let ran = orch.orch(&["--json", "runs", "list", "--limit", "1000"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     serde_json::from_str::<Value>(&ran.stdout)
@@ -141,7 +141,7 @@ pub fn runs(orch: &Orch) -> Vec<Value> {
 }
 
 /// Recorded ticks of a workflow, oldest first.
-pub fn ticks(orch: &Orch, workflow: &str) -> Vec<Value> {
+pub(super) fn ticks(orch: &Orch, workflow: &str) -> Vec<Value> {
     let ran = orch.orch(&["--json", "schedule", "explain", workflow, "--limit", "1000"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let mut ticks: Vec<Value> = serde_json::from_str::<Value>(&ran.stdout)
@@ -154,7 +154,7 @@ pub fn ticks(orch: &Orch, workflow: &str) -> Vec<Value> {
 }
 
 /// Wait until run `id` has `status` in the store; its detail.
-pub fn wait_run_status(orch: &Orch, id: &str, status: &str, within: Duration) -> Value {
+pub(super) fn wait_run_status(orch: &Orch, id: &str, status: &str, within: Duration) -> Value {
     wait_for(within, &format!("run {id} to be {status}"), || {
         let d = orch.run_detail(id);
         (d["status"] == status).then_some(d)
@@ -162,7 +162,7 @@ pub fn wait_run_status(orch: &Orch, id: &str, status: &str, within: Duration) ->
 }
 
 /// A workflow firing every second, with `extra` schedule settings and an `echo` step.
-pub fn per_second(name: &str, extra: &str, step_with: &str) -> String {
+pub(super) fn per_second(name: &str, extra: &str, step_with: &str) -> String {
     format!(
         r#"
         name = "{name}"
@@ -177,7 +177,7 @@ pub fn per_second(name: &str, extra: &str, step_with: &str) -> String {
 }
 
 /// A workflow with a required and a defaulted input.
-pub const GREET: &str = r#"
+pub(super) const GREET: &str = r#"
 name = "greet"
 [inputs.name]
 type = "string"

@@ -17,12 +17,16 @@ use wasmtime::component::{Linker, Resource};
 
 /// Stamped on every container, network and volume created through a connection; only those
 /// may be started, stopped, removed, exec'd into or read through it.
-pub const OWNER_LABEL: &str = "orch.connection";
+pub(crate) const OWNER_LABEL: &str = "orch.connection";
 
 /// How long one engine request may take (pulls and waits excepted).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An open engine, owned by the guest through a resource handle.
+#[allow(
+    unreachable_pub,
+    reason = "bindgen! re-exports its `with` types with `pub use`"
+)]
 pub struct DockerEngine {
     docker: Docker,
     /// On this machine (unix socket): bind sources can be resolved here.

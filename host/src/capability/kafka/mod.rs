@@ -27,6 +27,10 @@ use wasmtime::component::{Linker, Resource};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An open Kafka client, owned by the guest through a resource handle.
+#[allow(
+    unreachable_pub,
+    reason = "bindgen! re-exports its `with` types with `pub use`"
+)]
 pub struct KafkaClient {
     config: ClientConfig,
     admin: Arc<AdminClient<DefaultClientContext>>,

@@ -13,7 +13,7 @@ mod token;
 mod trigger;
 mod validate;
 
-pub use graph::GraphFormat;
+pub(super) use graph::GraphFormat;
 
 use super::settings::Settings;
 use super::{Cli, CliError, Command, Exit};

@@ -4,7 +4,7 @@
 use crate::cli::render;
 use crate::cli::settings::Settings;
 use crate::cli::{CliError, Exit, ScheduleCommand};
-use crate::serve::ticks;
+use crate::serve::fire_times as ticks;
 use crate::workflow::{self, LoadError, Workflow};
 use anyhow::Context;
 use std::path::Path;

@@ -9,11 +9,11 @@ use serde_json::{Value as Json, json};
 use std::fmt::Display;
 
 /// The `error` of every 5xx answer.
-pub const INTERNAL_ERROR: &str = "internal error";
+pub(super) const INTERNAL_ERROR: &str = "internal error";
 
 /// An error answered as `{"error": ..., ...}`.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     body: Json,
     /// What went wrong on the server (5xx only): logged when answered, never sent.
@@ -21,11 +21,11 @@ pub struct ApiError {
 }
 
 /// What a handler answers.
-pub type ApiResult<T = Response> = Result<T, ApiError>;
+pub(super) type ApiResult<T = Response> = Result<T, ApiError>;
 
 impl ApiError {
     /// A client error (4xx) whose message says what was wrong and how to fix it.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         debug_assert!(
             status.is_client_error(),
             "{status} is not a client error: use `ApiError::internal` or `ApiError::server`"
@@ -38,7 +38,7 @@ impl ApiError {
     }
 
     /// 422, with what is wrong with each input.
-    pub fn inputs(errors: Vec<InputError>) -> Self {
+    pub(crate) fn inputs(errors: Vec<InputError>) -> Self {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             body: json!({"error": "invalid inputs", "inputs": errors}),
@@ -47,13 +47,17 @@ impl ApiError {
     }
 
     /// A fault of the server (500): the client reads "internal error", the log reads `detail`.
-    pub fn internal(detail: impl Display) -> Self {
+    pub(crate) fn internal(detail: impl Display) -> Self {
         Self::server(StatusCode::INTERNAL_SERVER_ERROR, detail, None)
     }
 
     /// A 5xx answered "internal error" with an optional `hint`: a `'static` text, so it says
     /// the same to every request and can carry nothing of the request, the run or the detail.
-    pub fn server(status: StatusCode, detail: impl Display, hint: Option<&'static str>) -> Self {
+    pub(crate) fn server(
+        status: StatusCode,
+        detail: impl Display,
+        hint: Option<&'static str>,
+    ) -> Self {
         debug_assert!(status.is_server_error(), "{status} is not a server error");
         let mut body = json!({"error": INTERNAL_ERROR});
         if let Some(hint) = hint {
@@ -67,13 +71,17 @@ impl ApiError {
     }
 }
 
+/// The detail of a 5xx answer, carried from the handler to the request's log line; never sent.
+#[derive(Clone)]
+pub(crate) struct InternalDetail(pub(crate) String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Some(detail) = &self.detail {
-            // Inside the request's span (see `in_request_span`): the log names the request.
-            tracing::error!(status = self.status.as_u16(), "{detail}");
-        }
         let mut response = (self.status, axum::Json(self.body)).into_response();
+        if let Some(detail) = self.detail {
+            // Logged by `log_internal_errors`, which knows the request.
+            response.extensions_mut().insert(InternalDetail(detail));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -9,7 +9,7 @@ mod triggers;
 #[cfg(test)]
 mod tests;
 
-pub use error::ApiError;
+pub(crate) use error::ApiError;
 
 use super::AppState;
 use super::auth;
@@ -19,21 +19,20 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
-use error::ApiResult;
+use error::{ApiResult, InternalDetail};
 use serde_json::{Map, Value as Json, json};
 use std::sync::Arc;
-use tracing::Instrument;
 
 /// The HTTP method of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     Get,
     Post,
 }
 
 impl Method {
     /// The name OpenAPI uses.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::Get => "get",
             Method::Post => "post",
@@ -50,7 +49,7 @@ impl Method {
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Anyone (a webhook checks its own signature).
     Public,
     /// A caller with a live bearer token.
@@ -58,7 +57,7 @@ pub enum Access {
 }
 
 /// One route: what the router serves and the OpenAPI document describes.
-pub struct Route {
+pub(crate) struct Route {
     pub method: Method,
     pub path: &'static str,
     pub summary: &'static str,
@@ -68,7 +67,7 @@ pub struct Route {
 }
 
 /// Every route.
-pub const ROUTES: &[Route] = &[
+pub(crate) const ROUTES: &[Route] = &[
     Route {
         method: Method::Get,
         path: "/healthz",
@@ -142,7 +141,7 @@ pub const ROUTES: &[Route] = &[
 ];
 
 /// The router over [`ROUTES`]; request bodies above `body_limit` bytes get 413.
-pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+pub(crate) fn router(state: Arc<AppState>, body_limit: usize) -> Router {
     let mut router = Router::new();
     for route in ROUTES {
         let mut method = (route.handler)(route.method.filter());
@@ -154,12 +153,12 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
     }
     router
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(in_request_span))
+        .layer(middleware::from_fn(log_internal_errors))
         .with_state(state)
 }
 
 /// The OpenAPI 3.1 document of [`ROUTES`].
-pub fn openapi_document() -> Json {
+pub(crate) fn openapi_document() -> Json {
     let mut paths = Map::new();
     for route in ROUTES {
         let params: Vec<Json> = route
@@ -223,9 +222,15 @@ async fn require_token(
     }
 }
 
-/// Handle a request inside a span naming it, so what a handler logs (the detail of a 5xx
-/// above all) says which request it was about.
-async fn in_request_span(req: Request, next: Next) -> Response {
-    let span = tracing::error_span!("request", method = %req.method(), path = %req.uri().path());
-    next.run(req).instrument(span).await
+/// Log the detail of every 5xx answer with the request it answered (the client only sees
+/// "internal error"). One event with the request's fields, not a span: a span's callsite can be
+/// cached as disabled by whichever subscriber saw it first.
+async fn log_internal_errors(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let mut response = next.run(req).await;
+    if let Some(InternalDetail(detail)) = response.extensions_mut().remove::<InternalDetail>() {
+        let status = response.status().as_u16();
+        tracing::error!(%method, %path, status, "{detail}");
+    }
+    response
 }

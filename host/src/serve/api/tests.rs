@@ -427,9 +427,9 @@ async fn a_store_failure_answers_500_internal_error_and_only_the_log_has_the_dri
 
     let log = log.text();
     for (what, needle) in [
-        ("the list", "path=/api/v1/runs}"),
-        ("the trigger", "path=/api/v1/workflows/greet/runs}"),
-        ("the token check", "path=/api/v1/workflows}"),
+        ("the list", "path=/api/v1/runs "),
+        ("the trigger", "path=/api/v1/workflows/greet/runs "),
+        ("the token check", "path=/api/v1/workflows "),
         ("the driver text", "no such table"),
     ] {
         assert!(log.contains(needle), "{what}: `{needle}` not in\n{log}");

@@ -16,7 +16,7 @@ mod schedule;
 mod steps;
 
 /// Validate `raw`; on failure every diagnostic found is returned.
-pub fn validate(
+pub(super) fn validate(
     raw: WorkflowToml,
     source: Source,
     dir: PathBuf,
