@@ -4,6 +4,7 @@
 mod docker;
 mod faults;
 mod harness;
+mod hostile;
 mod http;
 mod kafka;
 mod ollama;

@@ -80,6 +80,43 @@ fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, LookupError> {
     };
     dotenvy::from_path_iter(path)
         .map_err(|e| fail(e.to_string()))?
-        .map(|item| item.map_err(|e| fail(e.to_string())))
+        .map(|item| item.map_err(|e| fail(dotenv_problem(path, &e))))
         .collect()
+}
+
+/// What is wrong with a `.env` file, never quoting it: a malformed line may hold a secret.
+fn dotenv_problem(path: &Path, error: &dotenvy::Error) -> String {
+    match error {
+        dotenvy::Error::LineParse(line, at) => {
+            let number = std::fs::read_to_string(path).ok().and_then(|text| {
+                text.lines()
+                    .position(|l| l.contains(line.lines().next().unwrap_or_default()))
+            });
+            match number {
+                Some(n) => format!(
+                    "line {} cannot be parsed (at character {at}); check its quotes and `=`",
+                    n + 1
+                ),
+                None => format!("a line cannot be parsed (at character {at})"),
+            }
+        }
+        dotenvy::Error::Io(e) => format!("cannot read it: {e}"),
+        dotenvy::Error::EnvVar(e) => e.to_string(),
+        _ => "it cannot be parsed".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_env_line_is_reported_by_number_without_its_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "A=1\n# note\nDB_PASSWORD=\"s3cr3t-value\nB=2\n").unwrap();
+        let error = read_dotenv(&path).unwrap_err().to_string();
+        assert!(error.contains("line 3"), "{error}");
+        assert!(!error.contains("s3cr3t"), "{error}");
+    }
 }

@@ -2,6 +2,7 @@
 //! shown or stored, a summary when too large to record, and `store_secret` into the host store.
 
 use crate::capability::Masker;
+use crate::capability::mask::MASK;
 use crate::capability::secret_store::SecretStore;
 use crate::runtime::Output;
 use crate::workflow::Step;
@@ -76,22 +77,39 @@ pub(super) fn store_secret_outputs(
 }
 
 /// Outputs as (real values for expressions, masked values for everything shown or stored).
-/// Secret outputs are registered with the masker first, so they are masked from now on.
+/// A secret output's every string and number is registered with the masker first, so it is
+/// masked from now on wherever it shows up, and its whole value is masked in the shown copy,
+/// whatever its JSON type.
 pub(super) fn collect_outputs(masker: &Masker, outputs: Vec<Output>) -> (Json, Json) {
-    for o in outputs.iter().filter(|o| o.secret) {
-        match serde_json::from_str::<Json>(&o.value) {
-            Ok(Json::String(s)) => masker.register(&s),
-            _ => masker.register(&o.value),
-        }
-    }
     let mut real = Map::new();
+    let mut secret = Vec::new();
     for o in outputs {
         let value = serde_json::from_str(&o.value).unwrap_or(Json::String(o.value));
+        if o.secret {
+            register_leaves(masker, &value);
+            secret.push(o.name.clone());
+        }
         real.insert(o.name, value);
     }
     let real = Json::Object(real);
-    let masked = masker.mask_json(&real);
+    let mut masked = masker.mask_json(&real);
+    if let Json::Object(shown) = &mut masked {
+        for name in secret {
+            shown.insert(masker.mask(&name), Json::String(MASK.into()));
+        }
+    }
     (real, masked)
+}
+
+/// Register the strings and numbers inside a secret value (booleans and null say nothing).
+fn register_leaves(masker: &Masker, value: &Json) {
+    match value {
+        Json::String(s) => masker.register(s),
+        Json::Number(n) => masker.register(&n.to_string()),
+        Json::Array(items) => items.iter().for_each(|v| register_leaves(masker, v)),
+        Json::Object(map) => map.values().for_each(|v| register_leaves(masker, v)),
+        Json::Bool(_) | Json::Null => {}
+    }
 }
 
 #[cfg(test)]
@@ -133,5 +151,36 @@ mod tests {
         assert_eq!(real["password"], "s3cret-value");
         assert_ne!(masked["password"], "s3cret-value");
         assert!(!masked["echo"].as_str().unwrap().contains("s3cret-value"));
+    }
+
+    #[test]
+    fn secret_numbers_objects_and_arrays_are_masked_whole_and_their_leaves_everywhere() {
+        let masker = Masker::default();
+        let output = |name: &str, value: Json, secret| Output {
+            name: name.into(),
+            value: value.to_string(),
+            secret,
+        };
+        let outputs = vec![
+            output("pin", json!(48213977), true),
+            output("creds", json!({"password": "hunter2", "port": 5432}), true),
+            output("keys", json!(["k-1-secret", 77123]), true),
+            output(
+                "note",
+                json!("pin 48213977, pw hunter2, key k-1-secret"),
+                false,
+            ),
+        ];
+        let (real, masked) = collect_outputs(&masker, outputs);
+        assert_eq!(real["pin"], 48213977);
+        assert_eq!(real["creds"]["password"], "hunter2");
+        for name in ["pin", "creds", "keys"] {
+            assert_eq!(masked[name], MASK, "{name}: {masked}");
+        }
+        let shown = masked.to_string();
+        for leak in ["48213977", "hunter2", "k-1-secret", "77123"] {
+            assert!(!shown.contains(leak), "{leak} in {shown}");
+        }
+        assert_ne!(recordable_outputs(&masked), real, "never resumable");
     }
 }

@@ -62,8 +62,14 @@ fn scope_for(shared: &RunShared, step: &Step) -> Scope {
         return scope;
     }
     let finished = shared.finished.read().unwrap_or_else(|e| e.into_inner());
+    let dag = shared.workflow.dag();
     let steps: Map<String, Json> = match read {
-        StepsRead::All => finished.clone(),
+        // `steps` as a whole or by index: still only the steps this one needs.
+        StepsRead::All => finished
+            .iter()
+            .filter(|(id, _)| dag.is_ancestor(id, &step.id))
+            .map(|(id, v)| (id.clone(), v.clone()))
+            .collect(),
         StepsRead::These(ids) => ids
             .into_iter()
             .filter_map(|id| finished.get(id).map(|v| (id.to_string(), v.clone())))
@@ -124,12 +130,19 @@ pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport,
         let result = shared.runtime.run(&resolved.plugin, invocation).await;
         let denials = events.take_denials();
         let fault = match result {
-            Ok(outputs) => {
+            Ok(mut outputs) => {
                 let secret_names: Vec<String> = outputs
                     .iter()
                     .filter(|o| o.secret)
                     .map(|o| o.name.clone())
                     .collect();
+                // What `store_secret` names is a secret, whether the plugin said so or not.
+                for o in outputs.iter_mut() {
+                    o.secret |= step
+                        .store_secrets
+                        .iter()
+                        .any(|keep| keep.output.as_deref() == Some(o.name.as_str()));
+                }
                 let (real, masked) = collect_outputs(masker, outputs);
                 let kept =
                     store_secret_outputs(shared.secret_store.as_ref(), step, &real, &secret_names);

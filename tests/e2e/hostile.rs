@@ -1,0 +1,129 @@
+//! Attacks from the security review (`../shared/reviews/security.md`), each as the attacker
+//! would try it against the real binary: what must not leak, or not be reachable, is checked
+//! in every place it could land (reports, `runs show`, the SQLite file).
+
+use crate::harness::{Orch, step};
+
+/// M1: a plugin's secret numbers, objects and arrays are masked like strings.
+#[test]
+fn secret_outputs_of_every_json_type_are_masked_everywhere() {
+    let orch = Orch::new();
+    let ran = orch.run(
+        r#"
+        name = "m1"
+        [steps.gen]
+        plugin = "echo"
+        with = { outputs = { pin = 48213977, creds = { password = "hunter2-Zq" }, keys = ["k-1-Secret", 77123] }, secret = ["pin", "creds", "keys"] }
+        [steps.use]
+        plugin = "echo"
+        needs = ["gen"]
+        with = { message = "pin ${{ steps.gen.outputs.pin }} pw ${{ steps.gen.outputs.creds.password }}" }
+        "#,
+        &[],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let report = ran.report();
+    for name in ["pin", "creds", "keys"] {
+        assert_eq!(step(&report, "gen")["outputs"][name], "***", "{report}");
+    }
+    let id = report["run_id"].as_str().unwrap();
+    let show = orch.orch(&["runs", "show", id]);
+    let store = orch.sqlite_store_text();
+    for leak in ["48213977", "hunter2-Zq", "k-1-Secret", "77123"] {
+        for (what, text) in [
+            ("--json output", &ran.stdout),
+            ("runs show", &show.stdout),
+            ("the SQLite file", &store),
+        ] {
+            assert!(!text.contains(leak), "{leak} visible in {what}");
+        }
+    }
+}
+
+/// M2: an output named by `store_secret` is a secret even if the plugin did not mark it.
+#[test]
+fn an_output_kept_by_store_secret_never_reaches_the_run_store() {
+    let secrets = tempfile::tempdir().unwrap();
+    let orch = Orch::new().env("ORCH_SECRETS_DIR", secrets.path().to_str().unwrap());
+    let ran = orch.run(
+        r#"
+        name = "m2"
+        [steps.gen]
+        plugin = "echo"
+        with = { outputs = { token = "tok-Unmarked-123" } }
+        store_secret = { token = "KEPT_TOKEN" }
+        "#,
+        &[],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(step(&ran.report(), "gen")["outputs"]["token"], "***");
+    assert!(!ran.stdout.contains("tok-Unmarked-123"));
+    assert!(!orch.sqlite_store_text().contains("tok-Unmarked-123"));
+    let kept = orch.orch(&["secret", "get", "KEPT_TOKEN"]);
+    assert_eq!(kept.stdout.trim(), "tok-Unmarked-123", "{}", kept.stderr);
+}
+
+/// M3: a malformed `.env` line is reported by its number, without the secret it holds.
+#[test]
+fn a_malformed_env_line_is_reported_without_its_secret() {
+    let orch = Orch::new();
+    orch.write(".env", "OK=1\nDB_PASSWORD=\"s3cr3t-Unterminated\n");
+    let ran = orch.run(
+        r#"
+        name = "m3"
+        [steps.a]
+        plugin = "echo"
+        with = { message = "${{ secrets.DB_PASSWORD }}" }
+        "#,
+        &[],
+    );
+    assert_eq!(ran.code, 2, "{}", ran.stdout);
+    assert!(ran.stderr.contains("line 2"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("s3cr3t"), "{}", ran.stderr);
+    assert!(!ran.stdout.contains("s3cr3t"), "{}", ran.stdout);
+}
+
+/// E1: `steps["x"]` gives a step only the steps it needs, never the real outputs of another
+/// step that happened to finish first (with `--parallel 1`, `gen` runs before `spy`).
+#[test]
+fn indexing_steps_cannot_read_a_step_that_is_not_needed() {
+    let orch = Orch::new();
+    let ran = orch.run(
+        r#"
+        name = "e1"
+        [steps.gen]
+        plugin = "echo"
+        with = { outputs = { password = "gen-Secret-E1" }, secret = ["password"] }
+        [steps.mine]
+        plugin = "echo"
+        with = { outputs = { n = 7 } }
+        [steps.reads_needed]
+        plugin = "echo"
+        needs = ["mine"]
+        with = { outputs = { got = "${{ steps['mine'].outputs.n }}" } }
+        [steps.spy]
+        plugin = "echo"
+        needs = ["mine"]
+        with = { outputs = { got = "${{ steps['gen'].outputs.password }}" } }
+        "#,
+        &["--parallel", "1"],
+    );
+    assert_eq!(ran.code, 1, "spy must fail: {}", ran.stdout);
+    let report = ran.report();
+    assert_eq!(
+        step(&report, "reads_needed")["outputs"]["got"],
+        7,
+        "{report}"
+    );
+    let spy = step(&report, "spy");
+    assert_eq!(spy["status"], "failed", "{spy}");
+    assert!(
+        spy["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot render `with`"),
+        "{spy}"
+    );
+    assert!(!ran.stdout.contains("gen-Secret-E1"));
+    assert!(!orch.sqlite_store_text().contains("gen-Secret-E1"));
+}
