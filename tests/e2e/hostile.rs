@@ -127,3 +127,33 @@ fn indexing_steps_cannot_read_a_step_that_is_not_needed() {
     assert!(!ran.stdout.contains("gen-Secret-E1"));
     assert!(!orch.sqlite_store_text().contains("gen-Secret-E1"));
 }
+
+/// X1: the run store, the secret store and the compiled-plugin cache are private to their
+/// owner when orch creates them.
+#[test]
+fn the_stores_and_the_cache_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    let (data, cache, secrets) = (
+        base.path().join("data/orch"),
+        base.path().join("cache/components"),
+        base.path().join("secrets"),
+    );
+    let orch = Orch::new()
+        .env(
+            "ORCH_DATABASE_URL",
+            &format!("sqlite://{}/orch.db", data.display()),
+        )
+        .env("ORCH_CACHE_DIR", cache.to_str().unwrap())
+        .env("ORCH_SECRETS_DIR", secrets.to_str().unwrap());
+    let ran = orch.run(
+        "name = \"x1\"\n[steps.a]\nplugin = \"echo\"\nwith = { outputs = { t = \"v\" } }\nstore_secret = { t = \"X1_TOKEN\" }\n",
+        &[],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for dir in [&data, &cache, &secrets] {
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    }
+    assert_eq!(mode(&data.join("orch.db")), 0o600);
+}

@@ -62,7 +62,9 @@ impl SecretStore {
     /// Store `value` under `name`, replacing it atomically; readable by the owner only.
     pub fn set(&self, name: &str, value: &str) -> Result<(), SecretStoreError> {
         let path = self.path(name)?;
-        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(e))?;
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&self.dir)
+            .map_err(|e| self.io(e))?;
         let mut file = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| self.io(e))?;
         #[cfg(unix)]
         {

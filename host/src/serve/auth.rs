@@ -118,7 +118,7 @@ pub(crate) fn payload_value<'a>(
 
 /// Sign a body like a forge does (for the tests of verification).
 #[cfg(test)]
-fn sign(secret: &[u8], body: &[u8]) -> String {
+pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))

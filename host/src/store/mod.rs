@@ -146,8 +146,14 @@ impl Store {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         if sqlite && let Some(dir) = sqlite_path(url).as_deref().and_then(Path::parent) {
-            // If this fails, connecting says why (with the path) just below.
-            if let Err(e) = std::fs::create_dir_all(dir) {
+            // Only its owner may read the store (inputs, logs, token hashes). If this fails,
+            // connecting says why (with the path) just below.
+            let created = std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir);
+            if let Err(e) = created {
                 tracing::debug!("cannot create {}: {e}", dir.display());
             }
         }
@@ -181,7 +187,25 @@ impl Store {
             .await
             .map_err(open_err)?;
         MIGRATOR.run(&pool).await?;
+        if let Some(path) = sqlite_path(url) {
+            owner_only(&path);
+        }
         Ok(Self { pool })
+    }
+}
+
+/// The SQLite files (database, WAL, shared memory) readable by their owner only.
+fn owner_only(db: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let path = Path::new(&path);
+        if path.exists()
+            && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!("cannot make {} private: {e}", path.display());
+        }
     }
 }
 

@@ -95,7 +95,11 @@ impl App {
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let request = request.body(Body::from(body.to_string())).unwrap();
+        self.send(request.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn send(&self, request: Request<Body>) -> Answer {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
@@ -476,6 +480,29 @@ async fn a_webhook_whose_secret_is_not_set_answers_500_without_naming_it() {
         json!({"error": "internal error", "hint": "the webhook's secret is not set on the server"})
     );
     assert!(log.text().contains("HOOK_SECRET"), "{}", log.text());
+}
+
+/// S1: an empty secret (`HOOK_SECRET=` left as a placeholder) would accept `HMAC("", body)`.
+#[tokio::test]
+async fn a_webhook_whose_secret_is_empty_refuses_deliveries_signed_with_the_empty_key() {
+    let app = App::new(&[("hook.toml", HOOK), (".env", "HOOK_SECRET=\n")]).await;
+    let body = r#"{"ref":"main"}"#;
+    let signature = auth::sign(b"", body.as_bytes());
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/webhooks/hook")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-hub-signature-256", signature)
+        .header("x-github-delivery", "d-empty-1")
+        .body(Body::from(body))
+        .unwrap();
+    let answer = app.send(request).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        answer.json(),
+        json!({"error": "internal error", "hint": "the webhook's secret is empty on the server: set it"})
+    );
+    assert_eq!(app.run_count().await, 0);
 }
 
 #[tokio::test]

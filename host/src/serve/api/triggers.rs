@@ -89,6 +89,14 @@ pub(super) async fn webhook(
         .as_str()
         .unwrap_or_default()
         .to_string();
+    // An empty key would let anyone sign a delivery (HMAC("", body)).
+    if secret.is_empty() {
+        return Err(ApiError::server(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("webhook of `{name}`: secret `{}` is empty", hook.secret),
+            Some("the webhook's secret is empty on the server: set it"),
+        ));
+    }
     let now = chrono::Utc::now().timestamp();
     let delivery = auth::verify_delivery(secret.as_bytes(), &headers, &body, now).map_err(|e| {
         let status = match e {
