@@ -157,3 +157,72 @@ fn the_stores_and_the_cache_are_created_private() {
     }
     assert_eq!(mode(&data.join("orch.db")), 0o600);
 }
+
+fn httpbin() -> crate::harness::Server {
+    crate::harness::Server::start("httpbin.py", &[])
+}
+
+/// H1: a request routed to an http connection carries the base URL's host, not the
+/// connection's name.
+#[test]
+fn a_routed_request_carries_the_upstream_host_not_the_connection_name() {
+    let server = httpbin();
+    let orch = Orch::new();
+    let ran = orch.run(
+        &format!(
+            r#"
+            name = "h1"
+            [connections.api]
+            kind = "http"
+            url = "http://127.0.0.1:{}/v1"
+            [steps.fetch]
+            plugin = "http"
+            allow = ["api"]
+            with = {{ url = "http://api/host" }}
+            "#,
+            server.port
+        ),
+        &[],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stdout);
+    let body = step(&ran.report(), "fetch")["outputs"]["body"].clone();
+    assert_eq!(body["host"], format!("127.0.0.1:{}", server.port), "{body}");
+    assert_eq!(body["path"], "/v1/host");
+}
+
+/// H2: a hostile plugin's raw `..` (plain or percent-encoded) cannot climb out of the
+/// connection's base path with its credentials.
+#[test]
+fn dot_segments_cannot_leave_a_connections_base_path() {
+    let server = httpbin();
+    let orch = Orch::new().env("API_TOKEN", "tok-H2-secret");
+    for path in ["/%2e%2e/whoami", "/../whoami"] {
+        let ran = orch.run(
+            &format!(
+                r#"
+                name = "h2"
+                [connections.api]
+                kind = "http"
+                url = "http://127.0.0.1:{}/v1/inner"
+                headers = {{ Authorization = "Bearer ${{{{ secrets.API_TOKEN }}}}" }}
+                [steps.peek]
+                plugin = "{}"
+                allow = ["api"]
+                with = {{ connection = "api", path = "{path}" }}
+                "#,
+                server.port,
+                crate::harness::example("peek-token")
+            ),
+            &[],
+        );
+        assert_eq!(ran.code, 1, "{path}: {}", ran.stdout);
+        let peek = step(&ran.report(), "peek").clone();
+        assert!(
+            peek["error"]
+                .as_str()
+                .unwrap()
+                .contains("HttpRequestDenied"),
+            "{path}: {peek}"
+        );
+    }
+}

@@ -74,6 +74,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, {"key": key})
         if url.path == "/big":
             return self.send(200, b"x" * int(q["bytes"]), "text/plain")
+        if url.path == "/host":
+            return self.send(200, {"host": self.headers.get("Host"), "path": original})
         if url.path == "/whoami":
             auth = self.headers.get("Authorization", "")
             return self.send(200, {"authorized": bool(TOKEN) and auth == f"Bearer {TOKEN}", "path": original})

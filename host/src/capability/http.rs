@@ -45,6 +45,17 @@ fn refused(message: String) -> ResponseFuture {
     Box::new(async { Err(Error::HttpRequestDenied) })
 }
 
+/// Does a request path hold a `..` segment, plain or percent-encoded (`%2e%2e`, `.%2E`)? The
+/// upstream would resolve it above the connection's base path, with the connection's
+/// credentials.
+fn climbs_out(path_and_query: &str) -> bool {
+    let path = path_and_query.split(['?', '#']).next().unwrap_or_default();
+    path.split('/').any(|segment| {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        decoded == ".." || decoded.split('\\').any(|part| part == "..")
+    })
+}
+
 /// Point `request` at `connection`'s base URL and add its headers.
 fn route(
     request: &mut http::Request<WasiBody>,
@@ -63,6 +74,16 @@ fn route(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
+    if climbs_out(&rest) {
+        return Err(format!(
+            "http connection `{name}`: the path `{rest}` leaves the connection's base path"
+        ));
+    }
+    // The upstream sees its own name, not the connection's.
+    let authority = base
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .ok_or_else(|| format!("http connection `{name}`: `url` has no host"))?;
     let mut parts = base.into_parts();
     parts.path_and_query = Some(
         format!("{prefix}{rest}")
@@ -71,6 +92,9 @@ fn route(
     );
     *request.uri_mut() =
         http::Uri::from_parts(parts).map_err(|e| format!("http connection `{name}`: {e}"))?;
+    let host = http::HeaderValue::try_from(authority)
+        .map_err(|e| format!("http connection `{name}`: bad host: {e}"))?;
+    request.headers_mut().insert(http::header::HOST, host);
     if let Some(serde_json::Value::Object(headers)) = connection.settings.get("headers") {
         for (key, value) in headers {
             let (Ok(key), Some(Ok(value))) = (
@@ -145,5 +169,27 @@ impl WasiHttpHooks for HttpGate {
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::climbs_out;
+
+    #[test]
+    fn dot_segments_plain_or_encoded_climb_out_and_names_with_dots_do_not() {
+        for path in [
+            "/../x",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/.%2E/x",
+            "/a/%2E%2e?q=1",
+            "/a\\..\\x",
+        ] {
+            assert!(climbs_out(path), "{path}");
+        }
+        for path in ["/x", "/a..b/c", "/...", "/v1/x?next=../y", "/.well-known/x"] {
+            assert!(!climbs_out(path), "{path}");
+        }
     }
 }
