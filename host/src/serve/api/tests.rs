@@ -482,6 +482,22 @@ async fn a_webhook_whose_secret_is_not_set_answers_500_without_naming_it() {
     assert!(log.text().contains("HOOK_SECRET"), "{}", log.text());
 }
 
+/// S4: webhooks are unauthenticated: a wrong name gets a plain 404 that names no workflow.
+#[tokio::test]
+async fn an_unknown_webhook_gets_a_404_that_names_no_other_workflow() {
+    let app = App::new(&[("hook.toml", HOOK), ("greet.toml", GREET)]).await;
+    for name in ["hok", "greet"] {
+        let answer = app
+            .call("POST", &format!("/api/v1/webhooks/{name}"), None, "{}")
+            .await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{name}");
+        assert_eq!(
+            answer.json(),
+            json!({"error": format!("no webhook `{name}`")})
+        );
+    }
+}
+
 /// S1: an empty secret (`HOOK_SECRET=` left as a placeholder) would accept `HMAC("", body)`.
 #[tokio::test]
 async fn a_webhook_whose_secret_is_empty_refuses_deliveries_signed_with_the_empty_key() {

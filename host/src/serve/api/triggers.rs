@@ -62,14 +62,12 @@ pub(super) async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let served = state.served(&name)?;
+    // Unauthenticated: one answer for "no such workflow" and "no webhook", and no names of
+    // other workflows (no did-you-mean), so a stranger learns nothing from guessing.
+    let not_here = || ApiError::new(StatusCode::NOT_FOUND, format!("no webhook `{name}`"));
+    let served = state.registry.get(&name).ok_or_else(not_here)?;
     let wf = &served.workflow;
-    let hook = wf.webhook.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("workflow `{name}` has no [webhook] section"),
-        )
-    })?;
+    let hook = wf.webhook.as_ref().ok_or_else(not_here)?;
     let lookup = secrets::resolve(
         std::slice::from_ref(&hook.secret),
         &[],
