@@ -91,7 +91,9 @@ impl Policy {
         let images = strings("images")?
             .into_iter()
             .map(|p| {
-                let re = format!("^{}$", regex::escape(&p).replace(r"\*", ".*"));
+                // `*` stays within one path segment: `redis*` allows `redis:7`, never
+                // `redis.attacker.tld/x` (another registry) or `library/redis/x`.
+                let re = format!("^{}$", regex::escape(&p).replace(r"\*", "[^/]*"));
                 Regex::new(&re)
                     .map(|r| (p.clone(), r))
                     .map_err(|e| format!("image pattern `{p}`: {e}"))

@@ -89,6 +89,16 @@ fn busybox_only() -> Policy {
     policy(serde_json::json!({ "images": ["localhost/*"] }))
 }
 
+/// D8: a pattern cannot reach another registry or repository through its `*`.
+#[test]
+fn image_patterns_do_not_cross_a_registry_or_repository_boundary() {
+    let p = policy(serde_json::json!({ "images": ["redis*"] }));
+    assert!(p.image_allowed("redis:7"));
+    assert!(p.image_allowed("redis:7-alpine"));
+    assert!(!p.image_allowed("redis.attacker.tld/x:1"));
+    assert!(!p.image_allowed("redis.attacker.tld/redis:7"));
+}
+
 #[test]
 fn image_patterns_match_with_and_without_the_implied_tag() {
     let p = policy(serde_json::json!({ "images": ["localhost/*", "postgres:16*"] }));
@@ -97,6 +107,8 @@ fn image_patterns_match_with_and_without_the_implied_tag() {
     assert!(p.image_allowed("postgres:16.4"));
     assert!(!p.image_allowed("postgres"), "means postgres:latest");
     assert!(!p.image_allowed("docker.io/localhost/busybox"));
+    assert!(!p.image_allowed("localhost/busybox/../../x:1"));
+    assert!(!p.image_allowed("localhost/evil/nested:1"));
     assert!(
         !policy(serde_json::json!({})).image_allowed("busybox"),
         "none by default"
