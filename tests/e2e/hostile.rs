@@ -226,3 +226,33 @@ fn dot_segments_cannot_leave_a_connections_base_path() {
         );
     }
 }
+
+/// C1: cached compiled code runs unchecked, so a cache directory another user can write is
+/// not used (compiled afresh, with a warning).
+#[test]
+fn a_component_cache_writable_by_others_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    let orch = Orch::new()
+        .env("ORCH_CACHE_DIR", cache.path().to_str().unwrap())
+        .env("ORCH_LOG", "warn");
+    let workflow = "name = \"c1\"\n[steps.a]\nplugin = \"echo\"\n";
+    let first = orch.run(workflow, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        !first.stderr.contains("component cache not used"),
+        "{}",
+        first.stderr
+    );
+    let cached = std::fs::read_dir(cache.path()).unwrap().count();
+    assert!(cached > 0, "the first run filled the cache");
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let second = orch.run(workflow, &[]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("component cache not used")
+            && second.stderr.contains("writable by others"),
+        "{}",
+        second.stderr
+    );
+}

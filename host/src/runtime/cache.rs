@@ -37,6 +37,11 @@ impl ComponentCache {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let path = dir.join(format!("{hash}-{:016x}.cwasm", hasher.finish()));
+        // Cached code runs unchecked: a cache someone else can write is no cache at all.
+        if let Err(why) = private_to_us(dir) {
+            tracing::warn!(dir = %dir.display(), "component cache not used: {why}");
+            return Component::new(engine, bytes);
+        }
         if path.is_file() {
             match deserialize(engine, &path) {
                 Ok(component) => return Ok(component),
@@ -51,6 +56,26 @@ impl ComponentCache {
         }
         deserialize_bytes(engine, &compiled)
     }
+}
+
+/// Is `dir` (and everything in it) ours and writable by us alone? A missing dir is: it will be
+/// created `0700`.
+fn private_to_us(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    let us = rustix::process::geteuid().as_raw();
+    if meta.uid() != us {
+        return Err(format!("owned by uid {}, not {us}", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by others (mode {:o}): `chmod go-w` it",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
 #[allow(
