@@ -4,7 +4,7 @@
 use super::events::{Event, Observer};
 use crate::capability::{Denial, LogLevel, Masker, StepSink};
 use crate::store::{AuditRow, NewLog, Store, now_ms};
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -53,12 +53,25 @@ pub(super) struct RunChannel {
     pub seq: AtomicI64,
 }
 
+/// Log lines one step may write (all attempts together); then one "log truncated" line and
+/// nothing more, so a plugin cannot flood the store, the terminal or the API.
+const MAX_STEP_LOG_LINES: u64 = 10_000;
+/// Log bytes one step may write (each line is already cut at 16 KiB).
+const MAX_STEP_LOG_BYTES: u64 = 8 << 20;
+/// Denials audited per step; more are counted in the log's truncation line, not recorded.
+const MAX_STEP_DENIALS: usize = 100;
+
 /// The sink of one step.
 pub(super) struct StepEvents {
     pub run: Arc<RunChannel>,
     pub step: String,
     pub attempt: AtomicU32,
     pub denials: Mutex<Vec<Denial>>,
+    /// Lines and bytes logged so far, against the step's budget.
+    logged: (AtomicU64, AtomicU64),
+    /// The "log truncated" line was written.
+    truncated: AtomicBool,
+    audited: AtomicUsize,
 }
 
 impl StepEvents {
@@ -69,19 +82,20 @@ impl StepEvents {
             step: step.to_string(),
             attempt: AtomicU32::new(0),
             denials: Mutex::new(Vec::new()),
+            logged: (AtomicU64::new(0), AtomicU64::new(0)),
+            truncated: AtomicBool::new(false),
+            audited: AtomicUsize::new(0),
         }
     }
 
-    /// Denials recorded since the last call (one attempt's worth).
-    pub(super) fn take_denials(&self) -> Vec<Denial> {
-        std::mem::take(&mut *self.denials.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Take one line of `bytes` from the step's log budget: is it within?
+    fn within_budget(&self, bytes: usize) -> bool {
+        let lines = self.logged.0.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = self.logged.1.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        lines <= MAX_STEP_LOG_LINES && total <= MAX_STEP_LOG_BYTES
     }
-}
 
-impl StepSink for StepEvents {
-    fn log(&self, level: LogLevel, message: &str) {
-        let message = self.run.masker.mask(message);
-        let level = level.as_str();
+    fn write(&self, level: &'static str, message: String) {
         if let Some(records) = &self.run.records {
             let _ = records.send(Record::Log(NewLog {
                 seq: self.run.seq.fetch_add(1, Ordering::Relaxed),
@@ -99,6 +113,25 @@ impl StepSink for StepEvents {
         });
     }
 
+    /// Denials recorded since the last call (one attempt's worth).
+    pub(super) fn take_denials(&self) -> Vec<Denial> {
+        std::mem::take(&mut *self.denials.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl StepSink for StepEvents {
+    fn log(&self, level: LogLevel, message: &str) {
+        if self.within_budget(message.len()) {
+            self.write(level.as_str(), self.run.masker.mask(message));
+        } else if !self.truncated.swap(true, Ordering::Relaxed) {
+            let notice = format!(
+                "log truncated: a step may write {MAX_STEP_LOG_LINES} lines or {} MiB; the rest is dropped",
+                MAX_STEP_LOG_BYTES >> 20
+            );
+            self.write(LogLevel::Warn.as_str(), notice);
+        }
+    }
+
     fn progress(&self, current: u64, total: Option<u64>, message: &str) {
         self.run.observer.event(&Event::StepProgress {
             step: self.step.clone(),
@@ -111,6 +144,9 @@ impl StepSink for StepEvents {
     fn denied(&self, denial: &Denial) {
         let reason = self.run.masker.mask(&denial.to_string());
         self.log(LogLevel::Error, &format!("denied: {reason}"));
+        if self.audited.fetch_add(1, Ordering::Relaxed) >= MAX_STEP_DENIALS {
+            return;
+        }
         if let Some(records) = &self.run.records {
             let _ = records.send(Record::Audit(AuditRow {
                 step: self.step.clone(),
@@ -124,5 +160,69 @@ impl StepSink for StepEvents {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(denial.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts the log events it sees.
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+
+    impl Observer for Lines {
+        fn event(&self, event: &Event) {
+            if let Event::StepLog { message, .. } = event {
+                self.0.lock().unwrap().push(message.clone());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flooding_step_gets_its_budget_then_one_truncation_line_and_capped_audit_rows() {
+        let lines = Arc::new(Lines::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let run = Arc::new(RunChannel {
+            masker: Arc::new(Masker::default()),
+            observer: lines.clone(),
+            records: Some(tx),
+            seq: AtomicI64::new(0),
+        });
+        let step = StepEvents::new(run, "flood");
+        for i in 0..MAX_STEP_LOG_LINES + 500 {
+            step.log(LogLevel::Info, &format!("line {i}"));
+        }
+        let seen = lines.0.lock().unwrap().clone();
+        assert_eq!(seen.len() as u64, MAX_STEP_LOG_LINES + 1);
+        assert!(
+            seen.last().unwrap().starts_with("log truncated"),
+            "{:?}",
+            seen.last()
+        );
+        let denial = Denial {
+            step: "flood".into(),
+            action: "connection",
+            target: "db".into(),
+            grant: "db".into(),
+        };
+        for _ in 0..MAX_STEP_DENIALS + 50 {
+            step.denied(&denial);
+        }
+        drop(step);
+        let mut audited = 0;
+        let mut logged = 0;
+        while let Ok(record) = rx.try_recv() {
+            match record {
+                Record::Audit(_) => audited += 1,
+                Record::Log(_) => logged += 1,
+            }
+        }
+        assert_eq!(audited, MAX_STEP_DENIALS);
+        assert_eq!(
+            logged as u64,
+            MAX_STEP_LOG_LINES + 1,
+            "denial lines count against the budget"
+        );
     }
 }
