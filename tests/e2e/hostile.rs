@@ -256,3 +256,37 @@ fn a_component_cache_writable_by_others_is_not_used() {
         second.stderr
     );
 }
+
+/// T1: an input rendered into a connection's settings cannot redirect the connection (and its
+/// credentials) to another host, port, user or query.
+#[test]
+fn an_input_cannot_redirect_a_connection() {
+    let orch = Orch::new().env("PG_PASSWORD", "pw-T1-secret");
+    let workflow = r#"
+        name = "t1"
+        [inputs.db]
+        type = "string"
+        [connections.pg]
+        kind = "postgres"
+        url = "postgres://etl:${{ secrets.PG_PASSWORD }}@127.0.0.1:1/${{ inputs.db }}"
+        [steps.hello]
+        plugin = "echo"
+        with = { message = "db ${{ inputs.db }}" }
+        "#;
+    for attack in [
+        "x?host=evil.example",
+        "x@evil.example:5432/y",
+        "../x",
+        "x y",
+    ] {
+        let ran = orch.run(workflow, &["-i", &format!("db={attack}")]);
+        assert_eq!(ran.code, 2, "{attack}: {}", ran.stdout);
+        assert!(
+            ran.stderr.contains("connection `pg`") && ran.stderr.contains("`db`"),
+            "{attack}: {}",
+            ran.stderr
+        );
+    }
+    let ran = orch.run(workflow, &["-i", "db=datalab_2"]);
+    assert_eq!(ran.code, 0, "a plain name still works: {}", ran.stderr);
+}

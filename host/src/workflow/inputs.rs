@@ -14,6 +14,9 @@ pub struct InputSpec {
     pub required: bool,
     pub options: Option<Vec<Json>>,
     pub regex: Option<regex::Regex>,
+    /// A connection whose settings read this input: its values must not be able to redirect
+    /// the connection (another host, port, user or query), so they are plain words.
+    pub feeds_connection: Option<String>,
 }
 
 impl InputSpec {
@@ -56,6 +59,22 @@ impl InputSpec {
                 "\"{s}\" does not match the regex `{}`",
                 re.as_str()
             ));
+        }
+        if let Some(connection) = &self.feeds_connection {
+            let plain = |s: &str| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            };
+            let safe = match value {
+                Json::String(s) => plain(s),
+                Json::Number(_) | Json::Bool(_) => true,
+                _ => false,
+            };
+            if !safe {
+                return Err(format!(
+                    "{value} is used in the settings of connection `{connection}`: it may hold only letters, digits, `_`, `-` and `.` (no host, port, user or query can be slipped in)"
+                ));
+            }
         }
         Ok(())
     }
@@ -214,6 +233,7 @@ mod tests {
 
     fn spec(kind: InputKind) -> InputSpec {
         InputSpec {
+            feeds_connection: None,
             name: "x".into(),
             description: None,
             kind,

@@ -482,6 +482,44 @@ async fn a_webhook_whose_secret_is_not_set_answers_500_without_naming_it() {
     assert!(log.text().contains("HOOK_SECRET"), "{}", log.text());
 }
 
+/// T1: a trigger cannot point a connection somewhere else through an input: 422, no run.
+#[tokio::test]
+async fn a_trigger_whose_input_would_redirect_a_connection_gets_422() {
+    const PG: &str = r#"
+name = "pg"
+[inputs.db]
+type = "string"
+[connections.pg]
+kind = "postgres"
+url = "postgres://etl@127.0.0.1:1/${{ inputs.db }}"
+[steps.hello]
+plugin = "echo"
+with = { message = "hi" }
+"#;
+    let app = App::new(&[("pg.toml", PG)]).await;
+    let path = "/api/v1/workflows/pg/runs";
+    let evil = app
+        .authed(
+            "POST",
+            path,
+            json!({"inputs": {"db": "x?host=evil.example"}}),
+        )
+        .await;
+    assert_eq!(
+        evil.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        evil.body
+    );
+    assert_eq!(evil.json()["inputs"][0]["name"], "db");
+    assert!(evil.body.contains("connection `pg`"), "{}", evil.body);
+    assert_eq!(app.run_count().await, 0);
+    let fine = app
+        .authed("POST", path, json!({"inputs": {"db": "datalab"}}))
+        .await;
+    assert_eq!(fine.status, StatusCode::ACCEPTED, "{}", fine.body);
+}
+
 /// S4: webhooks are unauthenticated: a wrong name gets a plain 404 that names no workflow.
 #[tokio::test]
 async fn an_unknown_webhook_gets_a_404_that_names_no_other_workflow() {

@@ -5,6 +5,7 @@ use crate::workflow::authored::ConnectionKind;
 use crate::workflow::diagnostic::Diagnostic;
 use crate::workflow::expr::{Reference, Template};
 use crate::workflow::hint;
+use crate::workflow::inputs::InputSpec;
 use crate::workflow::inputs::toml_to_json;
 use crate::workflow::model::*;
 use indexmap::IndexMap;
@@ -125,5 +126,33 @@ impl Validator<'_> {
             );
         }
         out
+    }
+
+    /// Mark the inputs that connection settings read (a trigger could otherwise point a
+    /// connection, credentials included, at a host of its choosing) and check their defaults
+    /// under that rule.
+    pub(super) fn connection_inputs(
+        &mut self,
+        inputs: &mut IndexMap<String, InputSpec>,
+        connections: &IndexMap<String, Connection>,
+    ) {
+        for (name, connection) in connections {
+            for reference in connection
+                .settings
+                .exprs()
+                .iter()
+                .flat_map(|e| e.references.iter())
+            {
+                if let Reference::Input(Some(input)) = reference
+                    && let Some(spec) = inputs.get_mut(input)
+                    && spec.feeds_connection.is_none()
+                {
+                    spec.feeds_connection = Some(name.clone());
+                    if let Some(Err(e)) = spec.default.as_ref().map(|d| spec.check(d)) {
+                        self.error(Diagnostic::global(format!("input `{input}`: default {e}")));
+                    }
+                }
+            }
+        }
     }
 }

@@ -41,6 +41,7 @@ impl Validator<'_> {
                     .as_ref()
                     .map(|o| o.get_ref().iter().map(toml_to_json).collect()),
                 regex,
+                feeds_connection: None,
             };
             if let Some(options) = &input.options {
                 let unchecked = InputSpec {

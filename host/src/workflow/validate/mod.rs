@@ -34,8 +34,9 @@ pub(super) fn validate(
                 .help("name the workflow, e.g. name = \"datalab\""),
         );
     }
-    let inputs = v.inputs(raw.inputs);
+    let mut inputs = v.inputs(raw.inputs);
     let connections = v.connections(raw.connections);
+    v.connection_inputs(&mut inputs, &connections);
     let schedules = raw
         .schedule
         .into_iter()
