@@ -106,7 +106,13 @@ pub(crate) struct ConnectionGate {
     pub granter: Arc<Granter>,
     pub connections: Arc<Connections>,
     pub sink: Arc<dyn StepSink>,
+    /// Connections handed out to this instance so far (all kinds).
+    pub opened: std::sync::atomic::AtomicUsize,
 }
+
+/// Connections one plugin instance may open: enough for any real step, too few to exhaust a
+/// server's connection slots.
+pub(crate) const MAX_OPEN_PER_STEP: usize = 16;
 
 /// What a connection-based host interface (postgres, kafka, docker) sees of a step: the
 /// resource table its handles live in, and the gate that hands out connections.
@@ -165,6 +171,51 @@ impl ConnectionGate {
                 "connection `{name}` is not a {kind} connection"
             )));
         }
+        let opened = self
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if opened >= MAX_OPEN_PER_STEP {
+            return Err(E::invalid(format!(
+                "a step may open at most {MAX_OPEN_PER_STEP} connections; reuse the ones it has"
+            )));
+        }
         Ok(connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::bindings::orch::plugin::postgres::Error;
+    use crate::capability::{Denial, LogLevel};
+    use crate::workflow::Grant;
+
+    struct Quiet;
+
+    impl StepSink for Quiet {
+        fn log(&self, _: LogLevel, _: &str) {}
+        fn progress(&self, _: u64, _: Option<u64>, _: &str) {}
+        fn denied(&self, _: &Denial) {}
+    }
+
+    #[test]
+    fn a_step_opens_a_bounded_number_of_connections() {
+        let pg = ResolvedConnection {
+            kind: ConnectionKind::Postgres,
+            settings: Map::new(),
+        };
+        let gate = ConnectionGate {
+            granter: Arc::new(Granter::new("s", vec![Grant::Connection("pg".into())])),
+            connections: Arc::new(Connections(HashMap::from([("pg".to_string(), pg)]))),
+            sink: Arc::new(Quiet),
+            opened: Default::default(),
+        };
+        for _ in 0..MAX_OPEN_PER_STEP {
+            assert!(gate.open::<Error>("pg", ConnectionKind::Postgres).is_ok());
+        }
+        let Err(Error::Other(refused)) = gate.open::<Error>("pg", ConnectionKind::Postgres) else {
+            panic!("the connection after the cap must be refused");
+        };
+        assert!(refused.contains("at most 16"), "{refused}");
     }
 }

@@ -15,6 +15,20 @@ use std::str::FromStr;
 use std::time::Duration;
 use wasmtime::component::{Linker, Resource};
 
+/// Rows one `query` call may return.
+const MAX_QUERY_ROWS: usize = 1_000_000;
+/// Bytes (roughly, the cells' text and blobs) one `query` call may hold in host memory.
+const MAX_QUERY_BYTES: usize = 256 << 20;
+
+/// What a cell costs in host memory, roughly.
+fn cell_size(value: &Value) -> usize {
+    match value {
+        Value::Text(s) | Value::Json(s) => s.len() + 24,
+        Value::Bytes(b) => b.len() + 24,
+        _ => 24,
+    }
+}
+
 /// How long opening a connection may take before it counts as unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -197,9 +211,19 @@ impl HostConnection for ConnectionView<'_> {
         let mut stream = query.fetch(&mut *conn);
         let mut columns = Vec::new();
         let mut rows = Vec::new();
+        let mut bytes = 0usize;
         loop {
             if limit.is_some_and(|l| rows.len() >= l as usize) {
                 break;
+            }
+            // Rows are held in host memory until the guest takes them: bounded, whatever the
+            // query (a table scan without `limit`, huge cells).
+            if rows.len() >= MAX_QUERY_ROWS || bytes > MAX_QUERY_BYTES {
+                return Ok(Err(Error::Other(format!(
+                    "the query returns more than {} rows or {} MiB: give it a `limit` (or use `copy`)",
+                    MAX_QUERY_ROWS,
+                    MAX_QUERY_BYTES >> 20
+                ))));
             }
             let row = match stream.try_next().await {
                 Ok(Some(row)) => row,
@@ -212,7 +236,10 @@ impl HostConnection for ConnectionView<'_> {
             let mut values = Vec::with_capacity(columns.len());
             for i in 0..row.columns().len() {
                 match cell(&row, i) {
-                    Ok(v) => values.push(v),
+                    Ok(v) => {
+                        bytes += cell_size(&v);
+                        values.push(v);
+                    }
                     Err(e) => return Ok(Err(e)),
                 }
             }

@@ -349,6 +349,7 @@ impl Runtime {
                 connections: connections.clone(),
             },
             connections: ConnectionGate {
+                opened: Default::default(),
                 granter,
                 connections,
                 sink: sink.clone(),
