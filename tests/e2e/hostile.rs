@@ -290,3 +290,34 @@ fn an_input_cannot_redirect_a_connection() {
     let ran = orch.run(workflow, &["-i", "db=datalab_2"]);
     assert_eq!(ran.code, 0, "a plain name still works: {}", ran.stderr);
 }
+
+/// K1: a consume call cannot hold a host thread for days: `timeout_ms` is bounded.
+#[test]
+fn a_consume_cannot_wait_longer_than_the_bound() {
+    let bootstrap = std::env::var("ORCH_TEST_KAFKA").expect(
+        "ORCH_TEST_KAFKA is not set: run `bash tests/services.sh start` and source its env file",
+    );
+    let orch = Orch::new().env("KAFKA_BOOTSTRAP", &bootstrap);
+    let ran = orch.run(
+        r#"
+        name = "k1"
+        [connections.kafka]
+        kind = "kafka"
+        bootstrap = "${{ env.KAFKA_BOOTSTRAP }}"
+        [steps.wait]
+        plugin = "kafka"
+        allow = ["kafka"]
+        with = { action = "consume", connection = "kafka", topic = "k1-none", group = "k1", timeout_ms = 4000000000 }
+        "#,
+        &[],
+    );
+    assert_eq!(ran.code, 1, "{}", ran.stdout);
+    let wait = step(&ran.report(), "wait").clone();
+    assert!(
+        wait["error"]
+            .as_str()
+            .unwrap()
+            .contains("over the 600000 ms"),
+        "{wait}"
+    );
+}

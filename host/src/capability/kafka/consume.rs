@@ -43,12 +43,22 @@ pub(super) fn headers_of(message: &impl Message) -> Vec<Header> {
         .unwrap_or_default()
 }
 
+/// The longest one consume call may wait for records (10 minutes).
+const MAX_CONSUME_TIMEOUT_MS: u32 = 600_000;
+
 /// Assign the partitions at the group's commits (or the given offsets), poll until the batch is
 /// full or the time is up, then commit the next offsets if asked.
 pub(super) fn consume_batch(
     config: &ClientConfig,
     request: ConsumeRequest,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Vec<Incoming>, Error> {
+    if request.timeout_ms > MAX_CONSUME_TIMEOUT_MS {
+        return Err(Error::Other(format!(
+            "`timeout_ms` {} is over the {} ms a consume call may wait",
+            request.timeout_ms, MAX_CONSUME_TIMEOUT_MS
+        )));
+    }
     let consumer = consumer(config, request.group.as_deref())?;
     let topic = &request.topic;
     let mut tpl = TopicPartitionList::new();
@@ -88,6 +98,9 @@ pub(super) fn consume_batch(
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             break;
+        }
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Other("the step was stopped while consuming".into()));
         }
         match consumer.poll(left.min(Duration::from_millis(100))) {
             None => continue,

@@ -234,6 +234,15 @@ async fn produce_each(
 }
 
 /// Run blocking rdkafka work off the async executor.
+/// Raises its flag when dropped.
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
@@ -485,7 +494,11 @@ impl HostClient for ConnectionView<'_> {
         request: ConsumeRequest,
     ) -> wasmtime::Result<Result<Vec<Incoming>, Error>> {
         let config = self.table.get(&client)?.config.clone();
-        Ok(blocking(move || consume_batch(&config, request)).await)
+        // The poll loop runs on a blocking thread: when the step is stopped (timeout, cancel)
+        // this future is dropped, the guard raises `stop`, and the loop ends without a commit.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _stop_on_drop = StopOnDrop(stop.clone());
+        Ok(blocking(move || consume_batch(&config, request, &stop)).await)
     }
 
     async fn drop(&mut self, client: Resource<KafkaClient>) -> wasmtime::Result<()> {
