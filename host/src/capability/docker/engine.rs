@@ -432,12 +432,14 @@ impl HostEngine for ConnectionView<'_> {
                 tail: tail.to_string(),
                 ..Default::default()
             };
-            let mut out = String::new();
+            let mut out = Bounded::default();
             let mut stream = engine.docker.logs(&id, Some(options));
             while let Some(chunk) = stream.next().await {
-                out.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+                if !out.push(&chunk?.into_bytes()) {
+                    break; // the rest is not read at all
+                }
             }
-            Ok(out)
+            Ok(out.finish())
         })
         .await
     }
@@ -461,15 +463,16 @@ impl HostEngine for ConnectionView<'_> {
                 detach: false,
                 ..Default::default()
             };
-            let mut out = String::new();
+            let mut out = Bounded::default();
             let started = engine.docker.start_exec(&created.id, Some(options)).await?;
             if let StartExecResults::Attached { mut output, .. } = started {
+                // Read to the end (the exit code comes after), keeping only the first bytes.
                 while let Some(chunk) = output.next().await {
-                    out.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+                    out.push(&chunk?.into_bytes());
                 }
             }
             let inspected = engine.docker.inspect_exec(&created.id).await?;
-            Ok((inspected.exit_code.unwrap_or(-1), out))
+            Ok((inspected.exit_code.unwrap_or(-1), out.finish()))
         })
         .await
     }
@@ -477,5 +480,63 @@ impl HostEngine for ConnectionView<'_> {
     async fn drop(&mut self, engine: Resource<DockerEngine>) -> wasmtime::Result<()> {
         self.table.delete(engine)?;
         Ok(())
+    }
+}
+
+/// Output of `logs` or `exec` kept for the guest: what the host holds is bounded whatever the
+/// container writes.
+#[derive(Default)]
+struct Bounded {
+    text: Vec<u8>,
+    dropped: usize,
+}
+
+/// Bytes of `logs`/`exec` output handed to a plugin.
+const MAX_OUTPUT: usize = 4 << 20;
+
+impl Bounded {
+    /// Keep what fits; `false` once the limit is reached.
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        let room = MAX_OUTPUT - self.text.len();
+        let kept = bytes.len().min(room);
+        self.text.extend_from_slice(&bytes[..kept]);
+        self.dropped += bytes.len() - kept;
+        self.dropped == 0
+    }
+
+    fn finish(self) -> String {
+        let mut out = String::from_utf8_lossy(&self.text).into_owned();
+        if self.dropped > 0 {
+            out.push_str(&format!(
+                "\n[output truncated: {} more bytes over the {} MiB limit]",
+                self.dropped,
+                MAX_OUTPUT >> 20
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_output_is_kept_up_to_the_limit_then_counted() {
+        let mut out = Bounded::default();
+        assert!(out.push(&vec![b'a'; MAX_OUTPUT - 1]));
+        assert!(!out.push(b"bcd"));
+        assert!(!out.push(b"ef"));
+        let text = out.finish();
+        assert!(text.starts_with(&"a".repeat(MAX_OUTPUT - 1)));
+        assert!(
+            text.ends_with("[output truncated: 4 more bytes over the 4 MiB limit]"),
+            "{}",
+            &text[text.len() - 80..]
+        );
+        assert_eq!(
+            text.len(),
+            MAX_OUTPUT + "\n[output truncated: 4 more bytes over the 4 MiB limit]".len()
+        );
     }
 }
