@@ -321,3 +321,23 @@ fn a_consume_cannot_wait_longer_than_the_bound() {
         "{wait}"
     );
 }
+
+/// "Failures say why": a plugin that calls `exit` in `run` fails its step with that reason,
+/// not with the first line of a wasm backtrace.
+#[test]
+fn a_plugin_that_exits_fails_its_step_saying_so() {
+    let orch = Orch::new();
+    let ran = orch.run(
+        &format!(
+            "name = \"exit\"\n[steps.quit]\nplugin = \"{}\"\nwith = {{ kind = \"exit\" }}\n",
+            crate::harness::example("fail")
+        ),
+        &[],
+    );
+    assert_eq!(ran.code, 1, "{}", ran.stdout);
+    let quit = step(&ran.report(), "quit").clone();
+    assert_eq!(
+        quit["error"], "plugin exited with code 1 during `run` instead of returning",
+        "{quit}"
+    );
+}

@@ -59,6 +59,9 @@ pub enum Fault {
     OutOfFuel(u64),
     #[error("cannot start the plugin: {0}")]
     Instantiate(String),
+    /// The guest called `exit` (WASI `proc_exit`) instead of returning.
+    #[error("plugin exited with code {code} during `{during}` instead of returning")]
+    Exited { code: i32, during: &'static str },
 }
 
 impl Fault {
@@ -79,6 +82,7 @@ impl Fault {
             Fault::OutOfMemory(_) => "out-of-memory",
             Fault::OutOfFuel(_) => "out-of-fuel",
             Fault::Instantiate(_) => "instantiate",
+            Fault::Exited { .. } => "exit",
         }
     }
 }
@@ -261,7 +265,7 @@ impl Runtime {
         let limiter = store.data().limiter;
         match result {
             Err(_) => Err(Fault::Timeout(Duration::from_secs(10))),
-            Ok(Err(e)) => Err(classify_trap(e, limiter, None)),
+            Ok(Err(e)) => Err(classify_trap(e, limiter, None, "describe")),
             Ok(Ok(info)) => Ok(info.into()),
         }
     }
@@ -269,7 +273,7 @@ impl Runtime {
     /// Call the plugin's `plan` (a dry run) in a fresh instance with the invocation's limits.
     pub async fn plan(&self, plugin: &Plugin, inv: Invocation<'_>) -> Result<Vec<Change>, Fault> {
         let changes = self
-            .call(plugin, inv, |instance, store, ctx, config| {
+            .call(plugin, inv, "plan", |instance, store, ctx, config| {
                 Box::pin(instance.call_plan(store, ctx, config))
             })
             .await?;
@@ -279,7 +283,7 @@ impl Runtime {
     /// Call the plugin's `run` in a fresh instance with the invocation's limits.
     pub async fn run(&self, plugin: &Plugin, inv: Invocation<'_>) -> Result<Vec<Output>, Fault> {
         let outputs = self
-            .call(plugin, inv, |instance, store, ctx, config| {
+            .call(plugin, inv, "run", |instance, store, ctx, config| {
                 Box::pin(instance.call_run(store, ctx, config))
             })
             .await?;
@@ -292,6 +296,7 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         inv: Invocation<'_>,
+        name: &'static str,
         export: impl for<'s> FnOnce(
             &'s Step,
             &'s mut Store<StepState>,
@@ -311,7 +316,7 @@ impl Runtime {
         let limiter = store.data().limiter;
         match result {
             Err(_) => Err(Fault::Timeout(inv.timeout)),
-            Ok(Err(trap)) => Err(classify_trap(trap, limiter, inv.limits.fuel)),
+            Ok(Err(trap)) => Err(classify_trap(trap, limiter, inv.limits.fuel, name)),
             Ok(Ok(Err(guest))) => Err(Fault::Guest(guest.into())),
             Ok(Ok(Ok(returned))) => Ok(returned),
         }
@@ -371,7 +376,7 @@ impl Runtime {
             .pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| classify_trap(e, store.data().limiter, limits.fuel))?;
+            .map_err(|e| classify_trap(e, store.data().limiter, limits.fuel, "instantiation"))?;
         Ok((store, instance, pipes))
     }
 }
@@ -400,20 +405,35 @@ impl Pipes {
 }
 
 /// Explain a wasmtime error: memory cap, fuel, or the trap itself.
-fn classify_trap(error: wasmtime::Error, limiter: MemoryCap, fuel: Option<u64>) -> Fault {
+fn classify_trap(
+    error: wasmtime::Error,
+    limiter: MemoryCap,
+    fuel: Option<u64>,
+    during: &'static str,
+) -> Fault {
     if limiter.hit {
         return Fault::OutOfMemory(limiter.max);
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Fault::Exited {
+            code: exit.0,
+            during,
+        };
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Fault::OutOfFuel(fuel.unwrap_or(u64::MAX)),
         Some(trap) => Fault::Trap(trap.to_string()),
-        None => Fault::Trap(
-            format!("{error:#}")
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-        ),
+        // The first line of the chain, unless it only announces a backtrace: then the cause.
+        None => {
+            let top = format!("{error:#}");
+            let first = top.lines().next().unwrap_or_default();
+            let said = if first.trim_end().ends_with("backtrace:") {
+                error.root_cause().to_string()
+            } else {
+                first.to_string()
+            };
+            Fault::Trap(said.lines().next().unwrap_or_default().to_string())
+        }
     }
 }
 

@@ -5,7 +5,8 @@ use serde::Deserialize;
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Config {
-    /// failed | retryable | invalid-config | denied | trap
+    /// failed | retryable | invalid-config | denied | trap | exit (calls `exit(3)`, which WASI
+    /// 0.2 reports as a failure: code 1)
     kind: String,
     #[serde(default = "default_message")]
     message: String,
@@ -43,6 +44,7 @@ impl Plugin for Fail {
             "invalid-config" => StepError::InvalidConfig(message),
             "denied" => StepError::Denied(message),
             "trap" => panic!("{message}"),
+            "exit" => std::process::exit(3),
             _ => StepError::Failed(message),
         })
     }
