@@ -341,3 +341,27 @@ fn a_plugin_that_exits_fails_its_step_saying_so() {
         "{quit}"
     );
 }
+
+/// A plugin's `describe` is untrusted: a config schema whose `$ref`s loop is refused at once,
+/// with the loop named, instead of being compiled (which ran past 8 GB before).
+#[test]
+fn a_self_referencing_config_schema_is_refused_by_validate() {
+    let orch = Orch::new();
+    let file = orch.write(
+        "workflow.toml",
+        &format!(
+            "name = \"schema\"\n[steps.a]\nplugin = \"{}\"\n",
+            crate::harness::example("recursive-schema")
+        ),
+    );
+    let started = std::time::Instant::now();
+    let ran = orch.orch(&["validate", file.to_str().unwrap()]);
+    assert_eq!(ran.code, 2, "{}", ran.stdout);
+    assert!(
+        ran.stderr
+            .contains("published a config schema orch will not compile: its `$ref`s loop"),
+        "{}",
+        ran.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod untrusted;
+
 /// A step's plugin: loaded, described, with its config schema compiled.
 pub struct ResolvedPlugin {
     pub plugin: Arc<Plugin>,
@@ -245,12 +247,24 @@ pub async fn load(
                 "fix the plugin's `describe`".to_string(),
             )
         })?;
+    untrusted::check_info(&info).map_err(|e| {
+        (
+            format!("plugin `{name}`: {e}"),
+            "fix the plugin's `describe`".into(),
+        )
+    })?;
     let schema = if info.config_schema.trim().is_empty() {
         None
     } else {
         let json: Json = serde_json::from_str(&info.config_schema).map_err(|e| {
             (
                 format!("plugin `{name}` published an invalid config schema: {e}"),
+                "fix the plugin".to_string(),
+            )
+        })?;
+        untrusted::check_schema(&json).map_err(|e| {
+            (
+                format!("plugin `{name}` published a config schema orch will not compile: {e}"),
                 "fix the plugin".to_string(),
             )
         })?;
