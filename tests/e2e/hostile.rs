@@ -365,3 +365,46 @@ fn a_self_referencing_config_schema_is_refused_by_validate() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// R2 (sockets) and the `tcp://` grant: without a grant a plugin cannot even create a socket;
+/// with one it reaches that destination and no other (refused and audited).
+#[test]
+fn raw_tcp_reaches_only_granted_destinations() {
+    let granted = crate::harness::hello_server();
+    let other = crate::harness::hello_server();
+    let orch = Orch::new();
+    let run = |allow: &str, port: u16| {
+        orch.run(
+            &format!(
+                "name = \"tcp\"\n[steps.dial]\nplugin = \"{}\"\nallow = [{allow}]\nwith = {{ addr = \"127.0.0.1:{port}\" }}\n",
+                crate::harness::example("tcp-connect")
+            ),
+            &[],
+        )
+    };
+    let ok = run(&format!("\"tcp://127.0.0.1:{granted}\""), granted);
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+    let reply = step(&ok.report(), "dial")["outputs"]["reply"].clone();
+    assert!(reply.as_str().unwrap().ends_with("hello"), "{reply}");
+
+    let none = run("", granted);
+    assert_eq!(none.code, 1, "{}", none.stdout);
+    let refused = step(&none.report(), "dial").clone();
+    assert!(
+        refused["error"].as_str().unwrap().contains("connect"),
+        "{refused}"
+    );
+
+    let elsewhere = run(&format!("\"tcp://127.0.0.1:{granted}\""), other);
+    assert_eq!(elsewhere.code, 1, "{}", elsewhere.stdout);
+    let denied = step(&elsewhere.report(), "dial").clone();
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("tcp://127.0.0.1:{other}")),
+        "{denied}"
+    );
+    let detail = orch.run_detail(elsewhere.report()["run_id"].as_str().unwrap());
+    assert_eq!(detail["audit"][0]["action"], "tcp", "{detail}");
+}

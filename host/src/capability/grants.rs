@@ -59,6 +59,23 @@ impl Granter {
         })
     }
 
+    /// The `tcp://host:port` destinations the step may connect to.
+    pub fn tcp(&self) -> Vec<(String, u16)> {
+        self.allow
+            .iter()
+            .filter_map(|g| match g {
+                Grant::Tcp { host, port } => Some((host.clone(), *port)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A raw TCP connection to `target` (an address) that no `tcp://` grant covers.
+    pub fn deny_tcp(&self, target: String) -> Denial {
+        let grant = format!("tcp://{target}");
+        self.deny("tcp", target, grant)
+    }
+
     /// A call refused by a connection's own policy rather than by the step's `allow`: `what`
     /// was refused, `how` says what would allow it.
     pub fn deny_by_policy(&self, what: String, how: String) -> Denial {

@@ -16,6 +16,7 @@ pub(crate) mod mask;
 pub(crate) mod postgres;
 pub(crate) mod secret_store;
 pub(crate) mod secrets;
+pub(crate) mod tcp;
 
 pub(crate) use grants::{Denial, Granter};
 pub(crate) use host_state::{MemoryCap, StepState};

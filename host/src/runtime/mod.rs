@@ -337,6 +337,7 @@ impl Runtime {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(pipes.stdout.clone())
             .stderr(pipes.stderr.clone());
+        crate::capability::tcp::gate(&mut wasi, &granter, &sink);
         for (host, guest) in granter.dirs() {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
                 .map_err(|e| {
