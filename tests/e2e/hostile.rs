@@ -2,7 +2,7 @@
 //! would try it against the real binary: what must not leak, or not be reachable, is checked
 //! in every place it could land (reports, `runs show`, the SQLite file).
 
-use crate::harness::{Orch, step};
+use crate::harness::{Orch, Server, step};
 
 /// M1: a plugin's secret numbers, objects and arrays are masked like strings.
 #[test]
@@ -158,15 +158,11 @@ fn the_stores_and_the_cache_are_created_private() {
     assert_eq!(mode(&data.join("orch.db")), 0o600);
 }
 
-fn httpbin() -> crate::harness::Server {
-    crate::harness::Server::start("httpbin.py", &[])
-}
-
 /// H1: a request routed to an http connection carries the base URL's host, not the
 /// connection's name.
 #[test]
 fn a_routed_request_carries_the_upstream_host_not_the_connection_name() {
-    let server = httpbin();
+    let server = Server::start("httpbin.py", &[]);
     let orch = Orch::new();
     let ran = orch.run(
         &format!(
@@ -194,7 +190,7 @@ fn a_routed_request_carries_the_upstream_host_not_the_connection_name() {
 /// connection's base path with its credentials.
 #[test]
 fn dot_segments_cannot_leave_a_connections_base_path() {
-    let server = httpbin();
+    let server = Server::start("httpbin.py", &[]);
     let orch = Orch::new().env("API_TOKEN", "tok-H2-secret");
     for path in ["/%2e%2e/whoami", "/../whoami"] {
         let ran = orch.run(

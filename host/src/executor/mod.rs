@@ -283,15 +283,14 @@ impl Executor {
         walked: Result<Walked, ExecError>,
         reports: &[StepReport],
     ) -> Result<RunStatus, ExecError> {
-        let run_id = run_id.to_string();
         let status = match walked {
             Ok(Walked::Cancelled) => {
                 self.store
-                    .close_open_steps(&run_id, StepStatus::Cancelled, "cancelled while running")
+                    .close_open_steps(run_id, StepStatus::Cancelled, "cancelled while running")
                     .await?;
                 self.store
                     .finish_run(
-                        &run_id,
+                        run_id,
                         RunStatus::Cancelled,
                         Some("cancelled before the end"),
                     )
@@ -301,14 +300,14 @@ impl Executor {
             Ok(Walked::Interrupted) => {
                 self.store
                     .close_open_steps(
-                        &run_id,
+                        run_id,
                         StepStatus::Interrupted,
                         "interrupted by a server stop",
                     )
                     .await?;
                 self.store
                     .set_run_status(
-                        &run_id,
+                        run_id,
                         RunStatus::Interrupted,
                         Some("server stopped: resumes at the next start"),
                     )
@@ -322,15 +321,15 @@ impl Executor {
                 } else {
                     RunStatus::Failed
                 };
-                self.store.finish_run(&run_id, status, None).await?;
+                self.store.finish_run(run_id, status, None).await?;
                 status
             }
             Err(e) => {
                 self.store
-                    .close_open_steps(&run_id, StepStatus::Cancelled, "cancelled while running")
+                    .close_open_steps(run_id, StepStatus::Cancelled, "cancelled while running")
                     .await?;
                 self.store
-                    .finish_run(&run_id, RunStatus::Failed, Some(&e.to_string()))
+                    .finish_run(run_id, RunStatus::Failed, Some(&e.to_string()))
                     .await?;
                 return Err(e);
             }

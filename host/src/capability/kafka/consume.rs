@@ -1,7 +1,13 @@
 //! Consuming for a step: a consumer per call (with or without a group), the partitions of a
 //! topic, and one bounded batch of records with their headers.
 
-use super::*;
+use super::{REQUEST_TIMEOUT, broker, classify, retire};
+use crate::capability::bindings::orch::plugin::kafka::{ConsumeRequest, Error, Header, Incoming};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::time::Duration;
 
 pub(super) fn consumer(config: &ClientConfig, group: Option<&str>) -> Result<BaseConsumer, Error> {
     let mut config = config.clone();

@@ -8,16 +8,16 @@ use super::connections::{
     ConnectionData, ConnectionGate, ConnectionView, OpenError, connection_view,
 };
 use crate::capability::bindings::orch::plugin::kafka::{
-    BrokerError, ConsumeRequest, Error, GroupInfo, Header, Host, HostClient, Incoming, Outgoing,
+    BrokerError, ConsumeRequest, Error, GroupInfo, Host, HostClient, Incoming, Outgoing,
     PartitionOffset, TopicConfig, TopicInfo,
 };
 use crate::workflow::ConnectionKind;
 use consume::{consume_batch, consumer, partitions};
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use records::for_each_record;
