@@ -404,3 +404,31 @@ fn raw_tcp_reaches_only_granted_destinations() {
     let detail = orch.run_detail(elsewhere.report()["run_id"].as_str().unwrap());
     assert_eq!(detail["audit"][0]["action"], "tcp", "{detail}");
 }
+
+/// R2 (host resources): each handle a plugin keeps can pin host memory its own linear memory
+/// does not show (a 30 KB header map for 4 bytes of guest memory). The host keeps a bounded
+/// number per instance, and the step that wants more fails saying so.
+#[test]
+fn a_plugin_cannot_pin_host_memory_with_handles() {
+    let orch = Orch::new();
+    let run = |count: u32| {
+        orch.run(
+            &format!(
+                "name = \"hoard\"\n[steps.hoard]\nplugin = \"{}\"\nwith = {{ count = {count}, bytes = 30000 }}\n",
+                crate::harness::example("hoard")
+            ),
+            &[],
+        )
+    };
+    let few = run(100);
+    assert_eq!(few.code, 0, "{}", few.stdout);
+    assert_eq!(step(&few.report(), "hoard")["outputs"]["kept"], 100);
+
+    let many = run(1_000_000);
+    assert_eq!(many.code, 1, "{}", many.stdout);
+    let failed = step(&many.report(), "hoard").clone();
+    assert_eq!(
+        failed["error"], "held more than 2048 host resources (handles) at once",
+        "{failed}"
+    );
+}

@@ -21,6 +21,38 @@ pub(crate) struct StepState {
     pub limiter: MemoryCap,
 }
 
+/// Host-side objects (wasi:http fields, bodies, streams, pollables...) one plugin instance may
+/// hold at once: each can pin host memory the linear-memory cap does not see.
+pub(crate) const MAX_HOST_RESOURCES: usize = 2048;
+/// In-memory bytes of one wasi:http `fields` (headers) a plugin builds.
+const MAX_FIELDS_BYTES: usize = 32 * 1024;
+
+impl StepState {
+    /// The host-side parts bounded: the resource table, header maps and (through the gate's
+    /// hooks) outgoing body buffers, so a guest's handles cannot pin gigabytes of host memory.
+    pub(crate) fn new(
+        wasi: WasiCtx,
+        gate: HttpGate,
+        connections: ConnectionGate,
+        log: LogHost,
+        limiter: MemoryCap,
+    ) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_BYTES);
+        Self {
+            wasi,
+            table,
+            http,
+            gate,
+            log,
+            connections,
+            limiter,
+        }
+    }
+}
+
 impl WasiView for StepState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -40,33 +72,77 @@ impl WasiHttpView for StepState {
     }
 }
 
-/// Caps linear memory and remembers whether the cap was hit, to explain the trap that follows.
+/// Most core instances, memories and tables one plugin instance may create. A Rust
+/// component has about five instances; componentize-py's about a dozen.
+const MAX_INSTANCES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+const MAX_TABLES: usize = 64;
+/// Elements over all tables of one plugin instance.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// Caps the plugin instance's linear memory, summed over every memory of every core instance
+/// (multi-memory and many core instances do not multiply it), and remembers whether the cap was
+/// hit, to explain the trap that follows.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MemoryCap {
     pub max: u64,
     pub hit: bool,
+    /// Bytes of linear memory committed so far, over all memories.
+    used: u64,
+    /// Table elements so far, over all tables.
+    elements: usize,
+}
+
+impl MemoryCap {
+    pub(crate) fn new(max: u64) -> Self {
+        Self {
+            max,
+            hit: false,
+            used: 0,
+            elements: 0,
+        }
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.max {
+        let total = self.used - current as u64 + desired as u64;
+        if total > self.max {
             self.hit = true;
             return Ok(false);
         }
+        self.used = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        let total = self.elements - current + desired;
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.elements = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }

@@ -23,6 +23,9 @@ pub(crate) const DEFAULT_MAX_RESPONSE: u64 = 64 * 1024 * 1024;
 const DEFAULT_FIRST_BYTE: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BETWEEN_BYTES: Duration = Duration::from_secs(120);
+/// Bytes of a request body the host buffers per outgoing body, before the guest must wait:
+/// wasmtime's default (1 MiB per body) lets a guest pin a megabyte per handle.
+const BODY_CHUNK: usize = 64 * 1024;
 
 /// The wasi:http hooks of one step.
 pub(crate) struct HttpGate {
@@ -110,6 +113,14 @@ fn route(
 }
 
 impl WasiHttpHooks for HttpGate {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK
+    }
+
     fn send_request(
         &mut self,
         mut request: http::Request<WasiBody>,

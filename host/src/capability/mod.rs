@@ -19,7 +19,7 @@ pub(crate) mod secrets;
 pub(crate) mod tcp;
 
 pub(crate) use grants::{Denial, Granter};
-pub(crate) use host_state::{MemoryCap, StepState};
+pub(crate) use host_state::{MAX_HOST_RESOURCES, MemoryCap, StepState};
 pub(crate) use log::LogLevel;
 pub(crate) use mask::Masker;
 

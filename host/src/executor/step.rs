@@ -185,7 +185,7 @@ pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport,
         };
         // A denial explains the failure better than what the guest made of it.
         let (kind, message) = match denials.first() {
-            Some(denial) if !matches!(fault, Fault::Timeout(_) | Fault::OutOfMemory(_)) => {
+            Some(denial) if !matches!(fault, Fault::Timeout { .. } | Fault::OutOfMemory(_)) => {
                 ("denied", format!("denied: {denial}"))
             }
             _ => (fault.kind(), fault.to_string()),

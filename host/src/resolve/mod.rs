@@ -236,7 +236,8 @@ pub async fn load(
         }
     };
     let compiled = runtime
-        .load(&name, &bytes)
+        .load_async(&name, bytes)
+        .await
         .map_err(|e| (e.to_string(), "check how the plugin was built".to_string()))?;
     let info = runtime
         .describe(&compiled, Arc::new(Quiet))

@@ -13,7 +13,7 @@ use crate::capability::bindings::{Step, StepPre};
 use crate::capability::connections::{ConnectionGate, Connections};
 use crate::capability::http::HttpGate;
 use crate::capability::log::LogHost;
-use crate::capability::{Granter, LogLevel, MemoryCap, StepSink, StepState};
+use crate::capability::{Granter, LogLevel, MAX_HOST_RESOURCES, MemoryCap, StepSink, StepState};
 use crate::workflow::Limits;
 use cache::ComponentCache;
 use futures::future::BoxFuture;
@@ -26,12 +26,17 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx};
-use wasmtime_wasi_http::WasiHttpCtx;
 
 /// How often the epoch advances: the granularity of timeouts and of yielding to other tasks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bytes of a plugin's stdout/stderr kept per call.
 const PIPE_CAPACITY: usize = 1 << 20;
+/// Largest component orch compiles (a componentize-py plugin is ~19 MB, a Rust one < 1 MB).
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
+/// Longest a compile may take (a componentize-py plugin takes ~10 s on 2 cores).
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a plugin may take to start and describe itself (`orch validate`, serve's load check).
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +47,17 @@ pub enum LoadError {
     NotAComponent { name: String, reason: String },
     #[error("`{name}` does not fit the orch:plugin/step world: {reason}")]
     Incompatible { name: String, reason: String },
+    #[error(
+        "`{name}` is {} (limit {}): orch refuses components this large to compile",
+        bytesize::ByteSize(*.size),
+        bytesize::ByteSize(MAX_COMPONENT_BYTES as u64)
+    )]
+    TooBig { name: String, size: u64 },
+    #[error(
+        "compiling `{name}` took longer than {}; orch refuses components this slow to compile",
+        humantime::format_duration(*.limit)
+    )]
+    TooSlow { name: String, limit: Duration },
 }
 
 /// Why a call did not return a value from the plugin.
@@ -51,10 +67,17 @@ pub enum Fault {
     Guest(#[from] GuestError),
     #[error("plugin trapped: {0}")]
     Trap(String),
-    #[error("timed out after {}", humantime::format_duration(*.0))]
-    Timeout(Duration),
+    /// The wall-clock limit passed, while starting the instance or inside the export.
+    #[error("timed out after {} during `{during}`", humantime::format_duration(*.after))]
+    Timeout {
+        after: Duration,
+        during: &'static str,
+    },
     #[error("exceeded its memory limit of {}", bytesize::ByteSize(*.0))]
     OutOfMemory(u64),
+    /// The guest kept more wasi handles than the host holds for one instance.
+    #[error("held more than {0} host resources (handles) at once")]
+    TooManyHandles(usize),
     #[error("ran out of fuel ({0} units)")]
     OutOfFuel(u64),
     #[error("cannot start the plugin: {0}")]
@@ -78,9 +101,10 @@ impl Fault {
             Fault::Guest(GuestError::Retryable(_)) => "retryable",
             Fault::Guest(GuestError::Failed(_)) => "failed",
             Fault::Trap(_) => "trap",
-            Fault::Timeout(_) => "timeout",
+            Fault::Timeout { .. } => "timeout",
             Fault::OutOfMemory(_) => "out-of-memory",
             Fault::OutOfFuel(_) => "out-of-fuel",
+            Fault::TooManyHandles(_) => "too-many-handles",
             Fault::Instantiate(_) => "instantiate",
             Fault::Exited { .. } => "exit",
         }
@@ -191,42 +215,61 @@ impl Runtime {
         })
     }
 
-    /// Compile (or fetch from cache) and pre-link a plugin. Loading the same bytes twice
-    /// returns the same [`Plugin`].
+    /// Compile (or fetch from cache) and pre-link a plugin, on this thread. Loading the same
+    /// bytes twice returns the same [`Plugin`].
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, LoadError> {
         let hash = content_hash(bytes);
         if let Some(p) = self.lock_loaded().get(&hash) {
             return Ok(p.clone());
         }
-        if !is_component(bytes) {
-            let reason = if bytes.starts_with(b"\0asm") {
-                "it is a core module".to_string()
-            } else {
-                "no WebAssembly header".to_string()
-            };
-            return Err(LoadError::NotAComponent {
-                name: name.into(),
-                reason,
-            });
+        check_component(name, bytes)?;
+        let component = self
+            .cache
+            .load(&self.engine, &hash, bytes)
+            .map_err(|e| not_a_component(name, e))?;
+        self.link(name, hash, component)
+    }
+
+    /// [`Runtime::load`] with the compile on a blocking thread and refused past
+    /// [`COMPILE_TIMEOUT`], so a compile bomb neither stalls the async threads nor hangs
+    /// `orch validate` or serve's load check.
+    pub async fn load_async(&self, name: &str, bytes: Vec<u8>) -> Result<Arc<Plugin>, LoadError> {
+        let hash = content_hash(&bytes);
+        if let Some(p) = self.lock_loaded().get(&hash) {
+            return Ok(p.clone());
         }
-        let component =
-            self.cache
-                .load(&self.engine, &hash, bytes)
-                .map_err(|e| LoadError::NotAComponent {
+        check_component(name, &bytes)?;
+        let (engine, cache, key) = (self.engine.clone(), self.cache.clone(), hash.clone());
+        let compile = tokio::task::spawn_blocking(move || cache.load(&engine, &key, &bytes));
+        let component = match tokio::time::timeout(COMPILE_TIMEOUT, compile).await {
+            Err(_) => {
+                return Err(LoadError::TooSlow {
                     name: name.into(),
-                    reason: format!("{e:#}"),
-                })?;
-        let instance_pre =
-            self.linker
-                .instantiate_pre(&component)
-                .map_err(|e| LoadError::Incompatible {
-                    name: name.into(),
-                    reason: format!("{e:#}"),
-                })?;
-        let pre = StepPre::new(instance_pre).map_err(|e| LoadError::Incompatible {
+                    limit: COMPILE_TIMEOUT,
+                });
+            }
+            Ok(Err(join)) => return Err(not_a_component(name, join.into())),
+            Ok(Ok(compiled)) => compiled.map_err(|e| not_a_component(name, e))?,
+        };
+        self.link(name, hash, component)
+    }
+
+    /// Pre-link a compiled component against the host interfaces and remember it.
+    fn link(
+        &self,
+        name: &str,
+        hash: String,
+        component: wasmtime::component::Component,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
             name: name.into(),
             reason: format!("{e:#}"),
-        })?;
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(incompatible)?;
+        let pre = StepPre::new(instance_pre).map_err(incompatible)?;
         let imports = component
             .component_type()
             .imports(&self.engine)
@@ -257,14 +300,18 @@ impl Runtime {
             memory: crate::workflow::DEFAULT_MEMORY,
             fuel: None,
         };
-        let (mut store, instance, _pipes) = self
-            .instantiate(plugin, limits, granter, sink, Arc::default())
-            .await?;
-        let call = instance.call_describe(&mut store);
-        let result = tokio::time::timeout(Duration::from_secs(10), call).await;
+        let deadline = tokio::time::Instant::now() + DESCRIBE_TIMEOUT;
+        let started = self.instantiate(plugin, limits, granter, sink, Arc::default());
+        let (mut store, instance, _pipes) = within(deadline, DESCRIBE_TIMEOUT, started).await??;
+        let result = within(
+            deadline,
+            DESCRIBE_TIMEOUT,
+            instance.call_describe(&mut store),
+        )
+        .await;
         let limiter = store.data().limiter;
         match result {
-            Err(_) => Err(Fault::Timeout(Duration::from_secs(10))),
+            Err(timeout) => Err(timeout.during("describe")),
             Ok(Err(e)) => Err(classify_trap(e, limiter, None, "describe")),
             Ok(Ok(info)) => Ok(info.into()),
         }
@@ -305,17 +352,20 @@ impl Runtime {
         ) -> BoxFuture<'s, wasmtime::Result<Result<T, StepError>>>,
     ) -> Result<T, Fault> {
         let sink = inv.sink.clone();
-        let (mut store, instance, pipes) = self
-            .instantiate(plugin, inv.limits, inv.granter, inv.sink, inv.connections)
-            .await?;
+        let deadline = tokio::time::Instant::now() + inv.timeout;
+        let started = self.instantiate(plugin, inv.limits, inv.granter, inv.sink, inv.connections);
+        let (mut store, instance, pipes) = within(deadline, inv.timeout, started).await??;
         let ctx = (&inv.ctx).into();
-        let result =
-            tokio::time::timeout(inv.timeout, export(&instance, &mut store, &ctx, inv.config))
-                .await;
+        let result = within(
+            deadline,
+            inv.timeout,
+            export(&instance, &mut store, &ctx, inv.config),
+        )
+        .await;
         pipes.drain_into(sink.as_ref());
         let limiter = store.data().limiter;
         match result {
-            Err(_) => Err(Fault::Timeout(inv.timeout)),
+            Err(timeout) => Err(timeout.during(name)),
             Ok(Err(trap)) => Err(classify_trap(trap, limiter, inv.limits.fuel, name)),
             Ok(Ok(Err(guest))) => Err(Fault::Guest(guest.into())),
             Ok(Ok(Ok(returned))) => Ok(returned),
@@ -330,6 +380,24 @@ impl Runtime {
         sink: Arc<dyn StepSink>,
         connections: Arc<Connections>,
     ) -> Result<(Store<StepState>, Step, Pipes), Fault> {
+        let (mut store, pipes) = self.sandbox(limits, granter, sink, connections)?;
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify_trap(e, store.data().limiter, limits.fuel, "instantiation"))?;
+        Ok((store, instance, pipes))
+    }
+
+    /// A fresh store: WASI with only the granted directories and sockets, the gates, the
+    /// limiter, fuel, and an epoch deadline that yields every tick (so timeouts can fire).
+    fn sandbox(
+        &self,
+        limits: Limits,
+        granter: Arc<Granter>,
+        sink: Arc<dyn StepSink>,
+        connections: Arc<Connections>,
+    ) -> Result<(Store<StepState>, Pipes), Fault> {
         let pipes = Pipes {
             stdout: MemoryOutputPipe::new(PIPE_CAPACITY),
             stderr: MemoryOutputPipe::new(PIPE_CAPACITY),
@@ -345,27 +413,19 @@ impl Runtime {
                 })?;
         }
         let wasi = wasi.build();
-        let state = StepState {
-            wasi,
-            table: Default::default(),
-            http: WasiHttpCtx::new(),
-            gate: HttpGate {
-                granter: granter.clone(),
-                sink: sink.clone(),
-                connections: connections.clone(),
-            },
-            connections: ConnectionGate {
-                opened: Default::default(),
-                granter,
-                connections,
-                sink: sink.clone(),
-            },
-            log: LogHost { sink },
-            limiter: MemoryCap {
-                max: limits.memory,
-                hit: false,
-            },
+        let gate = HttpGate {
+            granter: granter.clone(),
+            sink: sink.clone(),
+            connections: connections.clone(),
         };
+        let connections = ConnectionGate {
+            opened: Default::default(),
+            granter,
+            connections,
+            sink: sink.clone(),
+        };
+        let limiter = MemoryCap::new(limits.memory);
+        let state = StepState::new(wasi, gate, connections, LogHost { sink }, limiter);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store
@@ -373,13 +433,38 @@ impl Runtime {
             .map_err(|e| Fault::Instantiate(format!("{e:#}")))?;
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
-        let instance = plugin
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| classify_trap(e, store.data().limiter, limits.fuel, "instantiation"))?;
-        Ok((store, instance, pipes))
+        Ok((store, pipes))
     }
+}
+
+/// The deadline passed; `during` names what was running.
+struct TimedOut(Duration);
+
+impl TimedOut {
+    fn during(self, during: &'static str) -> Fault {
+        Fault::Timeout {
+            after: self.0,
+            during,
+        }
+    }
+}
+
+impl From<TimedOut> for Fault {
+    fn from(timeout: TimedOut) -> Self {
+        timeout.during("instantiation")
+    }
+}
+
+/// `work` if it finishes by `deadline`. A guest that loops (in a `start` function, or an export)
+/// yields at every epoch tick, so the deadline is met within a tick.
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, TimedOut> {
+    tokio::time::timeout_at(deadline, work)
+        .await
+        .map_err(|_| TimedOut(limit))
 }
 
 /// A guest's captured stdout and stderr, turned into log lines after the call.
@@ -421,6 +506,9 @@ fn classify_trap(
             during,
         };
     }
+    if let Some(wasmtime::component::ResourceTableError::Full) = error.downcast_ref() {
+        return Fault::TooManyHandles(MAX_HOST_RESOURCES);
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Fault::OutOfFuel(fuel.unwrap_or(u64::MAX)),
         Some(trap) => Fault::Trap(trap.to_string()),
@@ -438,8 +526,41 @@ fn classify_trap(
     }
 }
 
+/// Refuse what is not a component, or too big to compile in bounded time and memory, before
+/// Cranelift sees it.
+fn check_component(name: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() > MAX_COMPONENT_BYTES {
+        return Err(LoadError::TooBig {
+            name: name.into(),
+            size: bytes.len() as u64,
+        });
+    }
+    if !is_component(bytes) {
+        let reason = if bytes.starts_with(b"\0asm") {
+            "it is a core module"
+        } else {
+            "no WebAssembly header"
+        };
+        return Err(LoadError::NotAComponent {
+            name: name.into(),
+            reason: reason.into(),
+        });
+    }
+    Ok(())
+}
+
+fn not_a_component(name: &str, e: wasmtime::Error) -> LoadError {
+    LoadError::NotAComponent {
+        name: name.into(),
+        reason: format!("{e:#}"),
+    }
+}
+
 /// A component starts with `\0asm` and the component-model layer (version 0x0d, layer 1);
 /// a core module has layer 0.
 fn is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [1, 0]
 }
+
+#[cfg(test)]
+mod tests;
