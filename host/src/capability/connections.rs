@@ -13,6 +13,8 @@ use wasmtime::component::{HasData, ResourceTable};
 pub struct ResolvedConnection {
     pub kind: ConnectionKind,
     pub settings: Map<String, Json>,
+    /// `WORKFLOW/NAME`: whose connection this is, for what it creates (docker ownership).
+    pub id: String,
 }
 
 impl ResolvedConnection {
@@ -88,6 +90,7 @@ impl Connections {
                 ResolvedConnection {
                     kind: c.kind,
                     settings,
+                    id: format!("{}/{name}", workflow.name),
                 },
             );
         }
@@ -203,6 +206,7 @@ mod tests {
         let pg = ResolvedConnection {
             kind: ConnectionKind::Postgres,
             settings: Map::new(),
+            id: "w/pg".into(),
         };
         let gate = ConnectionGate {
             granter: Arc::new(Granter::new("s", vec![Grant::Connection("pg".into())])),

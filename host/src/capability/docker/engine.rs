@@ -2,18 +2,20 @@
 //! against the connection's policy, then sent with bollard (`?` classifies the engine's error).
 
 use super::DockerEngine;
+use super::OWNER_LABEL;
 use super::errors::{classify, settled};
-use super::policy::{self, Refused, Site, tagged};
+use super::policy::{self, Refused, Site, VolumeFacts, tagged};
 use super::spec::{self, create_body, label_filters};
 use crate::capability::bindings::orch::plugin::docker::{
-    ContainerSpec, ContainerState, ContainerSummary, Error, HostEngine, ImageInfo, MountKind,
-    NamedObject, Pair, PullPolicy,
+    ContainerSpec, ContainerState, ContainerSummary, Error, HostEngine, ImageInfo, Mount,
+    MountKind, NamedObject, Pair, PullPolicy,
 };
 use crate::capability::connections::ConnectionView;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
-    EndpointSettings, ExecConfig, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
+    ContainerInspectResponse, EndpointSettings, ExecConfig, MountType, NetworkConnectRequest,
+    NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
@@ -46,34 +48,62 @@ impl DockerEngine {
     /// Check `spec` against the policy, told what it needs of the engine: the driver options
     /// of the volumes it mounts (a local volume can be a bind in disguise).
     async fn vet(&self, spec: &mut ContainerSpec) -> Result<(), Error> {
-        let mut volumes = HashMap::new();
-        for m in spec.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
-            // One that cannot be inspected (not created yet) is checked as a plain volume.
-            if let Ok(volume) = self.docker.inspect_volume(&m.source).await {
-                volumes.insert(m.source.clone(), volume.options);
+        let mut site = self.site();
+        let named = |m: &&Mount| m.kind == MountKind::Volume && !m.source.is_empty();
+        for m in spec.mounts.iter().filter(named) {
+            // One that cannot be inspected does not exist (the policy refuses it).
+            if let Ok(mut volume) = self.docker.inspect_volume(&m.source).await {
+                let facts = VolumeFacts {
+                    owner: volume.labels.remove(OWNER_LABEL),
+                    options: volume.options,
+                };
+                site.volumes.insert(m.source.clone(), facts);
             }
         }
-        let site = Site {
-            granter: &self.gate.granter,
-            volumes,
-            resolve: self.local.then_some(|path| std::fs::canonicalize(path)),
-        };
+        let joined = spec.network_mode.iter();
+        for network in joined.chain(spec.networks.iter().map(|n| &n.network)) {
+            if let Ok(found) = self.docker.inspect_network(network, None).await {
+                let owner = found.labels.and_then(|mut l| l.remove(OWNER_LABEL));
+                site.networks.insert(network.clone(), owner);
+            }
+        }
         self.check(self.policy.vet(spec, &site))
     }
 
-    fn owned(&self, labels: Option<&HashMap<String, String>>, what: String) -> Result<(), Error> {
-        self.check(policy::owned(labels, &self.gate.connection, what))
+    /// What the policy knows of this engine before asking it anything.
+    fn site(&self) -> Site<'_> {
+        Site {
+            granter: &self.gate.granter,
+            owner: &self.owner,
+            volumes: HashMap::new(),
+            networks: HashMap::new(),
+            resolve: self.local.then_some(|path| std::fs::canonicalize(path)),
+        }
     }
 
-    async fn owned_container(&self, id: &str, verb: &str) -> Result<(), Error> {
+    fn owned(&self, labels: Option<&HashMap<String, String>>, what: String) -> Result<(), Error> {
+        self.check(policy::owned(labels, &self.owner, what))
+    }
+
+    /// The container, if this connection created it.
+    async fn owned_container(
+        &self,
+        id: &str,
+        verb: &str,
+    ) -> Result<ContainerInspectResponse, Error> {
         let found = settled(|| self.docker.inspect_container(id, None)).await?;
         let labels = found.config.as_ref().and_then(|c| c.labels.as_ref());
         let name = found.name.as_deref().unwrap_or(id).trim_start_matches('/');
-        self.owned(labels, format!("{verb} container `{name}`"))
+        self.owned(labels, format!("{verb} container `{name}`"))?;
+        Ok(found)
     }
 
     fn owner_labels(&self, labels: &[Pair]) -> HashMap<String, String> {
-        spec::owner_labels(labels, &self.gate.connection)
+        spec::owner_labels(labels, &self.owner)
+    }
+
+    fn filters(&self, labels: &[Pair]) -> HashMap<String, Vec<String>> {
+        label_filters(labels, &self.owner)
     }
 }
 
@@ -179,7 +209,7 @@ impl HostEngine for ConnectionView<'_> {
     ) -> wasmtime::Result<Result<Vec<NamedObject>, Error>> {
         self.with_engine(engine, async |engine| {
             let options = ListNetworksOptions {
-                filters: Some(label_filters(&labels)),
+                filters: Some(engine.filters(&labels)),
             };
             let list = engine.docker.list_networks(Some(options)).await?;
             Ok(list.into_iter().map(spec::network).collect())
@@ -225,7 +255,7 @@ impl HostEngine for ConnectionView<'_> {
     ) -> wasmtime::Result<Result<Vec<NamedObject>, Error>> {
         self.with_engine(engine, async |engine| {
             let options = ListVolumesOptions {
-                filters: Some(label_filters(&labels)),
+                filters: Some(engine.filters(&labels)),
             };
             let list = engine.docker.list_volumes(Some(options)).await?;
             let volumes = list.volumes.unwrap_or_default();
@@ -274,7 +304,7 @@ impl HostEngine for ConnectionView<'_> {
         self.with_engine(engine, async |engine| {
             let options = ListContainersOptions {
                 all: true,
-                filters: Some(label_filters(&labels)),
+                filters: Some(engine.filters(&labels)),
                 ..Default::default()
             };
             let list = settled(|| engine.docker.list_containers(Some(options.clone()))).await?;
@@ -303,7 +333,7 @@ impl HostEngine for ConnectionView<'_> {
                 name: Some(spec.name.clone()),
                 ..Default::default()
             };
-            let body = create_body(&spec, &engine.gate.connection);
+            let body = create_body(&spec, &engine.owner);
             let created = engine.docker.create_container(Some(options), body).await?;
             for n in spec.networks.iter().skip(1) {
                 let request = NetworkConnectRequest {
@@ -337,7 +367,17 @@ impl HostEngine for ConnectionView<'_> {
         id: String,
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
-            engine.owned_container(&id, "start").await?;
+            let found = engine.owned_container(&id, "start").await?;
+            let name = found.name.as_deref().unwrap_or(&id).trim_start_matches('/');
+            let binds: Vec<String> = found
+                .host_config
+                .and_then(|h| h.mounts)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.typ == Some(MountType::BIND))
+                .filter_map(|m| m.source)
+                .collect();
+            engine.check(engine.policy.vet_start(name, &binds, &engine.site()))?;
             Ok(engine.docker.start_container(&id, None).await?)
         })
         .await
@@ -391,7 +431,7 @@ impl HostEngine for ConnectionView<'_> {
         id: String,
     ) -> wasmtime::Result<Result<ContainerState, Error>> {
         self.with_engine(engine, async |engine| {
-            let found = settled(|| engine.docker.inspect_container(&id, None)).await?;
+            let found = engine.owned_container(&id, "inspect").await?;
             Ok(spec::inspected_container(found))
         })
         .await
@@ -403,6 +443,7 @@ impl HostEngine for ConnectionView<'_> {
         id: String,
     ) -> wasmtime::Result<Result<i64, Error>> {
         self.with_engine(engine, async |engine| {
+            engine.owned_container(&id, "wait for").await?;
             let options = WaitContainerOptions {
                 condition: "not-running".into(),
             };

@@ -15,8 +15,9 @@ use policy::{Policy, PolicyGate};
 use std::time::Duration;
 use wasmtime::component::{Linker, Resource};
 
-/// Stamped on every container, network and volume created through a connection; only those
-/// may be started, stopped, removed, exec'd into or read through it.
+/// Stamped on every container, network and volume created through a connection (value: the
+/// connection's owner, `WORKFLOW/CONNECTION`); only those may be started, stopped, removed,
+/// exec'd into, inspected, listed or mounted through it.
 pub(crate) const OWNER_LABEL: &str = "orch.connection";
 
 /// How long one engine request may take (pulls and waits excepted).
@@ -34,6 +35,9 @@ pub struct DockerEngine {
     policy: Policy,
     /// Where denials are reported, and the name the policy is read from.
     gate: PolicyGate,
+    /// The [`OWNER_LABEL`] value of what this connection creates: `WORKFLOW/CONNECTION`, or its
+    /// `owner` setting (workflows that manage one project together share it).
+    owner: String,
 }
 
 async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, Error> {
@@ -45,6 +49,10 @@ async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, 
     };
     let policy = Policy::from_settings(&connection.settings)
         .map_err(|e| Error::Engine(format!("connection `{name}`: {e}")))?;
+    let owner = connection
+        .setting("owner")
+        .unwrap_or(&connection.id)
+        .to_string();
     let docker = match Docker::connect_with_host(host) {
         Ok(docker) => docker.with_timeout(REQUEST_TIMEOUT),
         Err(e @ BollardError::SocketNotFoundError(_)) => {
@@ -76,6 +84,7 @@ async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, 
             granter: gate.granter.clone(),
             sink: gate.sink.clone(),
         },
+        owner,
     })
 }
 

@@ -24,6 +24,83 @@ pub(super) struct Policy {
     gpus: bool,
     /// `cap_add`: capabilities a container may add (`ALL` allows any).
     cap_add: Vec<String>,
+    /// `volumes`: volumes not created through this connection that containers may mount
+    /// (another project's data is off limits otherwise).
+    volumes: Vec<String>,
+    /// `networks`: networks not created through this connection that containers may join.
+    networks: Vec<String>,
+    /// `ports`: where containers may publish ports; loopback only unless set.
+    ports: Vec<PortRule>,
+    /// `remote_binds`: let a remote (`tcp://`) engine bind-mount paths of its own host, which
+    /// orch can neither see nor resolve.
+    remote_binds: bool,
+}
+
+/// One `ports` entry: `IP:PORT`, `[IPv6]:PORT` or `PORT` (any interface); `*` for any IP or
+/// port, `N-M` for a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortRule {
+    /// `None`: any interface.
+    ip: Option<String>,
+    /// `None`: any port, including one the engine picks.
+    ports: Option<(u16, u16)>,
+}
+
+/// Where ports may be published when a connection says nothing: this machine only.
+const DEFAULT_PORTS: [&str; 2] = ["127.0.0.1:*", "[::1]:*"];
+
+impl PortRule {
+    fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`ports` entry `{text}`: expected IP:PORT, [IPv6]:PORT or PORT (`*` for any, N-M for a range)"
+            )
+        };
+        let (ip, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (ip, port) = rest.split_once("]:").ok_or_else(bad)?;
+            (Some(ip), port)
+        } else {
+            match text.rsplit_once(':') {
+                Some((ip, port)) => (Some(ip), port),
+                None => (None, text),
+            }
+        };
+        let ip = match ip {
+            None | Some("*") => None,
+            Some(ip) => Some(
+                ip.parse::<std::net::IpAddr>()
+                    .map_err(|_| bad())?
+                    .to_string(),
+            ),
+        };
+        let number = |p: &str| p.parse::<u16>().map_err(|_| bad());
+        let ports = match port {
+            "*" => None,
+            range => match range.split_once('-') {
+                Some((lo, hi)) => Some((number(lo)?, number(hi)?)),
+                None => Some((number(range)?, number(range)?)),
+            },
+        };
+        Ok(Self { ip, ports })
+    }
+
+    /// Does publishing on `ip` (empty: every interface) and `port` (none: engine's choice) fit?
+    fn allows(&self, ip: &str, port: Option<u16>) -> bool {
+        let ip_fits = match &self.ip {
+            None => true,
+            Some(rule) => {
+                let ip = if ip.is_empty() { "0.0.0.0" } else { ip };
+                ip.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.to_string() == *rule)
+            }
+        };
+        let port_fits = match (self.ports, port) {
+            (None, _) => true,
+            (Some((lo, hi)), Some(p)) => (lo..=hi).contains(&p),
+            (Some(_), None) => false,
+        };
+        ip_fits && port_fits
+    }
 }
 
 /// Why the policy refuses a call.
@@ -57,12 +134,27 @@ impl Refused {
 pub(super) struct Site<'a> {
     /// The step's grants: relative bind sources name a directory granted to it.
     pub granter: &'a Granter,
-    /// Driver options of the volumes the spec mounts, by name (absent: no such volume yet).
-    pub volumes: HashMap<String, HashMap<String, String>>,
+    /// The owner label value this connection stamps (`WORKFLOW/CONNECTION`, or `owner`).
+    pub owner: &'a str,
+    /// The volumes the spec mounts that exist, by name.
+    pub volumes: HashMap<String, VolumeFacts>,
+    /// The owner label of each network the spec joins that exists, by name.
+    pub networks: HashMap<String, Option<String>>,
     /// On a local engine, how a bind source's symlinks are resolved, so that the path checked
     /// is the path mounted; `None` on a remote engine (paths are checked as written).
     pub resolve: Option<fn(&Path) -> std::io::Result<PathBuf>>,
 }
+
+/// What the engine says of an existing volume.
+pub(super) struct VolumeFacts {
+    /// Driver options (`device` makes a local volume a bind of a host path).
+    pub options: HashMap<String, String>,
+    /// Its owner label, if any.
+    pub owner: Option<String>,
+}
+
+/// Networks every engine has, that belong to no project.
+const ENGINE_NETWORKS: [&str; 3] = ["bridge", "none", "default"];
 
 impl Policy {
     /// The policy a connection's settings describe; a setting of the wrong type is named.
@@ -110,6 +202,16 @@ impl Policy {
             host_pid: flag("host_pid")?,
             gpus: flag("gpus")?,
             cap_add: strings("cap_add")?,
+            volumes: strings("volumes")?,
+            networks: strings("networks")?,
+            ports: match settings.get("ports") {
+                None => DEFAULT_PORTS.map(String::from).to_vec(),
+                Some(_) => strings("ports")?,
+            }
+            .iter()
+            .map(|p| PortRule::parse(p))
+            .collect::<Result<_, _>>()?,
+            remote_binds: flag("remote_binds")?,
         })
     }
 
@@ -172,6 +274,39 @@ impl Policy {
                     "no setting allows joining another namespace; use a network name",
                 ));
             }
+            let foreign = match site.networks.get(mode) {
+                // Absent: the engine will say it does not exist.
+                None => false,
+                Some(owner) => owner.as_deref() != Some(site.owner),
+            };
+            let listed = self.networks.iter().any(|n| n == mode);
+            if foreign && !listed && mode != "host" && !ENGINE_NETWORKS.contains(&mode.as_str()) {
+                return Err(Refused::setting(
+                    format!(
+                        "attach container `{who}` to network `{mode}`, which this connection did not create"
+                    ),
+                    format!("`networks = [\"{mode}\"]`"),
+                ));
+            }
+        }
+        for port in &spec.ports {
+            let ip = port.host_ip.as_deref().unwrap_or_default();
+            if !self.ports.iter().any(|r| r.allows(ip, port.host_port)) {
+                let on = if ip.is_empty() { "0.0.0.0" } else { ip };
+                let at = port.host_port.map_or("*".to_string(), |p| p.to_string());
+                let setting = if on.contains(':') {
+                    format!("`ports = [\"[{on}]:{at}\"]`")
+                } else {
+                    format!("`ports = [\"{on}:{at}\"]`")
+                };
+                return Err(Refused::setting(
+                    format!(
+                        "publish port {} of container `{who}` on {on}:{at} (only loopback by default)",
+                        port.container_port
+                    ),
+                    setting,
+                ));
+            }
         }
         match spec.pid_mode.as_deref() {
             None | Some("") => {}
@@ -210,6 +345,15 @@ impl Policy {
         for m in spec.mounts.iter_mut() {
             match m.kind {
                 MountKind::Bind => {
+                    if site.resolve.is_none() && !self.remote_binds {
+                        return Err(Refused::setting(
+                            format!(
+                                "bind-mount `{}` of a remote engine's host into container `{who}` (orch cannot check paths there)",
+                                m.source
+                            ),
+                            "`remote_binds = true`",
+                        ));
+                    }
                     let host = site.bind_source(&m.source, &who)?;
                     self.check_bind(
                         &host,
@@ -220,10 +364,32 @@ impl Policy {
                     )?;
                     m.source = host.to_string_lossy().into_owned();
                 }
+                // Anonymous: a new, empty volume of this container's own.
+                MountKind::Volume if m.source.is_empty() => {}
                 MountKind::Volume => {
+                    if m.source.contains('/') {
+                        return Err(Refused::never(
+                            format!("mount volume `{}` into container `{who}`", m.source),
+                            "a volume name has no `/`; use a bind mount for a host path",
+                        ));
+                    }
+                    // Absent: the engine creates it, empty (and unowned: refused next time;
+                    // create volumes through the connection to keep them).
+                    let Some(volume) = site.volumes.get(&m.source) else {
+                        continue;
+                    };
+                    let listed = self.volumes.iter().any(|v| *v == m.source);
+                    if volume.owner.as_deref() != Some(site.owner) && !listed {
+                        return Err(Refused::setting(
+                            format!(
+                                "mount volume `{}` into container `{who}`, which this connection did not create",
+                                m.source
+                            ),
+                            format!("`volumes = [\"{}\"]`", m.source),
+                        ));
+                    }
                     // A local volume can be a bind of any host path in disguise.
-                    if let Some(device) = site.volumes.get(&m.source).and_then(|o| o.get("device"))
-                    {
+                    if let Some(device) = volume.options.get("device") {
                         self.check_bind(
                             &normalize(Path::new(device)),
                             format!(
@@ -235,6 +401,50 @@ impl Policy {
                 }
                 MountKind::Tmpfs => {}
             }
+        }
+        Ok(())
+    }
+}
+
+impl Policy {
+    /// Before a start: bind sources are resolved again, so a symlink planted in a bind path
+    /// between create and start (through another container) is refused, not followed.
+    pub(super) fn vet_start(
+        &self,
+        who: &str,
+        binds: &[String],
+        site: &Site<'_>,
+    ) -> Result<(), Refused> {
+        for source in binds {
+            let Some(resolve) = site.resolve else {
+                if self.remote_binds {
+                    continue;
+                }
+                return Err(Refused::setting(
+                    format!(
+                        "start container `{who}`, which bind-mounts `{source}` of a remote engine's host"
+                    ),
+                    "`remote_binds = true`",
+                ));
+            };
+            let now = resolve(Path::new(source)).map_err(|e| {
+                Refused::Unusable(format!(
+                    "bind source `{source}` of container `{who}` cannot be used: {e}"
+                ))
+            })?;
+            if now != Path::new(source) {
+                return Err(Refused::never(
+                    format!(
+                        "start container `{who}`: its bind source `{source}` now leads to `{}`",
+                        now.display()
+                    ),
+                    "a symlink replaced part of the path after the container was created; remove it",
+                ));
+            }
+            self.check_bind(
+                &now,
+                format!("bind-mount host path `{source}` into container `{who}`"),
+            )?;
         }
         Ok(())
     }
@@ -281,20 +491,20 @@ impl Site<'_> {
     }
 }
 
-/// Only what was created through `connection` may be changed through it: refuse otherwise
-/// (another project's containers, or a privileged one made by hand).
+/// Only what was created through this connection (labelled `owner`) may be changed or read
+/// through it: refuse otherwise (another project's containers, or a privileged one made by hand).
 pub(super) fn owned(
     labels: Option<&HashMap<String, String>>,
-    connection: &str,
+    owner: &str,
     what: String,
 ) -> Result<(), Refused> {
-    if labels.and_then(|l| l.get(OWNER_LABEL)).map(String::as_str) == Some(connection) {
+    if labels.and_then(|l| l.get(OWNER_LABEL)).map(String::as_str) == Some(owner) {
         return Ok(());
     }
     Err(Refused::never(
         what,
         format!(
-            "orch changes only what it created through connection `{connection}` (label {OWNER_LABEL})"
+            "orch touches only what this connection created (label {OWNER_LABEL}={owner}); connections of several workflows share with the same `owner` setting"
         ),
     ))
 }

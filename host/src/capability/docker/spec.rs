@@ -12,14 +12,14 @@ use bollard::models::{
 };
 use std::collections::HashMap;
 
-/// The `label` filter of a list call: every pair must match.
-pub(super) fn label_filters(labels: &[Pair]) -> HashMap<String, Vec<String>> {
-    if labels.is_empty() {
-        return HashMap::new();
-    }
+/// The `label` filter of a list call: every pair must match, and the owner label is `owner`
+/// (a list shows only what this connection created).
+pub(super) fn label_filters(labels: &[Pair], owner: &str) -> HashMap<String, Vec<String>> {
     let values = labels
         .iter()
+        .filter(|p| p.key != OWNER_LABEL)
         .map(|p| format!("{}={}", p.key, p.value))
+        .chain([format!("{OWNER_LABEL}={owner}")])
         .collect();
     HashMap::from([("label".to_string(), values)])
 }
@@ -35,19 +35,19 @@ pub(super) fn pairs(map: Option<HashMap<String, String>>) -> Vec<Pair> {
     out
 }
 
-/// `pairs` as labels, stamped as created through `connection`.
-pub(super) fn owner_labels(pairs: &[Pair], connection: &str) -> HashMap<String, String> {
+/// `pairs` as labels, stamped as created by `owner`.
+pub(super) fn owner_labels(pairs: &[Pair], owner: &str) -> HashMap<String, String> {
     let mut out: HashMap<String, String> = pairs
         .iter()
         .map(|p| (p.key.clone(), p.value.clone()))
         .collect();
-    out.insert(OWNER_LABEL.into(), connection.to_string());
+    out.insert(OWNER_LABEL.into(), owner.to_string());
     out
 }
 
-/// The body of `POST /containers/create` for `spec`, owned by `connection`; the first network
+/// The body of `POST /containers/create` for `spec`, owned by `owner`; the first network
 /// is attached here, the rest by the caller right after.
-pub(super) fn create_body(spec: &ContainerSpec, connection: &str) -> ContainerCreateBody {
+pub(super) fn create_body(spec: &ContainerSpec, owner: &str) -> ContainerCreateBody {
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     let mut exposed = Vec::new();
     for port in &spec.ports {
@@ -117,7 +117,7 @@ pub(super) fn create_body(spec: &ContainerSpec, connection: &str) -> ContainerCr
         cmd: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
         env: Some(spec.env.clone()),
-        labels: Some(owner_labels(&spec.labels, connection)),
+        labels: Some(owner_labels(&spec.labels, owner)),
         user: spec.user.clone(),
         working_dir: spec.working_dir.clone(),
         hostname: spec.hostname.clone(),

@@ -2,7 +2,9 @@
 //! binds and disguised binds checked, ownership, and how a refusal is reported.
 
 use super::*;
-use crate::capability::bindings::orch::plugin::docker::{DeviceRequest, Mount, NetworkAttachment};
+use crate::capability::bindings::orch::plugin::docker::{
+    DeviceRequest, Mount, NetworkAttachment, Port,
+};
 use crate::capability::{Denial, LogLevel};
 use crate::workflow::Grant;
 use std::sync::Mutex;
@@ -48,7 +50,21 @@ fn mount(kind: MountKind, source: &str) -> Mount {
     }
 }
 
-/// A step granted `./deploy` (at /work/deploy), on a remote engine, with `volumes`.
+const OWNER: &str = "wf/docker";
+
+/// A local engine whose paths have no symlinks, for a step with no grants.
+fn site(granter: &Granter) -> Site<'_> {
+    Site {
+        granter,
+        owner: OWNER,
+        volumes: HashMap::new(),
+        networks: HashMap::new(),
+        resolve: Some(|p| Ok(p.to_path_buf())),
+    }
+}
+
+/// A step granted `./deploy` (at /work/deploy), on a local engine without symlinks, with
+/// `volumes` created through the connection.
 fn vet_with(
     policy: &Policy,
     spec: &mut ContainerSpec,
@@ -68,13 +84,16 @@ fn vet_with(
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            (name.to_string(), options)
+            let facts = VolumeFacts {
+                options,
+                owner: Some(OWNER.into()),
+            };
+            (name.to_string(), facts)
         })
         .collect();
     let site = Site {
-        granter: &granter,
         volumes,
-        resolve: None,
+        ..site(&granter)
     };
     policy.vet(spec, &site)
 }
@@ -307,7 +326,6 @@ fn a_local_volume_that_binds_a_host_path_is_checked_as_a_bind() {
         Ok(()),
         "a plain volume"
     );
-    assert_eq!(vet(&p, &mut disguised), Ok(()), "not created yet");
     assert_eq!(
         disguised.mounts[0].source, "etc",
         "volumes are not rewritten"
@@ -319,9 +337,8 @@ fn a_bind_source_that_cannot_be_resolved_is_unusable_not_denied() {
     let p = policy(serde_json::json!({ "images": ["localhost/*"], "bind_paths": ["/"] }));
     let granter = Granter::new("deploy", vec![]);
     let site = Site {
-        granter: &granter,
-        volumes: HashMap::new(),
         resolve: Some(|_| Err(std::io::ErrorKind::NotFound.into())),
+        ..site(&granter)
     };
     let mut s = spec(BUSYBOX);
     s.mounts = vec![mount(MountKind::Bind, "/srv/missing")];
@@ -333,21 +350,215 @@ fn a_bind_source_that_cannot_be_resolved_is_unusable_not_denied() {
 
 #[test]
 fn only_what_the_connection_created_may_be_changed() {
-    let mine = HashMap::from([(OWNER_LABEL.to_string(), "docker".to_string())]);
+    let mine = HashMap::from([(OWNER_LABEL.to_string(), OWNER.to_string())]);
     assert_eq!(
-        owned(Some(&mine), "docker", "stop container `a`".into()),
+        owned(Some(&mine), OWNER, "stop container `a`".into()),
         Ok(())
     );
+    // Another workflow's connection of the same name is someone else.
     assert_eq!(
-        owned(Some(&mine), "other", "stop container `a`".into()),
+        owned(Some(&mine), "other/docker", "stop container `a`".into()),
         Err(Refused::never(
             "stop container `a`".into(),
             format!(
-                "orch changes only what it created through connection `other` (label {OWNER_LABEL})"
+                "orch touches only what this connection created (label {OWNER_LABEL}=other/docker); connections of several workflows share with the same `owner` setting"
             )
         ))
     );
-    assert!(owned(None, "docker", "remove network `n`".into()).is_err());
+    assert!(owned(None, OWNER, "remove network `n`".into()).is_err());
+}
+
+/// D1: another project's data volume is not mountable, nor a volume nobody created; a listed
+/// one is.
+#[test]
+fn a_volume_this_connection_did_not_create_is_refused_unless_listed() {
+    let granter = Granter::new("deploy", vec![]);
+    let theirs = VolumeFacts {
+        options: HashMap::new(),
+        owner: Some("prod/docker".into()),
+    };
+    let site = Site {
+        volumes: HashMap::from([("prod_pgdata".to_string(), theirs)]),
+        ..site(&granter)
+    };
+    let mut s = spec(BUSYBOX);
+    s.mounts = vec![mount(MountKind::Volume, "prod_pgdata")];
+    assert_eq!(
+        busybox_only().vet(&mut s, &site),
+        Err(Refused::setting(
+            "mount volume `prod_pgdata` into container `web`, which this connection did not create"
+                .into(),
+            "`volumes = [\"prod_pgdata\"]`"
+        ))
+    );
+    let listed =
+        policy(serde_json::json!({ "images": ["localhost/*"], "volumes": ["prod_pgdata"] }));
+    assert_eq!(listed.vet(&mut s, &site), Ok(()));
+
+    let mut missing = spec(BUSYBOX);
+    missing.mounts = vec![mount(MountKind::Volume, "not_yet")];
+    assert_eq!(
+        busybox_only().vet(&mut missing, &site),
+        Ok(()),
+        "created empty"
+    );
+    let mut path = spec(BUSYBOX);
+    path.mounts = vec![mount(MountKind::Volume, "/etc")];
+    assert!(matches!(
+        listed.vet(&mut path, &site),
+        Err(Refused::Never { .. })
+    ));
+    let mut anonymous = spec(BUSYBOX);
+    anonymous.mounts = vec![mount(MountKind::Volume, "")];
+    assert_eq!(busybox_only().vet(&mut anonymous, &site), Ok(()));
+}
+
+/// D1: joining another project's network (with an alias that hijacks its `db`) is refused;
+/// the engine's own networks, ours and listed ones are not.
+#[test]
+fn a_network_this_connection_did_not_create_is_refused_unless_listed() {
+    let granter = Granter::new("deploy", vec![]);
+    let site = Site {
+        networks: HashMap::from([
+            ("prod_default".to_string(), Some("prod/docker".to_string())),
+            ("handmade".to_string(), None),
+            ("ours".to_string(), Some(OWNER.to_string())),
+            ("bridge".to_string(), None),
+        ]),
+        ..site(&granter)
+    };
+    let joining = |network: &str| {
+        let mut s = spec(BUSYBOX);
+        s.networks = vec![NetworkAttachment {
+            network: network.into(),
+            aliases: vec!["db".into()],
+        }];
+        s
+    };
+    for foreign in ["prod_default", "handmade"] {
+        assert_eq!(
+            busybox_only().vet(&mut joining(foreign), &site),
+            Err(Refused::setting(
+                format!(
+                    "attach container `web` to network `{foreign}`, which this connection did not create"
+                ),
+                format!("`networks = [\"{foreign}\"]`")
+            ))
+        );
+    }
+    for fine in ["ours", "bridge"] {
+        assert_eq!(
+            busybox_only().vet(&mut joining(fine), &site),
+            Ok(()),
+            "{fine}"
+        );
+    }
+    let mut by_mode = spec(BUSYBOX);
+    by_mode.network_mode = Some("prod_default".into());
+    assert!(busybox_only().vet(&mut by_mode, &site).is_err());
+    let listed =
+        policy(serde_json::json!({ "images": ["localhost/*"], "networks": ["prod_default"] }));
+    assert_eq!(listed.vet(&mut joining("prod_default"), &site), Ok(()));
+}
+
+/// D4: ports go on loopback unless the connection's `ports` widen it.
+#[test]
+fn ports_are_published_on_loopback_only_unless_the_policy_widens_them() {
+    let publishing = |ip: Option<&str>, port: Option<u16>| {
+        let mut s = spec(BUSYBOX);
+        s.ports = vec![Port {
+            container_port: 80,
+            protocol: "tcp".into(),
+            host_ip: ip.map(String::from),
+            host_port: port,
+        }];
+        s
+    };
+    let p = busybox_only();
+    assert_eq!(
+        vet(&p, &mut publishing(Some("127.0.0.1"), Some(8080))),
+        Ok(())
+    );
+    assert_eq!(vet(&p, &mut publishing(Some("::1"), None)), Ok(()));
+    assert_eq!(
+        vet(&p, &mut publishing(None, Some(80))),
+        Err(Refused::setting(
+            "publish port 80 of container `web` on 0.0.0.0:80 (only loopback by default)".into(),
+            "`ports = [\"0.0.0.0:80\"]`"
+        ))
+    );
+    assert!(vet(&p, &mut publishing(Some("10.0.0.5"), Some(22))).is_err());
+
+    let wide = policy(
+        serde_json::json!({ "images": ["localhost/*"], "ports": ["127.0.0.1:*", "8080", "10.0.0.5:9000-9099"] }),
+    );
+    assert_eq!(vet(&wide, &mut publishing(None, Some(8080))), Ok(()));
+    assert_eq!(
+        vet(&wide, &mut publishing(Some("10.0.0.5"), Some(9050))),
+        Ok(())
+    );
+    assert!(vet(&wide, &mut publishing(Some("10.0.0.5"), Some(9100))).is_err());
+    assert!(
+        vet(&wide, &mut publishing(None, None)).is_err(),
+        "engine-picked port on every interface"
+    );
+    assert!(vet(&wide, &mut publishing(None, Some(80))).is_err());
+
+    for bad in ["host:80", "1.2.3.4:x", "[::1]80", "70000"] {
+        let settings = serde_json::json!({ "ports": [bad] });
+        assert!(
+            Policy::from_settings(settings.as_object().unwrap()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+/// D2: a remote engine's binds name paths orch cannot see: refused unless `remote_binds`.
+#[test]
+fn a_remote_engine_binds_only_with_remote_binds() {
+    let granter = Granter::new("deploy", vec![]);
+    let remote = Site {
+        resolve: None,
+        ..site(&granter)
+    };
+    let mut s = spec(BUSYBOX);
+    s.mounts = vec![mount(MountKind::Bind, "/srv/data/x")];
+    let p = policy(serde_json::json!({ "images": ["localhost/*"], "bind_paths": ["/srv/data"] }));
+    assert!(matches!(
+        p.vet(&mut s, &remote),
+        Err(Refused::Setting { setting, .. }) if setting == "`remote_binds = true`"
+    ));
+    let trusting = policy(
+        serde_json::json!({ "images": ["localhost/*"], "bind_paths": ["/srv/data"], "remote_binds": true }),
+    );
+    assert_eq!(trusting.vet(&mut s, &remote), Ok(()));
+}
+
+/// D2: a symlink planted in a bind path between create and start is refused at start.
+#[test]
+fn a_bind_source_swapped_for_a_symlink_after_create_is_refused_at_start() {
+    let p = policy(serde_json::json!({ "images": ["localhost/*"], "bind_paths": ["/srv/data"] }));
+    let granter = Granter::new("deploy", vec![]);
+    let unchanged = site(&granter);
+    let binds = vec!["/srv/data/x".to_string()];
+    assert_eq!(p.vet_start("b", &binds, &unchanged), Ok(()));
+    let swapped = Site {
+        resolve: Some(|p| {
+            Ok(if p == Path::new("/srv/data/x") {
+                PathBuf::from("/")
+            } else {
+                p.to_path_buf()
+            })
+        }),
+        ..site(&granter)
+    };
+    assert_eq!(
+        p.vet_start("b", &binds, &swapped),
+        Err(Refused::never(
+            "start container `b`: its bind source `/srv/data/x` now leads to `/`".into(),
+            "a symlink replaced part of the path after the container was created; remove it"
+        ))
+    );
 }
 
 #[derive(Default)]
