@@ -378,7 +378,7 @@ impl Policy {
                     let Some(volume) = site.volumes.get(&m.source) else {
                         continue;
                     };
-                    let listed = self.volumes.iter().any(|v| *v == m.source);
+                    let listed = self.volumes.contains(&m.source);
                     if volume.owner.as_deref() != Some(site.owner) && !listed {
                         return Err(Refused::setting(
                             format!(
