@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# orch's test and demo services on loopback: PostgreSQL, a Kafka-protocol broker (tansu) and a
-# Docker Engine API (podman). Idempotent; run as root on Debian 12.
+# orch's test and demo services on loopback: PostgreSQL, a Kafka-protocol broker (tansu) and two
+# Docker Engine APIs (podman, and Debian's dockerd). Idempotent; run as root on Debian 12.
 #
 #   tests/services.sh start   install what is missing, start everything, write the env file
 #   tests/services.sh stop    stop everything (PURGE=1 also deletes data and images)
@@ -32,6 +32,7 @@ install_packages() {
   local need=()
   command -v podman >/dev/null || need+=(podman)
   command -v runc >/dev/null || need+=(runc)
+  command -v dockerd >/dev/null || need+=(docker.io)
   [ -x /bin/busybox ] || need+=(busybox-static)
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
   command -v curl >/dev/null || need+=(curl)
@@ -84,6 +85,37 @@ start_kafka() {
   alive "$STATE/tansu.pid" || { log "tansu exited (port $KAFKA_PORT taken?)"; tail -5 "$STATE/tansu.log" >&2; return 1; }
 }
 
+# No registry here: the test image is a busybox rootfs, as a tar on stdout.
+busybox_rootfs() {
+  local rootfs; rootfs=$(mktemp -d)
+  mkdir -p "$rootfs"/{bin,etc,tmp,www,root}
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for a in $(/bin/busybox --list); do [ -e "$rootfs/bin/$a" ] || ln -s busybox "$rootfs/bin/$a"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\n' >"$rootfs/etc/group"
+  echo ok >"$rootfs/www/index.html"
+  tar -C "$rootfs" -cf - .
+  rm -rf "$rootfs"
+}
+
+# Debian's dockerd (20.10) with a socket, data and exec root of its own; no iptables (loopback
+# only), so it leaves the host's firewall alone. Runs healthchecks natively.
+start_dockerd() {
+  local dir=$STATE/dockerd sock=$STATE/dockerd/docker.sock
+  mkdir -p "$dir"
+  if ! alive "$STATE/dockerd.pid"; then
+    rm -f "$sock"
+    setsid dockerd --host "unix://$sock" --data-root "$dir/root" --exec-root "$dir/exec" \
+      --pidfile "$dir/dockerd.pid" --iptables=false </dev/null >"$STATE/dockerd.log" 2>&1 &
+    echo $! >"$STATE/dockerd.pid"
+  fi
+  wait_for 60 dockerd curl -fsS --unix-socket "$sock" http://d/_ping || { tail -5 "$STATE/dockerd.log" >&2; return 1; }
+  if ! docker -H "unix://$sock" image inspect "$TEST_IMAGE" >/dev/null 2>&1; then
+    busybox_rootfs | docker -H "unix://$sock" import --change 'CMD ["/bin/sh"]' \
+      --change 'ENV PATH=/bin' - "$TEST_IMAGE" >/dev/null
+  fi
+}
+
 podman_env() {
   export CONTAINERS_CONF=$STATE/podman/containers.conf CONTAINERS_STORAGE_CONF=$STATE/podman/storage.conf
 }
@@ -109,17 +141,9 @@ runroot = "$STATE/podman/run"
 CONF
   podman_env
   local sock=$STATE/podman/docker.sock
-  if ! podman image exists "$TEST_IMAGE"; then # no registry here: import a busybox rootfs
-    local rootfs; rootfs=$(mktemp -d)
-    mkdir -p "$rootfs"/{bin,etc,tmp,www,root}
-    cp /bin/busybox "$rootfs/bin/busybox"
-    for a in $(/bin/busybox --list); do [ -e "$rootfs/bin/$a" ] || ln -s busybox "$rootfs/bin/$a"; done
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
-    printf 'root:x:0:\nnobody:x:65534:\n' >"$rootfs/etc/group"
-    echo ok >"$rootfs/www/index.html"
-    tar -C "$rootfs" -cf - . | podman import -q --change 'CMD ["/bin/sh"]' \
+  if ! podman image exists "$TEST_IMAGE"; then
+    busybox_rootfs | podman import -q --change 'CMD ["/bin/sh"]' \
       --change 'ENV PATH=/bin' - "$TEST_IMAGE" >/dev/null
-    rm -rf "$rootfs"
   fi
   if ! alive "$STATE/podman.pid"; then
     rm -f "$sock"
@@ -145,6 +169,7 @@ export ORCH_TEST_POSTGRES_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_POR
 export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=$PG_USER PGPASSWORD=$PG_PASSWORD PGDATABASE=postgres
 export ORCH_TEST_KAFKA=127.0.0.1:$KAFKA_PORT
 export ORCH_TEST_DOCKER_HOST=unix://$STATE/podman/docker.sock
+export ORCH_TEST_DOCKERD_HOST=unix://$STATE/dockerd/docker.sock
 export CONTAINERS_CONF=$STATE/podman/containers.conf CONTAINERS_STORAGE_CONF=$STATE/podman/storage.conf
 export ORCH_TEST_IMAGE=$TEST_IMAGE
 ENV
@@ -168,6 +193,11 @@ stop_all() {
     podman rm -af -t 1 >/dev/null 2>&1 || true
   fi
   stop_pid "$STATE/podman.pid"
+  if alive "$STATE/dockerd.pid"; then
+    local d="docker -H unix://$STATE/dockerd/docker.sock"
+    $d ps -aq | xargs -r $d rm -f >/dev/null 2>&1 || true
+  fi
+  stop_pid "$STATE/dockerd.pid"
   for d in /proc/[0-9]*; do # stray conmon processes of ours
     c=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
     [[ $c == *conmon*"$STATE/podman/"* ]] && kill -KILL "${d#/proc/}" 2>/dev/null
@@ -190,6 +220,7 @@ case "${1:-start}" in
     start_postgres
     start_kafka
     start_docker_api
+    start_dockerd
     write_env
     log "ready; source $ENV_FILE"
     ;;

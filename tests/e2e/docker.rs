@@ -1,6 +1,7 @@
-//! The `deploy` plugin and the `docker` host interface against the project's real Docker-API
-//! engine (podman, started by tests/services.sh). Engine state is checked with bollard directly.
-//! Each test deploys its own project (unique name) and removes it when done.
+//! The `deploy` plugin and the `docker` host interface against the project's two real Docker-API
+//! engines, podman and Debian's dockerd (both started by tests/services.sh): every test runs on
+//! each (`podman::NAME`, `dockerd::NAME`). Engine state is checked with bollard directly. Each
+//! test deploys its own project (unique name) and removes it when done.
 
 use crate::harness::{Orch, Ran, audit, step, unique};
 use bollard::Docker;
@@ -11,10 +12,55 @@ use bollard::query_parameters::{
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
+/// The engines every test runs on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Engine {
+    Podman,
+    Dockerd,
+}
+
+thread_local! {
+    /// The engine of the test running on this thread (libtest gives each test its own).
+    static ENGINE: std::cell::Cell<Engine> = const { std::cell::Cell::new(Engine::Podman) };
+}
+
+/// Run each named test (a `fn(Engine)` below) as a test on podman and one on dockerd.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod podman {
+            $(#[test] fn $name() { super::on(super::Engine::Podman, super::$name) })*
+        }
+        mod dockerd {
+            $(#[test] fn $name() { super::on(super::Engine::Dockerd, super::$name) })*
+        }
+    };
+}
+
+on_both_engines!(
+    deploy_from_scratch_then_nothing_then_only_the_changed_service,
+    a_profile_service_appears_only_with_its_profile,
+    an_unhealthy_service_fails_the_step_with_its_health_output,
+    a_failing_init_service_fails_its_dependants_with_exit_code_and_logs,
+    invalid_compose_files_fail_before_any_engine_call,
+    escalations_without_grants_are_denied_and_audited,
+    an_unreachable_engine_is_a_clear_retryable_error,
+    orphans_are_kept_unless_asked_and_relative_binds_resolve_in_the_granted_directory,
+    another_workflows_volumes_and_networks_are_out_of_reach_unless_listed,
+);
+
+fn on(engine: Engine, test: fn()) {
+    ENGINE.set(engine);
+    test()
+}
+
 fn docker_host() -> String {
-    std::env::var("ORCH_TEST_DOCKER_HOST").expect(
-        "ORCH_TEST_DOCKER_HOST is not set: run `bash tests/services.sh start` and source its env file",
-    )
+    let var = match ENGINE.get() {
+        Engine::Podman => "ORCH_TEST_DOCKER_HOST",
+        Engine::Dockerd => "ORCH_TEST_DOCKERD_HOST",
+    };
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run `bash tests/services.sh start` and source its env file")
+    })
 }
 
 fn image() -> String {
@@ -141,65 +187,71 @@ fn volumes(project: &str) -> Vec<String> {
 struct Project {
     name: String,
     orch: Orch,
+    /// The workflow's name: with the connection's, whose containers these are.
+    workflow: &'static str,
 }
 
 impl Drop for Project {
-    /// Best effort and never a panic (a panic while a failed test unwinds would abort the
-    /// whole test binary).
     fn drop(&mut self) {
-        let project = self.name.clone();
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        let _ = runtime.block_on(async move {
-            let docker = Docker::connect_with_host(&docker_host())?;
-            for _ in 0..50 {
-                let options = ListContainersOptions {
-                    all: true,
-                    filters: Some(project_filter(&project)),
-                    ..Default::default()
-                };
-                match docker.list_containers(Some(options)).await {
-                    Ok(list) => {
-                        for c in list {
-                            let remove = RemoveContainerOptions {
-                                force: true,
-                                ..Default::default()
-                            };
-                            let _ = docker
-                                .remove_container(&c.id.unwrap_or_default(), Some(remove))
-                                .await;
-                        }
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-                }
-            }
-            let filters = Some(project_filter(&project));
-            for n in docker
-                .list_networks(Some(ListNetworksOptions {
-                    filters: filters.clone(),
-                }))
-                .await?
-            {
-                let _ = docker.remove_network(&n.name.unwrap_or_default()).await;
-            }
-            for v in docker
-                .list_volumes(Some(ListVolumesOptions { filters }))
-                .await?
-                .volumes
-                .unwrap_or_default()
-            {
-                let _ = docker
-                    .remove_volume(&v.name, None::<RemoveVolumeOptions>)
-                    .await;
-            }
-            Ok::<_, bollard::errors::Error>(())
-        });
+        remove_project(&self.name);
     }
+}
+
+/// Remove a project's containers, networks and volumes from the engine. Best effort and never
+/// a panic (a panic while a failed test unwinds would abort the whole test binary).
+fn remove_project(project: &str) {
+    let project = project.to_string();
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let _ = runtime.block_on(async move {
+        let docker = Docker::connect_with_host(&docker_host())?;
+        for _ in 0..50 {
+            let options = ListContainersOptions {
+                all: true,
+                filters: Some(project_filter(&project)),
+                ..Default::default()
+            };
+            match docker.list_containers(Some(options)).await {
+                Ok(list) => {
+                    for c in list {
+                        let remove = RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        };
+                        let _ = docker
+                            .remove_container(&c.id.unwrap_or_default(), Some(remove))
+                            .await;
+                    }
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        let filters = Some(project_filter(&project));
+        for n in docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: filters.clone(),
+            }))
+            .await?
+        {
+            let _ = docker.remove_network(&n.name.unwrap_or_default()).await;
+        }
+        for v in docker
+            .list_volumes(Some(ListVolumesOptions { filters }))
+            .await?
+            .volumes
+            .unwrap_or_default()
+        {
+            let _ = docker
+                .remove_volume(&v.name, None::<RemoveVolumeOptions>)
+                .await;
+        }
+        Ok::<_, bollard::errors::Error>(())
+    });
 }
 
 impl Project {
@@ -207,6 +259,7 @@ impl Project {
         Self {
             name: unique(prefix).replace('_', "-"),
             orch: Orch::new().env("DOCKER_HOST", &docker_host()),
+            workflow: "deploy-test",
         }
     }
 
@@ -223,7 +276,7 @@ impl Project {
     fn orch_with(&self, command: &str, extra_with: &str, connection: &str) -> Ran {
         let workflow = format!(
             r#"
-            name = "deploy-test"
+            name = "{}"
             [connections.docker]
             kind = "docker"
             host = "${{{{ env.DOCKER_HOST }}}}"
@@ -235,7 +288,7 @@ impl Project {
             timeout = "2m"
             with = {{ connection = "docker", project = "{}", file = "stack/compose.yml", timeout_secs = 60 {extra_with} }}
             "#,
-            self.name
+            self.workflow, self.name
         );
         let file = self.orch.write("workflow.toml", &workflow);
         self.orch.orch(&["--json", command, file.to_str().unwrap()])
@@ -322,7 +375,6 @@ fn names(v: &Value) -> Vec<String> {
     out
 }
 
-#[test]
 fn deploy_from_scratch_then_nothing_then_only_the_changed_service() {
     let p = Project::new("lab");
     p.compose(STACK, "DB_PASSWORD=s3cret\n");
@@ -376,7 +428,6 @@ fn deploy_from_scratch_then_nothing_then_only_the_changed_service() {
     assert_eq!(changed["db-init"].id, seen["db-init"].id, "init not re-run");
 }
 
-#[test]
 fn a_profile_service_appears_only_with_its_profile() {
     let p = Project::new("prof");
     p.compose(STACK, "DB_PASSWORD=x\n");
@@ -387,7 +438,6 @@ fn a_profile_service_appears_only_with_its_profile() {
     assert_eq!(containers(&p.name)["tools"].state, "running");
 }
 
-#[test]
 fn an_unhealthy_service_fails_the_step_with_its_health_output() {
     let p = Project::new("sick");
     p.compose(
@@ -417,7 +467,6 @@ services:
     );
 }
 
-#[test]
 fn a_failing_init_service_fails_its_dependants_with_exit_code_and_logs() {
     let p = Project::new("init");
     p.compose(
@@ -445,7 +494,6 @@ services:
     );
 }
 
-#[test]
 fn invalid_compose_files_fail_before_any_engine_call() {
     let p = Project::new("bad");
     let cases = [
@@ -476,7 +524,6 @@ fn invalid_compose_files_fail_before_any_engine_call() {
     }
 }
 
-#[test]
 fn escalations_without_grants_are_denied_and_audited() {
     let p = Project::new("deny");
     let cases = [
@@ -540,7 +587,6 @@ fn escalations_without_grants_are_denied_and_audited() {
     assert_eq!(containers(&p.name)["x"].state, "running");
 }
 
-#[test]
 fn an_unreachable_engine_is_a_clear_retryable_error() {
     let p = Project::new("gone");
     p.compose(STACK, "DB_PASSWORD=x\n");
@@ -548,6 +594,7 @@ fn an_unreachable_engine_is_a_clear_retryable_error() {
     let gone = Project {
         name: p.name.clone(),
         orch,
+        workflow: p.workflow,
     };
     gone.compose(STACK, "DB_PASSWORD=x\n");
     let (error, _) = gone.deploy_fails("", "");
@@ -582,7 +629,6 @@ fn exec(id: &str, cmd: &[&str]) -> String {
     })
 }
 
-#[test]
 fn orphans_are_kept_unless_asked_and_relative_binds_resolve_in_the_granted_directory() {
     let p = Project::new("orph");
     std::fs::create_dir_all(p.orch.dir.path().join("stack/conf")).unwrap();
@@ -628,4 +674,56 @@ fn orphans_are_kept_unless_asked_and_relative_binds_resolve_in_the_granted_direc
     let ran = p.orch_with("run", "", &bind);
     assert_eq!(ran.code, 1, "{}", ran.stdout);
     assert!(ran.stdout.contains("denied"), "{}", ran.stdout);
+}
+
+/// D1 and D5: a second workflow whose connection is also called `docker` cannot mount the first
+/// project's data volume nor join its network under the alias its clients use (not even listed
+/// to it; nothing created); naming them in its connection lets it.
+fn another_workflows_volumes_and_networks_are_out_of_reach_unless_listed() {
+    let victim = Project::new("victim");
+    victim.compose(STACK, "DB_PASSWORD=s3cret\n");
+    victim.deploy();
+    let mut thief = Project::new("thief");
+    thief.workflow = "thief";
+    let volume = format!("{}_data", victim.name);
+    let network = format!("{}_backend", victim.name);
+    let cases = [
+        (
+            format!(
+                "volumes: [\"loot:/loot\"]\nvolumes:\n  loot: {{ external: true, name: {volume} }}"
+            ),
+            format!("volumes = [\"{volume}\"]"),
+        ),
+        (
+            format!(
+                "networks:\n      stolen: {{ aliases: [database] }}\nnetworks:\n  stolen: {{ external: true, name: {network} }}"
+            ),
+            format!("networks = [\"{network}\"]"),
+        ),
+    ];
+    for (uses, setting) in &cases {
+        thief.compose(
+            &format!("services:\n  spy:\n    image: IMAGE\n    command: sleep 3600\n    {uses}\n"),
+            "",
+        );
+        let (error, _) = thief.deploy_fails("", "");
+        assert!(
+            error.contains("was not created through this connection"),
+            "{error}"
+        );
+        assert!(
+            error.contains(setting.as_str()),
+            "`{setting}` not in: {error}"
+        );
+        assert!(containers(&thief.name).is_empty(), "nothing created");
+        // Opting in by name is the decision of whoever writes the connection.
+        let ran = thief.orch_with("run", "", setting);
+        assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+        assert_eq!(containers(&thief.name)["spy"].state, "running");
+        remove_project(&thief.name);
+    }
+    // The victim's containers are untouched and still its own.
+    let seen = containers(&victim.name);
+    assert_eq!(seen["db"].state, "running");
+    assert_eq!(seen["db"].labels["orch.connection"], "deploy-test/docker");
 }

@@ -211,8 +211,23 @@ impl HostEngine for ConnectionView<'_> {
             let options = ListNetworksOptions {
                 filters: Some(engine.filters(&labels)),
             };
-            let list = engine.docker.list_networks(Some(options)).await?;
-            Ok(list.into_iter().map(spec::network).collect())
+            let mut list: Vec<NamedObject> = engine
+                .docker
+                .list_networks(Some(options))
+                .await?
+                .into_iter()
+                .map(spec::network)
+                .collect();
+            // Networks the policy lists (`networks = [...]`) are visible though not ours.
+            for name in engine.policy.listed_networks() {
+                if let Ok(found) = engine.docker.inspect_network(name, None).await {
+                    list.push(NamedObject {
+                        name: found.name.unwrap_or_default(),
+                        labels: spec::pairs(found.labels),
+                    });
+                }
+            }
+            Ok(spec::matching(list, &labels))
         })
         .await
     }
@@ -258,8 +273,18 @@ impl HostEngine for ConnectionView<'_> {
                 filters: Some(engine.filters(&labels)),
             };
             let list = engine.docker.list_volumes(Some(options)).await?;
-            let volumes = list.volumes.unwrap_or_default();
-            Ok(volumes.into_iter().map(spec::volume).collect())
+            let mut volumes: Vec<NamedObject> = list
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(spec::volume)
+                .collect();
+            for name in engine.policy.listed_volumes() {
+                if let Ok(found) = engine.docker.inspect_volume(name).await {
+                    volumes.push(spec::volume(found));
+                }
+            }
+            Ok(spec::matching(volumes, &labels))
         })
         .await
     }

@@ -215,6 +215,16 @@ impl Policy {
         })
     }
 
+    /// Networks not created through the connection that it may use anyway.
+    pub(super) fn listed_networks(&self) -> &[String] {
+        &self.networks
+    }
+
+    /// Volumes not created through the connection that it may use anyway.
+    pub(super) fn listed_volumes(&self) -> &[String] {
+        &self.volumes
+    }
+
     pub(super) fn image_allowed(&self, image: &str) -> bool {
         let tagged = tagged(image);
         self.images

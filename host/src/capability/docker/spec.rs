@@ -176,6 +176,22 @@ pub(super) fn network(n: Network) -> NamedObject {
     }
 }
 
+/// `objects` that carry every label of `wanted`, each name once.
+pub(super) fn matching(objects: Vec<NamedObject>, wanted: &[Pair]) -> Vec<NamedObject> {
+    let mut seen = std::collections::HashSet::new();
+    objects
+        .into_iter()
+        .filter(|o| {
+            wanted.iter().all(|w| {
+                o.labels
+                    .iter()
+                    .any(|l| l.key == w.key && l.value == w.value)
+            })
+        })
+        .filter(|o| seen.insert(o.name.clone()))
+        .collect()
+}
+
 pub(super) fn volume(v: Volume) -> NamedObject {
     NamedObject {
         name: v.name,

@@ -88,9 +88,10 @@ fn check_external(p: &Project, world: &World) -> Result<(), StepError> {
     ] {
         for s in shared.iter().filter(|s| s.external) {
             if !have.contains(&s.name) {
+                // The host lists only what the connection created or names.
                 return Err(StepError::Failed(format!(
-                    "external {what} `{}` (`{}` in the compose file) does not exist: create it first",
-                    s.name, s.key
+                    "external {what} `{}` (`{}` in the compose file) does not exist or was not created through this connection: create it first, or name it in the connection (`{what}s = [\"{}\"]`)",
+                    s.name, s.key, s.name
                 )));
             }
         }
