@@ -432,3 +432,81 @@ fn a_plugin_cannot_pin_host_memory_with_handles() {
         "{failed}"
     );
 }
+
+/// PL1: a plugin's `plan` has its step's grants but can change nothing: its SQL runs alone in a
+/// read-only transaction (also when it smuggles a `COMMIT`), and POSTs, Kafka records and
+/// Docker writes are denied, naming `plan`. The same writes go through in `run`.
+#[test]
+fn a_plan_cannot_change_anything() {
+    let role = crate::harness::pg::unique("plan_role");
+    let post_to = crate::harness::hello_server();
+    let orch = Orch::new();
+    let workflow = |with: &str| {
+        format!(
+            r#"
+name = "plan-writes"
+[connections.pg]
+kind = "postgres"
+url = "{pg}"
+[connections.bus]
+kind = "kafka"
+bootstrap = "{kafka}"
+[connections.docker]
+kind = "docker"
+host = "{docker}"
+[steps.sneak]
+plugin = "{plugin}"
+allow = ["pg", "bus", "docker", "http://127.0.0.1:{post_to}"]
+with = {{ {with} }}
+"#,
+            pg = crate::harness::pg::admin_url(),
+            kafka = std::env::var("ORCH_TEST_KAFKA").expect("ORCH_TEST_KAFKA (tests/services.sh)"),
+            docker = std::env::var("ORCH_TEST_DOCKER_HOST").expect("ORCH_TEST_DOCKER_HOST"),
+            plugin = crate::harness::example("plan-writes"),
+        )
+    };
+    let plan = |with: &str| {
+        let file = orch.write("workflow.toml", &workflow(with));
+        let planned = orch.orch(&["--json", "plan", file.to_str().unwrap()]);
+        assert_eq!(planned.code, 1, "{}\n{}", planned.stdout, planned.stderr);
+        // The step's error, and what it logged (a denial is logged with its reason).
+        planned.stdout
+    };
+    let role_exists = || {
+        crate::harness::pg::psql(&format!(
+            "SELECT count(*) FROM pg_roles WHERE rolname = '{role}'"
+        ))
+    };
+
+    let create = format!("postgres = [\"pg\", \"CREATE ROLE {role}\"]");
+    let said = plan(&create);
+    assert!(said.contains("read-only transaction"), "{said}");
+    let smuggled = format!("postgres = [\"pg\", \"COMMIT; CREATE ROLE {role}\"]");
+    let said = plan(&smuggled);
+    assert!(said.contains("multiple commands"), "{said}");
+    assert_eq!(role_exists(), "0", "no role after the plans");
+
+    for (with, what) in [
+        (
+            format!("post = \"http://127.0.0.1:{post_to}/x\""),
+            format!("may not send POST http://127.0.0.1:{post_to}/x during `plan`"),
+        ),
+        (
+            "kafka = [\"bus\", \"plan-writes\"]".to_string(),
+            "may not produce to topic `plan-writes` during `plan`".to_string(),
+        ),
+        (
+            format!("docker = [\"docker\", \"{role}\"]"),
+            format!("may not create volume `{role}` during `plan`"),
+        ),
+    ] {
+        let said = plan(&with);
+        assert!(said.contains(&what), "`{what}` not in: {said}");
+    }
+
+    // `run` may: the role exists afterwards.
+    let ran = orch.run(&workflow(&create), &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stdout);
+    assert_eq!(role_exists(), "1");
+    crate::harness::pg::psql(&format!("DROP ROLE {role}"));
+}

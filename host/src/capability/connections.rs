@@ -149,6 +149,14 @@ pub(crate) trait OpenError {
 }
 
 impl ConnectionGate {
+    /// `what` changes something: refused (reported, hence audited) during a `plan`.
+    pub(crate) fn write<E: OpenError>(&self, what: impl FnOnce() -> String) -> Result<(), E> {
+        self.granter.write(what).map_err(|denial| {
+            self.sink.denied(&denial);
+            E::denied(denial.to_string())
+        })
+    }
+
     /// The settings of connection `name`, if the step is granted it and it is of `kind`; a
     /// refusal comes back as the calling interface's error `E`.
     pub(crate) fn open<E: OpenError>(

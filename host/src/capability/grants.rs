@@ -7,7 +7,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Denial {
     pub step: String,
-    /// "http", "connection", "tcp", "policy" (a connection's own rules, e.g. Docker's).
+    /// "http", "connection", "tcp", "policy" (a connection's own rules, e.g. Docker's),
+    /// "plan" (a write attempted during a dry run).
     pub action: &'static str,
     pub target: String,
     /// The `allow` entry that would permit it.
@@ -16,6 +17,13 @@ pub struct Denial {
 
 impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.action == "plan" {
+            return write!(
+                f,
+                "step `{}` may not {} during `plan`: {}",
+                self.step, self.target, self.grant
+            );
+        }
         if self.action == "policy" {
             return write!(
                 f,
@@ -40,6 +48,8 @@ impl fmt::Display for Denial {
 pub struct Granter {
     step: String,
     allow: Vec<Grant>,
+    /// A dry run: the step's grants hold, but only to read.
+    planning: bool,
 }
 
 impl Granter {
@@ -48,7 +58,31 @@ impl Granter {
         Self {
             step: step.into(),
             allow,
+            planning: false,
         }
+    }
+
+    /// The same grants for a `plan`: every host call that would change something is refused.
+    pub fn for_plan(mut self) -> Self {
+        self.planning = true;
+        self
+    }
+
+    /// Is this a dry run (reads only)?
+    pub fn planning(&self) -> bool {
+        self.planning
+    }
+
+    /// `what` changes something: refused during a `plan`.
+    pub fn write(&self, what: impl FnOnce() -> String) -> Result<(), Denial> {
+        if !self.planning {
+            return Ok(());
+        }
+        Err(self.deny(
+            "plan",
+            what(),
+            "a plan must not change anything (it runs in `run`)".into(),
+        ))
     }
 
     /// Directories the step may read, as (host path, path in the sandbox).

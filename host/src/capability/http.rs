@@ -129,6 +129,15 @@ impl WasiHttpHooks for HttpGate {
     ) -> ResponseFuture {
         _ = fut;
         let uri = request.uri().clone();
+        // A plan reads: only safe methods leave the sandbox.
+        let method = request.method().clone();
+        if !method.is_safe() || method == http::Method::TRACE {
+            let what = || format!("send {method} {uri}");
+            if let Err(denial) = self.granter.write(what) {
+                self.sink.denied(&denial);
+                return refused(denial.to_string());
+            }
+        }
         let host = uri.host().unwrap_or_default().to_string();
         let connection = self
             .connections

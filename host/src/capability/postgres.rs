@@ -39,6 +39,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 )]
 pub struct PgSession {
     conn: PgConnection,
+    /// Opened during a `plan`: every statement runs alone (extended protocol, one statement)
+    /// in a `READ ONLY` transaction the host rolls back, so nothing it does can last.
+    read_only: bool,
 }
 
 /// SQLSTATEs that mean "try again later": connection exceptions (08), shutdown and restart
@@ -169,10 +172,69 @@ fn cell(row: &PgRow, i: usize) -> Result<Value, Error> {
     })
 }
 
+/// Run `sql` and collect its rows, bounded whatever the query (a table scan without `limit`,
+/// huge cells): they are held in host memory until the guest takes them.
+async fn fetch(
+    conn: &mut PgConnection,
+    sql: String,
+    params: Vec<Value>,
+    limit: Option<u32>,
+) -> Result<Rows, Error> {
+    let query = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), params);
+    let mut stream = query.fetch(&mut *conn);
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    loop {
+        if limit.is_some_and(|l| rows.len() >= l as usize) {
+            break;
+        }
+        if rows.len() >= MAX_QUERY_ROWS || bytes > MAX_QUERY_BYTES {
+            return Err(Error::Other(format!(
+                "the query returns more than {} rows or {} MiB: give it a `limit` (or use `copy`)",
+                MAX_QUERY_ROWS,
+                MAX_QUERY_BYTES >> 20
+            )));
+        }
+        let Some(row) = stream.try_next().await.map_err(classify)? else {
+            break;
+        };
+        if columns.is_empty() {
+            columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+        }
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..row.columns().len() {
+            let v = cell(&row, i)?;
+            bytes += cell_size(&v);
+            values.push(v);
+        }
+        rows.push(values);
+    }
+    Ok(Rows { columns, rows })
+}
+
+/// `work` inside a `READ ONLY` transaction that is always rolled back.
+async fn in_read_only<T>(
+    conn: &mut PgConnection,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, Error>,
+) -> Result<T, Error> {
+    sqlx::raw_sql("BEGIN READ ONLY")
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let result = work(&mut *conn).await;
+    // Also after a `COMMIT` of the guest's (then there is no transaction: a warning only).
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    result
+}
+
 impl Host for ConnectionView<'_> {
     async fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<PgSession>, Error>> {
         match connect(self.gate, &name).await {
-            Ok(conn) => Ok(Ok(self.table.push(PgSession { conn })?)),
+            Ok(conn) => {
+                let read_only = self.gate.granter.planning();
+                Ok(Ok(self.table.push(PgSession { conn, read_only })?))
+            }
             Err(e) => Ok(Err(e)),
         }
     }
@@ -185,7 +247,17 @@ impl HostConnection for ConnectionView<'_> {
         sql: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<u64, Error>> {
-        let conn = &mut self.table.get_mut(&session)?.conn;
+        let PgSession { conn, read_only } = self.table.get_mut(&session)?;
+        if *read_only {
+            return Ok(in_read_only(conn, async |conn| {
+                bind(sqlx::query(sqlx::AssertSqlSafe(sql)), params)
+                    .execute(conn)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(classify)
+            })
+            .await);
+        }
         let result = if params.is_empty() {
             // Simple protocol: several statements at once (migrations).
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -206,46 +278,13 @@ impl HostConnection for ConnectionView<'_> {
         params: Vec<Value>,
         limit: Option<u32>,
     ) -> wasmtime::Result<Result<Rows, Error>> {
-        let conn = &mut self.table.get_mut(&session)?.conn;
-        let query = bind(sqlx::query(sqlx::AssertSqlSafe(sql)), params);
-        let mut stream = query.fetch(&mut *conn);
-        let mut columns = Vec::new();
-        let mut rows = Vec::new();
-        let mut bytes = 0usize;
-        loop {
-            if limit.is_some_and(|l| rows.len() >= l as usize) {
-                break;
-            }
-            // Rows are held in host memory until the guest takes them: bounded, whatever the
-            // query (a table scan without `limit`, huge cells).
-            if rows.len() >= MAX_QUERY_ROWS || bytes > MAX_QUERY_BYTES {
-                return Ok(Err(Error::Other(format!(
-                    "the query returns more than {} rows or {} MiB: give it a `limit` (or use `copy`)",
-                    MAX_QUERY_ROWS,
-                    MAX_QUERY_BYTES >> 20
-                ))));
-            }
-            let row = match stream.try_next().await {
-                Ok(Some(row)) => row,
-                Ok(None) => break,
-                Err(e) => return Ok(Err(classify(e))),
-            };
-            if columns.is_empty() {
-                columns = row.columns().iter().map(|c| c.name().to_string()).collect();
-            }
-            let mut values = Vec::with_capacity(columns.len());
-            for i in 0..row.columns().len() {
-                match cell(&row, i) {
-                    Ok(v) => {
-                        bytes += cell_size(&v);
-                        values.push(v);
-                    }
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
-            rows.push(values);
+        let PgSession { conn, read_only } = self.table.get_mut(&session)?;
+        if *read_only {
+            return Ok(
+                in_read_only(conn, async |conn| fetch(conn, sql, params, limit).await).await,
+            );
         }
-        Ok(Ok(Rows { columns, rows }))
+        Ok(fetch(conn, sql, params, limit).await)
     }
 
     async fn copy_in(
@@ -254,6 +293,9 @@ impl HostConnection for ConnectionView<'_> {
         sql: String,
         data: Vec<u8>,
     ) -> wasmtime::Result<Result<u64, Error>> {
+        if let Err(denied) = self.gate.write::<Error>(|| "run COPY … FROM STDIN".into()) {
+            return Ok(Err(denied));
+        }
         let conn = &mut self.table.get_mut(&session)?.conn;
         let copied = async {
             let mut copy = conn.copy_in_raw(&sql).await?;
@@ -297,7 +339,11 @@ impl ConnectionView<'_> {
         session: Resource<PgSession>,
         sql: &'static str,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let conn = &mut self.table.get_mut(&session)?.conn;
+        let PgSession { conn, read_only } = self.table.get_mut(&session)?;
+        if *read_only {
+            // Every statement already runs in a transaction of its own that is rolled back.
+            return Ok(Ok(()));
+        }
         Ok(sqlx::raw_sql(sql)
             .execute(&mut *conn)
             .await

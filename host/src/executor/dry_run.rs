@@ -2,7 +2,7 @@
 //! run or stored; the steps are prepared exactly as a run prepares them.
 
 use super::sink::{RunChannel, StepEvents};
-use super::step::{Prepared, prepare_step};
+use super::step::{Prepared, explain, prepare_step};
 use super::{ExecError, Observer, RunSpec};
 use crate::capability::connections::Connections;
 use crate::capability::{Granter, Masker};
@@ -147,6 +147,7 @@ async fn plan_step(
         }
         Err(error) => return StepPlan::Failed(error),
     };
+    let events = Arc::new(StepEvents::new(channel.clone(), &step.id));
     let invocation = Invocation {
         ctx: StepContext {
             step_id: step.id.clone(),
@@ -155,8 +156,8 @@ async fn plan_step(
         config: &config,
         limits: step.limits,
         timeout: step.timeout,
-        granter: Arc::new(Granter::new(&step.id, step.allow.clone())),
-        sink: Arc::new(StepEvents::new(channel.clone(), &step.id)),
+        granter: Arc::new(Granter::new(&step.id, step.allow.clone()).for_plan()),
+        sink: events.clone(),
         connections: connections.clone(),
     };
     match runtime.plan(&resolved.plugin, invocation).await {
@@ -171,6 +172,6 @@ async fn plan_step(
                 })
                 .collect(),
         ),
-        Err(fault) => StepPlan::Failed(masker.mask(&fault.to_string())),
+        Err(fault) => StepPlan::Failed(masker.mask(&explain(&fault, &events.take_denials()).1)),
     }
 }

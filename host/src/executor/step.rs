@@ -4,7 +4,7 @@
 use super::outputs::{collect_outputs, recordable_outputs, store_secret_outputs};
 use super::sink::StepEvents;
 use super::{Event, ExecError, Finished, RunShared, StepReport};
-use crate::capability::{Granter, LogLevel, Masker, StepSink};
+use crate::capability::{Denial, Granter, LogLevel, Masker, StepSink};
 use crate::resolve::ResolvedPlugin;
 use crate::runtime::{Fault, Invocation, StepContext};
 use crate::store::{StepEnd, StepStatus};
@@ -183,13 +183,7 @@ pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport,
             }
             Err(fault) => fault,
         };
-        // A denial explains the failure better than what the guest made of it.
-        let (kind, message) = match denials.first() {
-            Some(denial) if !matches!(fault, Fault::Timeout { .. } | Fault::OutOfMemory(_)) => {
-                ("denied", format!("denied: {denial}"))
-            }
-            _ => (fault.kind(), fault.to_string()),
-        };
+        let (kind, message) = explain(&fault, &denials);
         let message = masker.mask(&message);
         let retry = fault.is_retryable() && denials.is_empty() && attempt <= step.retry.max;
         let end = StepEnd {
@@ -250,4 +244,15 @@ pub(super) async fn finish_without_running(
     };
     shared.store.finish_step(run, id, 0, end).await?;
     Ok(shared.conclude(Finished::without_outputs(id, status, error)))
+}
+
+/// The kind and message of a failed call: a denial explains it better than what the guest
+/// made of it (unless the step was stopped from outside).
+pub(super) fn explain(fault: &Fault, denials: &[Denial]) -> (&'static str, String) {
+    match denials.first() {
+        Some(denial) if !matches!(fault, Fault::Timeout { .. } | Fault::OutOfMemory(_)) => {
+            ("denied", format!("denied: {denial}"))
+        }
+        _ => (fault.kind(), fault.to_string()),
+    }
 }

@@ -156,6 +156,7 @@ impl HostEngine for ConnectionView<'_> {
         policy: PullPolicy,
     ) -> wasmtime::Result<Result<String, Error>> {
         self.with_engine(engine, async |engine| {
+            engine.gate.write(|| format!("pull image `{image}`"))?;
             if !engine.policy.image_allowed(&image) {
                 // Worded without `set … under [connections.NAME]`, unlike `check_image`.
                 return Err(engine.gate.refuse(Refused::Never {
@@ -239,6 +240,7 @@ impl HostEngine for ConnectionView<'_> {
         labels: Vec<Pair>,
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
+            engine.gate.write(|| format!("create network `{name}`"))?;
             let request = NetworkCreateRequest {
                 name,
                 labels: Some(engine.owner_labels(&labels)),
@@ -256,6 +258,7 @@ impl HostEngine for ConnectionView<'_> {
         name: String,
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
+            engine.gate.write(|| format!("remove network `{name}`"))?;
             let network = engine.docker.inspect_network(&name, None).await?;
             engine.owned(network.labels.as_ref(), format!("remove network `{name}`"))?;
             Ok(engine.docker.remove_network(&name).await?)
@@ -296,6 +299,7 @@ impl HostEngine for ConnectionView<'_> {
         labels: Vec<Pair>,
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
+            engine.gate.write(|| format!("create volume `{name}`"))?;
             let request = VolumeCreateRequest {
                 name: Some(name),
                 labels: Some(engine.owner_labels(&labels)),
@@ -313,6 +317,7 @@ impl HostEngine for ConnectionView<'_> {
         name: String,
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
+            engine.gate.write(|| format!("remove volume `{name}`"))?;
             let volume = engine.docker.inspect_volume(&name).await?;
             engine.owned(Some(&volume.labels), format!("remove volume `{name}`"))?;
             let options = None::<RemoveVolumeOptions>;
@@ -353,6 +358,9 @@ impl HostEngine for ConnectionView<'_> {
         mut spec: ContainerSpec,
     ) -> wasmtime::Result<Result<String, Error>> {
         self.with_engine(engine, async |engine| {
+            engine
+                .gate
+                .write(|| format!("create container `{}`", spec.name))?;
             engine.vet(&mut spec).await?;
             let options = CreateContainerOptions {
                 name: Some(spec.name.clone()),
@@ -392,6 +400,7 @@ impl HostEngine for ConnectionView<'_> {
         id: String,
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
+            engine.gate.write(|| format!("start container `{id}`"))?;
             let found = engine.owned_container(&id, "start").await?;
             let name = found.name.as_deref().unwrap_or(&id).trim_start_matches('/');
             let binds: Vec<String> = found
@@ -415,6 +424,7 @@ impl HostEngine for ConnectionView<'_> {
         timeout_secs: u32,
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
+            engine.gate.write(|| format!("stop container `{id}`"))?;
             engine.owned_container(&id, "stop").await?;
             let options = StopContainerOptions {
                 t: Some(timeout_secs.try_into().unwrap_or(i32::MAX)),
@@ -439,6 +449,7 @@ impl HostEngine for ConnectionView<'_> {
         force: bool,
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
+            engine.gate.write(|| format!("remove container `{id}`"))?;
             engine.owned_container(&id, "remove").await?;
             let options = RemoveContainerOptions {
                 force,
@@ -517,6 +528,7 @@ impl HostEngine for ConnectionView<'_> {
         cmd: Vec<String>,
     ) -> wasmtime::Result<Result<(i64, String), Error>> {
         self.with_engine(engine, async |engine| {
+            engine.gate.write(|| format!("exec in container `{id}`"))?;
             engine.owned_container(&id, "exec into").await?;
             let config = ExecConfig {
                 cmd: Some(cmd),

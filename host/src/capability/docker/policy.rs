@@ -552,6 +552,14 @@ pub(super) struct PolicyGate {
 }
 
 impl PolicyGate {
+    /// `what` changes the engine: refused (and audited) during a `plan`.
+    pub(super) fn write(&self, what: impl FnOnce() -> String) -> Result<(), Error> {
+        self.granter.write(what).map_err(|denial| {
+            self.sink.denied(&denial);
+            Error::Denied(denial.to_string())
+        })
+    }
+
     /// A denial names what would allow it: a setting under the connection's table, or `how`.
     pub(super) fn refuse(&self, refused: Refused) -> Error {
         let (what, how) = match refused {

@@ -316,6 +316,12 @@ impl HostClient for ConnectionView<'_> {
         replication_factor: u32,
         configs: Vec<TopicConfig>,
     ) -> wasmtime::Result<Result<(), Error>> {
+        if let Err(denied) = self
+            .gate
+            .write::<Error>(|| format!("create topic `{name}`"))
+        {
+            return Ok(Err(denied));
+        }
         let admin = &self.table.get(&client)?.admin;
         let mut topic = NewTopic::new(
             &name,
@@ -341,6 +347,12 @@ impl HostClient for ConnectionView<'_> {
         name: String,
         total: u32,
     ) -> wasmtime::Result<Result<(), Error>> {
+        if let Err(denied) = self
+            .gate
+            .write::<Error>(|| format!("grow topic `{name}` to {total} partitions"))
+        {
+            return Ok(Err(denied));
+        }
         let admin = &self.table.get(&client)?.admin;
         let context = format!("grow topic `{name}` to {total} partitions");
         let result = match admin
@@ -415,6 +427,12 @@ impl HostClient for ConnectionView<'_> {
         topic: String,
         offsets: Vec<PartitionOffset>,
     ) -> wasmtime::Result<Result<(), Error>> {
+        if let Err(denied) = self
+            .gate
+            .write::<Error>(|| format!("commit offsets of group `{group}` on `{topic}`"))
+        {
+            return Ok(Err(denied));
+        }
         let config = self.table.get(&client)?.config.clone();
         Ok(blocking(move || {
             let consumer = consumer(&config, Some(&group))?;
@@ -455,6 +473,12 @@ impl HostClient for ConnectionView<'_> {
         topic: String,
         records: Vec<Outgoing>,
     ) -> wasmtime::Result<Result<u64, Error>> {
+        if let Err(denied) = self
+            .gate
+            .write::<Error>(|| format!("produce to topic `{topic}`"))
+        {
+            return Ok(Err(denied));
+        }
         let client = self.table.get_mut(&client)?;
         Ok(produce_each(client, |batch| {
             records.iter().try_for_each(|r| {
@@ -475,6 +499,12 @@ impl HostClient for ConnectionView<'_> {
         topic: String,
         records: String,
     ) -> wasmtime::Result<Result<u64, Error>> {
+        if let Err(denied) = self
+            .gate
+            .write::<Error>(|| format!("produce to topic `{topic}`"))
+        {
+            return Ok(Err(denied));
+        }
         let client = self.table.get_mut(&client)?;
         // Each record is sent as it is decoded: the client's threads ship the first ones
         // while the rest are read.
@@ -493,6 +523,17 @@ impl HostClient for ConnectionView<'_> {
         client: Resource<KafkaClient>,
         request: ConsumeRequest,
     ) -> wasmtime::Result<Result<Vec<Incoming>, Error>> {
+        if request.commit {
+            let what = || {
+                format!(
+                    "commit offsets of group `{}`",
+                    request.group.clone().unwrap_or_default()
+                )
+            };
+            if let Err(denied) = self.gate.write::<Error>(what) {
+                return Ok(Err(denied));
+            }
+        }
         let config = self.table.get(&client)?.config.clone();
         // The poll loop runs on a blocking thread: when the step is stopped (timeout, cancel)
         // this future is dropped, the guard raises `stop`, and the loop ends without a commit.

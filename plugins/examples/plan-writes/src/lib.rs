@@ -1,0 +1,62 @@
+//! Test plugin: does the same writes from `plan` as from `run` (a SQL statement, a POST, a
+//! Kafka record, a Docker volume), to show that a plan cannot change anything.
+use orch_sdk::{Plugin, StepContext, StepError};
+use serde::Deserialize;
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// `[connection, statement]`: run it through `execute` (no parameters: simple protocol).
+    postgres: Option<(String, String)>,
+    /// POST to this URL.
+    post: Option<String>,
+    /// `[connection, topic]`: produce one record.
+    kafka: Option<(String, String)>,
+    /// `[connection, volume]`: create the volume.
+    docker: Option<(String, String)>,
+}
+
+struct PlanWrites;
+
+fn write(config: &str) -> Result<(), StepError> {
+    let config: Config = orch_sdk::config(config)?;
+    if let Some((connection, sql)) = &config.postgres {
+        let db = orch_sdk::postgres::open(connection)?;
+        db.execute(sql, &[])?;
+    }
+    if let Some(url) = &config.post {
+        let request = orch_sdk::http::Request::json("POST", url, &serde_json::json!({"x": 1}));
+        orch_sdk::http::send(&request)?;
+    }
+    if let Some((connection, topic)) = &config.kafka {
+        let client = orch_sdk::kafka::open(connection)?;
+        let record = orch_sdk::kafka::Outgoing {
+            key: None,
+            value: Some(b"from plan".to_vec()),
+            headers: vec![],
+            partition: None,
+        };
+        client.produce(topic, &[record])?;
+    }
+    if let Some((connection, volume)) = &config.docker {
+        let engine = orch_sdk::docker::open(connection)?;
+        engine.create_volume(volume, &[])?;
+    }
+    Ok(())
+}
+
+impl Plugin for PlanWrites {
+    fn describe() -> orch_sdk::PluginInfo {
+        orch_sdk::info::<Config>("plan-writes", "0.1.0", "Writes from its plan", &[])
+    }
+    fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
+        write(&config)?;
+        Ok(vec![])
+    }
+    fn run(_: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
+        write(&config)?;
+        Ok(vec![])
+    }
+}
+
+orch_sdk::export!(PlanWrites);
