@@ -78,6 +78,18 @@ fn seed_workflow_creates_the_topic_and_group_and_a_second_run_changes_nothing() 
     let orch = orch();
     let (topic, group) = (unique("events"), unique("etl"));
     let (t, g) = (format!("topic={topic}"), format!("group={group}"));
+    // On a broker without the topic, the group's plan waits on the topic's step.
+    let fresh = seed_command(&orch, &["--json", "plan"], &["-i", &t, "-i", &g]);
+    assert_eq!(fresh.code, 0, "{}\n{}", fresh.stdout, fresh.stderr);
+    let init = step(&fresh.report(), "kafka_init_consumer")["plan"].clone();
+    assert_eq!(init["outcome"], "unknown", "{init}");
+    let why = init["detail"].as_str().unwrap();
+    assert!(
+        why.starts_with("known after `kafka_create_topic` (topic ")
+            && why.contains("does not exist"),
+        "{why}"
+    );
+    assert_eq!(partitions(&topic), 0, "the plan created nothing");
     let ran = seed(&orch, &["-i", &t, "-i", &g, "-i", "partitions=3"]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     assert_eq!(partitions(&topic), 3);

@@ -8,7 +8,7 @@ use crate::capability::connections::Connections;
 use crate::capability::{Granter, Masker};
 use crate::resolve::ResolvedWorkflow;
 use crate::runtime::Runtime;
-use crate::runtime::{ChangeKind, Invocation, StepContext};
+use crate::runtime::{ChangeKind, Fault, GuestError, Invocation, StepContext};
 use crate::workflow::expr::{Reference, Scope};
 use crate::workflow::{Step, StepsRead};
 use serde::Serialize;
@@ -88,7 +88,12 @@ pub async fn plan(
         seq: AtomicI64::new(0),
     });
     let mut steps = Vec::new();
-    for step in workflow.steps.values() {
+    // What each planned step would change first, for the steps that need it.
+    let mut changing: Vec<(String, String)> = Vec::new();
+    for id in workflow.dag().order() {
+        let Some(step) = workflow.steps.get(id) else {
+            continue;
+        };
         let reads_steps: Vec<String> = match step.steps_read() {
             StepsRead::These(ids) => ids.iter().map(|id| format!("`{id}`")).collect(),
             StepsRead::All => vec![],
@@ -103,17 +108,27 @@ pub async fn plan(
         } else if !reads_steps.is_empty() {
             StepPlan::Unknown(format!("known after {} run", reads_steps.join(", ")))
         } else {
-            plan_step(
-                runtime,
-                &spec.workflow,
-                step,
-                &scope,
-                &channel,
-                &base,
-                &connections,
-            )
-            .await
+            let upstream: Vec<String> = changing
+                .iter()
+                .filter(|(up, _)| workflow.dag().is_ancestor(up, id))
+                .map(|(up, change)| format!("`{up}` ({change})"))
+                .collect();
+            let context = PlanContext {
+                channel: &channel,
+                base: &base,
+                connections: &connections,
+                upstream: (!upstream.is_empty()).then(|| upstream.join(", ")),
+            };
+            plan_step(runtime, &spec.workflow, step, &scope, context).await
         };
+        if let StepPlan::Changes(changes) = &plan
+            && let Some(first) = changes.first()
+        {
+            changing.push((
+                id.to_string(),
+                format!("{}: {}", first.resource, first.detail),
+            ));
+        }
         steps.push(PlannedStep {
             id: step.id.clone(),
             plugin: step.plugin.to_string(),
@@ -126,15 +141,29 @@ pub async fn plan(
     })
 }
 
+/// What planning one step needs beyond the step: the run's channel and connections, and what
+/// the steps it needs would change first.
+struct PlanContext<'a> {
+    channel: &'a Arc<RunChannel>,
+    base: &'a StepContext,
+    connections: &'a Arc<Connections>,
+    /// The upstream steps that would change something, described; `None`: none would.
+    upstream: Option<String>,
+}
+
 async fn plan_step(
     runtime: &Runtime,
     workflow: &ResolvedWorkflow,
     step: &Step,
     scope: &Scope,
-    channel: &Arc<RunChannel>,
-    base: &StepContext,
-    connections: &Arc<Connections>,
+    context: PlanContext<'_>,
 ) -> StepPlan {
+    let PlanContext {
+        channel,
+        base,
+        connections,
+        upstream,
+    } = context;
     let masker = &channel.masker;
     let Some(resolved) = workflow.plugin(&step.id) else {
         return StepPlan::Failed(format!("step `{}` has no resolved plugin", step.id));
@@ -160,7 +189,9 @@ async fn plan_step(
         sink: events.clone(),
         connections: connections.clone(),
     };
-    match runtime.plan(&resolved.plugin, invocation).await {
+    let planned = runtime.plan(&resolved.plugin, invocation).await;
+    let denials = events.take_denials();
+    match planned {
         Ok(changes) => StepPlan::Changes(
             changes
                 .into_iter()
@@ -172,6 +203,16 @@ async fn plan_step(
                 })
                 .collect(),
         ),
-        Err(fault) => StepPlan::Failed(masker.mask(&explain(&fault, &events.take_denials()).1)),
+        // A plan that fails on what an upstream step would create first (a topic, a role)
+        // is not wrong: it cannot be known until that step has run.
+        Err(Fault::Guest(GuestError::Failed(why) | GuestError::Retryable(why)))
+            if let Some(upstream) = &upstream
+                && denials.is_empty() =>
+        {
+            StepPlan::Unknown(masker.mask(&format!(
+                "known after {upstream} has run (planned now, it says: {why})"
+            )))
+        }
+        Err(fault) => StepPlan::Failed(masker.mask(&explain(&fault, &denials).1)),
     }
 }
