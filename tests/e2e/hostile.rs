@@ -147,7 +147,7 @@ fn the_stores_and_the_cache_are_created_private() {
         .env("ORCH_CACHE_DIR", cache.to_str().unwrap())
         .env("ORCH_SECRETS_DIR", secrets.to_str().unwrap());
     let ran = orch.run(
-        "name = \"x1\"\n[steps.a]\nplugin = \"echo\"\nwith = { outputs = { t = \"v\" } }\nstore_secret = { t = \"X1_TOKEN\" }\n",
+        "name = \"x1\"\n[steps.a]\nplugin = \"echo\"\nwith = { outputs = { t = \"v-long-enough\" } }\nstore_secret = { t = \"X1_TOKEN\" }\n",
         &[],
     );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
@@ -509,4 +509,63 @@ with = {{ {with} }}
     assert_eq!(ran.code, 0, "{}", ran.stdout);
     assert_eq!(role_exists(), "1");
     crate::harness::pg::psql(&format!("DROP ROLE {role}"));
+}
+
+/// A plugin cannot poison masking: a secret of 7 characters (or made of orch's own words) is
+/// refused, and a longer one it returns masks nothing in what the host writes about the steps
+/// that could not have seen it (their audit rows keep `127.0.0.1`).
+#[test]
+fn a_plugin_cannot_make_the_host_hide_its_own_audit_rows() {
+    let orch = Orch::new();
+    let ran = orch.run(
+        r#"
+        name = "poison"
+        [steps.poison]
+        plugin = "echo"
+        with = { outputs = { a = "127.0.0.1", b = "step may not reach" }, secret = ["a"] }
+        [steps.probe]
+        plugin = "http"
+        with = { url = "http://127.0.0.1:9/" }
+        "#,
+        &[],
+    );
+    assert_eq!(ran.code, 1, "{}", ran.stdout);
+    let report = ran.report();
+    assert_eq!(step(&report, "poison")["status"], "succeeded", "{report}");
+    let detail = orch.run_detail(report["run_id"].as_str().unwrap());
+    let row = &detail["audit"][0];
+    assert_eq!(row["step"], "probe", "{detail}");
+    assert_eq!(row["target"], "http://127.0.0.1:9", "{detail}");
+    assert!(
+        step(&report, "probe")["error"]
+            .as_str()
+            .unwrap()
+            .contains("may not reach `http://127.0.0.1:9`"),
+        "{report}"
+    );
+
+    for (value, why) in [
+        ("may not", "has 7 characters"),
+        (
+            "step may not reach",
+            "made of the words of orch's own messages",
+        ),
+    ] {
+        let refused = orch.run(
+            &format!(
+                "name = \"poison\"\n[steps.poison]\nplugin = \"echo\"\nwith = {{ outputs = {{ a = \"{value}\" }}, secret = [\"a\"] }}\n"
+            ),
+            &[],
+        );
+        assert_eq!(refused.code, 1, "{}", refused.stdout);
+        let error = step(&refused.report(), "poison")["error"].clone();
+        assert!(
+            error
+                .as_str()
+                .unwrap()
+                .starts_with("output `a` is marked secret but")
+                && error.as_str().unwrap().contains(why),
+            "{error}"
+        );
+    }
 }

@@ -83,6 +83,7 @@ pub async fn plan(
     let connections = Arc::new(Connections::resolve(&workflow, &scope, &masker)?);
     let channel = Arc::new(RunChannel {
         masker: masker.clone(),
+        dag: Some(workflow.clone()),
         observer,
         records: None,
         seq: AtomicI64::new(0),
@@ -213,6 +214,6 @@ async fn plan_step(
                 "known after {upstream} has run (planned now, it says: {why})"
             )))
         }
-        Err(fault) => StepPlan::Failed(masker.mask(&explain(&fault, &denials).1)),
+        Err(fault) => StepPlan::Failed(events.mask(&explain(&fault, &denials).1)),
     }
 }

@@ -230,6 +230,7 @@ impl Executor {
             finished: RwLock::new(Map::new()),
             channel: Arc::new(RunChannel {
                 masker: masker.clone(),
+                dag: Some(workflow.clone()),
                 observer,
                 records: Some(records),
                 seq: AtomicI64::new(resume.next_seq),

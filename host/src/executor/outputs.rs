@@ -76,17 +76,71 @@ pub(super) fn store_secret_outputs(
     Ok(stored)
 }
 
+/// Shortest secret value masked (GitLab's rule): a shorter one would hide ordinary text
+/// everywhere, and reveal itself doing so.
+const MIN_SECRET: usize = 8;
+
+/// Words of the host's own messages: a secret made only of them would let a plugin hide what
+/// the host says about it.
+const HOST_WORDS: &[&str] = &[
+    "a",
+    "add",
+    "allow",
+    "anything",
+    "audit",
+    "change",
+    "connection",
+    "denied",
+    "during",
+    "its",
+    "log",
+    "may",
+    "must",
+    "not",
+    "open",
+    "plan",
+    "policy",
+    "reach",
+    "run",
+    "step",
+    "tcp",
+    "to",
+    "truncated",
+    "http",
+    "https",
+    "lines",
+    "dropped",
+];
+
 /// Outputs as (real values for expressions, masked values for everything shown or stored).
-/// A secret output's every string and number is registered with the masker first, so it is
-/// masked from now on wherever it shows up, and its whole value is masked in the shown copy,
-/// whatever its JSON type.
-pub(super) fn collect_outputs(masker: &Masker, outputs: Vec<Output>) -> (Json, Json) {
+/// A secret output's strings and numbers are registered with the masker first (as outputs of
+/// `step`), so they are masked from now on wherever they show up, and its whole value is
+/// masked in the shown copy, whatever its JSON type. A secret that cannot be masked safely
+/// (too short, or made of the host's own words) is refused.
+pub(super) fn collect_outputs(
+    masker: &Masker,
+    step: &str,
+    outputs: Vec<Output>,
+) -> Result<(Json, Json), String> {
     let mut real = Map::new();
     let mut secret = Vec::new();
     for o in outputs {
         let value = serde_json::from_str(&o.value).unwrap_or(Json::String(o.value));
         if o.secret {
-            register_leaves(masker, &value);
+            let scalar = match &value {
+                Json::String(s) => Some(s.clone()),
+                Json::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            if let Some(text) = scalar {
+                unmaskable(&text).map_err(|why| {
+                    format!(
+                        "output `{}` is marked secret but {why}: return a longer value, or do not mark it secret",
+                        o.name
+                    )
+                })?;
+            }
+            register_leaves(masker, step, &value);
             secret.push(o.name.clone());
         }
         real.insert(o.name, value);
@@ -98,17 +152,40 @@ pub(super) fn collect_outputs(masker: &Masker, outputs: Vec<Output>) -> (Json, J
             shown.insert(masker.mask(&name), Json::String(MASK.into()));
         }
     }
-    (real, masked)
+    Ok((real, masked))
 }
 
-/// Register the strings and numbers inside a secret value (booleans and null say nothing).
-fn register_leaves(masker: &Masker, value: &Json) {
+/// Why `value` cannot be a masked secret, if it cannot.
+fn unmaskable(value: &str) -> Result<(), String> {
+    let chars = value.chars().count();
+    if chars < MIN_SECRET {
+        return Err(format!(
+            "its value has {chars} characters (a secret needs at least {MIN_SECRET}, or masking it would hide ordinary text)"
+        ));
+    }
+    let words = value
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty());
+    if words
+        .clone()
+        .all(|w| HOST_WORDS.contains(&w.to_lowercase().as_str()))
+    {
+        return Err("its value is made of the words of orch's own messages".into());
+    }
+    Ok(())
+}
+
+/// Register the strings and numbers inside a secret value (booleans and null say nothing);
+/// leaves too short to mask safely are masked only inside the value itself.
+fn register_leaves(masker: &Masker, step: &str, value: &Json) {
     match value {
-        Json::String(s) => masker.register(s),
-        Json::Number(n) => masker.register(&n.to_string()),
-        Json::Array(items) => items.iter().for_each(|v| register_leaves(masker, v)),
-        Json::Object(map) => map.values().for_each(|v| register_leaves(masker, v)),
-        Json::Bool(_) | Json::Null => {}
+        Json::String(s) if unmaskable(s).is_ok() => masker.register_output(step, s),
+        Json::Number(n) if unmaskable(&n.to_string()).is_ok() => {
+            masker.register_output(step, &n.to_string())
+        }
+        Json::Array(items) => items.iter().for_each(|v| register_leaves(masker, step, v)),
+        Json::Object(map) => map.values().for_each(|v| register_leaves(masker, step, v)),
+        _ => {}
     }
 }
 
@@ -147,7 +224,7 @@ mod tests {
                 secret: false,
             },
         ];
-        let (real, masked) = collect_outputs(&masker, outputs);
+        let (real, masked) = collect_outputs(&masker, "gen", outputs).unwrap();
         assert_eq!(real["password"], "s3cret-value");
         assert_ne!(masked["password"], "s3cret-value");
         assert!(!masked["echo"].as_str().unwrap().contains("s3cret-value"));
@@ -163,17 +240,21 @@ mod tests {
         };
         let outputs = vec![
             output("pin", json!(48213977), true),
-            output("creds", json!({"password": "hunter2", "port": 5432}), true),
+            output(
+                "creds",
+                json!({"password": "hunter2-Zq", "port": 5432}),
+                true,
+            ),
             output("keys", json!(["k-1-secret", 77123]), true),
             output(
                 "note",
-                json!("pin 48213977, pw hunter2, key k-1-secret"),
+                json!("pin 48213977, pw hunter2-Zq, key k-1-secret, port 5432"),
                 false,
             ),
         ];
-        let (real, masked) = collect_outputs(&masker, outputs);
+        let (real, masked) = collect_outputs(&masker, "gen", outputs).unwrap();
         assert_eq!(real["pin"], 48213977);
-        assert_eq!(real["creds"]["password"], "hunter2");
+        assert_eq!(real["creds"]["password"], "hunter2-Zq");
         for name in ["pin", "creds", "keys"] {
             assert_eq!(masked[name], MASK, "{name}: {masked}");
         }
@@ -181,6 +262,33 @@ mod tests {
         for leak in ["48213977", "hunter2", "k-1-secret", "77123"] {
             assert!(!shown.contains(leak), "{leak} in {shown}");
         }
+        assert!(
+            shown.contains("port 5432"),
+            "a short leaf is masked only inside its value: {shown}"
+        );
         assert_ne!(recordable_outputs(&masked), real, "never resumable");
+    }
+
+    #[test]
+    fn secrets_that_cannot_be_masked_safely_are_refused() {
+        let output = |value: Json| Output {
+            name: "token".into(),
+            value: value.to_string(),
+            secret: true,
+        };
+        for (value, why) in [
+            (json!("may not"), "has 7 characters"),
+            (json!(1234), "has 4 characters"),
+            (json!("step may not reach"), "words of orch's own messages"),
+        ] {
+            let refused =
+                collect_outputs(&Masker::default(), "s", vec![output(value)]).unwrap_err();
+            assert!(
+                refused.starts_with("output `token` is marked secret but"),
+                "{refused}"
+            );
+            assert!(refused.contains(why), "{refused}");
+        }
+        assert!(collect_outputs(&Masker::default(), "s", vec![output(json!("127.0.0.1"))]).is_ok());
     }
 }

@@ -3,6 +3,7 @@
 
 use super::events::{Event, Observer};
 use crate::capability::{Denial, LogLevel, Masker, StepSink};
+use crate::resolve::ResolvedWorkflow;
 use crate::store::{AuditRow, NewLog, Store, now_ms};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,9 @@ pub(super) fn spawn_writer(
 /// Shared by every step of a run.
 pub(super) struct RunChannel {
     pub masker: Arc<Masker>,
+    /// The run's DAG: what a step writes is masked with the secrets it could have seen (the
+    /// run's own, and the outputs of the steps it needs); `None`: with every secret.
+    pub dag: Option<Arc<ResolvedWorkflow>>,
     pub observer: Arc<dyn Observer>,
     /// None in plan mode: nothing is stored.
     pub records: Option<mpsc::UnboundedSender<Record>>,
@@ -88,6 +92,16 @@ impl StepEvents {
         }
     }
 
+    /// `text` masked with the secrets this step could have seen.
+    pub(super) fn mask(&self, text: &str) -> String {
+        match &self.run.dag {
+            Some(workflow) => self.run.masker.mask_seen_by(text, |origin| {
+                origin == self.step || workflow.dag().is_ancestor(origin, &self.step)
+            }),
+            None => self.run.masker.mask(text),
+        }
+    }
+
     /// Take one line of `bytes` from the step's log budget: is it within?
     fn within_budget(&self, bytes: usize) -> bool {
         let lines = self.logged.0.fetch_add(1, Ordering::Relaxed) + 1;
@@ -122,7 +136,7 @@ impl StepEvents {
 impl StepSink for StepEvents {
     fn log(&self, level: LogLevel, message: &str) {
         if self.within_budget(message.len()) {
-            self.write(level.as_str(), self.run.masker.mask(message));
+            self.write(level.as_str(), self.mask(message));
         } else if !self.truncated.swap(true, Ordering::Relaxed) {
             let notice = format!(
                 "log truncated: a step may write {MAX_STEP_LOG_LINES} lines or {} MiB; the rest is dropped",
@@ -137,12 +151,12 @@ impl StepSink for StepEvents {
             step: self.step.clone(),
             current,
             total,
-            message: self.run.masker.mask(message),
+            message: self.mask(message),
         });
     }
 
     fn denied(&self, denial: &Denial) {
-        let reason = self.run.masker.mask(&denial.to_string());
+        let reason = self.mask(&denial.to_string());
         self.log(LogLevel::Error, &format!("denied: {reason}"));
         if self.audited.fetch_add(1, Ordering::Relaxed) >= MAX_STEP_DENIALS {
             return;
@@ -152,7 +166,7 @@ impl StepSink for StepEvents {
                 step: self.step.clone(),
                 ts: now_ms(),
                 action: denial.action.to_string(),
-                target: self.run.masker.mask(&denial.target),
+                target: self.mask(&denial.target),
                 reason,
             }));
         }
@@ -185,6 +199,7 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let run = Arc::new(RunChannel {
             masker: Arc::new(Masker::default()),
+            dag: None,
             observer: lines.clone(),
             records: Some(tx),
             seq: AtomicI64::new(0),

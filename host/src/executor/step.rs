@@ -143,18 +143,32 @@ pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport,
                         .iter()
                         .any(|keep| keep.output.as_deref() == Some(o.name.as_str()));
                 }
-                let (real, masked) = collect_outputs(masker, outputs);
-                let kept =
-                    store_secret_outputs(shared.secret_store.as_ref(), step, &real, &secret_names);
-                let error = match kept {
-                    Ok(lines) => {
-                        for line in lines {
-                            events.log(LogLevel::Info, &line);
-                        }
-                        None
+                let (collected, error) = match collect_outputs(masker, id, outputs) {
+                    Ok((real, masked)) => {
+                        let kept = store_secret_outputs(
+                            shared.secret_store.as_ref(),
+                            step,
+                            &real,
+                            &secret_names,
+                        );
+                        let error = match kept {
+                            Ok(lines) => {
+                                for line in lines {
+                                    events.log(LogLevel::Info, &line);
+                                }
+                                None
+                            }
+                            Err(error) => Some(("store-secret", masker.mask(&error))),
+                        };
+                        ((real, masked), error)
                     }
-                    Err(error) => Some(masker.mask(&error)),
+                    Err(refused) => {
+                        let nothing = (Json::Object(Map::new()), Json::Object(Map::new()));
+                        (nothing, Some(("secret-output", masker.mask(&refused))))
+                    }
                 };
+                let (real, masked) = collected;
+                let (error_kind, error) = error.unzip();
                 let stored = recordable_outputs(&masked);
                 let succeeded = error.is_none();
                 let status = if succeeded {
@@ -168,7 +182,7 @@ pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport,
                     resumable: succeeded && stored == real,
                     outputs: Some(&stored),
                     error: error.as_deref(),
-                    error_kind: error.as_ref().map(|_| "store-secret"),
+                    error_kind,
                 };
                 shared.store.finish_step(run, id, attempt, end).await?;
                 return Ok(shared.conclude(Finished {
@@ -184,7 +198,7 @@ pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport,
             Err(fault) => fault,
         };
         let (kind, message) = explain(&fault, &denials);
-        let message = masker.mask(&message);
+        let message = events.mask(&message);
         let retry = fault.is_retryable() && denials.is_empty() && attempt <= step.retry.max;
         let end = StepEnd {
             status: if retry {
