@@ -569,3 +569,46 @@ fn a_plugin_cannot_make_the_host_hide_its_own_audit_rows() {
         );
     }
 }
+
+/// F1: a granted directory swapped for a link after validation (here while an earlier step
+/// runs) is refused at instantiation, not followed to whatever the link names.
+#[test]
+fn a_granted_directory_swapped_for_a_link_is_refused() {
+    let orch = Orch::new();
+    let data = orch.dir.path().join("data");
+    let elsewhere = orch.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let file = orch.write(
+        "workflow.toml",
+        r#"
+        name = "f1"
+        [steps.wait]
+        plugin = "echo"
+        with = { sleep_ms = 1500 }
+        [steps.read]
+        plugin = "echo"
+        needs = ["wait"]
+        allow = ["./data"]
+        with = { message = "reading" }
+        "#,
+    );
+    let mut running = orch.start(&["--json", "run", file.to_str().unwrap()]);
+    running.wait_for_json(
+        std::time::Duration::from_secs(30),
+        "step `wait` started (the workflow was validated)",
+        |v| v["event"] == "step_started" && v["step"] == "wait",
+    );
+    std::fs::remove_dir(&data).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &data).unwrap();
+    let ran = running.finish();
+    assert_eq!(ran.code, 1, "{}", ran.stdout);
+    let error = step(&ran.report(), "read")["error"].clone();
+    assert!(
+        error
+            .as_str()
+            .unwrap()
+            .contains("granted directory `data` changed since the workflow was validated"),
+        "{error}"
+    );
+}

@@ -407,6 +407,23 @@ impl Runtime {
             .stderr(pipes.stderr.clone());
         crate::capability::tcp::gate(&mut wasi, &granter, &sink);
         for (host, guest) in granter.dirs() {
+            // Validated canonical: a link planted in its path since then is refused, not
+            // followed (to the secret store, ~/.ssh...).
+            match std::fs::canonicalize(host) {
+                Ok(now) if now == host => {}
+                Ok(now) => {
+                    return Err(Fault::Instantiate(format!(
+                        "granted directory `{guest}` changed since the workflow was validated: `{}` now leads to `{}`",
+                        host.display(),
+                        now.display()
+                    )));
+                }
+                Err(e) => {
+                    return Err(Fault::Instantiate(format!(
+                        "cannot open granted directory `{guest}`: {e}"
+                    )));
+                }
+            }
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
                 .map_err(|e| {
                     Fault::Instantiate(format!("cannot open granted directory `{guest}`: {e:#}"))
