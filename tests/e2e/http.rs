@@ -301,3 +301,53 @@ fn a_hostile_plugin_cannot_read_the_connection_token() {
     );
     assert!(!ran.stdout.contains(TOKEN));
 }
+
+/// H3: a redirect to another origin turns a POST into a GET without its body (303 and 302, as
+/// browsers do) and drops the `Authorization` the workflow set; on the same origin the header
+/// stays. A redirect into a connection's route from elsewhere is not followed.
+#[test]
+fn a_redirect_to_another_origin_carries_no_body_or_credentials() {
+    let (a, b) = (httpbin(), httpbin());
+    let orch = Orch::new();
+    let allow = format!(
+        "\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\"",
+        a.port, b.port
+    );
+    let post_via = |via: &Server, to: &str| {
+        format!(
+            r#"method = "POST", url = "{}", json = {{ x = 1 }}, headers = {{ Authorization = "Bearer {TOKEN}" }}"#,
+            via.url(&format!("/redirect?to={to}"))
+        )
+    };
+    let (code, elsewhere, out) = fetch(&orch, &post_via(&a, &b.url("/request")), &allow, "");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        elsewhere["outputs"]["body"],
+        json!({"method": "GET", "authorized": false, "body": 0})
+    );
+    let (code, same, out) = fetch(&orch, &post_via(&a, &a.url("/request")), &allow, "");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        same["outputs"]["body"]["authorized"], true,
+        "same origin keeps it"
+    );
+
+    let connection = format!(
+        "[connections.api]\nkind = \"http\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer {TOKEN}\" }}",
+        b.url("")
+    );
+    let (code, refused, out) = fetch(
+        &orch,
+        &post_via(&a, "http://api/request"),
+        &format!("{allow}, \"api\""),
+        &connection,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("a connection's route: not followed"),
+        "{refused}"
+    );
+}

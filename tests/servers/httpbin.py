@@ -10,6 +10,7 @@ GET  /big?bytes=N          N bytes of "x"
 GET  /delay?key=K&ms=N     counted on arrival, answers {"key": K} after N ms
 GET  /whoami               {"authorized": bool, "path": ...}: bool says whether
                            Authorization == "Bearer $HTTPBIN_TOKEN" (never echoed)
+ANY  /request              {"method", "authorized" (as /whoami), "body" (bytes received)}
 Every route also answers under /v1 (a connection's base path).
 """
 import json
@@ -76,6 +77,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, b"x" * int(q["bytes"]), "text/plain")
         if url.path == "/host":
             return self.send(200, {"host": self.headers.get("Host"), "path": original})
+        if url.path == "/request":
+            auth = self.headers.get("Authorization", "")
+            authorized = bool(TOKEN) and auth == f"Bearer {TOKEN}"
+            return self.send(200, {"method": self.command, "authorized": authorized, "body": len(body)})
         if url.path == "/whoami":
             auth = self.headers.get("Authorization", "")
             return self.send(200, {"authorized": bool(TOKEN) and auth == f"Bearer {TOKEN}", "path": original})

@@ -155,23 +155,67 @@ fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Send with redirects followed (each hop a new request the host checks).
+/// `scheme://host[:port]` of a URL, lowercased.
+fn origin(url: &str) -> String {
+    let rest_at = url.find("://").map_or(0, |i| i + 3);
+    let end = url[rest_at..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| rest_at + i);
+    url[..end].to_ascii_lowercase()
+}
+
+/// `http://NAME/...` with a bare name and no port: the host routes it to connection NAME,
+/// with that connection's credentials.
+fn is_connection_route(url: &str) -> bool {
+    let authority = origin(url);
+    let host = authority.rsplit("://").next().unwrap_or_default();
+    !host.contains(['.', ':', '[']) && host != "localhost"
+}
+
+/// Headers that carry credentials: never sent on to another origin.
+fn is_credential(header: &str) -> bool {
+    let h = header.to_ascii_lowercase();
+    ["authorization", "cookie", "proxy-authorization"].contains(&h.as_str())
+        || h.contains("token")
+        || h.contains("api-key")
+        || h.contains("secret")
+}
+
+/// Send with redirects followed (each hop a new request the host checks), as browsers do:
+/// 301/302/303 turn into a GET without a body; a hop to another origin drops credential
+/// headers, and may not lead into a connection route (whose credentials the host adds).
 fn send_following(config: &Config, url: String) -> Result<(String, Response), StepError> {
-    let mut url = url;
+    let mut request = config.request(url)?;
     for _ in 0..=MAX_REDIRECTS {
-        let response = orch_sdk::http::send(&config.request(url.clone())?)?;
+        let response = orch_sdk::http::send(&request)?;
         let redirect = matches!(response.status, 301 | 302 | 303 | 307 | 308);
-        match header(&response, "location") {
-            Some(location) if redirect && config.follow_redirects => {
-                let next = redirect_target(&url, location);
-                orch_sdk::log::info(format!("{} -> {next}", response.status));
-                url = next;
+        let location = match header(&response, "location") {
+            Some(location) if redirect && config.follow_redirects => location,
+            _ => return Ok((request.url, response)),
+        };
+        let next = redirect_target(&request.url, location);
+        if origin(&next) != origin(&request.url) {
+            if is_connection_route(&next) {
+                return Err(StepError::Denied(format!(
+                    "{} redirected to {next}, a connection's route: not followed from another origin",
+                    request.url
+                )));
             }
-            _ => return Ok((url, response)),
+            request.headers.retain(|(k, _)| !is_credential(k));
         }
+        if matches!(response.status, 301..=303) && request.method != "HEAD" {
+            request.method = "GET".into();
+            request.body = None;
+            request
+                .headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+        }
+        orch_sdk::log::info(format!("{} -> {next}", response.status));
+        request.url = next;
     }
     Err(StepError::Failed(format!(
-        "more than {MAX_REDIRECTS} redirects from {url}"
+        "more than {MAX_REDIRECTS} redirects from {}",
+        request.url
     )))
 }
 
@@ -335,6 +379,25 @@ orch_sdk::export!(Http);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_to_another_origin_drops_credentials_and_never_enters_a_connection_route() {
+        assert_eq!(origin("HTTP://A.example:8080/x?y"), "http://a.example:8080");
+        assert_eq!(origin("http://api"), "http://api");
+        assert!(is_connection_route("http://api/admin/delete"));
+        for other in [
+            "http://api.example.com/x",
+            "http://127.0.0.1:9/x",
+            "http://api:80/x",
+            "http://localhost/x",
+        ] {
+            assert!(!is_connection_route(other), "{other}");
+        }
+        for credential in ["Authorization", "cookie", "X-Api-Key", "X-Auth-Token"] {
+            assert!(is_credential(credential), "{credential}");
+        }
+        assert!(!is_credential("accept"));
+    }
 
     #[test]
     fn redirects_resolve_against_the_origin() {
