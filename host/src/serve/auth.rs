@@ -57,6 +57,10 @@ pub(crate) enum WebhookError {
     BadSignature,
     #[error("missing delivery id header (X-GitHub-Delivery, X-Gitea-Delivery or X-Delivery-Id)")]
     NoDelivery,
+    #[error(
+        "missing {TIMESTAMP_HEADER} header: this webhook takes only timestamped deliveries (sign \"TIMESTAMP.BODY\"), or set `require_timestamp = false` for a forge that cannot send one"
+    )]
+    NoTimestamp,
     #[error("stale delivery: signed {0} s ago, more than {MAX_AGE_SECS} s")]
     Stale(i64),
     #[error("invalid {TIMESTAMP_HEADER} header: seconds since the epoch expected")]
@@ -64,12 +68,14 @@ pub(crate) enum WebhookError {
 }
 
 /// Check a delivery's signature (GitHub/Gitea style, compared in constant time) and its
-/// timestamp, if it carries one; returns its delivery id.
+/// timestamp (required unless `require_timestamp` is off: without one, a captured delivery
+/// replays under a new delivery id); returns its delivery id.
 pub(crate) fn verify_delivery(
     secret: &[u8],
     headers: &HeaderMap,
     body: &[u8],
     now_secs: i64,
+    require_timestamp: bool,
 ) -> Result<String, WebhookError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let signature = header("x-hub-signature-256")
@@ -83,6 +89,7 @@ pub(crate) fn verify_delivery(
                 .parse::<i64>()
                 .map_err(|_| WebhookError::BadTimestamp)?,
         ),
+        None if require_timestamp => return Err(WebhookError::NoTimestamp),
         None => None,
     };
     if let Some(ts) = timestamp {
@@ -143,23 +150,26 @@ mod tests {
             ("x-hub-signature-256", sign(b"s3cret", body)),
             ("x-gitea-delivery", "d-1".into()),
         ]);
-        assert_eq!(verify_delivery(b"s3cret", &ok, body, 0), Ok("d-1".into()));
         assert_eq!(
-            verify_delivery(b"s3cret", &ok, br#"{"ref":"evil"}"#, 0),
+            verify_delivery(b"s3cret", &ok, body, 0, false),
+            Ok("d-1".into())
+        );
+        assert_eq!(
+            verify_delivery(b"s3cret", &ok, br#"{"ref":"evil"}"#, 0, false),
             Err(WebhookError::BadSignature)
         );
         assert_eq!(
-            verify_delivery(b"other", &ok, body, 0),
+            verify_delivery(b"other", &ok, body, 0, false),
             Err(WebhookError::BadSignature)
         );
         let unsigned = headers(&[("x-gitea-delivery", "d-1".into())]);
         assert_eq!(
-            verify_delivery(b"s3cret", &unsigned, body, 0),
+            verify_delivery(b"s3cret", &unsigned, body, 0, false),
             Err(WebhookError::NoSignature)
         );
         let no_id = headers(&[("x-hub-signature-256", sign(b"s3cret", body))]);
         assert_eq!(
-            verify_delivery(b"s3cret", &no_id, body, 0),
+            verify_delivery(b"s3cret", &no_id, body, 0, false),
             Err(WebhookError::NoDelivery)
         );
     }
@@ -176,16 +186,26 @@ mod tests {
                 (TIMESTAMP_HEADER, ts.to_string()),
             ])
         };
-        assert!(verify_delivery(b"k", &signed(1000), body, 1100).is_ok());
+        assert!(verify_delivery(b"k", &signed(1000), body, 1100, true).is_ok());
+        let untimed = headers(&[
+            ("x-hub-signature-256", sign(b"k", body)),
+            ("x-delivery-id", "d".into()),
+        ]);
+        assert!(verify_delivery(b"k", &untimed, body, 1100, false).is_ok());
         assert_eq!(
-            verify_delivery(b"k", &signed(1000), body, 1000 + MAX_AGE_SECS + 1),
+            verify_delivery(b"k", &untimed, body, 1100, true),
+            Err(WebhookError::NoTimestamp),
+            "replayable, so refused unless the webhook allows it"
+        );
+        assert_eq!(
+            verify_delivery(b"k", &signed(1000), body, 1000 + MAX_AGE_SECS + 1, true),
             Err(WebhookError::Stale(MAX_AGE_SECS + 1))
         );
         // Moving the timestamp forward breaks the signature.
         let mut moved = signed(1000);
         moved.insert(TIMESTAMP_HEADER, "2000".parse().unwrap());
         assert_eq!(
-            verify_delivery(b"k", &moved, body, 2000),
+            verify_delivery(b"k", &moved, body, 2000, false),
             Err(WebhookError::BadSignature)
         );
     }

@@ -4,6 +4,7 @@
 pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod fire_times;
+mod listen;
 pub(crate) mod metrics;
 pub(crate) mod registry;
 pub(crate) mod runner;
@@ -49,6 +50,8 @@ pub(crate) struct AppState {
     pub metrics: Arc<Metrics>,
     pub process_env: HashMap<String, String>,
     pub secret_store: Option<SecretStore>,
+    /// Log streams open per token, against [`api::MAX_STREAMS_PER_TOKEN`].
+    pub streams: std::sync::Mutex<HashMap<String, usize>>,
 }
 
 impl AppState {
@@ -83,6 +86,7 @@ impl AppState {
             metrics,
             process_env,
             secret_store,
+            streams: Default::default(),
         })
     }
 }
@@ -145,12 +149,13 @@ pub async fn serve(
         background.clone(),
     ));
     let app = api::router(state, config.body_limit);
-    let http_stop = stop.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
-    });
+    // SSE streams may hold connections open: they get a second after the stop, no more.
+    let http = tokio::spawn(listen::serve_http(
+        listener,
+        app,
+        stop.clone(),
+        Duration::from_secs(1),
+    ));
 
     stop.cancelled().await;
     eprintln!(
@@ -161,8 +166,7 @@ pub async fn serve(
     let _ = cron.await;
     let _ = watcher.await;
     runner.shutdown(config.grace).await;
-    // SSE streams may hold connections open: do not wait for them past the grace period.
-    let _ = tokio::time::timeout(Duration::from_secs(1), http).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     eprintln!("orch serve: stopped");
     Ok(())
 }

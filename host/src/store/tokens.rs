@@ -14,6 +14,9 @@ pub struct TokenRow {
     pub revoked_at: Option<i64>,
 }
 
+/// How precisely `last_used_at` follows a token's use.
+const TOKEN_USE_RESOLUTION_MS: i64 = 60_000;
+
 impl Store {
     /// Store a new API token by its hash.
     pub async fn insert_token(&self, id: &str, name: &str, hash: &str) -> Result<(), StoreError> {
@@ -27,16 +30,29 @@ impl Store {
         Ok(())
     }
 
-    /// The name of the live (not revoked) token with this hash; records its use.
+    /// The name of the live (not revoked) token with this hash; records its use at most once
+    /// a minute. A read first: a flood of bad tokens takes no write lock.
     pub async fn use_token(&self, hash: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
-            "UPDATE api_tokens SET last_used_at = $1 WHERE hash = $2 AND revoked_at IS NULL RETURNING name",
+            "SELECT name, last_used_at FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL",
         )
-        .bind(now_ms())
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| r.try_get("name")).transpose()?)
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let name: String = row.try_get("name")?;
+        let last: Option<i64> = row.try_get("last_used_at")?;
+        let now = now_ms();
+        if last.is_none_or(|t| now - t >= TOKEN_USE_RESOLUTION_MS) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE hash = $2")
+                .bind(now)
+                .bind(hash)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(name))
     }
 
     /// Every token ever created, newest first.

@@ -101,6 +101,14 @@ pub struct WebhookToml {
     /// Input name -> dotted path into the JSON payload (`repository.full_name`).
     #[serde(default)]
     pub inputs: IndexMap<Spanned<String>, Spanned<String>>,
+    /// Accept only deliveries with a signed `X-Webhook-Timestamp` (default); `false` for
+    /// forges that cannot send one (GitHub, Gitea), whose deliveries replay under a new id.
+    #[serde(default = "yes")]
+    pub require_timestamp: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a tick does while the previous run of the same schedule is still going.

@@ -246,4 +246,6 @@ pub struct Webhook {
     pub secret: String,
     /// Input name -> path segments into the JSON payload.
     pub inputs: IndexMap<String, Vec<String>>,
+    /// Refuse deliveries without a signed timestamp (they can be replayed under a new id).
+    pub require_timestamp: bool,
 }

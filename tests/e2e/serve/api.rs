@@ -109,11 +109,20 @@ fn the_trigger_api_checks_tokens_and_inputs_before_recording_a_run() {
 #[test]
 fn webhooks_need_a_valid_signature_and_a_new_delivery_id() {
     let orch = Orch::new().env("HOOK_SECRET", "whsec-8d1e");
+    let strict = r#"
+            name = "strict"
+            [webhook]
+            secret = "HOOK_SECRET"
+            [steps.show]
+            plugin = "echo"
+            "#;
     workflows_dir(
         &orch,
-        &[(
-            "hook.toml",
-            r#"
+        &[
+            ("strict.toml", strict),
+            (
+                "hook.toml",
+                r#"
             name = "hook"
             [inputs.branch]
             type = "string"
@@ -121,11 +130,13 @@ fn webhooks_need_a_valid_signature_and_a_new_delivery_id() {
             [webhook]
             secret = "HOOK_SECRET"
             inputs = { branch = "ref" }
+            require_timestamp = false    # Gitea-style deliveries
             [steps.show]
             plugin = "echo"
             with = { outputs = { branch = "${{ inputs.branch }}" } }
             "#,
-        )],
+            ),
+        ],
     );
     let server = Serve::start(&orch, &["--max-body", "2048"]);
     let url = server.url("/api/v1/webhooks/hook");
@@ -163,6 +174,23 @@ fn webhooks_need_a_valid_signature_and_a_new_delivery_id() {
     let stale = request("POST", &url, None, &stale, body);
     assert_eq!(stale.status, 401);
     assert!(stale.body.contains("stale"), "{}", stale.body);
+    // By default a webhook takes only timestamped deliveries (S3: no replay under a new id).
+    let strict_url = server.url("/api/v1/webhooks/strict");
+    let untimed = request("POST", &strict_url, None, &signed(body, "d-7"), body);
+    assert_eq!(untimed.status, 401, "{}", untimed.body);
+    assert!(
+        untimed.body.contains("missing x-webhook-timestamp"),
+        "{}",
+        untimed.body
+    );
+    let now = now_ms() / 1000;
+    let mut timed = signed(body, "d-8");
+    let mut msg = format!("{now}.").into_bytes();
+    msg.extend_from_slice(body);
+    timed[0].1 = sign(b"whsec-8d1e", &msg);
+    timed.push(("X-Webhook-Timestamp", now.to_string()));
+    let accepted = request("POST", &strict_url, None, &timed, body);
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
     let huge = format!(r#"{{"ref":"{}"}}"#, "x".repeat(4096));
     let too_big = request(
         "POST",
@@ -174,8 +202,8 @@ fn webhooks_need_a_valid_signature_and_a_new_delivery_id() {
     assert_eq!(too_big.status, 413);
     assert_eq!(
         runs(&orch).len(),
-        1,
-        "only the valid delivery recorded a run"
+        2,
+        "only the valid deliveries recorded a run"
     );
 }
 
@@ -287,4 +315,36 @@ fn a_running_run_can_be_cancelled_over_the_api() {
         &json!({}),
     );
     assert_eq!(again.status, 409, "{}", again.body);
+}
+
+/// S2: a client that opens connections and never finishes its headers is cut off after the
+/// header timeout, and meanwhile the server answers others.
+#[test]
+fn slow_clients_are_cut_off_and_do_not_stop_the_server() {
+    use std::io::{Read, Write};
+    let orch = Orch::new();
+    workflows_dir(&orch, &[]);
+    let server = Serve::start(&orch, &[]);
+    let addr = server.url("").trim_start_matches("http://").to_string();
+    let mut slow: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    assert_eq!(get(&server.url("/healthz"), "").json()["status"], "ok");
+    let started = std::time::Instant::now();
+    let mut first = slow.remove(0);
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = first.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(
+        read.is_ok() && waited >= Duration::from_secs(5) && waited < Duration::from_secs(25),
+        "closed after {waited:?}: {read:?}"
+    );
 }

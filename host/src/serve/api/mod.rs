@@ -192,6 +192,9 @@ pub(crate) fn openapi_document() -> Json {
 #[derive(Clone)]
 struct Caller(String);
 
+/// Log streams (`follow`) one token may hold open at once: each polls the store.
+pub(crate) const MAX_STREAMS_PER_TOKEN: usize = 8;
+
 /// Let through requests with a live bearer token, naming its [`Caller`]; 401 otherwise.
 async fn require_token(
     State(state): State<Arc<AppState>>,

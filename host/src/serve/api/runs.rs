@@ -4,8 +4,9 @@
 use super::super::AppState;
 use super::super::runner::Cancelled;
 use super::error::{ApiError, ApiResult, INTERNAL_ERROR};
+use super::{Caller, MAX_STREAMS_PER_TOKEN};
 use crate::store::{LogRow, RunStatus};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -92,9 +93,11 @@ pub(super) async fn run_logs(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(q): Query<LogsQuery>,
+    Extension(Caller(caller)): Extension<Caller>,
     headers: HeaderMap,
 ) -> ApiResult {
     let run = state.store.get_run(&id).await?.run;
+    let slot = StreamSlot::take(&state, caller)?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -107,6 +110,7 @@ pub(super) async fn run_logs(
         buffer: VecDeque::new(),
         ended: false,
         follow: q.follow,
+        _slot: slot,
     };
     let stream = futures::stream::unfold(start, |mut f| async move {
         let event = f.next().await?;
@@ -128,6 +132,43 @@ struct Follow {
     ended: bool,
     /// Wait for new lines until the run ends; otherwise end after the lines recorded so far.
     follow: bool,
+    /// Held while the stream is open.
+    _slot: StreamSlot,
+}
+
+/// One of a token's [`MAX_STREAMS_PER_TOKEN`] log streams, given back when dropped.
+struct StreamSlot {
+    state: Arc<AppState>,
+    caller: String,
+}
+
+impl StreamSlot {
+    fn take(state: &Arc<AppState>, caller: String) -> Result<Self, ApiError> {
+        let mut open = state.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(caller.clone()).or_default();
+        if *count >= MAX_STREAMS_PER_TOKEN {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "token `{caller}` has {MAX_STREAMS_PER_TOKEN} log streams open: close one first"
+                ),
+            ));
+        }
+        *count += 1;
+        Ok(Self {
+            state: state.clone(),
+            caller,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.state.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.caller) {
+            *count = count.saturating_sub(1);
+        }
+    }
 }
 
 impl Follow {
@@ -158,7 +199,11 @@ impl Follow {
             };
             match read.await {
                 Ok((_, lines)) if !lines.is_empty() => self.buffer.extend(lines),
-                Ok((status, _)) if !self.follow || status.is_none_or(RunStatus::is_final) => {
+                // An interrupted run goes on only when a server restarts and resumes it.
+                Ok((status, _))
+                    if !self.follow
+                        || status.is_none_or(|s| s.is_final() || s == RunStatus::Interrupted) =>
+                {
                     self.ended = true;
                     let status = status.unwrap_or(RunStatus::Failed);
                     return Some(

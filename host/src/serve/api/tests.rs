@@ -573,3 +573,66 @@ async fn a_trigger_while_the_server_stops_answers_503_with_a_hint() {
     );
     assert_eq!(app.run_count().await, 0);
 }
+
+/// S5: a token holds at most a few log streams open; a stream on an interrupted run ends
+/// instead of polling for ever.
+#[tokio::test]
+async fn log_streams_are_capped_per_token_and_end_for_interrupted_runs() {
+    let app = App::new(&[("greet.toml", GREET)]).await;
+    let id = new_run_id();
+    let store = &app.state.store;
+    store
+        .create_run(NewRun {
+            id: &id,
+            workflow: "greet",
+            workflow_path: "greet.toml",
+            inputs: &json!({"name": "x"}),
+            trigger: Trigger::Http,
+            trigger_detail: None,
+            status: RunStatus::Queued,
+        })
+        .await
+        .unwrap();
+    store
+        .finish_run(&id, RunStatus::Interrupted, None)
+        .await
+        .unwrap();
+    let stream = || {
+        Request::builder()
+            .uri(format!("/api/v1/runs/{id}/logs"))
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.token))
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Ends by itself: collecting the body returns.
+    let ended = tokio::time::timeout(Duration::from_secs(5), app.send(stream()))
+        .await
+        .expect("the stream of an interrupted run ends");
+    assert!(
+        ended.body.contains("event: end") && ended.body.contains("interrupted"),
+        "{}",
+        ended.body
+    );
+    // Held open (bodies not read): the cap applies, and a closed one frees its slot.
+    let mut open = Vec::new();
+    for _ in 0..super::MAX_STREAMS_PER_TOKEN {
+        let response = app.router.clone().oneshot(stream()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        open.push(response);
+    }
+    let refused = app.send(stream()).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("log streams open"),
+        "{}",
+        refused.body
+    );
+    open.pop();
+    let again = app.router.clone().oneshot(stream()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+}

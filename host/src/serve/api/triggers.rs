@@ -96,7 +96,14 @@ pub(super) async fn webhook(
         ));
     }
     let now = chrono::Utc::now().timestamp();
-    let delivery = auth::verify_delivery(secret.as_bytes(), &headers, &body, now).map_err(|e| {
+    let verified = auth::verify_delivery(
+        secret.as_bytes(),
+        &headers,
+        &body,
+        now,
+        hook.require_timestamp,
+    );
+    let delivery = verified.map_err(|e| {
         let status = match e {
             WebhookError::NoDelivery | WebhookError::BadTimestamp => StatusCode::BAD_REQUEST,
             _ => StatusCode::UNAUTHORIZED,

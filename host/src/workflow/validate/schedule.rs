@@ -58,6 +58,7 @@ impl Validator<'_> {
         Some(Webhook {
             secret,
             inputs: mapped,
+            require_timestamp: raw.require_timestamp,
         })
     }
 
