@@ -202,6 +202,10 @@ pub enum RunsCommand {
     Show {
         /// Run id or a unique prefix of it.
         id: String,
+        /// Show the log lines after this sequence number (-1: from the first) instead of the
+        /// last ones; 1000 at a time.
+        #[arg(long, value_name = "SEQ", allow_hyphen_values = true)]
+        logs_after: Option<i64>,
     },
 }
 

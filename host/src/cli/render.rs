@@ -161,6 +161,12 @@ pub(super) fn run_detail(d: &RunDetail) -> String {
     out.push_str(&format!("\n{t}\n"));
     if !d.logs.is_empty() {
         out.push_str("\nlogs\n");
+        if d.logs_before > 0 {
+            out.push_str(&format!(
+                "  ({} earlier lines: `orch runs show {} --logs-after -1` pages from the first)\n",
+                d.logs_before, d.run.id
+            ));
+        }
         for l in &d.logs {
             out.push_str(&format!(
                 "  {} {} #{} {}: {}\n",
@@ -169,6 +175,12 @@ pub(super) fn run_detail(d: &RunDetail) -> String {
                 l.attempt,
                 l.level,
                 l.message
+            ));
+        }
+        if let (true, Some(last)) = (d.logs_after > 0, d.logs.last()) {
+            out.push_str(&format!(
+                "  ({} more lines: `orch runs show {} --logs-after {}`)\n",
+                d.logs_after, d.run.id, last.seq
             ));
         }
     }

@@ -136,9 +136,19 @@ pub struct RunDetail {
     #[serde(flatten)]
     pub run: RunRow,
     pub steps: Vec<StepRow>,
+    /// One page of the log: the last [`DETAIL_LOG_LINES`] lines, or that many after a given
+    /// sequence number.
     pub logs: Vec<LogRow>,
+    /// Lines recorded before the page, and after it.
+    #[serde(default)]
+    pub logs_before: i64,
+    #[serde(default)]
+    pub logs_after: i64,
     pub audit: Vec<AuditRow>,
 }
+
+/// Log lines in one run detail: a run's log can be millions of lines.
+pub const DETAIL_LOG_LINES: i64 = 1000;
 
 impl Store {
     /// Connect (creating the SQLite file and its directory if needed) and migrate.

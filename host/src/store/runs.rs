@@ -2,8 +2,8 @@
 //! created ([`insert_run`]) and where its status moves.
 
 use super::{
-    AuditRow, LogRow, RunDetail, RunRow, RunStatus, StepRow, StepStatus, Store, StoreError,
-    Trigger, now_ms,
+    AuditRow, DETAIL_LOG_LINES, LogRow, RunDetail, RunRow, RunStatus, StepRow, StepStatus, Store,
+    StoreError, Trigger, now_ms,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -252,7 +252,18 @@ impl Store {
     }
 
     /// A run by id or unique id prefix, with steps, logs and audit.
+    /// A run with its steps, audit and the last page of its log.
     pub async fn get_run(&self, id: &str) -> Result<RunDetail, StoreError> {
+        self.get_run_page(id, None).await
+    }
+
+    /// A run with its steps, audit and one page of its log: the last lines, or the ones after
+    /// sequence number `after` (`-1`: from the start).
+    pub async fn get_run_page(
+        &self,
+        id: &str,
+        after: Option<i64>,
+    ) -> Result<RunDetail, StoreError> {
         let pattern = format!("{}%", id.replace(['%', '_'], ""));
         let rows = sqlx::query(concat!(
             select_runs!(),
@@ -288,7 +299,38 @@ impl Store {
             })
         })
         .collect::<Result<_, StoreError>>()?;
-        let logs = self.logs_after(&run.id, -1, i64::MAX).await?;
+        let logs = match after {
+            Some(after) => self.logs_after(&run.id, after, DETAIL_LOG_LINES).await?,
+            None => {
+                let mut last: Vec<LogRow> = sqlx::query_as(
+                    "SELECT seq, step, attempt, ts, level, message FROM logs WHERE run_id = $1 ORDER BY seq DESC LIMIT $2",
+                )
+                .bind(&run.id)
+                .bind(DETAIL_LOG_LINES)
+                .fetch_all(&self.pool)
+                .await?;
+                last.reverse();
+                last
+            }
+        };
+        let count = |op: &'static str, seq: i64| {
+            let sql = format!("SELECT COUNT(*) AS n FROM logs WHERE run_id = $1 AND seq {op} $2");
+            let run = run.id.clone();
+            async move {
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(run)
+                    .bind(seq)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok::<i64, StoreError>(row.try_get("n")?)
+            }
+        };
+        let (logs_before, logs_after) = match (logs.first(), logs.last()) {
+            (Some(first), Some(last)) => {
+                (count("<", first.seq).await?, count(">", last.seq).await?)
+            }
+            _ => (0, 0),
+        };
         let audit = sqlx::query_as(
             "SELECT step, ts, action, target, reason FROM audit WHERE run_id = $1 ORDER BY ts",
         )
@@ -299,6 +341,8 @@ impl Store {
             run,
             steps,
             logs,
+            logs_before,
+            logs_after,
             audit,
         })
     }
@@ -421,4 +465,68 @@ fn parse<T: std::str::FromStr>(row: &AnyRow, column: &str) -> Result<T, StoreErr
     let text: String = row.try_get(column)?;
     text.parse()
         .map_err(|_| StoreError::Query(format!("unknown {column} `{text}` in the run store")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// R3: a run's detail carries one page of its log, however long the log, and says how
+    /// many lines lie before and after it.
+    #[tokio::test]
+    async fn a_run_detail_holds_one_page_of_a_long_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("o.db").display()))
+            .await
+            .unwrap();
+        let id = crate::store::new_run_id();
+        store
+            .create_run(NewRun {
+                id: &id,
+                workflow: "w",
+                workflow_path: "w.toml",
+                inputs: &serde_json::json!({}),
+                trigger: Trigger::Cli,
+                trigger_detail: None,
+                status: RunStatus::Running,
+            })
+            .await
+            .unwrap();
+        let total = 2 * DETAIL_LOG_LINES + 500;
+        let lines: Vec<NewLog> = (0..total)
+            .map(|seq| NewLog {
+                seq,
+                step: "s".into(),
+                attempt: 1,
+                ts: seq,
+                level: "info",
+                message: format!("line {seq}"),
+            })
+            .collect();
+        store.append_logs(&id, &lines).await.unwrap();
+
+        let last = store.get_run(&id).await.unwrap();
+        assert_eq!(last.logs.len() as i64, DETAIL_LOG_LINES);
+        assert_eq!(
+            last.logs.last().unwrap().message,
+            format!("line {}", total - 1)
+        );
+        assert_eq!(
+            (last.logs_before, last.logs_after),
+            (total - DETAIL_LOG_LINES, 0)
+        );
+
+        let first = store.get_run_page(&id, Some(-1)).await.unwrap();
+        assert_eq!(first.logs[0].message, "line 0");
+        assert_eq!(
+            (first.logs_before, first.logs_after),
+            (0, total - DETAIL_LOG_LINES)
+        );
+        let next = store
+            .get_run_page(&id, Some(first.logs.last().unwrap().seq))
+            .await
+            .unwrap();
+        assert_eq!(next.logs[0].seq, DETAIL_LOG_LINES);
+        assert_eq!(next.logs_before, DETAIL_LOG_LINES);
+    }
 }

@@ -26,9 +26,10 @@ async fn from_store(settings: &Settings, command: RunsCommand) -> Result<(), Cli
             let runs = store.list_runs(limit).await?;
             settings.emit(runs.as_slice(), render::runs_list)?;
         }
-        RunsCommand::Show { id } => {
-            settings.emit(&store.get_run(&id).await?, render::run_detail)?
-        }
+        RunsCommand::Show { id, logs_after } => settings.emit(
+            &store.get_run_page(&id, logs_after).await?,
+            render::run_detail,
+        )?,
     }
     Ok(())
 }
@@ -50,9 +51,10 @@ async fn from_server(
                 print!("{}", render::runs_list(&runs));
             }
         }
-        RunsCommand::Show { id } => {
+        RunsCommand::Show { id, logs_after } => {
+            let page = logs_after.map_or(String::new(), |seq| format!("?logs_after={seq}"));
             let run = server
-                .get(&format!("/api/v1/runs/{}", remote::encode(&id)))
+                .get(&format!("/api/v1/runs/{}{page}", remote::encode(&id)))
                 .await?;
             if settings.json {
                 println!("{run}");

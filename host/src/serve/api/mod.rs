@@ -113,7 +113,7 @@ pub(crate) const ROUTES: &[Route] = &[
     Route {
         method: Method::Get,
         path: "/api/v1/runs/{id}",
-        summary: "One run with its steps, logs and denials",
+        summary: "One run with its steps, denials and a page of its log: the last 1000 lines, or 1000 after `logs_after` (query); `logs_before`/`logs_after` count the rest",
         access: Access::Token,
         handler: |m| on(m, runs::show_run),
     },

@@ -39,11 +39,20 @@ pub(super) async fn list_runs(
     Ok(axum::Json(json!({"runs": runs})).into_response())
 }
 
+#[derive(Deserialize)]
+pub(super) struct ShowQuery {
+    /// The page of log lines after this sequence number (`-1`: from the first); default: the
+    /// last page.
+    logs_after: Option<i64>,
+}
+
 pub(super) async fn show_run(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
 ) -> ApiResult {
-    Ok(axum::Json(state.store.get_run(&id).await?).into_response())
+    let detail = state.store.get_run_page(&id, q.logs_after).await?;
+    Ok(axum::Json(detail).into_response())
 }
 
 pub(super) async fn cancel_run(
