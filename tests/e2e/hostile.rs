@@ -612,3 +612,32 @@ fn a_granted_directory_swapped_for_a_link_is_refused() {
         "{error}"
     );
 }
+
+/// A huge log line: up to what one host call copies it is cut at 16 KiB and the step goes on;
+/// past that the step fails saying what happened (not "error while executing at wasm
+/// backtrace:").
+#[test]
+fn a_huge_log_line_is_cut_and_a_monstrous_one_fails_its_step_saying_why() {
+    let orch = Orch::new();
+    let run = |mib: u32| {
+        orch.run(
+            &format!(
+                "name = \"big\"\n[steps.big]\nplugin = \"{}\"\nmemory = \"1GiB\"\nwith = {{ mib = {mib} }}\n",
+                crate::harness::example("big-log")
+            ),
+            &[],
+        )
+    };
+    let cut = run(2);
+    assert_eq!(cut.code, 0, "{}", cut.stdout);
+    let detail = orch.run_detail(cut.report()["run_id"].as_str().unwrap());
+    let line = detail["logs"][0]["message"].as_str().unwrap();
+    assert!(line.len() <= 16 * 1024 + 64, "{} bytes kept", line.len());
+
+    let huge = run(200);
+    assert_eq!(huge.code, 1, "{}", huge.stdout);
+    assert_eq!(
+        step(&huge.report(), "big")["error"],
+        "sent more than 128.0 MiB to the host in one call: split it (a log line is cut at 16 KiB anyway)"
+    );
+}

@@ -35,6 +35,8 @@ const PIPE_CAPACITY: usize = 1 << 20;
 const MAX_COMPONENT_BYTES: usize = 64 << 20;
 /// Longest a compile may take (a componentize-py plugin takes ~10 s on 2 cores).
 const COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
+/// What one host call may copy out of the guest (a COPY batch, a produce, a request body).
+const MAX_HOSTCALL_BYTES: usize = 128 << 20;
 /// How long a plugin may take to start and describe itself (`orch validate`, serve's load check).
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -75,6 +77,12 @@ pub enum Fault {
     },
     #[error("exceeded its memory limit of {}", bytesize::ByteSize(*.0))]
     OutOfMemory(u64),
+    /// The guest passed more data to one host call than the host copies.
+    #[error(
+        "sent more than {} to the host in one call: split it (a log line is cut at 16 KiB anyway)",
+        bytesize::ByteSize(*.0 as u64)
+    )]
+    TooLargeCall(usize),
     /// The guest kept more wasi handles than the host holds for one instance.
     #[error("held more than {0} host resources (handles) at once")]
     TooManyHandles(usize),
@@ -105,6 +113,7 @@ impl Fault {
             Fault::OutOfMemory(_) => "out-of-memory",
             Fault::OutOfFuel(_) => "out-of-fuel",
             Fault::TooManyHandles(_) => "too-many-handles",
+            Fault::TooLargeCall(_) => "too-large-call",
             Fault::Instantiate(_) => "instantiate",
             Fault::Exited { .. } => "exit",
         }
@@ -450,6 +459,7 @@ impl Runtime {
             .map_err(|e| Fault::Instantiate(format!("{e:#}")))?;
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
+        store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
         Ok((store, pipes))
     }
 }
@@ -522,6 +532,11 @@ fn classify_trap(
             code: exit.0,
             during,
         };
+    }
+    // wasmtime's own limit on what one host call copies out of the guest (its error type is
+    // private: known by its text).
+    if format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted") {
+        return Fault::TooLargeCall(MAX_HOSTCALL_BYTES);
     }
     if let Some(wasmtime::component::ResourceTableError::Full) = error.downcast_ref() {
         return Fault::TooManyHandles(MAX_HOST_RESOURCES);
