@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The host's layers import downwards only (DESIGN.md section 2):
-#   cli (and the bench facade) → serve → executor → resolve → runtime → capability → workflow → dag
+#   cli (and the bench and fuzz facades) → serve → executor → resolve → runtime → capability → workflow → dag
 # with `store`, `dag` and `alloc` importing nothing of the crate, and the CLI's modules
 # importing each other without a circle. Fails naming each offending line.
 set -euo pipefail
@@ -15,7 +15,7 @@ rank() {
     resolve) echo 4 ;;
     executor) echo 5 ;;
     serve) echo 6 ;;
-    cli | bench) echo 7 ;;
+    cli | bench | fuzz) echo 7 ;;
     *) echo "tests/layers.sh: module \`$1\` has no layer: add it to rank()" >&2; exit 1 ;;
   esac
 }

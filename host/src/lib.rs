@@ -20,6 +20,8 @@ mod capability;
 pub mod cli;
 pub mod dag;
 pub mod executor;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod resolve;
 mod runtime;
 mod serve;

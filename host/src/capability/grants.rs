@@ -147,9 +147,14 @@ impl Granter {
         if allowed {
             return Ok(());
         }
+        let shown = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
         let origin = match (scheme, port) {
-            ("http", 80) | ("https", 443) => format!("{scheme}://{host}"),
-            _ => format!("{scheme}://{host}:{port}"),
+            ("http", 80) | ("https", 443) => format!("{scheme}://{shown}"),
+            _ => format!("{scheme}://{shown}:{port}"),
         };
         Err(self.deny("http", origin.clone(), origin))
     }
@@ -213,6 +218,24 @@ mod tests {
         assert_eq!(
             denial.to_string(),
             "step `fetch` may not reach `http://10.0.0.5`: add \"http://10.0.0.5\" to its `allow`"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_grant_matches_its_bracketed_request_host() {
+        let g = Granter::new(
+            "fetch",
+            vec![Grant::Http {
+                scheme: "http".into(),
+                host: "::1".into(),
+                port: 8080,
+            }],
+        );
+        assert!(g.grant_http("http", "[::1]", Some(8080)).is_ok());
+        let denial = g.grant_http("http", "[::1]", Some(9)).unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            "step `fetch` may not reach `http://[::1]:9`: add \"http://[::1]:9\" to its `allow`"
         );
     }
 

@@ -176,10 +176,20 @@ pub enum Grant {
 
 impl std::fmt::Display for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // An IPv6 host is written in brackets, as in a URL.
+        let bracketed = |host: &str| {
+            if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            }
+        };
         match self {
             Grant::Connection(name) => f.write_str(name),
-            Grant::Http { scheme, host, port } => write!(f, "{scheme}://{host}:{port}"),
-            Grant::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+            Grant::Http { scheme, host, port } => {
+                write!(f, "{scheme}://{}:{port}", bracketed(host))
+            }
+            Grant::Tcp { host, port } => write!(f, "tcp://{}:{port}", bracketed(host)),
             Grant::Dir { guest, .. } if guest.starts_with('/') => f.write_str(guest),
             Grant::Dir { guest, .. } => write!(f, "./{guest}"),
         }

@@ -12,6 +12,34 @@ mod converge;
 mod interpolate;
 mod project;
 
+/// Entry points for the fuzz targets (`fuzz/`): a compose file and its `.env` as the plugin
+/// reads them. Not an API.
+#[doc(hidden)]
+pub mod fuzz {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// Load `compose` (with `dotenv` as its `.env`) the way `run` does; errors are fine, panics
+    /// and hangs are bugs.
+    pub fn load(compose: &str, dotenv: &str) {
+        let read = |path: &Path| -> std::io::Result<String> {
+            match path.file_name().and_then(|n| n.to_str()) {
+                Some(".env") => Ok(dotenv.to_string()),
+                Some("compose.yml") => Ok(compose.to_string()),
+                _ => Err(std::io::ErrorKind::NotFound.into()),
+            }
+        };
+        let env = BTreeMap::new();
+        let request = super::project::Request {
+            project: "fuzz",
+            file: "stack/compose.yml",
+            profiles: &["dev".to_string()],
+            env: &env,
+        };
+        let _ = super::project::load(&request, &read);
+    }
+}
+
 use orch_sdk::docker::{self, PullPolicy};
 use orch_sdk::{Change, Output, Plugin, StepContext, StepError};
 use serde::Deserialize;

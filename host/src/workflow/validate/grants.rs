@@ -111,12 +111,24 @@ pub(super) fn parse_grant(text: &str) -> Result<Grant, String> {
     if rest.contains('/') || rest.contains('?') {
         return Err("grants are per host: remove the path".into());
     }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => match p.parse::<u16>() {
-            Ok(p) => (h, Some(p)),
-            Err(_) => return Err(format!("invalid port `{p}`")),
-        },
-        _ => (rest, None),
+    let port_of = |p: &str| p.parse::<u16>().map_err(|_| format!("invalid port `{p}`"));
+    // `[v6]` or `[v6]:port`: the host without brackets, as requests are checked.
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or("invalid IPv6 host: no closing `]`")?;
+        match after {
+            "" => (host, None),
+            p => match p.strip_prefix(':') {
+                Some(p) => (host, Some(port_of(p)?)),
+                None => return Err(format!("unexpected `{p}` after the IPv6 host")),
+            },
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(port_of(p)?)),
+            None => (rest, None),
+        }
     };
     let host = host.to_ascii_lowercase();
     if host.is_empty() || host[host.starts_with("*.") as usize * 2..].contains('*') {
@@ -139,6 +151,28 @@ pub(super) fn parse_grant(text: &str) -> Result<Grant, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_grants_name_the_host_without_brackets() {
+        assert_eq!(
+            parse_grant("http://[::1]:8080"),
+            Ok(Grant::Http {
+                scheme: "http".into(),
+                host: "::1".into(),
+                port: 8080
+            })
+        );
+        assert_eq!(
+            parse_grant("https://[::1]"),
+            Ok(Grant::Http {
+                scheme: "https".into(),
+                host: "::1".into(),
+                port: 443
+            })
+        );
+        assert!(parse_grant("http://[::1").is_err());
+        assert!(parse_grant("http://[::1]x").is_err());
+    }
 
     #[test]
     pub(super) fn grants_parse_connections_origins_and_tcp() {
