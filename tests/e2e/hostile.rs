@@ -641,3 +641,28 @@ fn a_huge_log_line_is_cut_and_a_monstrous_one_fails_its_step_saying_why() {
         "sent more than 128.0 MiB to the host in one call: split it (a log line is cut at 16 KiB anyway)"
     );
 }
+
+/// R4: a plugin that never finishes describing itself gets a bounded time, then `orch
+/// validate` refuses it saying so (it used to hang for ever).
+#[test]
+fn a_plugin_that_never_describes_itself_is_refused_in_bounded_time() {
+    let orch = Orch::new();
+    let file = orch.write(
+        "workflow.toml",
+        &format!(
+            "name = \"slow\"\n[steps.s]\nplugin = \"{}\"\n",
+            crate::harness::example("slow-describe")
+        ),
+    );
+    let started = std::time::Instant::now();
+    let checked = orch.orch(&["validate", file.to_str().unwrap()]);
+    assert_ne!(checked.code, 0, "{}", checked.stdout);
+    assert!(
+        checked
+            .stderr
+            .contains("failed to describe itself: timed out after 10s during `describe`"),
+        "{}",
+        checked.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(40));
+}

@@ -348,3 +348,32 @@ fn slow_clients_are_cut_off_and_do_not_stop_the_server() {
         "closed after {waited:?}: {read:?}"
     );
 }
+
+/// R4: a served workflow whose plugin never describes itself is rejected at load, and the
+/// server starts and serves the others.
+#[test]
+fn a_plugin_that_never_describes_itself_does_not_keep_the_server_from_serving() {
+    let orch = Orch::new();
+    workflows_dir(
+        &orch,
+        &[
+            (
+                "slow.toml",
+                &format!(
+                    "name = \"slow\"\n[steps.s]\nplugin = \"{}\"\n",
+                    crate::harness::example("slow-describe")
+                ),
+            ),
+            ("tick.toml", &per_second("tick", "", "message = \"t\"")),
+        ],
+    );
+    let tok = token(&orch, "t");
+    let server = Serve::start(&orch, &[]);
+    let listed = get(&server.url("/api/v1/workflows"), &tok).json();
+    assert_eq!(listed["workflows"][0]["name"], "tick", "{listed}");
+    let rejected = listed["rejected"].to_string();
+    assert!(
+        rejected.contains("timed out after 10s during `describe`"),
+        "{rejected}"
+    );
+}

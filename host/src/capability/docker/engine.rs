@@ -98,6 +98,27 @@ impl DockerEngine {
         Ok(found)
     }
 
+    /// Creating a `kind` called `name` that exists already (owned by `owner`): done if it is
+    /// ours; refused, naming whose it is, if not (an engine would make a second network of
+    /// that name, or hand back the other project's volume).
+    fn exists(&self, kind: &str, name: &str, owner: Option<String>) -> Result<(), Error> {
+        let (whose, how) = match owner {
+            Some(owner) if owner == self.owner => return Ok(()),
+            Some(owner) => (
+                format!("through `{owner}`"),
+                format!("remove it, or manage it from this connection with `owner = \"{owner}\"`"),
+            ),
+            None => (
+                "by hand (no orch label)".to_string(),
+                format!("remove it, or name it in the connection's `{kind}s` to use it"),
+            ),
+        };
+        Err(self.gate.refuse(Refused::Never {
+            what: format!("create {kind} `{name}`: one of that name exists, made {whose}"),
+            how,
+        }))
+    }
+
     fn owner_labels(&self, labels: &[Pair]) -> HashMap<String, String> {
         spec::owner_labels(labels, &self.owner)
     }
@@ -241,6 +262,10 @@ impl HostEngine for ConnectionView<'_> {
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
             engine.gate.write(|| format!("create network `{name}`"))?;
+            if let Ok(found) = engine.docker.inspect_network(&name, None).await {
+                let owner = found.labels.and_then(|mut l| l.remove(OWNER_LABEL));
+                return engine.exists("network", &name, owner);
+            }
             let request = NetworkCreateRequest {
                 name,
                 labels: Some(engine.owner_labels(&labels)),
@@ -300,6 +325,9 @@ impl HostEngine for ConnectionView<'_> {
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
             engine.gate.write(|| format!("create volume `{name}`"))?;
+            if let Ok(mut found) = engine.docker.inspect_volume(&name).await {
+                return engine.exists("volume", &name, found.labels.remove(OWNER_LABEL));
+            }
             let request = VolumeCreateRequest {
                 name: Some(name),
                 labels: Some(engine.owner_labels(&labels)),

@@ -284,18 +284,22 @@ impl Policy {
                     "no setting allows joining another namespace; use a network name",
                 ));
             }
-            let foreign = match site.networks.get(mode) {
-                // Absent: the engine will say it does not exist.
-                None => false,
-                Some(owner) => owner.as_deref() != Some(site.owner),
-            };
+            // Absent: the engine will say it does not exist.
+            let foreign = site
+                .networks
+                .get(mode)
+                .filter(|owner| owner.as_deref() != Some(site.owner));
             let listed = self.networks.iter().any(|n| n == mode);
-            if foreign && !listed && mode != "host" && !ENGINE_NETWORKS.contains(&mode.as_str()) {
+            if let Some(owner) = foreign
+                && !listed
+                && mode != "host"
+                && !ENGINE_NETWORKS.contains(&mode.as_str())
+            {
                 return Err(Refused::setting(
                     format!(
                         "attach container `{who}` to network `{mode}`, which this connection did not create"
                     ),
-                    format!("`networks = [\"{mode}\"]`"),
+                    or_owner(format!("`networks = [\"{mode}\"]`"), owner.as_deref()),
                 ));
             }
         }
@@ -395,7 +399,10 @@ impl Policy {
                                 "mount volume `{}` into container `{who}`, which this connection did not create",
                                 m.source
                             ),
-                            format!("`volumes = [\"{}\"]`", m.source),
+                            or_owner(
+                                format!("`volumes = [\"{}\"]`", m.source),
+                                volume.owner.as_deref(),
+                            ),
                         ));
                     }
                     // A local volume can be a bind of any host path in disguise.
@@ -517,6 +524,15 @@ pub(super) fn owned(
             "orch touches only what this connection created (label {OWNER_LABEL}={owner}); connections of several workflows share with the same `owner` setting"
         ),
     ))
+}
+
+/// The setting that allows using another's object, and, when orch made it through another
+/// owner, the `owner` that would make it this connection's own.
+fn or_owner(setting: String, owner: Option<&str>) -> String {
+    match owner {
+        Some(owner) => format!("{setting} (or `owner = \"{owner}\"` to manage it as its maker)"),
+        None => setting,
+    }
 }
 
 /// `busybox` → `busybox:latest`; references with a tag or digest stay as they are.

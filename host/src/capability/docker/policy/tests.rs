@@ -388,7 +388,7 @@ fn a_volume_this_connection_did_not_create_is_refused_unless_listed() {
         Err(Refused::setting(
             "mount volume `prod_pgdata` into container `web`, which this connection did not create"
                 .into(),
-            "`volumes = [\"prod_pgdata\"]`"
+            "`volumes = [\"prod_pgdata\"]` (or `owner = \"prod/docker\"` to manage it as its maker)"
         ))
     );
     let listed =
@@ -435,14 +435,20 @@ fn a_network_this_connection_did_not_create_is_refused_unless_listed() {
         }];
         s
     };
-    for foreign in ["prod_default", "handmade"] {
+    for (foreign, hint) in [
+        (
+            "prod_default",
+            " (or `owner = \"prod/docker\"` to manage it as its maker)",
+        ),
+        ("handmade", ""),
+    ] {
         assert_eq!(
             busybox_only().vet(&mut joining(foreign), &site),
             Err(Refused::setting(
                 format!(
                     "attach container `web` to network `{foreign}`, which this connection did not create"
                 ),
-                format!("`networks = [\"{foreign}\"]`")
+                format!("`networks = [\"{foreign}\"]`{hint}")
             ))
         );
     }
