@@ -78,8 +78,8 @@ pub(crate) const ROUTES: &[Route] = &[
     Route {
         method: Method::Get,
         path: "/metrics",
-        summary: "Prometheus metrics (text format)",
-        access: Access::Public,
+        summary: "Prometheus metrics (text format); they name workflows, so a token is needed",
+        access: Access::Token,
         handler: |m| on(m, server::metrics),
     },
     Route {
