@@ -7,8 +7,9 @@ struct Delivery {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     now: i64,
+    signed: bool,
 }
 
 libfuzzer_sys::fuzz_target!(|d: Delivery| {
-    orch::fuzz::webhook(&d.secret, &d.headers, &d.body, d.now)
+    orch::fuzz::webhook(&d.secret, &d.headers, &d.body, d.now, d.signed)
 });

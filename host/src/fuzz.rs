@@ -31,9 +31,18 @@ pub fn template(text: &str) {
 }
 
 /// Check a webhook delivery: `headers` as (name, value) lines, both timestamp modes, and a
-/// payload path into the body.
-pub fn webhook(secret: &[u8], headers: &[(String, String)], body: &[u8], now: i64) {
+/// payload path into the body. `signed` adds a valid signature over `"{now}.{body}"` and its
+/// timestamp first, so what follows the signature check is reached too.
+pub fn webhook(secret: &[u8], headers: &[(String, String)], body: &[u8], now: i64, signed: bool) {
     let mut map = http::HeaderMap::new();
+    if signed {
+        let mut message = format!("{now}.").into_bytes();
+        message.extend_from_slice(body);
+        if let Ok(signature) = http::HeaderValue::from_str(&auth::sign(secret, &message)) {
+            map.append("x-hub-signature-256", signature);
+            map.append(auth::TIMESTAMP_HEADER, now.into());
+        }
+    }
     for (name, value) in headers {
         if let (Ok(name), Ok(value)) = (
             http::HeaderName::from_bytes(name.as_bytes()),

@@ -249,7 +249,10 @@ fn the_openapi_document_matches_the_routes_and_metrics_are_served() {
             .then_some(())
     });
     let anonymous = request("GET", &server.url("/metrics"), None, &[], b"");
-    assert_eq!(anonymous.status, 401, "metrics name workflows: a token is needed");
+    assert_eq!(
+        anonymous.status, 401,
+        "metrics name workflows: a token is needed"
+    );
     assert!(!anonymous.body.contains("tick"), "{}", anonymous.body);
     let metrics = request("GET", &server.url("/metrics"), Some(&tok), &[], b"");
     assert_eq!(metrics.status, 200);
