@@ -117,6 +117,26 @@ impl App {
             .await
     }
 
+    /// A recorded run of `greet` that ended with `status`; its id.
+    async fn ended_run(&self, status: RunStatus) -> String {
+        let id = new_run_id();
+        let store = &self.state.store;
+        store
+            .create_run(NewRun {
+                id: &id,
+                workflow: "greet",
+                workflow_path: "greet.toml",
+                inputs: &json!({"name": "x"}),
+                trigger: Trigger::Http,
+                trigger_detail: None,
+                status: RunStatus::Queued,
+            })
+            .await
+            .unwrap();
+        store.finish_run(&id, status, None).await.unwrap();
+        id
+    }
+
     async fn run_count(&self) -> usize {
         self.state.store.list_runs(100).await.unwrap().len()
     }
@@ -400,24 +420,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers() {
 #[tokio::test]
 async fn cancelling_an_ended_run_gets_409_and_an_unknown_one_404() {
     let app = App::new(&[("greet.toml", GREET)]).await;
-    let id = new_run_id();
-    let store = &app.state.store;
-    store
-        .create_run(NewRun {
-            id: &id,
-            workflow: "greet",
-            workflow_path: "greet.toml",
-            inputs: &json!({"name": "x"}),
-            trigger: Trigger::Http,
-            trigger_detail: None,
-            status: RunStatus::Queued,
-        })
-        .await
-        .unwrap();
-    store
-        .finish_run(&id, RunStatus::Succeeded, None)
-        .await
-        .unwrap();
+    let id = app.ended_run(RunStatus::Succeeded).await;
     let ended = app
         .authed("POST", &format!("/api/v1/runs/{id}/cancel"), json!({}))
         .await;
@@ -579,24 +582,7 @@ async fn a_trigger_while_the_server_stops_answers_503_with_a_hint() {
 #[tokio::test]
 async fn log_streams_are_capped_per_token_and_end_for_interrupted_runs() {
     let app = App::new(&[("greet.toml", GREET)]).await;
-    let id = new_run_id();
-    let store = &app.state.store;
-    store
-        .create_run(NewRun {
-            id: &id,
-            workflow: "greet",
-            workflow_path: "greet.toml",
-            inputs: &json!({"name": "x"}),
-            trigger: Trigger::Http,
-            trigger_detail: None,
-            status: RunStatus::Queued,
-        })
-        .await
-        .unwrap();
-    store
-        .finish_run(&id, RunStatus::Interrupted, None)
-        .await
-        .unwrap();
+    let id = app.ended_run(RunStatus::Interrupted).await;
     let stream = || {
         Request::builder()
             .uri(format!("/api/v1/runs/{id}/logs"))
