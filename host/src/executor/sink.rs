@@ -15,12 +15,16 @@ pub(super) enum Record {
     Audit(AuditRow),
 }
 
+/// Records queued for the run's writer; past this (the store fell behind) log lines are
+/// dropped and counted, so a run's memory does not grow with what its steps write.
+const WRITER_QUEUE: usize = 65_536;
+
 /// Writes records in arrival order, batching whatever is queued into one transaction.
 pub(super) fn spawn_writer(
     store: Store,
     run_id: String,
-) -> (mpsc::UnboundedSender<Record>, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Record>();
+) -> (mpsc::Sender<Record>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Record>(WRITER_QUEUE);
     let handle = tokio::spawn(async move {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 512).await > 0 {
@@ -53,7 +57,7 @@ pub(super) struct RunChannel {
     pub dag: Option<Arc<ResolvedWorkflow>>,
     pub observer: Arc<dyn Observer>,
     /// None in plan mode: nothing is stored.
-    pub records: Option<mpsc::UnboundedSender<Record>>,
+    pub records: Option<mpsc::Sender<Record>>,
     pub seq: AtomicI64,
 }
 
@@ -76,6 +80,8 @@ pub(super) struct StepEvents {
     /// The "log truncated" line was written.
     truncated: AtomicBool,
     audited: AtomicUsize,
+    /// Lines the writer's full queue refused since the last one it took.
+    dropped: AtomicU64,
 }
 
 impl StepEvents {
@@ -89,6 +95,7 @@ impl StepEvents {
             logged: (AtomicU64::new(0), AtomicU64::new(0)),
             truncated: AtomicBool::new(false),
             audited: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -102,6 +109,18 @@ impl StepEvents {
         }
     }
 
+    /// A log line of this step for the writer.
+    fn record(&self, level: &'static str, message: String) -> Record {
+        Record::Log(NewLog {
+            seq: self.run.seq.fetch_add(1, Ordering::Relaxed),
+            step: self.step.clone(),
+            attempt: self.attempt.load(Ordering::Relaxed) as i64,
+            ts: now_ms(),
+            level,
+            message,
+        })
+    }
+
     /// Take one line of `bytes` from the step's log budget: is it within?
     fn within_budget(&self, bytes: usize) -> bool {
         let lines = self.logged.0.fetch_add(1, Ordering::Relaxed) + 1;
@@ -111,14 +130,17 @@ impl StepEvents {
 
     fn write(&self, level: &'static str, message: String) {
         if let Some(records) = &self.run.records {
-            let _ = records.send(Record::Log(NewLog {
-                seq: self.run.seq.fetch_add(1, Ordering::Relaxed),
-                step: self.step.clone(),
-                attempt: self.attempt.load(Ordering::Relaxed) as i64,
-                ts: now_ms(),
-                level,
-                message: message.clone(),
-            }));
+            // What a full queue refused is said before the next line that gets in.
+            let dropped = self.dropped.load(Ordering::Relaxed);
+            if dropped > 0 {
+                let notice = format!("{dropped} log lines dropped: the run store fell behind");
+                if records.try_send(self.record("warn", notice)).is_ok() {
+                    self.dropped.fetch_sub(dropped, Ordering::Relaxed);
+                }
+            }
+            if records.try_send(self.record(level, message.clone())).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.run.observer.event(&Event::StepLog {
             step: self.step.clone(),
@@ -162,7 +184,8 @@ impl StepSink for StepEvents {
             return;
         }
         if let Some(records) = &self.run.records {
-            let _ = records.send(Record::Audit(AuditRow {
+            // A full queue loses the row; the denial is still in the step's log and error.
+            let _ = records.try_send(Record::Audit(AuditRow {
                 step: self.step.clone(),
                 ts: now_ms(),
                 action: denial.action.to_string(),
@@ -196,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn a_flooding_step_gets_its_budget_then_one_truncation_line_and_capped_audit_rows() {
         let lines = Arc::new(Lines::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(WRITER_QUEUE);
         let run = Arc::new(RunChannel {
             masker: Arc::new(Masker::default()),
             dag: None,
@@ -238,6 +261,40 @@ mod tests {
             logged as u64,
             MAX_STEP_LOG_LINES + 1,
             "denial lines count against the budget"
+        );
+    }
+
+    /// R3: when the writer's queue is full, lines are dropped and counted, and the count is
+    /// written before the next line that fits; the terminal still sees every line.
+    #[tokio::test]
+    async fn a_full_writer_queue_drops_lines_and_says_how_many() {
+        let lines = Arc::new(Lines::default());
+        let (tx, mut rx) = mpsc::channel(8);
+        let run = Arc::new(RunChannel {
+            masker: Arc::new(Masker::default()),
+            dag: None,
+            observer: lines.clone(),
+            records: Some(tx),
+            seq: AtomicI64::new(0),
+        });
+        let step = StepEvents::new(run, "fast");
+        for i in 0..20 {
+            step.log(LogLevel::Info, &format!("line {i}"));
+        }
+        assert_eq!(lines.0.lock().unwrap().len(), 20, "the observer sees all");
+        let mut stored = Vec::new();
+        while let Ok(Record::Log(line)) = rx.try_recv() {
+            stored.push(line.message);
+        }
+        assert_eq!(stored.len(), 8);
+        step.log(LogLevel::Info, "after");
+        let mut next = Vec::new();
+        while let Ok(Record::Log(line)) = rx.try_recv() {
+            next.push(line.message);
+        }
+        assert_eq!(
+            next,
+            ["12 log lines dropped: the run store fell behind", "after"]
         );
     }
 }
