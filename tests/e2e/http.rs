@@ -350,4 +350,19 @@ fn a_redirect_to_another_origin_carries_no_body_or_credentials() {
             .contains("a connection's route: not followed"),
         "{refused}"
     );
+    // A user part makes `x.y@api` look like another host: it is not followed either.
+    let (code, refused, out) = fetch(
+        &orch,
+        &post_via(&a, "http://x.y@api/request"),
+        &format!("{allow}, \"api\""),
+        &connection,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("a user part: not followed"),
+        "{refused}"
+    );
 }

@@ -91,6 +91,8 @@ pub(crate) struct MemoryCap {
     used: u64,
     /// Table elements so far, over all tables.
     elements: usize,
+    /// The growth last allowed, taken back if the engine then fails it.
+    pending: (u64, usize),
 }
 
 impl MemoryCap {
@@ -100,6 +102,7 @@ impl MemoryCap {
             hit: false,
             used: 0,
             elements: 0,
+            pending: (0, 0),
         }
     }
 }
@@ -109,29 +112,48 @@ impl ResourceLimiter for MemoryCap {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.used - current as u64 + desired as u64;
-        if total > self.max {
+        // Past the memory's own declared maximum the engine refuses anyway: not our cap.
+        if maximum.is_some_and(|m| desired > m) {
+            return Ok(false);
+        }
+        let growth = (desired as u64).saturating_sub(current as u64);
+        if self.used + growth > self.max {
             self.hit = true;
             return Ok(false);
         }
-        self.used = total;
+        self.used += growth;
+        self.pending.0 = growth;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.used -= std::mem::take(&mut self.pending.0);
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.elements - current + desired;
-        if total > MAX_TABLE_ELEMENTS {
+        if maximum.is_some_and(|m| desired > m) {
             return Ok(false);
         }
-        self.elements = total;
+        let growth = desired.saturating_sub(current);
+        if self.elements + growth > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.elements += growth;
+        self.pending.1 = growth;
         Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.elements -= std::mem::take(&mut self.pending.1);
+        Ok(())
     }
 
     fn instances(&self) -> usize {

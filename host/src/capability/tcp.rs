@@ -27,6 +27,11 @@ pub(crate) fn gate(wasi: &mut WasiCtxBuilder, granter: &Arc<Granter>, sink: &Arc
                 // A connect first binds the socket to an ephemeral local port.
                 SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
                 SocketAddrUse::TcpConnect => {
+                    // A raw stream can write anything: not during a plan.
+                    if let Err(denial) = granter.write(|| format!("connect to tcp://{addr}")) {
+                        sink.denied(&denial);
+                        return false;
+                    }
                     if granted(&destinations, addr).await {
                         return true;
                     }

@@ -2,7 +2,7 @@
 //! run or stored; the steps are prepared exactly as a run prepares them.
 
 use super::sink::{RunChannel, StepEvents};
-use super::step::{Prepared, explain, prepare_step};
+use super::step::{Prepared, explain, mask_error, prepare_step};
 use super::{ExecError, Observer, RunSpec};
 use crate::capability::connections::Connections;
 use crate::capability::{Granter, Masker};
@@ -122,13 +122,16 @@ pub async fn plan(
             };
             plan_step(runtime, &spec.workflow, step, &scope, context).await
         };
-        if let StepPlan::Changes(changes) = &plan
-            && let Some(first) = changes.first()
-        {
-            changing.push((
-                id.to_string(),
-                format!("{}: {}", first.resource, first.detail),
-            ));
+        match &plan {
+            StepPlan::Changes(changes) => {
+                if let Some(first) = changes.first() {
+                    let change = format!("{}: {}", first.resource, first.detail);
+                    changing.push((id.to_string(), change));
+                }
+            }
+            // Not known either: what needs it waits on it too.
+            StepPlan::Unknown(_) => changing.push((id.to_string(), "not known yet".into())),
+            StepPlan::Skipped(_) | StepPlan::Failed(_) => {}
         }
         steps.push(PlannedStep {
             id: step.id.clone(),
@@ -214,6 +217,9 @@ async fn plan_step(
                 "known after {upstream} has run (planned now, it says: {why})"
             )))
         }
-        Err(fault) => StepPlan::Failed(events.mask(&explain(&fault, &denials).1)),
+        Err(fault) => {
+            let (kind, message) = explain(&fault, &denials);
+            StepPlan::Failed(mask_error(&events, masker, kind, &message))
+        }
     }
 }

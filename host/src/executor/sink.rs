@@ -131,14 +131,17 @@ impl StepEvents {
     fn write(&self, level: &'static str, message: String) {
         if let Some(records) = &self.run.records {
             // What a full queue refused is said before the next line that gets in.
-            let dropped = self.dropped.load(Ordering::Relaxed);
+            let dropped = self.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
                 let notice = format!("{dropped} log lines dropped: the run store fell behind");
-                if records.try_send(self.record("warn", notice)).is_ok() {
-                    self.dropped.fetch_sub(dropped, Ordering::Relaxed);
+                if records.try_send(self.record("warn", notice)).is_err() {
+                    self.dropped.fetch_add(dropped, Ordering::Relaxed);
                 }
             }
-            if records.try_send(self.record(level, message.clone())).is_err() {
+            if records
+                .try_send(self.record(level, message.clone()))
+                .is_err()
+            {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -155,10 +158,11 @@ impl StepEvents {
     }
 }
 
-impl StepSink for StepEvents {
-    fn log(&self, level: LogLevel, message: &str) {
-        if self.within_budget(message.len()) {
-            self.write(level.as_str(), self.mask(message));
+impl StepEvents {
+    /// Append an already masked line, within the step's budget.
+    fn append(&self, level: LogLevel, masked: String) {
+        if self.within_budget(masked.len()) {
+            self.write(level.as_str(), masked);
         } else if !self.truncated.swap(true, Ordering::Relaxed) {
             let notice = format!(
                 "log truncated: a step may write {MAX_STEP_LOG_LINES} lines or {} MiB; the rest is dropped",
@@ -167,31 +171,45 @@ impl StepSink for StepEvents {
             self.write(LogLevel::Warn.as_str(), notice);
         }
     }
+}
+
+/// What a plugin writes is masked with every secret of the run (it may have read one by a
+/// side way); what the host writes about the step, with the secrets the step could see.
+impl StepSink for StepEvents {
+    fn log(&self, level: LogLevel, message: &str) {
+        self.append(level, self.run.masker.mask(message));
+    }
 
     fn progress(&self, current: u64, total: Option<u64>, message: &str) {
         self.run.observer.event(&Event::StepProgress {
             step: self.step.clone(),
             current,
             total,
-            message: self.mask(message),
+            message: self.run.masker.mask(message),
         });
     }
 
     fn denied(&self, denial: &Denial) {
         let reason = self.mask(&denial.to_string());
-        self.log(LogLevel::Error, &format!("denied: {reason}"));
+        self.append(LogLevel::Error, format!("denied: {reason}"));
         if self.audited.fetch_add(1, Ordering::Relaxed) >= MAX_STEP_DENIALS {
             return;
         }
         if let Some(records) = &self.run.records {
-            // A full queue loses the row; the denial is still in the step's log and error.
-            let _ = records.try_send(Record::Audit(AuditRow {
+            let row = Record::Audit(AuditRow {
                 step: self.step.clone(),
                 ts: now_ms(),
                 action: denial.action.to_string(),
                 target: self.mask(&denial.target),
                 reason,
-            }));
+            });
+            // Never dropped (at most MAX_STEP_DENIALS per step): past a full queue, it waits.
+            if let Err(mpsc::error::TrySendError::Full(row)) = records.try_send(row)
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                let records = records.clone();
+                runtime.spawn(async move { records.send(row).await });
+            }
         }
         self.denials
             .lock()

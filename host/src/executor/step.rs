@@ -198,7 +198,7 @@ pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport,
             Err(fault) => fault,
         };
         let (kind, message) = explain(&fault, &denials);
-        let message = events.mask(&message);
+        let message = mask_error(&events, masker, kind, &message);
         let retry = fault.is_retryable() && denials.is_empty() && attempt <= step.retry.max;
         let end = StepEnd {
             status: if retry {
@@ -258,6 +258,21 @@ pub(super) async fn finish_without_running(
     };
     shared.store.finish_step(run, id, 0, end).await?;
     Ok(shared.conclude(Finished::without_outputs(id, status, error)))
+}
+
+/// A step's error masked: the host's own words about it (a denial) with what the step could
+/// see, the plugin's with every secret.
+pub(super) fn mask_error(
+    events: &StepEvents,
+    masker: &Masker,
+    kind: &str,
+    message: &str,
+) -> String {
+    if kind == "denied" {
+        events.mask(message)
+    } else {
+        masker.mask(message)
+    }
 }
 
 /// The kind and message of a failed call: a denial explains it better than what the guest

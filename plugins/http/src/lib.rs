@@ -135,16 +135,22 @@ impl Config {
     }
 }
 
-/// `Location` resolved against the request URL (absolute, or absolute path on the same origin).
+/// `Location` resolved against the request URL: absolute, scheme-relative (`//host/x`), or a
+/// path on the same origin (`/x`, or `x` taken from the root).
 fn redirect_target(url: &str, location: &str) -> String {
     if location.contains("://") {
         return location.to_string();
+    }
+    let scheme = url.split("://").next().unwrap_or("http");
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
     }
     let origin_end = url
         .find("://")
         .and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j))
         .unwrap_or(url.len());
-    format!("{}{location}", &url[..origin_end])
+    let slash = if location.starts_with('/') { "" } else { "/" };
+    format!("{}{slash}{location}", &url[..origin_end])
 }
 
 fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
@@ -194,6 +200,13 @@ fn send_following(config: &Config, url: String) -> Result<(String, Response), St
             _ => return Ok((request.url, response)),
         };
         let next = redirect_target(&request.url, location);
+        // `http://x.y@api/...` goes to `api`: no redirect may carry a user part.
+        if origin(&next).contains('@') {
+            return Err(StepError::Denied(format!(
+                "{} redirected to {next}, a URL with a user part: not followed",
+                request.url
+            )));
+        }
         if origin(&next) != origin(&request.url) {
             if is_connection_route(&next) {
                 return Err(StepError::Denied(format!(
@@ -397,6 +410,14 @@ mod tests {
             assert!(is_credential(credential), "{credential}");
         }
         assert!(!is_credential("accept"));
+        // The user part and a bare `@host` cannot pass for another origin.
+        assert!(origin(&redirect_target("http://a:1/x", "@api/admin")).ends_with("a:1"));
+        assert!(origin("http://x.y@api/admin").contains('@'));
+        assert_eq!(
+            redirect_target("https://a/x", "//b/y"),
+            "https://b/y",
+            "scheme-relative"
+        );
     }
 
     #[test]

@@ -340,6 +340,13 @@ fn slow_clients_are_cut_off_and_do_not_stop_the_server() {
             s
         })
         .collect();
+    // A webhook delivery (unauthenticated) whose body trickles in is cut off too.
+    let mut trickle = std::net::TcpStream::connect(&addr).unwrap();
+    trickle
+        .write_all(
+            b"POST /api/v1/webhooks/hook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .unwrap();
     assert_eq!(get(&server.url("/healthz"), "").json()["status"], "ok");
     let started = std::time::Instant::now();
     let mut first = slow.remove(0);
@@ -353,6 +360,12 @@ fn slow_clients_are_cut_off_and_do_not_stop_the_server() {
         read.is_ok() && waited >= Duration::from_secs(5) && waited < Duration::from_secs(25),
         "closed after {waited:?}: {read:?}"
     );
+    trickle
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = trickle.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
 
 /// R4: a served workflow whose plugin never describes itself is rejected at load, and the

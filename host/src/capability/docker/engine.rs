@@ -51,20 +51,28 @@ impl DockerEngine {
         let mut site = self.site();
         let named = |m: &&Mount| m.kind == MountKind::Volume && !m.source.is_empty();
         for m in spec.mounts.iter().filter(named) {
-            // One that cannot be inspected does not exist (the policy refuses it).
-            if let Ok(mut volume) = self.docker.inspect_volume(&m.source).await {
-                let facts = VolumeFacts {
-                    owner: volume.labels.remove(OWNER_LABEL),
-                    options: volume.options,
-                };
-                site.volumes.insert(m.source.clone(), facts);
+            // Only "no such volume" means absent: any other failure fails closed.
+            match self.docker.inspect_volume(&m.source).await {
+                Ok(mut volume) => {
+                    let facts = VolumeFacts {
+                        owner: volume.labels.remove(OWNER_LABEL),
+                        options: volume.options,
+                    };
+                    site.volumes.insert(m.source.clone(), facts);
+                }
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         let joined = spec.network_mode.iter();
         for network in joined.chain(spec.networks.iter().map(|n| &n.network)) {
-            if let Ok(found) = self.docker.inspect_network(network, None).await {
-                let owner = found.labels.and_then(|mut l| l.remove(OWNER_LABEL));
-                site.networks.insert(network.clone(), owner);
+            match self.docker.inspect_network(network, None).await {
+                Ok(found) => {
+                    let owner = found.labels.and_then(|mut l| l.remove(OWNER_LABEL));
+                    site.networks.insert(network.clone(), owner);
+                }
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         self.check(self.policy.vet(spec, &site))
@@ -621,6 +629,17 @@ impl Bounded {
         }
         out
     }
+}
+
+/// The engine's "no such object" answer.
+fn not_found(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use crate::store::{NewRun, RunStatus, StoreError, Trigger, new_run_id};
 use crate::workflow::inputs;
 use crate::workflow::{Workflow, did_you_mean};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -56,12 +56,25 @@ pub(super) async fn trigger(
         .await
 }
 
+/// How long an unauthenticated delivery may take to send its body (headers have their own
+/// timeout in the server loop): a trickled body must not hold a connection slot.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(super) async fn webhook(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> ApiResult {
+    let headers = request.headers().clone();
+    let body = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, &()))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body took longer than 10s to arrive",
+            )
+        })?
+        .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
     // Unauthenticated: one answer for "no such workflow" and "no webhook", and no names of
     // other workflows (no did-you-mean), so a stranger learns nothing from guessing.
     let not_here = || ApiError::new(StatusCode::NOT_FOUND, format!("no webhook `{name}`"));
