@@ -28,5 +28,8 @@ mod serve;
 pub mod store;
 pub mod workflow;
 
+/// `orch __compile OUT`: the child that compiles one component (see `Runtime::compile_in_child`).
+#[doc(hidden)]
+pub use runtime::compile_child;
 pub use runtime::{Runtime, RuntimeConfig};
 pub use serve::{ServeConfig, serve};

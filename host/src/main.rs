@@ -7,5 +7,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     orch::alloc::keep_freed_pages_mapped();
+    // The compile child (`Runtime::compile_in_child`), not a command for people.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__compile") {
+        return orch::compile_child();
+    }
     orch::cli::main()
 }

@@ -666,3 +666,31 @@ fn a_plugin_that_never_describes_itself_is_refused_in_bounded_time() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(40));
 }
+
+/// R5: plugins compile in a child process with a bounded address space (and are killed past
+/// the compile timeout): a compile that needs more than its budget is refused with the reason,
+/// and the same component within budget compiles and is cached.
+#[test]
+fn a_compile_past_its_memory_budget_is_refused() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("components");
+    let workflow = "name = \"c\"\n[steps.a]\nplugin = \"echo\"\nwith = { message = \"hi\" }\n";
+    let starved = Orch::new()
+        .env("ORCH_CACHE_DIR", cache_dir.to_str().unwrap())
+        .env("ORCH_COMPILE_MEMORY", "1000000");
+    let file = starved.write("workflow.toml", workflow);
+    let refused = starved.orch(&["validate", file.to_str().unwrap()]);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("compiling `echo` needed more than 976.6 KiB of memory"),
+        "{}",
+        refused.stderr
+    );
+    let fed = Orch::new().env("ORCH_CACHE_DIR", cache_dir.to_str().unwrap());
+    let ran = fed.run(workflow, &[]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let cached = std::fs::read_dir(&cache_dir).unwrap().count();
+    assert_eq!(cached, 1, "the child's compile is cached");
+}

@@ -39,7 +39,12 @@ impl Settings {
             .cache_dir
             .clone()
             .or_else(|| Self::dirs().map(|d| d.cache_dir().join("components")));
-        Runtime::new(RuntimeConfig { cache_dir })
+        let runtime = Runtime::new(RuntimeConfig { cache_dir })?;
+        // Plugins compile in a child of this binary, bounded in time and memory.
+        Ok(match std::env::current_exe() {
+            Ok(exe) => runtime.compile_in_child(exe),
+            Err(_) => runtime,
+        })
     }
 
     pub(super) fn secret_store(&self) -> anyhow::Result<SecretStore> {

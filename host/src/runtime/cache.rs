@@ -31,30 +31,54 @@ impl ComponentCache {
         hash: &str,
         bytes: &[u8],
     ) -> wasmtime::Result<Component> {
-        let Some(dir) = &self.dir else {
-            return Component::new(engine, bytes);
-        };
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let path = dir.join(format!("{hash}-{:016x}.cwasm", hasher.finish()));
+        if let Some(component) = self.lookup(engine, hash) {
+            return Ok(component);
+        }
+        let compiled = engine.precompile_component(bytes)?;
+        self.store(engine, hash, &compiled)
+    }
+
+    /// The cached compile of `hash`, if the cache is usable and has it.
+    pub(super) fn lookup(&self, engine: &Engine, hash: &str) -> Option<Component> {
+        let path = self.usable_path(engine, hash)?;
+        if !path.is_file() {
+            return None;
+        }
+        match deserialize(engine, &path) {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}");
+                None
+            }
+        }
+    }
+
+    /// Keep `compiled` (this engine's precompiled artifact of `hash`) and load it.
+    pub(super) fn store(
+        &self,
+        engine: &Engine,
+        hash: &str,
+        compiled: &[u8],
+    ) -> wasmtime::Result<Component> {
+        if let Some(path) = self.usable_path(engine, hash)
+            && let Err(e) = write_atomically(&path, compiled)
+        {
+            tracing::warn!(path = %path.display(), "cannot write component cache: {e}");
+        }
+        deserialize_bytes(engine, compiled)
+    }
+
+    /// Where `hash` is cached for this engine, if there is a cache we trust.
+    fn usable_path(&self, engine: &Engine, hash: &str) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
         // Cached code runs unchecked: a cache someone else can write is no cache at all.
         if let Err(why) = private_to_us(dir) {
             tracing::warn!(dir = %dir.display(), "component cache not used: {why}");
-            return Component::new(engine, bytes);
+            return None;
         }
-        if path.is_file() {
-            match deserialize(engine, &path) {
-                Ok(component) => return Ok(component),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}")
-                }
-            }
-        }
-        let compiled = engine.precompile_component(bytes)?;
-        if let Err(e) = write_atomically(&path, &compiled) {
-            tracing::warn!(path = %path.display(), "cannot write component cache: {e}");
-        }
-        deserialize_bytes(engine, &compiled)
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Some(dir.join(format!("{hash}-{:016x}.cwasm", hasher.finish())))
     }
 }
 
@@ -93,7 +117,8 @@ fn deserialize(engine: &Engine, path: &std::path::Path) -> wasmtime::Result<Comp
     reason = "the bytes were just produced by Engine::precompile_component"
 )]
 fn deserialize_bytes(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: produced by `precompile_component` on this very engine.
+    // SAFETY: produced by `precompile_component` on this engine, or on an engine of the same
+    // configuration in our own `orch __compile` child (the compatibility hash is checked).
     unsafe { Component::deserialize(engine, bytes) }
 }
 

@@ -3,9 +3,11 @@
 
 pub(crate) mod builtin;
 mod cache;
+mod compile;
 mod contract;
 
 pub(crate) use cache::content_hash;
+pub use compile::child_main as compile_child;
 pub(crate) use contract::{Change, ChangeKind, Output, PluginInfo, StepContext};
 
 use crate::capability::bindings::orch::plugin::types::StepError;
@@ -60,6 +62,11 @@ pub enum LoadError {
         humantime::format_duration(*.limit)
     )]
     TooSlow { name: String, limit: Duration },
+    #[error(
+        "compiling `{name}` needed more than {} of memory; orch refuses components this costly to compile",
+        bytesize::ByteSize(*.limit)
+    )]
+    TooHungry { name: String, limit: u64 },
 }
 
 /// Why a call did not return a value from the plugin.
@@ -166,6 +173,19 @@ pub struct Invocation<'a> {
     pub connections: Arc<Connections>,
 }
 
+/// The engine's settings, the same in the compile child as in the process that runs plugins.
+fn engine_config() -> Config {
+    let mut wasm = Config::new();
+    wasm.epoch_interruption(true);
+    wasm.consume_fuel(true);
+    wasm.wasm_component_model(true);
+    // `ORCH_PERFMAP=1` writes /tmp/perf-PID.map so `perf report` names plugin functions.
+    if std::env::var_os("ORCH_PERFMAP").is_some() {
+        wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    wasm
+}
+
 /// Settings of the runtime.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
@@ -180,6 +200,8 @@ pub struct Runtime {
     cache: ComponentCache,
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
     ticker_stop: Arc<AtomicBool>,
+    /// The `orch` binary that compiles in a child process (`load_async`); `None`: in process.
+    compiler: Option<PathBuf>,
 }
 
 impl Drop for Runtime {
@@ -191,15 +213,7 @@ impl Drop for Runtime {
 impl Runtime {
     /// Build the engine (epoch interruption + fuel) and the linker (every host interface).
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let mut wasm = Config::new();
-        wasm.epoch_interruption(true);
-        wasm.consume_fuel(true);
-        wasm.wasm_component_model(true);
-        // `ORCH_PERFMAP=1` writes /tmp/perf-PID.map so `perf report` names plugin functions.
-        if std::env::var_os("ORCH_PERFMAP").is_some() {
-            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
-        let engine = Engine::new(&wasm)?;
+        let engine = Engine::new(&engine_config())?;
 
         let mut linker = Linker::new(&engine);
         crate::capability::link(&mut linker)?;
@@ -219,9 +233,17 @@ impl Runtime {
             engine,
             linker,
             cache: ComponentCache::new(config.cache_dir),
+            compiler: None,
             loaded: Mutex::new(HashMap::new()),
             ticker_stop,
         })
+    }
+
+    /// Compile new components in a child process of `exe` (the `orch` binary), bounded in time
+    /// and memory, instead of in this process.
+    pub fn compile_in_child(mut self, exe: PathBuf) -> Self {
+        self.compiler = Some(exe);
+        self
     }
 
     /// Compile (or fetch from cache) and pre-link a plugin, on this thread. Loading the same
@@ -239,15 +261,43 @@ impl Runtime {
         self.link(name, hash, component)
     }
 
-    /// [`Runtime::load`] with the compile on a blocking thread and refused past
-    /// [`COMPILE_TIMEOUT`], so a compile bomb neither stalls the async threads nor hangs
-    /// `orch validate` or serve's load check.
+    /// [`Runtime::load`] with the compile in a child process (see
+    /// [`Runtime::compile_in_child`]: killed past [`COMPILE_TIMEOUT`], its memory limited), or
+    /// else on a blocking thread and refused past the timeout: a compile bomb neither stalls
+    /// the async threads nor hangs `orch validate` or serve's load check.
     pub async fn load_async(&self, name: &str, bytes: Vec<u8>) -> Result<Arc<Plugin>, LoadError> {
         let hash = content_hash(&bytes);
         if let Some(p) = self.lock_loaded().get(&hash) {
             return Ok(p.clone());
         }
         check_component(name, &bytes)?;
+        if let Some(exe) = &self.compiler {
+            let component = match self.cache.lookup(&self.engine, &hash) {
+                Some(component) => component,
+                None => {
+                    let compiled = compile::in_child(exe, &bytes, COMPILE_TIMEOUT)
+                        .await
+                        .map_err(|failure| match failure {
+                            compile::ChildFailure::TooSlow => LoadError::TooSlow {
+                                name: name.into(),
+                                limit: COMPILE_TIMEOUT,
+                            },
+                            compile::ChildFailure::TooHungry(limit) => LoadError::TooHungry {
+                                name: name.into(),
+                                limit,
+                            },
+                            compile::ChildFailure::Failed(reason) => LoadError::NotAComponent {
+                                name: name.into(),
+                                reason,
+                            },
+                        })?;
+                    self.cache
+                        .store(&self.engine, &hash, &compiled)
+                        .map_err(|e| not_a_component(name, e))?
+                }
+            };
+            return self.link(name, hash, component);
+        }
         let (engine, cache, key) = (self.engine.clone(), self.cache.clone(), hash.clone());
         let compile = tokio::task::spawn_blocking(move || cache.load(&engine, &key, &bytes));
         let component = match tokio::time::timeout(COMPILE_TIMEOUT, compile).await {
