@@ -234,10 +234,14 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_flooding_step_gets_its_budget_then_one_truncation_line_and_capped_audit_rows() {
+    /// A step of a run with no DAG whose writer queue holds `capacity` records: the step, what
+    /// its observer saw, and the writer's end of the queue.
+    fn step_with_queue(
+        step: &str,
+        capacity: usize,
+    ) -> (StepEvents, Arc<Lines>, mpsc::Receiver<Record>) {
         let lines = Arc::new(Lines::default());
-        let (tx, mut rx) = mpsc::channel(WRITER_QUEUE);
+        let (tx, rx) = mpsc::channel(capacity);
         let run = Arc::new(RunChannel {
             masker: Arc::new(Masker::default()),
             dag: None,
@@ -245,7 +249,12 @@ mod tests {
             records: Some(tx),
             seq: AtomicI64::new(0),
         });
-        let step = StepEvents::new(run, "flood");
+        (StepEvents::new(run, step), lines, rx)
+    }
+
+    #[tokio::test]
+    async fn a_flooding_step_gets_its_budget_then_one_truncation_line_and_capped_audit_rows() {
+        let (step, lines, mut rx) = step_with_queue("flood", WRITER_QUEUE);
         for i in 0..MAX_STEP_LOG_LINES + 500 {
             step.log(LogLevel::Info, &format!("line {i}"));
         }
@@ -286,16 +295,7 @@ mod tests {
     /// written before the next line that fits; the terminal still sees every line.
     #[tokio::test]
     async fn a_full_writer_queue_drops_lines_and_says_how_many() {
-        let lines = Arc::new(Lines::default());
-        let (tx, mut rx) = mpsc::channel(8);
-        let run = Arc::new(RunChannel {
-            masker: Arc::new(Masker::default()),
-            dag: None,
-            observer: lines.clone(),
-            records: Some(tx),
-            seq: AtomicI64::new(0),
-        });
-        let step = StepEvents::new(run, "fast");
+        let (step, lines, mut rx) = step_with_queue("fast", 8);
         for i in 0..20 {
             step.log(LogLevel::Info, &format!("line {i}"));
         }

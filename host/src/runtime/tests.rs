@@ -34,6 +34,11 @@ async fn start(runtime: &Runtime, wat: &str, memory: u64, timeout: Duration) -> 
         .map_err(|e| classify_trap(e, store.data().limiter, None, "instantiation"))
 }
 
+/// [`start`] with a 64 MiB cap and 5 s to start.
+async fn start_under_64_mib(runtime: &Runtime, wat: &str) -> Result<(), Fault> {
+    start(runtime, wat, 64 * MIB, Duration::from_secs(5)).await
+}
+
 /// `instances` core instances of a module with one memory of `pages` 64 KiB pages each.
 fn many_memories(instances: usize, pages: u32) -> String {
     let each = "(core instance (instantiate $m))".repeat(instances);
@@ -44,38 +49,23 @@ fn many_memories(instances: usize, pages: u32) -> String {
 async fn memory_is_capped_per_plugin_instance_not_per_memory() {
     let runtime = runtime();
     // 16 memories of 8 MiB: each under a 64 MiB cap, 128 MiB together.
-    let fault = start(
-        &runtime,
-        &many_memories(16, 128),
-        64 * MIB,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap_err();
+    let fault = start_under_64_mib(&runtime, &many_memories(16, 128))
+        .await
+        .unwrap_err();
     assert_eq!(fault.to_string(), "exceeded its memory limit of 64.0 MiB");
     // The same memories, fewer of them: 4 x 8 MiB fits.
-    start(
-        &runtime,
-        &many_memories(4, 128),
-        64 * MIB,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    start_under_64_mib(&runtime, &many_memories(4, 128))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn a_component_cannot_create_more_memories_than_the_cap() {
     let runtime = runtime();
     // Empty memories cost nothing against the byte cap; their count is capped on its own.
-    let fault = start(
-        &runtime,
-        &many_memories(100, 0),
-        64 * MIB,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap_err();
+    let fault = start_under_64_mib(&runtime, &many_memories(100, 0))
+        .await
+        .unwrap_err();
     assert_eq!(
         fault.to_string(),
         "plugin trapped: resource limit exceeded: memory count too high at 17"
