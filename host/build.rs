@@ -19,7 +19,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("plugins");
-    for watched in ["plugins", "wit"] {
+    for watched in ["plugins", "wit", "host/templates"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -73,6 +73,72 @@ fn main() {
         "cargo:rustc-env=ORCH_EXAMPLE_PLUGINS={}",
         wasm_dir.display()
     );
+    embed_kit(&root, &out_dir);
+}
+
+/// The plugin author's kit that `orch plugin new|build` writes out: the WIT, the three SDKs and
+/// the scaffolds, as `(path in the kit, bytes)`. Listed here rather than with `include_dir!` so
+/// that local build products (node_modules, __pycache__, target) stay out and every file is an
+/// `include_bytes!` that cargo tracks.
+fn embed_kit(root: &Path, out_dir: &Path) {
+    let parts = [
+        ("wit", root.join("wit")),
+        ("rust", root.join("plugins/sdk")),
+        ("python", root.join("plugins/sdk-python")),
+        ("js", root.join("plugins/sdk-js")),
+        ("templates", root.join("host/templates")),
+    ];
+    let mut files = Vec::new();
+    for (prefix, dir) in &parts {
+        collect(dir, Path::new(prefix), &mut files);
+    }
+    files.sort();
+    let mut kit = String::from(
+        "/// The plugin author's kit: (path, bytes).\npub(crate) static KIT: &[(&str, &[u8])] = &[\n",
+    );
+    for (path, source) in files {
+        kit.push_str(&format!(
+            "    ({:?}, include_bytes!({:?})),\n",
+            path,
+            source.display().to_string()
+        ));
+    }
+    kit.push_str("];\n");
+    fs::write(out_dir.join("kit.rs"), kit).expect("write kit.rs");
+}
+
+/// Files under `dir` (not following links, skipping build products), as (kit path, source).
+fn collect(dir: &Path, prefix: &Path, files: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let skip = [
+            "node_modules",
+            "__pycache__",
+            "target",
+            "wit",
+            "dist",
+            "tests",
+            "package-lock.json",
+        ];
+        if kind.is_symlink() || skip.contains(&name.as_str()) {
+            continue;
+        }
+        if name.ends_with(".wasm") || name.ends_with(".pyc") || name.ends_with(".egg-info") {
+            continue;
+        }
+        let path = prefix.join(&name);
+        if kind.is_dir() {
+            collect(&entry.path(), &path, files);
+        } else {
+            files.push((path.to_string_lossy().into_owned(), entry.path()));
+        }
+    }
 }
 
 /// Directories directly under plugins/ holding a plugin crate (not the SDK, not examples).

@@ -375,9 +375,34 @@ fn plugin_list_describes_builtins_with_their_schema() {
     let inspect = orch.orch(&["plugin", "inspect", &example("spin")]);
     assert_eq!(inspect.code, 0, "{}", inspect.stderr);
     assert!(
-        inspect.stdout.starts_with("spin 0.1.0"),
+        inspect.stdout.starts_with("spin 0.2.0"),
         "{}",
         inspect.stdout
+    );
+    // Capabilities come from the imports, not from the plugin: each with what grants it.
+    let http = orch.orch(&["--json", "plugin", "inspect", "http"]);
+    let http: serde_json::Value = serde_json::from_str(&http.stdout).unwrap();
+    let can = http[0]["capabilities"].as_array().unwrap();
+    assert!(
+        can.contains(&"http".into()) && can.contains(&"log".into()),
+        "{http}"
+    );
+    assert!(!can.contains(&"postgres".into()), "{http}");
+    let handler = http[0]["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            i["import"]
+                .as_str()
+                .unwrap()
+                .starts_with("wasi:http/outgoing-handler")
+        })
+        .expect("http imports the outgoing handler");
+    assert_eq!(handler["access"], "granted", "{handler}");
+    assert!(
+        handler["detail"].as_str().unwrap().contains("allow"),
+        "{handler}"
     );
 }
 

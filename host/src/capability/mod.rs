@@ -14,6 +14,7 @@ pub(crate) mod kafka;
 pub(crate) mod log;
 pub(crate) mod mask;
 pub(crate) mod postgres;
+pub(crate) mod reach;
 pub(crate) mod secret_store;
 pub(crate) mod secrets;
 pub(crate) mod tcp;

@@ -1,11 +1,13 @@
 //! The `orch` command line: the clap types, and `CliError`, whose `report` is the one place that
 //! prints an error and maps the exit code (1 a step failed or the run could not finish, 2 invalid).
 
+mod authoring;
 mod cmd;
 mod prepare;
 mod progress;
 mod remote;
 mod render;
+mod schema;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -99,10 +101,26 @@ pub enum Command {
         #[command(subcommand)]
         command: ScheduleCommand,
     },
-    /// Inspect plugins.
+    /// Write, build, test and inspect plugins.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Print a JSON Schema: `workflow` (for editors: taplo, Even Better TOML).
+    Schema {
+        #[arg(value_enum)]
+        what: SchemaKind,
+    },
+    /// Print a shell completion script (`orch completions bash > /etc/bash_completion.d/orch`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Start a project here: a starter workflow, an `.env` example and the workflow schema.
+    Init {
+        /// Where to write (default: the current directory).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// The host secret store (values kept by `store_secret`, read as `secrets.NAME`).
     Secret {
@@ -213,11 +231,41 @@ pub enum RunsCommand {
 pub enum PluginCommand {
     /// Built-in plugins.
     List,
-    /// A plugin's name, version, capabilities and config schema.
+    /// A plugin's name, version, config schema, and what its imports let it reach.
     Inspect {
         /// A built-in name or a path to a .wasm component.
         plugin: String,
     },
+    /// Scaffold a plugin directory that builds and whose test passes as written.
+    New {
+        /// The plugin's name (lowercase letters, digits, `-`); also its directory.
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: authoring::Lang,
+        /// Where to create it (default: the current directory).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build DIR/NAME.wasm with the language's toolchain, check it and precompile it.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build if needed, then plan and run the plugin's test workflow (DIR/workflow.toml).
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Another workflow to plan and run.
+        #[arg(long)]
+        workflow: Option<PathBuf>,
+    },
+}
+
+/// What `orch schema` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// Workflow files.
+    Workflow,
 }
 
 /// The exit code of a command that did not succeed.

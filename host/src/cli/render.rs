@@ -241,18 +241,34 @@ pub(super) fn ticks(ticks: &[TickRow]) -> String {
     format!("{t}\n")
 }
 
-/// `orch plugin inspect` output.
+/// `orch plugin inspect` output: what the plugin says about itself, then what its imports let
+/// it reach and what grants each.
 pub(super) fn plugin_info(info: &PluginInfo, imports: &[String]) -> String {
+    use crate::capability::reach::{self, Access};
     let schema = serde_json::from_str::<serde_json::Value>(&info.config_schema)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|_| info.config_schema.clone());
+    let reached = reach::classify(imports);
+    let width = reached.iter().map(|r| r.import.len()).max().unwrap_or(0);
+    let mut rows = String::new();
+    for r in &reached {
+        let (how, detail) = match r.access {
+            Access::Always(d) => ("always", d),
+            Access::Granted(d) => ("granted by", d),
+            Access::Denied(d) => ("denied", d),
+        };
+        rows.push_str(&format!(
+            "    {:width$}  {:11}  {how}: {detail}\n",
+            r.import, r.capability
+        ));
+    }
     format!(
-        "{} {}\n  {}\n  capabilities: {}\n  imports: {}\n  config schema:\n{}\n\n",
+        "{} {}\n  {}\n  can reach: {}\n  refused: {}\n  imports:\n{rows}  config schema:\n{}\n\n",
         info.name,
         info.version,
         info.description,
-        info.capabilities.join(", "),
-        imports.join(", "),
+        reach::capabilities(&reached, false).join(", "),
+        reach::capabilities(&reached, true).join(", "),
         schema
             .lines()
             .map(|l| format!("    {l}"))
@@ -263,12 +279,15 @@ pub(super) fn plugin_info(info: &PluginInfo, imports: &[String]) -> String {
 
 /// `orch plugin inspect --json` output.
 pub(super) fn plugin_json(info: &PluginInfo, imports: &[String]) -> serde_json::Value {
+    use crate::capability::reach;
+    let reached = reach::classify(imports);
     serde_json::json!({
         "name": info.name,
         "version": info.version,
         "description": info.description,
-        "capabilities": info.capabilities,
-        "imports": imports,
+        "capabilities": reach::capabilities(&reached, false),
+        "refused": reach::capabilities(&reached, true),
+        "imports": reached,
         "config_schema": serde_json::from_str::<serde_json::Value>(&info.config_schema).unwrap_or_default(),
     })
 }

@@ -47,6 +47,17 @@ impl Settings {
         })
     }
 
+    /// Where `orch plugin new|build` write the plugin kit: beside the compiled components.
+    pub(super) fn kit_cache(&self) -> anyhow::Result<PathBuf> {
+        match &self.cache_dir {
+            Some(dir) => Ok(dir.join("kit")),
+            None => Ok(Self::dirs()
+                .context("no home directory: pass --cache-dir or set ORCH_CACHE_DIR")?
+                .cache_dir()
+                .join("kit")),
+        }
+    }
+
     pub(super) fn secret_store(&self) -> anyhow::Result<SecretStore> {
         let dir = match &self.secrets_dir {
             Some(dir) => dir.clone(),

@@ -10,12 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 const MAX_NAME: usize = 64;
 /// Longest description.
 const MAX_DESCRIPTION: usize = 1024;
-/// Most capabilities listed.
-const MAX_CAPABILITIES: usize = 32;
 /// Largest config schema, as JSON text (serde_json already bounds its nesting at 128).
 pub(super) const MAX_SCHEMA_BYTES: usize = 1 << 20;
 
-/// Names, version, description and capabilities: bounded and without control characters (they
+/// Names, version and description: bounded and without control characters (they
 /// reach terminals and logs).
 pub(super) fn check_info(info: &PluginInfo) -> Result<(), String> {
     let field = |what: &str, text: &str, max: usize| {
@@ -30,15 +28,6 @@ pub(super) fn check_info(info: &PluginInfo) -> Result<(), String> {
     field("name", &info.name, MAX_NAME)?;
     field("version", &info.version, MAX_NAME)?;
     field("description", &info.description, MAX_DESCRIPTION)?;
-    if info.capabilities.len() > MAX_CAPABILITIES {
-        return Err(format!(
-            "it lists {} capabilities, more than {MAX_CAPABILITIES}",
-            info.capabilities.len()
-        ));
-    }
-    for capability in &info.capabilities {
-        field("capability name", capability, MAX_NAME)?;
-    }
     if info.config_schema.len() > MAX_SCHEMA_BYTES {
         return Err(format!(
             "its config schema is {} bytes, more than {MAX_SCHEMA_BYTES}",
@@ -140,7 +129,6 @@ mod tests {
             version: "1.0.0".into(),
             description: "d".into(),
             config_schema: "{}".into(),
-            capabilities: vec!["log".into()],
         }
     }
 
@@ -151,9 +139,6 @@ mod tests {
         assert!(e.contains("control characters"), "{e}");
         let e = check_info(&info(&"x".repeat(65))).unwrap_err();
         assert!(e.contains("over 64"), "{e}");
-        let mut many = info("ok");
-        many.capabilities = vec!["log".into(); 33];
-        assert!(check_info(&many).is_err());
     }
 
     #[test]

@@ -104,8 +104,6 @@ pub struct PluginInfo {
     pub description: String,
     /// JSON Schema (draft 2020-12) of the step's `with` table, as JSON text.
     pub config_schema: String,
-    /// Host interfaces the plugin says it calls (e.g. "log", "http").
-    pub capabilities: Vec<String>,
 }
 
 impl From<wit::PluginInfo> for PluginInfo {
@@ -115,7 +113,6 @@ impl From<wit::PluginInfo> for PluginInfo {
             version: i.version,
             description: i.description,
             config_schema: i.config_schema,
-            capabilities: i.capabilities,
         }
     }
 }

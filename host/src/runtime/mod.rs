@@ -151,6 +151,15 @@ impl From<StepError> for GuestError {
     }
 }
 
+/// The version of the `orch:plugin` package (wit/world.wit) this host links.
+pub(crate) const WORLD_VERSION: &str = "0.2.0";
+
+/// The version of an `orch:plugin/...` import when it is not [`WORLD_VERSION`].
+fn other_world(import: &str) -> Option<&str> {
+    let version = import.strip_prefix("orch:plugin/")?.split_once('@')?.1;
+    (version != WORLD_VERSION).then_some(version)
+}
+
 /// A compiled plugin, ready to instantiate.
 pub struct Plugin {
     /// How the workflow named it (built-in name or path).
@@ -320,6 +329,19 @@ impl Runtime {
         hash: String,
         component: wasmtime::component::Component,
     ) -> Result<Arc<Plugin>, LoadError> {
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        if let Some(old) = imports.iter().find_map(|i| other_world(i)) {
+            return Err(LoadError::Incompatible {
+                name: name.into(),
+                reason: format!(
+                    "it was built for orch:plugin@{old} and this orch speaks @{WORLD_VERSION}: rebuild it with the 0.2 SDK (`orch plugin build`)"
+                ),
+            });
+        }
         let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
             name: name.into(),
             reason: format!("{e:#}"),
@@ -329,11 +351,6 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(incompatible)?;
         let pre = StepPre::new(instance_pre).map_err(incompatible)?;
-        let imports = component
-            .component_type()
-            .imports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
         let plugin = Arc::new(Plugin {
             name: name.into(),
             hash: hash.clone(),

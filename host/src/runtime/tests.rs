@@ -105,3 +105,18 @@ async fn components_too_big_to_compile_are_refused_before_cranelift() {
         "`huge` is 64.0 MiB (limit 64.0 MiB): orch refuses components this large to compile"
     );
 }
+
+#[test]
+fn the_world_version_is_the_wit_package_version() {
+    let world = include_str!("../../../wit/world.wit");
+    assert!(
+        world.contains(&format!("package orch:plugin@{WORLD_VERSION};")),
+        "wit/world.wit and WORLD_VERSION disagree"
+    );
+    assert_eq!(other_world("orch:plugin/log@0.1.0"), Some("0.1.0"));
+    assert_eq!(
+        other_world(&format!("orch:plugin/log@{WORLD_VERSION}")),
+        None
+    );
+    assert_eq!(other_world("wasi:http/types@0.2.12"), None);
+}

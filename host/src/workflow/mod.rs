@@ -11,7 +11,7 @@ pub mod inputs;
 mod model;
 mod validate;
 
-pub use authored::{Catchup, ConnectionKind, InputKind, Overlap};
+pub use authored::{Catchup, ConnectionKind, InputKind, Overlap, WorkflowToml};
 pub use diagnostic::{Diagnostic, Diagnostics, Source};
 pub use model::*;
 

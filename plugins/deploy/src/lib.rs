@@ -41,7 +41,7 @@ pub mod fuzz {
 }
 
 use orch_sdk::docker::{self, PullPolicy};
-use orch_sdk::{Change, Output, Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -96,68 +96,59 @@ fn default_timeout() -> u32 {
     120
 }
 
-/// Load and validate the project (no engine call), then plan or converge it.
-fn act(config: Config, apply: bool) -> Result<(Vec<Change>, Vec<Output>), StepError> {
-    if config.connection.trim().is_empty() {
-        return Err(StepError::InvalidConfig("`connection` is empty".into()));
-    }
-    if config.timeout_secs == 0 {
-        return Err(StepError::InvalidConfig(
-            "`timeout_secs` must be at least 1".into(),
-        ));
-    }
-    let request = project::Request {
-        project: &config.project,
-        file: &config.file,
-        profiles: &config.profiles,
-        env: &config.env,
-    };
-    let read = |path: &std::path::Path| std::fs::read_to_string(path);
-    let (project, warnings) = project::load(&request, &read).map_err(StepError::InvalidConfig)?;
-    for w in warnings {
-        orch_sdk::log::warn(w);
-    }
-    if project.services.is_empty() {
-        orch_sdk::log::warn(format!(
-            "{}: no active service (check `profiles`)",
-            config.file
-        ));
-    }
-    let options = converge::Options {
-        pull: match config.pull {
-            Pull::Missing => PullPolicy::Missing,
-            Pull::Always => PullPolicy::Always,
-            Pull::Never => PullPolicy::Never,
-        },
-        remove_orphans: config.remove_orphans,
-        timeout: Duration::from_secs(u64::from(config.timeout_secs)),
-    };
-    let engine = docker::open(&config.connection)?;
-    if apply {
-        converge::run(&engine, &project, &options)
-    } else {
-        Ok((converge::plan(&engine, &project, &options)?, Vec::new()))
-    }
-}
-
 struct Deploy;
 
-impl Plugin for Deploy {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>(
-            "deploy",
-            env!("CARGO_PKG_VERSION"),
-            "Converge a Docker compose project: networks, volumes, services, health",
-            &["docker"],
-        )
-    }
+impl Step for Deploy {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str =
+        "Converge a Docker compose project: networks, volumes, services, health";
 
-    fn plan(_: StepContext, config: String) -> Result<Vec<Change>, StepError> {
-        Ok(act(orch_sdk::config(&config)?, false)?.0)
-    }
-
-    fn run(_: StepContext, config: String) -> Result<Vec<Output>, StepError> {
-        Ok(act(orch_sdk::config(&config)?, true)?.1)
+    /// Load and validate the project (no engine call), then plan or converge it.
+    fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
+        if config.connection.trim().is_empty() {
+            return Err(StepError::InvalidConfig("`connection` is empty".into()));
+        }
+        if config.timeout_secs == 0 {
+            return Err(StepError::InvalidConfig(
+                "`timeout_secs` must be at least 1".into(),
+            ));
+        }
+        let request = project::Request {
+            project: &config.project,
+            file: &config.file,
+            profiles: &config.profiles,
+            env: &config.env,
+        };
+        let read = |path: &std::path::Path| std::fs::read_to_string(path);
+        let (project, warnings) =
+            project::load(&request, &read).map_err(StepError::InvalidConfig)?;
+        for w in warnings {
+            orch_sdk::log::warn(w);
+        }
+        if project.services.is_empty() {
+            orch_sdk::log::warn(format!(
+                "{}: no active service (check `profiles`)",
+                config.file
+            ));
+        }
+        let options = converge::Options {
+            pull: match config.pull {
+                Pull::Missing => PullPolicy::Missing,
+                Pull::Always => PullPolicy::Always,
+                Pull::Never => PullPolicy::Never,
+            },
+            remove_orphans: config.remove_orphans,
+            timeout: Duration::from_secs(u64::from(config.timeout_secs)),
+        };
+        let engine = docker::open(&config.connection)?;
+        if cx.applying() {
+            converge::run(&engine, &project, &options, cx)
+        } else {
+            for change in converge::plan(&engine, &project, &options)? {
+                cx.declare(change);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Built-in `echo`: logs a message and publishes the given values as outputs.
 //! Useful to wire steps together, to name values once, and as the no-op step in benchmarks.
 
-use orch_sdk::{ChangeKind, Plugin, StepContext, StepError};
+use orch_sdk::{ChangeKind, Cx, Step, StepError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -25,44 +25,30 @@ struct Config {
 
 struct Echo;
 
-impl Plugin for Echo {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>(
-            "echo",
-            env!("CARGO_PKG_VERSION"),
-            "Log a message and publish outputs",
-            &["log"],
-        )
-    }
+impl Step for Echo {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "Log a message and publish outputs";
 
-    fn plan(_ctx: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        let config: Config = orch_sdk::config(&config)?;
-        Ok(config
-            .message
-            .map(|m| orch_sdk::change(ChangeKind::Run, "log", m))
-            .into_iter()
-            .collect())
-    }
-
-    fn run(_ctx: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
-        let config: Config = orch_sdk::config(&config)?;
+    fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
+        // The message is the action: logged once as itself, not as a change line.
         if let Some(message) = &config.message {
-            orch_sdk::log::info(message);
+            if cx.applying() {
+                orch_sdk::log::info(message);
+            } else {
+                cx.change(ChangeKind::Run, "log", message);
+            }
         }
-        if config.sleep_ms > 0 {
+        if cx.applying() && config.sleep_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(config.sleep_ms));
         }
-        Ok(config
-            .outputs
-            .iter()
-            .map(|(name, value)| {
-                if config.secret.contains(name) {
-                    orch_sdk::secret_output(name, value)
-                } else {
-                    orch_sdk::output(name, value)
-                }
-            })
-            .collect())
+        for (name, value) in &config.outputs {
+            if config.secret.contains(name) {
+                cx.secret_output(name, value);
+            } else {
+                cx.output(name, value);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 //! per hop.
 
 use orch_sdk::http::{Request, Response};
-use orch_sdk::{ChangeKind, Output, Plugin, StepContext, StepError};
+use orch_sdk::{ChangeKind, Cx, Output, Step, StepError};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
@@ -355,18 +355,11 @@ fn run(config: &Config) -> Result<Vec<Output>, StepError> {
 
 struct Http;
 
-impl Plugin for Http {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>(
-            "http",
-            env!("CARGO_PKG_VERSION"),
-            "One HTTP request: status check, retries, JSON extraction",
-            &["http"],
-        )
-    }
+impl Step for Http {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "One HTTP request: status check, retries, JSON extraction";
 
-    fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        let config: Config = orch_sdk::config(&config)?;
+    fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
         let (what, detail) = if config.urls.is_empty() {
             (config.url()?, "request".to_string())
         } else {
@@ -375,15 +368,13 @@ impl Plugin for Http {
                 "requests".to_string(),
             )
         };
-        Ok(vec![orch_sdk::change(
-            ChangeKind::Run,
-            what,
-            format!("{} {detail}", config.method.to_ascii_uppercase()),
-        )])
-    }
-
-    fn run(_: StepContext, config: String) -> Result<Vec<Output>, StepError> {
-        run(&orch_sdk::config(&config)?)
+        let detail = format!("{} {detail}", config.method.to_ascii_uppercase());
+        if cx.change(ChangeKind::Run, what, detail) {
+            for output in run(&config)? {
+                cx.publish(output);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@
 //! the plugin never sees the bootstrap servers or credentials.
 
 use orch_sdk::kafka::{self, Client, ConsumeRequest, PartitionOffset, TopicConfig};
-use orch_sdk::{Change, ChangeKind, Output, Plugin, StepContext, StepError};
+use orch_sdk::{ChangeKind, Cx, Step, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
@@ -79,17 +79,31 @@ struct Produce<R> {
 }
 
 /// A parsed `with`: `produce` straight into its struct (records can be many, and an internally
-/// tagged enum buffers its whole input before picking the variant), the rest through [`Config`].
+/// tagged enum buffers its whole input before picking the variant), the rest through [`Config`],
+/// whose schema it publishes.
 enum Action<'a> {
     Produce(Produce<&'a RawValue>),
     Other(Config),
 }
 
-fn parse(config: &str) -> Result<Action<'_>, StepError> {
-    if orch_sdk::action(config)? == "produce" {
-        Ok(Action::Produce(orch_sdk::config(config)?))
-    } else {
-        orch_sdk::config(config).map(Action::Other)
+impl<'de> Deserialize<'de> for Action<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        orch_sdk::by_action(d, |action, text| {
+            if action == "produce" {
+                serde_json::from_str(text).map(Action::Produce)
+            } else {
+                serde_json::from_str(text).map(Action::Other)
+            }
+        })
+    }
+}
+
+impl schemars::JsonSchema for Action<'_> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        Config::schema_name()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Config::json_schema(generator)
     }
 }
 
@@ -161,19 +175,14 @@ fn positive(what: &str, n: i64) -> Result<u32, StepError> {
         .ok_or_else(|| StepError::InvalidConfig(format!("`{what}` must be at least 1, got {n}")))
 }
 
-struct Step {
-    changes: Vec<Change>,
-    outputs: Vec<Output>,
-}
-
 fn create_topic(
     client: &Client,
     topic: &str,
     partitions: u32,
     replication: u32,
     configs: &BTreeMap<String, String>,
-    apply: bool,
-) -> Result<Step, StepError> {
+    cx: &mut Cx,
+) -> Result<(), StepError> {
     let resource = format!("topic {topic}");
     let existing = client.describe_topic(topic)?;
     let (change, created) = match &existing {
@@ -200,7 +209,9 @@ fn create_topic(
             )));
         }
     };
-    if apply && change.is_some() {
+    if let Some(change) = change
+        && cx.declare(change)
+    {
         if existing.is_none() {
             let configs: Vec<TopicConfig> = configs
                 .iter()
@@ -217,15 +228,11 @@ fn create_topic(
     let replication_factor = existing
         .as_ref()
         .map_or(replication, |t| t.replication_factor);
-    Ok(Step {
-        changes: change.into_iter().collect(),
-        outputs: vec![
-            orch_sdk::output("topic", topic),
-            orch_sdk::output("partitions", partitions),
-            orch_sdk::output("replication_factor", replication_factor),
-            orch_sdk::output("created", created && apply),
-        ],
-    })
+    cx.output("topic", topic);
+    cx.output("partitions", partitions);
+    cx.output("replication_factor", replication_factor);
+    cx.output("created", created);
+    Ok(())
 }
 
 fn offsets_json(offsets: &[PartitionOffset]) -> Json {
@@ -240,15 +247,14 @@ fn init_consumer(
     topic: &str,
     group: &str,
     start: Start,
-    apply: bool,
-) -> Result<Step, StepError> {
+    cx: &mut Cx,
+) -> Result<(), StepError> {
     let committed = client.committed(group, topic)?;
     let missing: Vec<i32> = committed
         .iter()
         .filter(|o| o.offset < 0)
         .map(|o| o.partition)
         .collect();
-    let mut changes = Vec::new();
     let mut offsets = committed;
     if !missing.is_empty() {
         let marks = client.watermarks(topic)?;
@@ -267,27 +273,22 @@ fn init_consumer(
             Start::Earliest => "earliest",
             Start::Latest => "latest",
         };
-        changes.push(orch_sdk::change(
+        if cx.change(
             ChangeKind::Create,
             format!("consumer group {group}"),
             format!(
                 "commit offsets at {at} on {} partitions of {topic}",
                 starts.len()
             ),
-        ));
-        if apply {
+        ) {
             client.commit(group, topic, &starts)?;
             offsets = client.committed(group, topic)?;
         }
     }
-    Ok(Step {
-        changes,
-        outputs: vec![
-            orch_sdk::output("group", group),
-            orch_sdk::output("topic", topic),
-            orch_sdk::output("offsets", offsets_json(&offsets)),
-        ],
-    })
+    cx.output("group", group);
+    cx.output("topic", topic);
+    cx.output("offsets", offsets_json(&offsets));
+    Ok(())
 }
 
 /// Produce `records` (a JSON array, handed to the host as it is), or count them for a plan.
@@ -295,30 +296,27 @@ fn produce(
     connection: &str,
     topic: &str,
     records: &RawValue,
-    apply: bool,
-) -> Result<Step, StepError> {
+    cx: &mut Cx,
+) -> Result<(), StepError> {
     check_topic(topic)?;
     let client = kafka::open(connection)?;
-    let (count, outputs) = if apply {
+    // The count is known before producing only by parsing the records, which a run leaves to
+    // the host: a run declares the change once it is made.
+    let count = if cx.applying() {
         let produced = client.produce_json(topic, records.get())?;
-        let outputs = vec![
-            orch_sdk::output("produced", produced),
-            orch_sdk::output("topic", topic),
-        ];
-        (produced, outputs)
+        cx.output("produced", produced);
+        cx.output("topic", topic);
+        produced
     } else {
         let all: Vec<serde::de::IgnoredAny> = orch_sdk::config(records.get())?;
-        (all.len() as u64, vec![])
+        all.len() as u64
     };
-    let change = orch_sdk::change(
+    cx.change(
         ChangeKind::Run,
         format!("topic {topic}"),
         format!("produce {count} records"),
     );
-    Ok(Step {
-        changes: vec![change],
-        outputs,
-    })
+    Ok(())
 }
 
 fn text(bytes: Option<Vec<u8>>) -> Json {
@@ -327,7 +325,7 @@ fn text(bytes: Option<Vec<u8>>) -> Json {
     })
 }
 
-fn consume(client: &Client, request: ConsumeRequest) -> Result<Vec<Output>, StepError> {
+fn consume(client: &Client, request: ConsumeRequest, cx: &mut Cx) -> Result<(), StepError> {
     let records: Vec<Json> = client
         .consume(&request)?
         .into_iter()
@@ -352,16 +350,15 @@ fn consume(client: &Client, request: ConsumeRequest) -> Result<Vec<Output>, Step
             })
         })
         .collect();
-    Ok(vec![
-        orch_sdk::output("count", records.len()),
-        orch_sdk::output("records", records),
-    ])
+    cx.output("count", records.len());
+    cx.output("records", records);
+    Ok(())
 }
 
 /// Validate everything that can be checked without the broker, then plan or run.
-fn act(action: Action<'_>, apply: bool) -> Result<Step, StepError> {
+fn act(action: Action<'_>, cx: &mut Cx) -> Result<(), StepError> {
     let config = match action {
-        Action::Produce(p) => return produce(&p.connection, &p.topic, p.records, apply),
+        Action::Produce(p) => return produce(&p.connection, &p.topic, p.records, cx),
         Action::Other(config) => config,
     };
     match config {
@@ -376,7 +373,7 @@ fn act(action: Action<'_>, apply: bool) -> Result<Step, StepError> {
             let partitions = positive("partitions", partitions)?;
             let replication = positive("replication_factor", replication_factor)?;
             let client = kafka::open(&connection)?;
-            create_topic(&client, &topic, partitions, replication, &configs, apply)
+            create_topic(&client, &topic, partitions, replication, &configs, cx)
         }
         Config::InitConsumer {
             connection,
@@ -387,13 +384,13 @@ fn act(action: Action<'_>, apply: bool) -> Result<Step, StepError> {
             check_topic(&topic)?;
             check_group(&group)?;
             let client = kafka::open(&connection)?;
-            init_consumer(&client, &topic, &group, start, apply)
+            init_consumer(&client, &topic, &group, start, cx)
         }
         Config::Produce(p) => {
             // Reached only when `produce` is parsed through the enum; [`parse`] avoids that.
             let records = serde_json::value::to_raw_value(&p.records)
                 .map_err(|e| StepError::InvalidConfig(e.to_string()))?;
-            produce(&p.connection, &p.topic, &records, apply)
+            produce(&p.connection, &p.topic, &records, cx)
         }
         Config::Consume {
             connection,
@@ -415,8 +412,7 @@ fn act(action: Action<'_>, apply: bool) -> Result<Step, StepError> {
             }
             let client = kafka::open(&connection)?;
             let detail = format!("read up to {max_records} records");
-            let change = orch_sdk::change(ChangeKind::Run, format!("topic {topic}"), detail);
-            let outputs = if apply {
+            if cx.change(ChangeKind::Run, format!("topic {topic}"), detail) {
                 let request = ConsumeRequest {
                     topic,
                     group,
@@ -431,40 +427,21 @@ fn act(action: Action<'_>, apply: bool) -> Result<Step, StepError> {
                     timeout_ms,
                     commit,
                 };
-                consume(&client, request)?
-            } else {
-                vec![]
-            };
-            Ok(Step {
-                changes: vec![change],
-                outputs,
-            })
+                consume(&client, request, cx)?;
+            }
+            Ok(())
         }
     }
 }
 
 struct Kafka;
 
-impl Plugin for Kafka {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>(
-            "kafka",
-            env!("CARGO_PKG_VERSION"),
-            "Kafka topics, consumer groups, produce and consume",
-            &["log", "kafka"],
-        )
-    }
+impl Step for Kafka {
+    type Config<'a> = Action<'a>;
+    const DESCRIPTION: &'static str = "Kafka topics, consumer groups, produce and consume";
 
-    fn plan(_: StepContext, config: String) -> Result<Vec<Change>, StepError> {
-        Ok(act(parse(&config)?, false)?.changes)
-    }
-
-    fn run(_: StepContext, config: String) -> Result<Vec<Output>, StepError> {
-        let step = act(parse(&config)?, true)?;
-        for c in &step.changes {
-            orch_sdk::log::info(format!("{}: {}", c.resource, c.detail));
-        }
-        Ok(step.outputs)
+    fn step(cx: &mut Cx, action: Action<'_>) -> Result<(), StepError> {
+        act(action, cx)
     }
 }
 

@@ -4,7 +4,7 @@
 //! So the step needs no `docker exec`, and the server's address and token stay in the host.
 
 use orch_sdk::http::{Request, Response};
-use orch_sdk::{Change, ChangeKind, Output, Plugin, StepContext, StepError};
+use orch_sdk::{ChangeKind, Cx, Step, StepError};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
@@ -174,238 +174,150 @@ fn pull(connection: &str, model: &str) -> Result<(), StepError> {
     Ok(())
 }
 
-struct Step {
-    changes: Vec<Change>,
-    outputs: Vec<Output>,
-}
-
-fn act(config: Config, apply: bool) -> Result<Step, StepError> {
-    let nothing = |changes| {
-        Ok(Step {
-            changes,
-            outputs: vec![],
-        })
-    };
-    match config {
-        Config::Pull {
-            connection,
-            model,
-            force,
-        } => {
-            let present = is_installed(&installed(&connection)?, &model);
-            if present && !force {
-                return Ok(Step {
-                    changes: vec![orch_sdk::change(
-                        ChangeKind::None,
-                        format!("model {model}"),
-                        "already pulled",
-                    )],
-                    outputs: vec![
-                        orch_sdk::output("model", full_name(&model)),
-                        orch_sdk::output("pulled", false),
-                    ],
-                });
-            }
-            let change = orch_sdk::change(
-                if present {
-                    ChangeKind::Update
-                } else {
-                    ChangeKind::Create
-                },
-                format!("model {model}"),
-                if present {
-                    "pull again (force)"
-                } else {
-                    "pull"
-                },
-            );
-            if !apply {
-                return nothing(vec![change]);
-            }
-            pull(&connection, &model)?;
-            Ok(Step {
-                changes: vec![change],
-                outputs: vec![
-                    orch_sdk::output("model", full_name(&model)),
-                    orch_sdk::output("pulled", true),
-                ],
-            })
-        }
-        Config::List { connection } => {
-            let models = installed(&connection)?;
-            let names: Vec<&str> = models
-                .iter()
-                .filter_map(|m| m.get("name").and_then(Json::as_str))
-                .collect();
-            Ok(Step {
-                changes: vec![],
-                outputs: vec![
-                    orch_sdk::output("names", &names),
-                    orch_sdk::output("models", &models),
-                ],
-            })
-        }
-        Config::Show { connection, model } => {
-            // A read, but a POST in Ollama's API: the host lets a plan send only GET and HEAD.
-            if !apply {
-                return nothing(vec![]);
-            }
-            let shown = call(
-                &format!("show {model}"),
-                Request::json(
-                    "POST",
-                    url(&connection, "/api/show"),
-                    &json!({ "model": model }),
-                ),
-            )?;
-            Ok(Step {
-                changes: vec![],
-                outputs: vec![
-                    orch_sdk::output("details", shown.get("details").unwrap_or(&Json::Null)),
-                    orch_sdk::output("model_info", shown.get("model_info").unwrap_or(&Json::Null)),
-                    orch_sdk::output("parameters", shown.get("parameters").unwrap_or(&Json::Null)),
-                ],
-            })
-        }
-        Config::Delete { connection, model } => {
-            if !is_installed(&installed(&connection)?, &model) {
-                return nothing(vec![orch_sdk::change(
-                    ChangeKind::None,
-                    format!("model {model}"),
-                    "not installed",
-                )]);
-            }
-            let change = orch_sdk::change(ChangeKind::Delete, format!("model {model}"), "delete");
-            if apply {
-                call(
-                    &format!("delete {model}"),
-                    Request::json(
-                        "DELETE",
-                        url(&connection, "/api/delete"),
-                        &json!({ "model": model }),
-                    ),
-                )?;
-            }
-            nothing(vec![change])
-        }
-        Config::Generate {
-            connection,
-            model,
-            prompt,
-            system,
-            options,
-            format,
-        } => {
-            let change = orch_sdk::change(ChangeKind::Run, format!("model {model}"), "generate");
-            if !apply {
-                return nothing(vec![change]);
-            }
-            let mut body =
-                json!({ "model": model, "prompt": prompt, "stream": false, "options": options });
-            if let Some(system) = system {
-                body["system"] = Json::String(system);
-            }
-            if let Some(format) = format {
-                body["format"] = format;
-            }
-            let answer = call(
-                &format!("generate with {model}"),
-                Request::json("POST", url(&connection, "/api/generate"), &body),
-            )?;
-            Ok(Step {
-                changes: vec![change],
-                outputs: vec![
-                    orch_sdk::output("response", answer.get("response").unwrap_or(&Json::Null)),
-                    orch_sdk::output(
-                        "eval_count",
-                        answer.get("eval_count").unwrap_or(&Json::Null),
-                    ),
-                ],
-            })
-        }
-        Config::Chat {
-            connection,
-            model,
-            messages,
-            options,
-            format,
-        } => {
-            let change = orch_sdk::change(ChangeKind::Run, format!("model {model}"), "chat");
-            if !apply {
-                return nothing(vec![change]);
-            }
-            let mut body = json!({ "model": model, "messages": messages, "stream": false, "options": options });
-            if let Some(format) = format {
-                body["format"] = format;
-            }
-            let answer = call(
-                &format!("chat with {model}"),
-                Request::json("POST", url(&connection, "/api/chat"), &body),
-            )?;
-            let message = answer.get("message").cloned().unwrap_or(Json::Null);
-            Ok(Step {
-                changes: vec![change],
-                outputs: vec![
-                    orch_sdk::output("content", message.get("content").unwrap_or(&Json::Null)),
-                    orch_sdk::output("message", &message),
-                ],
-            })
-        }
-        Config::Embed {
-            connection,
-            model,
-            input,
-        } => {
-            if !matches!(&input, Json::String(_) | Json::Array(_)) {
-                return Err(StepError::InvalidConfig(
-                    "`input` must be a string or a list of strings".into(),
-                ));
-            }
-            let change = orch_sdk::change(ChangeKind::Run, format!("model {model}"), "embed");
-            if !apply {
-                return nothing(vec![change]);
-            }
-            let answer = call(
-                &format!("embed with {model}"),
-                Request::json(
-                    "POST",
-                    url(&connection, "/api/embed"),
-                    &json!({ "model": model, "input": input }),
-                ),
-            )?;
-            Ok(Step {
-                changes: vec![change],
-                outputs: vec![orch_sdk::output(
-                    "embeddings",
-                    answer.get("embeddings").unwrap_or(&Json::Null),
-                )],
-            })
-        }
-    }
-}
-
 struct Ollama;
 
-impl Plugin for Ollama {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>(
-            "ollama",
-            env!("CARGO_PKG_VERSION"),
-            "Ollama models (pull, list, show, delete) and generate, chat, embed",
-            &["http"],
-        )
-    }
+impl Step for Ollama {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str =
+        "Ollama models (pull, list, show, delete) and generate, chat, embed";
 
-    fn plan(_: StepContext, config: String) -> Result<Vec<Change>, StepError> {
-        Ok(act(orch_sdk::config(&config)?, false)?.changes)
-    }
-
-    fn run(_: StepContext, config: String) -> Result<Vec<Output>, StepError> {
-        let step = act(orch_sdk::config(&config)?, true)?;
-        for c in &step.changes {
-            orch_sdk::log::info(format!("{}: {}", c.resource, c.detail));
+    fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
+        match config {
+            Config::Pull {
+                connection,
+                model,
+                force,
+            } => {
+                let present = is_installed(&installed(&connection)?, &model);
+                let pulled = if present && !force {
+                    cx.change(ChangeKind::None, format!("model {model}"), "already pulled");
+                    false
+                } else {
+                    let (kind, detail) = if present {
+                        (ChangeKind::Update, "pull again (force)")
+                    } else {
+                        (ChangeKind::Create, "pull")
+                    };
+                    if cx.change(kind, format!("model {model}"), detail) {
+                        pull(&connection, &model)?;
+                    }
+                    true
+                };
+                cx.output("model", full_name(&model));
+                cx.output("pulled", pulled);
+            }
+            Config::List { connection } => {
+                let models = installed(&connection)?;
+                let names: Vec<&str> = models
+                    .iter()
+                    .filter_map(|m| m.get("name").and_then(Json::as_str))
+                    .collect();
+                cx.output("names", &names);
+                cx.output("models", &models);
+            }
+            Config::Show { connection, model } => {
+                // A read, but a POST in Ollama's API: the host lets a plan send only GET and HEAD.
+                if cx.applying() {
+                    let shown = call(
+                        &format!("show {model}"),
+                        Request::json(
+                            "POST",
+                            url(&connection, "/api/show"),
+                            &json!({ "model": model }),
+                        ),
+                    )?;
+                    for field in ["details", "model_info", "parameters"] {
+                        cx.output(field, shown.get(field).unwrap_or(&Json::Null));
+                    }
+                }
+            }
+            Config::Delete { connection, model } => {
+                if !is_installed(&installed(&connection)?, &model) {
+                    cx.change(ChangeKind::None, format!("model {model}"), "not installed");
+                } else if cx.change(ChangeKind::Delete, format!("model {model}"), "delete") {
+                    call(
+                        &format!("delete {model}"),
+                        Request::json(
+                            "DELETE",
+                            url(&connection, "/api/delete"),
+                            &json!({ "model": model }),
+                        ),
+                    )?;
+                }
+            }
+            Config::Generate {
+                connection,
+                model,
+                prompt,
+                system,
+                options,
+                format,
+            } => {
+                if cx.change(ChangeKind::Run, format!("model {model}"), "generate") {
+                    let mut body = json!({ "model": model, "prompt": prompt, "stream": false, "options": options });
+                    if let Some(system) = system {
+                        body["system"] = Json::String(system);
+                    }
+                    if let Some(format) = format {
+                        body["format"] = format;
+                    }
+                    let answer = call(
+                        &format!("generate with {model}"),
+                        Request::json("POST", url(&connection, "/api/generate"), &body),
+                    )?;
+                    for field in ["response", "eval_count"] {
+                        cx.output(field, answer.get(field).unwrap_or(&Json::Null));
+                    }
+                }
+            }
+            Config::Chat {
+                connection,
+                model,
+                messages,
+                options,
+                format,
+            } => {
+                if cx.change(ChangeKind::Run, format!("model {model}"), "chat") {
+                    let mut body = json!({ "model": model, "messages": messages, "stream": false, "options": options });
+                    if let Some(format) = format {
+                        body["format"] = format;
+                    }
+                    let answer = call(
+                        &format!("chat with {model}"),
+                        Request::json("POST", url(&connection, "/api/chat"), &body),
+                    )?;
+                    let message = answer.get("message").cloned().unwrap_or(Json::Null);
+                    cx.output("content", message.get("content").unwrap_or(&Json::Null));
+                    cx.output("message", &message);
+                }
+            }
+            Config::Embed {
+                connection,
+                model,
+                input,
+            } => {
+                if !matches!(&input, Json::String(_) | Json::Array(_)) {
+                    return Err(StepError::InvalidConfig(
+                        "`input` must be a string or a list of strings".into(),
+                    ));
+                }
+                if cx.change(ChangeKind::Run, format!("model {model}"), "embed") {
+                    let answer = call(
+                        &format!("embed with {model}"),
+                        Request::json(
+                            "POST",
+                            url(&connection, "/api/embed"),
+                            &json!({ "model": model, "input": input }),
+                        ),
+                    )?;
+                    cx.output(
+                        "embeddings",
+                        answer.get("embeddings").unwrap_or(&Json::Null),
+                    );
+                }
+            }
         }
-        Ok(step.outputs)
+        Ok(())
     }
 }
 

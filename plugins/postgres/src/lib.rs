@@ -13,7 +13,7 @@ mod sql;
 
 use db::Db;
 use load::{LoadConfig, LoadSchema};
-use orch_sdk::{Change, ChangeKind, Output, Plugin, StepContext, StepError};
+use orch_sdk::{ChangeKind, Cx, Step, StepError};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -79,12 +79,31 @@ enum Config {
     Load(#[allow(dead_code, reason = "schema only: parsed as LoadConfig")] LoadSchema),
 }
 
-/// Parse `with`: `load` separately, because an internally tagged enum cannot hold raw JSON.
-fn parse(config: &str) -> Result<Result<Config, LoadConfig>, StepError> {
-    if orch_sdk::action(config)? == "load" {
-        Ok(Err(orch_sdk::config(config)?))
-    } else {
-        Ok(Ok(orch_sdk::config(config)?))
+/// A parsed `with`: `load` separately, because an internally tagged enum cannot hold raw JSON;
+/// its schema is [`Config`]'s.
+enum Parsed {
+    Load(LoadConfig),
+    Other(Config),
+}
+
+impl<'de> Deserialize<'de> for Parsed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        orch_sdk::by_action(d, |action, text| {
+            if action == "load" {
+                serde_json::from_str(text).map(Parsed::Load)
+            } else {
+                serde_json::from_str(text).map(Parsed::Other)
+            }
+        })
+    }
+}
+
+impl schemars::JsonSchema for Parsed {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        Config::schema_name()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Config::json_schema(generator)
     }
 }
 
@@ -93,16 +112,6 @@ fn yes() -> bool {
 }
 fn default_limit() -> u32 {
     1000
-}
-
-/// What one action will do: the changes for `plan`, the work for `run`.
-pub struct Step {
-    pub changes: Vec<Change>,
-    pub outputs: Vec<Output>,
-}
-
-pub fn change(kind: ChangeKind, resource: String, detail: String) -> Change {
-    orch_sdk::change(kind, resource, detail)
 }
 
 fn connection_of(config: &Config) -> &str {
@@ -116,111 +125,85 @@ fn connection_of(config: &Config) -> &str {
     }
 }
 
-/// Plan (`apply = false`) or run one action.
-fn act(config: &str, apply: bool) -> Result<Step, StepError> {
-    let config = match parse(config)? {
-        Ok(config) => config,
-        Err(load) => return load::act_load(load, apply),
-    };
-    let db = Db::open(connection_of(&config))?;
-    let none = |outputs| Step {
-        changes: vec![],
-        outputs,
-    };
-    match config {
-        Config::CreateUser {
-            user,
-            password,
-            rotate,
-            ..
-        } => roles::create_user(&db, &user, password, rotate, apply),
-        Config::CreateDb {
-            name,
-            owner,
-            encoding,
-            template,
-            ..
-        } => roles::create_db(
-            &db,
-            &name,
-            // An empty owner (an empty input) means the connecting role.
-            owner.as_deref().filter(|o| !o.is_empty()),
-            encoding.as_deref(),
-            template.as_deref(),
-            apply,
-        ),
-        Config::Grant {
-            role,
-            privileges,
-            database,
-            schema,
-            tables,
-            ..
-        } => roles::grant(
-            &db,
-            &role,
-            &privileges,
-            database.as_deref(),
-            schema.as_deref(),
-            tables,
-            apply,
-        ),
-        Config::Sql {
-            sql,
-            params,
-            transaction,
-            ..
-        } => {
-            if apply {
-                Ok(none(sql::run_sql(&db, &sql, &params, transaction)?))
-            } else {
-                Ok(Step {
-                    changes: vec![change(ChangeKind::Run, "sql".into(), sql)],
-                    outputs: vec![],
-                })
-            }
-        }
-        Config::Query {
-            sql, params, limit, ..
-        } => {
-            if apply {
-                Ok(none(sql::query(&db, &sql, &params, limit)?))
-            } else {
-                Ok(Step {
-                    changes: vec![change(ChangeKind::Run, "query".into(), sql)],
-                    outputs: vec![],
-                })
-            }
-        }
-        Config::Load(_) => Err(StepError::Failed("load is parsed as LoadConfig".into())),
-    }
-}
-
 struct Postgres;
 
-impl Plugin for Postgres {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>(
-            "postgres",
-            env!("CARGO_PKG_VERSION"),
-            "PostgreSQL roles, databases, grants, SQL, query and load",
-            &["log", "postgres"],
-        )
-    }
+impl Step for Postgres {
+    type Config<'a> = Parsed;
+    const DESCRIPTION: &'static str = "PostgreSQL roles, databases, grants, SQL, query and load";
 
-    fn plan(_: StepContext, config: String) -> Result<Vec<Change>, StepError> {
-        Ok(act(&config, false)?.changes)
-    }
-
-    fn run(_: StepContext, config: String) -> Result<Vec<Output>, StepError> {
-        let step = act(&config, true)?;
-        for c in &step.changes {
-            orch_sdk::log::info(&c.detail);
+    fn step(cx: &mut Cx, config: Parsed) -> Result<(), StepError> {
+        let config = match config {
+            Parsed::Other(config) => config,
+            Parsed::Load(load) => return load::act_load(load, cx),
+        };
+        let db = Db::open(connection_of(&config))?;
+        match config {
+            Config::CreateUser {
+                user,
+                password,
+                rotate,
+                ..
+            } => roles::create_user(&db, &user, password, rotate, cx)?,
+            Config::CreateDb {
+                name,
+                owner,
+                encoding,
+                template,
+                ..
+            } => roles::create_db(
+                &db,
+                &name,
+                // An empty owner (an empty input) means the connecting role.
+                owner.as_deref().filter(|o| !o.is_empty()),
+                encoding.as_deref(),
+                template.as_deref(),
+                cx,
+            )?,
+            Config::Grant {
+                role,
+                privileges,
+                database,
+                schema,
+                tables,
+                ..
+            } => roles::grant(
+                &db,
+                &role,
+                &privileges,
+                database.as_deref(),
+                schema.as_deref(),
+                tables,
+                cx,
+            )?,
+            Config::Sql {
+                sql,
+                params,
+                transaction,
+                ..
+            } => {
+                if cx.change(ChangeKind::Run, "sql", &sql) {
+                    for output in sql::run_sql(&db, &sql, &params, transaction)? {
+                        cx.publish(output);
+                    }
+                }
+            }
+            Config::Query {
+                sql, params, limit, ..
+            } => {
+                if cx.change(ChangeKind::Run, "query", &sql) {
+                    for output in sql::query(&db, &sql, &params, limit)? {
+                        cx.publish(output);
+                    }
+                }
+            }
+            Config::Load(_) => {
+                return Err(StepError::Failed("load is parsed as LoadConfig".into()));
+            }
         }
-        if step.changes.is_empty() {
+        if cx.applying() && cx.changes().is_empty() {
             orch_sdk::log::info("no change");
         }
-        Ok(step.outputs)
+        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //! with an upsert through a staging table when a `key` is given.
 
 use crate::db::{Db, check_name, text};
-use crate::{Step, change};
+use orch_sdk::Cx;
 use orch_sdk::postgres::Value;
 use orch_sdk::{Change, ChangeKind, Output, StepError};
 use serde::Deserialize;
@@ -179,10 +179,10 @@ fn load_plan(
     let Some(first) = rows.first() else {
         return Ok((
             vec![],
-            change(
+            orch_sdk::change(
                 ChangeKind::None,
                 format!("table {schema}.{table}"),
-                "no rows".into(),
+                "no rows",
             ),
         ));
     };
@@ -214,7 +214,7 @@ fn load_plan(
     let detail = format!("{} rows, {how}", rows.len());
     Ok((
         columns,
-        change(
+        orch_sdk::change(
             ChangeKind::Update,
             format!("table {schema}.{table}"),
             detail,
@@ -258,18 +258,15 @@ fn load(
     ])
 }
 
-pub fn act_load(config: LoadConfig, apply: bool) -> Result<Step, StepError> {
+pub fn act_load(config: LoadConfig, cx: &mut Cx) -> Result<(), StepError> {
     let db = Db::open(&config.connection)?;
     let schema = config.schema.unwrap_or_else(|| "public".into());
     let (table, rows, key) = (&config.table, &config.rows, &config.key);
     let (columns, change) = load_plan(&db, &schema, table, rows, key)?;
-    let outputs = if apply {
-        load(&db, &schema, table, rows, key, config.batch_size, &columns)?
-    } else {
-        vec![]
-    };
-    Ok(Step {
-        changes: vec![change],
-        outputs,
-    })
+    if cx.declare(change) {
+        for output in load(&db, &schema, table, rows, key, config.batch_size, &columns)? {
+            cx.publish(output);
+        }
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! differs, so running it again changes nothing.
 
 use crate::db::{Db, check_name, text};
-use crate::{Step, change};
+use orch_sdk::Cx;
 use orch_sdk::postgres::Value;
 use orch_sdk::{ChangeKind, StepError};
 
@@ -43,15 +43,12 @@ pub fn create_user(
     user: &str,
     password: Option<String>,
     rotate: bool,
-    apply: bool,
-) -> Result<Step, StepError> {
+    cx: &mut Cx,
+) -> Result<(), StepError> {
     check_name("role", user)?;
     let exists = db.role_exists(user)?;
-    let mut changes = Vec::new();
-    let mut outputs = vec![
-        orch_sdk::output("user", user),
-        orch_sdk::output("created", !exists),
-    ];
+    cx.output("user", user);
+    cx.output("created", !exists);
     let (verb, kind) = match (exists, rotate) {
         (false, _) => ("CREATE ROLE %I WITH LOGIN PASSWORD %L", ChangeKind::Create),
         (true, true) => ("ALTER ROLE %I WITH LOGIN PASSWORD %L", ChangeKind::Update),
@@ -65,21 +62,15 @@ pub fn create_user(
             );
             if !can_login {
                 let sql = db.format("ALTER ROLE %I WITH LOGIN", &[text(user)])?;
-                changes.push(change(
-                    ChangeKind::Update,
-                    format!("role {user}"),
-                    sql.clone(),
-                ));
-                if apply {
+                if cx.change(ChangeKind::Update, format!("role {user}"), &sql) {
                     db.execute(&sql, &[])?;
                 }
             }
-            return Ok(Step { changes, outputs });
+            return Ok(());
         }
     };
     let shown = db.format(&verb.replace("%L", "'***'"), &[text(user)])?;
-    changes.push(change(kind, format!("role {user}"), shown));
-    if apply {
+    if cx.change(kind, format!("role {user}"), shown) {
         let password = password.unwrap_or_else(generate_password);
         let sql = db.format(verb, &[text(user), text(&password)])?;
         match db.execute(&sql, &[]) {
@@ -95,10 +86,10 @@ pub fn create_user(
                 other?;
             }
         }
-        outputs.push(orch_sdk::secret_output("password", &password));
-        outputs.push(orch_sdk::output("rotated", exists));
+        cx.secret_output("password", &password);
+        cx.output("rotated", exists);
     }
-    Ok(Step { changes, outputs })
+    Ok(())
 }
 
 pub fn create_db(
@@ -107,12 +98,12 @@ pub fn create_db(
     owner: Option<&str>,
     encoding: Option<&str>,
     template: Option<&str>,
-    apply: bool,
-) -> Result<Step, StepError> {
+    cx: &mut Cx,
+) -> Result<(), StepError> {
     check_name("database", name)?;
     if let Some(owner) = owner {
         check_name("role", owner)?;
-        if apply && !db.role_exists(owner)? {
+        if cx.applying() && !db.role_exists(owner)? {
             return Err(StepError::Failed(format!(
                 "owner role `{owner}` does not exist: create it first (action = \"create-user\")"
             )));
@@ -123,7 +114,7 @@ pub fn create_db(
         &[text(name)],
         Some(1),
     )?;
-    let mut outputs = vec![orch_sdk::output("database", name)];
+    cx.output("database", name);
     let sql = match current.rows.into_iter().next() {
         None => {
             let mut template_sql = String::from("CREATE DATABASE %I");
@@ -138,11 +129,11 @@ pub fn create_db(
                     args.push(text(v));
                 }
             }
-            outputs.push(orch_sdk::output("created", true));
+            cx.output("created", true);
             Some((ChangeKind::Create, db.format(&template_sql, &args)?))
         }
         Some(row) => {
-            outputs.push(orch_sdk::output("created", false));
+            cx.output("created", false);
             let current_owner = match row.into_iter().next() {
                 Some(Value::Text(o)) => o,
                 _ => String::new(),
@@ -156,11 +147,9 @@ pub fn create_db(
             }
         }
     };
-    let changes = sql
-        .iter()
-        .map(|(kind, sql)| change(*kind, format!("database {name}"), sql.clone()))
-        .collect();
-    if apply && let Some((_, sql)) = sql {
+    if let Some((kind, sql)) = sql
+        && cx.change(kind, format!("database {name}"), &sql)
+    {
         match db.execute(&sql, &[]) {
             // 42P04: created concurrently: the next run converges the owner.
             Err(StepError::Failed(m)) if m.contains("42P04") => {}
@@ -169,7 +158,7 @@ pub fn create_db(
             }
         }
     }
-    Ok(Step { changes, outputs })
+    Ok(())
 }
 
 pub fn grant(
@@ -179,8 +168,8 @@ pub fn grant(
     database: Option<&str>,
     schema: Option<&str>,
     tables: bool,
-    apply: bool,
-) -> Result<Step, StepError> {
+    cx: &mut Cx,
+) -> Result<(), StepError> {
     check_name("role", role)?;
     let privileges: Vec<String> = privileges.iter().map(|p| p.trim().to_uppercase()).collect();
     if privileges.is_empty() {
@@ -230,17 +219,13 @@ pub fn grant(
         &[text(role), text(object), text(&privileges_json)],
         Some(1),
     )?;
-    let mut changes = Vec::new();
-    if !missing.rows.is_empty() {
+    let granted = !missing.rows.is_empty();
+    if granted {
         let sql = db.format(&template, &[text(object), text(role)])?;
-        changes.push(change(ChangeKind::Update, resource, sql.clone()));
-        if apply {
+        if cx.change(ChangeKind::Update, resource, &sql) {
             db.execute(&sql, &[])?;
         }
     }
-    let granted = !changes.is_empty();
-    Ok(Step {
-        changes,
-        outputs: vec![orch_sdk::output("granted", granted)],
-    })
+    cx.output("granted", granted);
+    Ok(())
 }

@@ -1,21 +1,50 @@
-//! Helpers for writing orch plugins in Rust.
+//! Write orch plugins in Rust.
 //!
-//! A plugin is a `cdylib` crate built for `wasm32-wasip2` that implements [`Plugin`] and calls
-//! [`export!`]. The SDK hides the WIT plumbing: configs arrive as typed structs, outputs leave as
-//! JSON, errors say whether the host should retry.
+//! A plugin is a `cdylib` crate built for `wasm32-wasip2` that implements [`Step`] and calls
+//! [`export!`]. One body serves both of the host's calls: in a dry run (`orch plan`) the body
+//! reads the world and declares what it would change; in a run it declares the same changes
+//! and makes them. The config arrives typed, its JSON Schema (what `orch validate` checks a
+//! step's `with` against) is derived from the type, and name and version come from the crate.
 //!
 //! ```ignore
-//! struct Hello;
-//! impl orch_sdk::Plugin for Hello { /* describe, plan, run */ }
-//! orch_sdk::export!(Hello);
+//! use orch_sdk::{ChangeKind, Cx, Step, StepError};
+//!
+//! /// `with` of a `greet` step.
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! #[serde(deny_unknown_fields)]
+//! struct Config {
+//!     /// Who to greet.
+//!     who: String,
+//! }
+//!
+//! struct Greet;
+//!
+//! impl Step for Greet {
+//!     type Config<'a> = Config;
+//!     const DESCRIPTION: &'static str = "Greet someone";
+//!
+//!     fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
+//!         let greeting = format!("hello, {}", config.who);
+//!         if cx.change(ChangeKind::Run, "greeting", &greeting) {
+//!             orch_sdk::log::info(&greeting);
+//!         }
+//!         cx.output("greeting", greeting);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! orch_sdk::export!(Greet);
 //! ```
+//!
+//! What a plugin may reach is not declared: the host reads it from the component's imports and
+//! grants each call only what the workflow's `allow` names (`orch plugin inspect` shows both).
 
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments, reason = "generated from WIT")]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "step",
-        path: "../../wit",
+        path: "wit",
         generate_all,
         pub_export_macro: true,
         default_bindings_module: "orch_sdk::bindings",
@@ -24,6 +53,7 @@ pub mod bindings {
 }
 
 pub mod http;
+pub mod log;
 
 pub use bindings::orch::plugin::docker;
 pub use bindings::orch::plugin::kafka;
@@ -35,74 +65,128 @@ pub use bindings::wasi;
 pub use schemars;
 pub use serde_json;
 
-/// The three calls every plugin answers; see `wit/world.wit` for the contract.
-pub trait Plugin {
-    /// Name, version, description and config schema.
-    fn describe() -> PluginInfo;
-    /// Say what `run` would change, changing nothing.
-    fn plan(ctx: StepContext, config: String) -> Result<Vec<Change>, StepError>;
-    /// Converge; must be idempotent.
-    fn run(ctx: StepContext, config: String) -> Result<Vec<Output>, StepError>;
+/// A plugin: one body for the dry run and the run.
+pub trait Step {
+    /// The step's `with` table, parsed once per call (it may borrow from the JSON text). Its
+    /// JSON Schema is published by `describe` and enforced by `orch validate`.
+    type Config<'a>: serde::Deserialize<'a> + schemars::JsonSchema;
+
+    /// One line for `orch plugin list`.
+    const DESCRIPTION: &'static str;
+
+    /// Read the world, declare each difference with [`Cx::change`] and make it only when that
+    /// returns `true`; publish results with [`Cx::output`]. Must be idempotent: a second run
+    /// finds nothing to change.
+    fn step(cx: &mut Cx, config: Self::Config<'_>) -> Result<(), StepError>;
+
+    /// The config schema as JSON text; derived from [`Step::Config`] unless overridden.
+    fn schema() -> String {
+        serde_json::to_string(&schemars::schema_for!(Self::Config<'static>))
+            .unwrap_or_else(|_| "{}".into())
+    }
 }
 
-/// Export a [`Plugin`] implementation as the component's `step` world.
-#[macro_export]
-macro_rules! export {
-    ($ty:ident) => {
-        impl $crate::bindings::Guest for $ty {
-            fn describe() -> $crate::PluginInfo {
-                <$ty as $crate::Plugin>::describe()
-            }
-            fn plan(
-                ctx: $crate::StepContext,
-                config: String,
-            ) -> Result<Vec<$crate::Change>, $crate::StepError> {
-                <$ty as $crate::Plugin>::plan(ctx, config)
-            }
-            fn run(
-                ctx: $crate::StepContext,
-                config: String,
-            ) -> Result<Vec<$crate::Output>, $crate::StepError> {
-                <$ty as $crate::Plugin>::run(ctx, config)
-            }
+/// Which of the host's two calls the body is serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `orch plan`: change nothing, say what would change.
+    Plan,
+    /// `orch run`: converge.
+    Apply,
+}
+
+/// What the body sees of its call, and where it records changes and outputs.
+pub struct Cx {
+    mode: Mode,
+    context: StepContext,
+    changes: Vec<Change>,
+    outputs: Vec<Output>,
+}
+
+impl Cx {
+    /// A context for `mode`; the export glue makes one per call (tests may too).
+    pub fn new(mode: Mode, context: StepContext) -> Self {
+        Cx {
+            mode,
+            context,
+            changes: Vec::new(),
+            outputs: Vec::new(),
         }
-        $crate::bindings::export_step!($ty with_types_in $crate::bindings);
-    };
-}
+    }
 
-/// Build a [`PluginInfo`] whose schema is derived from the config type.
-pub fn info<C: schemars::JsonSchema>(
-    name: &str,
-    version: &str,
-    description: &str,
-    capabilities: &[&str],
-) -> PluginInfo {
-    PluginInfo {
-        name: name.into(),
-        version: version.into(),
-        description: description.into(),
-        config_schema: serde_json::to_string(&schemars::schema_for!(C)).unwrap_or_default(),
-        capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
+    /// Plan or apply.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// `true` when the body should make its changes.
+    pub fn applying(&self) -> bool {
+        self.mode == Mode::Apply
+    }
+
+    /// Run id, workflow, step id, attempt and trigger: for logs and idempotency keys.
+    pub fn context(&self) -> &StepContext {
+        &self.context
+    }
+
+    /// Declare a change. In a plan it is recorded and `false` comes back (do not make it); in a
+    /// run it is logged and `true` comes back (make it now).
+    pub fn change(
+        &mut self,
+        kind: ChangeKind,
+        resource: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> bool {
+        self.declare(change(kind, resource, detail))
+    }
+
+    /// [`Cx::change`] for a change built elsewhere (see [`change`]).
+    pub fn declare(&mut self, change: Change) -> bool {
+        if self.applying() && change.kind != ChangeKind::None {
+            log::info(describe_change(&change));
+        }
+        self.changes.push(change);
+        self.applying()
+    }
+
+    /// The changes declared so far.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// Publish `value` as `steps.ID.outputs.NAME` (ignored in a plan).
+    pub fn output(&mut self, name: &str, value: impl serde::Serialize) {
+        self.publish(output(name, value));
+    }
+
+    /// Publish an output the host masks everywhere (a generated password, a token).
+    pub fn secret_output(&mut self, name: &str, value: impl serde::Serialize) {
+        self.publish(secret_output(name, value));
+    }
+
+    /// [`Cx::output`] for an output built elsewhere (see [`output`], [`secret_output`]).
+    pub fn publish(&mut self, output: Output) {
+        if self.applying() {
+            self.outputs.push(output);
+        }
+    }
+
+    /// The outputs published so far.
+    pub fn outputs(&self) -> &[Output] {
+        &self.outputs
     }
 }
 
-/// Parse the step's `with` JSON into the plugin's config type (which may borrow from it).
-pub fn config<'a, C: serde::Deserialize<'a>>(config: &'a str) -> Result<C, StepError> {
-    serde_json::from_str(config).map_err(|e| StepError::InvalidConfig(e.to_string()))
-}
-
-/// The `action` of a config, read without parsing the rest: lets a plugin parse a large
-/// variant straight into its struct instead of through an internally tagged enum, which
-/// buffers the whole input first.
-pub fn action(config: &str) -> Result<String, StepError> {
-    #[derive(serde::Deserialize)]
-    struct Tag {
-        action: String,
+/// A change, for [`Cx::declare`] or a plugin's own planning code.
+pub fn change(kind: ChangeKind, resource: impl Into<String>, detail: impl Into<String>) -> Change {
+    Change {
+        kind,
+        resource: resource.into(),
+        detail: detail.into(),
     }
-    self::config::<Tag>(config).map(|t| t.action)
 }
 
-/// A plain output, readable as `steps.ID.outputs.NAME`.
+/// A plain output, readable as `steps.ID.outputs.NAME`, for [`Cx::publish`].
 pub fn output(name: &str, value: impl serde::Serialize) -> Output {
     Output {
         name: name.into(),
@@ -111,7 +195,7 @@ pub fn output(name: &str, value: impl serde::Serialize) -> Output {
     }
 }
 
-/// An output the host masks everywhere (a generated password, a token).
+/// An output the host masks everywhere, for [`Cx::publish`].
 pub fn secret_output(name: &str, value: impl serde::Serialize) -> Output {
     Output {
         secret: true,
@@ -119,13 +203,108 @@ pub fn secret_output(name: &str, value: impl serde::Serialize) -> Output {
     }
 }
 
-/// A predicted change for `plan`.
-pub fn change(kind: ChangeKind, resource: impl Into<String>, detail: impl Into<String>) -> Change {
-    Change {
-        kind,
-        resource: resource.into(),
-        detail: detail.into(),
+/// "create role etl: CREATE ROLE etl", the line a run logs for each change.
+fn describe_change(change: &Change) -> String {
+    let kind = match change.kind {
+        ChangeKind::Create => "create",
+        ChangeKind::Update => "update",
+        ChangeKind::Replace => "replace",
+        ChangeKind::Delete => "delete",
+        ChangeKind::Run => "run",
+        ChangeKind::None => "no change",
+    };
+    if change.detail.is_empty() || change.detail == change.resource {
+        format!("{kind} {}", change.resource)
+    } else {
+        format!("{kind} {}: {}", change.resource, change.detail)
     }
+}
+
+/// The export glue behind [`export!`]; not for direct use.
+#[doc(hidden)]
+pub mod glue {
+    use super::*;
+
+    /// `describe` from the crate's name and version and the step's schema.
+    pub fn describe<S: Step>(crate_name: &str, version: &str) -> PluginInfo {
+        PluginInfo {
+            name: plugin_name(crate_name).into(),
+            version: version.into(),
+            description: S::DESCRIPTION.into(),
+            config_schema: S::schema(),
+        }
+    }
+
+    /// Parse the config once and run the body in `mode`.
+    pub fn call<S: Step>(mode: Mode, ctx: StepContext, config: &str) -> Result<Cx, StepError> {
+        let parsed: S::Config<'_> = crate::config(config)?;
+        let mut cx = Cx::new(mode, ctx);
+        S::step(&mut cx, parsed)?;
+        Ok(cx)
+    }
+
+    /// A crate `orch-plugin-fetch` or `orch-fetch` is the plugin `fetch`.
+    pub fn plugin_name(crate_name: &str) -> &str {
+        crate_name
+            .strip_prefix("orch-plugin-")
+            .or_else(|| crate_name.strip_prefix("orch-"))
+            .unwrap_or(crate_name)
+    }
+}
+
+/// Export a [`Step`] implementation as the component's `step` world; its name and version are
+/// the crate's (`orch-` or `orch-plugin-` prefixes dropped).
+#[macro_export]
+macro_rules! export {
+    ($ty:ident) => {
+        impl $crate::bindings::Guest for $ty {
+            fn describe() -> $crate::PluginInfo {
+                $crate::glue::describe::<$ty>(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+            }
+            fn plan(
+                ctx: $crate::StepContext,
+                config: String,
+            ) -> Result<Vec<$crate::Change>, $crate::StepError> {
+                $crate::glue::call::<$ty>($crate::Mode::Plan, ctx, &config)
+                    .map(|cx| cx.changes().to_vec())
+            }
+            fn run(
+                ctx: $crate::StepContext,
+                config: String,
+            ) -> Result<Vec<$crate::Output>, $crate::StepError> {
+                $crate::glue::call::<$ty>($crate::Mode::Apply, ctx, &config)
+                    .map(|cx| cx.outputs().to_vec())
+            }
+        }
+        $crate::bindings::export_step!($ty with_types_in $crate::bindings);
+    };
+}
+
+/// Parse JSON `config` into `C` (which may borrow from it); a mismatch is `invalid-config`
+/// naming the field and position.
+pub fn config<'a, C: serde::Deserialize<'a>>(config: &'a str) -> Result<C, StepError> {
+    serde_json::from_str(config).map_err(|e| StepError::InvalidConfig(e.to_string()))
+}
+
+/// Deserialise a config whose shape is picked by its `action` field without buffering the
+/// whole input (an internally tagged enum would): `pick` gets the action and the raw JSON
+/// text and parses the right type straight from it. For configs carrying large row batches.
+pub fn by_action<'de, D, T>(
+    deserializer: D,
+    pick: impl FnOnce(&str, &'de str) -> Result<T, serde_json::Error>,
+) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    #[derive(serde::Deserialize)]
+    struct Tag {
+        action: String,
+    }
+    let raw = <&'de serde_json::value::RawValue>::deserialize(deserializer)?;
+    let tag: Tag = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
+    pick(&tag.action, raw.get()).map_err(D::Error::custom)
 }
 
 impl From<postgres::Error> for StepError {
@@ -172,28 +351,32 @@ impl From<docker::Error> for StepError {
     }
 }
 
-/// Step log lines; the host tags them with run and step and masks secrets.
-pub mod log {
-    use crate::bindings::orch::plugin::log::{self as host, Level};
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Log at info level.
-    pub fn info(message: impl AsRef<str>) {
-        host::log(Level::Info, message.as_ref());
+    #[test]
+    fn crate_names_lose_the_orch_prefix() {
+        assert_eq!(glue::plugin_name("orch-echo"), "echo");
+        assert_eq!(glue::plugin_name("orch-plugin-fetch"), "fetch");
+        assert_eq!(glue::plugin_name("fetch"), "fetch");
     }
-    /// Log at warn level.
-    pub fn warn(message: impl AsRef<str>) {
-        host::log(Level::Warn, message.as_ref());
-    }
-    /// Log at error level.
-    pub fn error(message: impl AsRef<str>) {
-        host::log(Level::Error, message.as_ref());
-    }
-    /// Log at debug level.
-    pub fn debug(message: impl AsRef<str>) {
-        host::log(Level::Debug, message.as_ref());
-    }
-    /// Report progress of a long action.
-    pub fn progress(current: u64, total: Option<u64>, message: impl AsRef<str>) {
-        host::progress(current, total, message.as_ref());
+
+    #[test]
+    fn changes_are_recorded_and_acted_on_only_when_applying() {
+        let ctx = || StepContext {
+            run_id: "r".into(),
+            workflow: "w".into(),
+            step_id: "s".into(),
+            attempt: 1,
+            trigger: "cli".into(),
+        };
+        let mut plan = Cx::new(Mode::Plan, ctx());
+        assert!(!plan.change(ChangeKind::Create, "role etl", "CREATE ROLE etl"));
+        plan.output("role", "etl");
+        assert_eq!(plan.changes().len(), 1);
+        assert!(plan.outputs().is_empty(), "a plan publishes no outputs");
+        let change = &plan.changes()[0];
+        assert_eq!(describe_change(change), "create role etl: CREATE ROLE etl");
     }
 }

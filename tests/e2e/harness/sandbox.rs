@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 /// Path of a test plugin built from `plugins/examples/NAME`.
 pub(crate) fn example(name: &str) -> String {
     format!(
-        "{}/example_{}.wasm",
+        "{}/orch_plugin_{}.wasm",
         env!("ORCH_EXAMPLE_PLUGINS"),
         name.replace('-', "_")
     )

@@ -43,7 +43,27 @@ pub(super) async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Schedule { command } => schedule::schedule(&settings, command).await,
         Command::Plugin { command } => plugin::plugin(&settings, command).await,
         Command::Secret { command } => secret::secret(&settings, command),
+        Command::Schema { what } => {
+            let super::SchemaKind::Workflow = what;
+            print!("{}", super::schema::workflow_text());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "orch", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Init { dir } => super::schema::init(&dir),
     }
+}
+
+/// `orch plan` then, if the plan went through, `orch run` (what `orch plugin test` does).
+pub(super) async fn plan_then_run(
+    settings: &Settings,
+    file: &std::path::Path,
+) -> Result<(), CliError> {
+    plan::plan(settings, file, &[]).await?;
+    run::run(settings, file, &[], 8).await
 }
 
 /// How `run` and `plan` end: the report as JSON or as text, then exit 1 unless it

@@ -1,7 +1,9 @@
-//! `orch plugin list|inspect`: a plugin's name, version, capabilities, imports and config schema.
+//! `orch plugin list|inspect`: a plugin's name, version, config schema and what its imports let
+//! it reach; `new|build|test` are the author's side (`cli::authoring`).
 
 use crate::cli::CliError;
 use crate::cli::PluginCommand;
+use crate::cli::authoring;
 use crate::cli::render;
 use crate::cli::settings::Settings;
 use crate::resolve;
@@ -9,14 +11,21 @@ use crate::workflow::PluginRef;
 use std::path::PathBuf;
 
 pub(super) async fn plugin(settings: &Settings, command: PluginCommand) -> Result<(), CliError> {
-    let runtime = settings.runtime()?;
     let names: Vec<String> = match command {
         PluginCommand::List => crate::runtime::builtin::names()
             .into_iter()
             .map(String::from)
             .collect(),
         PluginCommand::Inspect { plugin } => vec![plugin],
+        PluginCommand::New { name, lang, dir } => {
+            return authoring::new(settings, &name, lang, &dir);
+        }
+        PluginCommand::Build { dir } => return authoring::build(settings, &dir).await,
+        PluginCommand::Test { dir, workflow } => {
+            return authoring::test(settings, &dir, workflow.as_deref()).await;
+        }
     };
+    let runtime = settings.runtime()?;
     let mut infos = Vec::new();
     for name in names {
         let reference = if name.contains('/') || name.ends_with(".wasm") {

@@ -14,7 +14,7 @@ use crate::compose::MountKind;
 use crate::project::{self, Project, Service, Spec};
 use decide::{orphan_change, orphans, service_change, shared_changes};
 use orch_sdk::docker::{self, ContainerSummary, Engine, Pair, PullPolicy};
-use orch_sdk::{Change, ChangeKind, Output, StepError};
+use orch_sdk::{Change, ChangeKind, Cx, StepError};
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -179,11 +179,6 @@ fn preflight(
     Ok(())
 }
 
-fn note(changes: &mut Vec<Change>, change: Change) {
-    orch_sdk::log::info(format!("{}: {}", change.resource, change.detail));
-    changes.push(change);
-}
-
 fn container_spec(spec: &Spec, svc: &Service, image_id: &str) -> docker::ContainerSpec {
     let mut labels = spec.labels.clone();
     labels.insert(project::HASH.into(), svc.hash.clone());
@@ -266,12 +261,9 @@ struct Tally {
     removed: Vec<String>,
 }
 
-/// Converge the project, then wait until it is up; returns the changes made and the outputs.
-pub fn run(
-    engine: &Engine,
-    p: &Project,
-    o: &Options,
-) -> Result<(Vec<Change>, Vec<Output>), StepError> {
+/// Converge the project, then wait until it is up; declares each change as it is made and
+/// publishes what happened to each service.
+pub fn run(engine: &Engine, p: &Project, o: &Options, cx: &mut Cx) -> Result<(), StepError> {
     let world = observe(engine, &p.name)?;
     check_external(p, &world)?;
 
@@ -292,7 +284,6 @@ pub fn run(
 
     preflight(engine, p, &images)?;
 
-    let mut changes = Vec::new();
     let mut tally = Tally::default();
     for s in p.networks.iter().filter(|s| !s.external) {
         if !world.networks.contains(&s.name) {
@@ -301,10 +292,7 @@ pub fn run(
                 pair(project::NETWORK, &s.key),
             ];
             engine.create_network(&s.name, &labels)?;
-            note(
-                &mut changes,
-                orch_sdk::change(ChangeKind::Create, format!("network {}", s.name), "create"),
-            );
+            cx.change(ChangeKind::Create, format!("network {}", s.name), "create");
         }
     }
     for s in p.volumes.iter().filter(|s| !s.external) {
@@ -314,10 +302,7 @@ pub fn run(
                 pair(project::VOLUME, &s.key),
             ];
             engine.create_volume(&s.name, &labels)?;
-            note(
-                &mut changes,
-                orch_sdk::change(ChangeKind::Create, format!("volume {}", s.name), "create"),
-            );
+            cx.change(ChangeKind::Create, format!("volume {}", s.name), "create");
         }
     }
 
@@ -327,14 +312,14 @@ pub fn run(
                 engine.stop_container(&c.id, STOP_SECS)?;
             }
             engine.remove_container(&c.id, true)?;
-            note(&mut changes, orphan_change(service, c, true));
+            cx.declare(orphan_change(service, c, true));
             if !tally.removed.iter().any(|r| r == service) {
                 tally.removed.push(service.to_string());
             }
         } else {
             let change = orphan_change(service, c, false);
             orch_sdk::log::warn(format!("{}: {}", change.resource, change.detail));
-            changes.push(change);
+            cx.declare(change);
         }
     }
 
@@ -396,7 +381,7 @@ pub fn run(
                 c.id.clone()
             }
         };
-        note(&mut changes, service_change(svc, &action));
+        cx.declare(service_change(svc, &action));
         ids.insert(svc.name.as_str(), id);
     }
 
@@ -428,15 +413,13 @@ pub fn run(
         );
     }
 
-    let outputs = vec![
-        orch_sdk::output("services", Json::Object(services)),
-        orch_sdk::output("created", &tally.created),
-        orch_sdk::output("recreated", &tally.recreated),
-        orch_sdk::output("started", &tally.started),
-        orch_sdk::output("unchanged", &tally.unchanged),
-        orch_sdk::output("removed", &tally.removed),
-    ];
-    Ok((changes, outputs))
+    cx.output("services", Json::Object(services));
+    cx.output("created", &tally.created);
+    cx.output("recreated", &tally.recreated);
+    cx.output("started", &tally.started);
+    cx.output("unchanged", &tally.unchanged);
+    cx.output("removed", &tally.removed);
+    Ok(())
 }
 
 /// Add context to an engine error without changing whether it is retried.

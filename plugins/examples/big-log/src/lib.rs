@@ -1,5 +1,5 @@
 //! Test plugin: writes one log line of `mib` MiB (what a host must refuse to buffer).
-use orch_sdk::{Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 use serde::Deserialize;
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -10,18 +10,14 @@ struct Config {
 
 struct BigLog;
 
-impl Plugin for BigLog {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>("big-log", "0.1.0", "One huge log line", &[])
-    }
-    fn plan(_: StepContext, _: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        Ok(vec![])
-    }
-    fn run(_: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
-        let config: Config = orch_sdk::config(&config)?;
-        let line = "x".repeat(config.mib as usize * (1 << 20));
-        orch_sdk::log::info(line);
-        Ok(vec![])
+impl Step for BigLog {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "One huge log line";
+    fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
+        if cx.applying() {
+            orch_sdk::log::info("x".repeat(config.mib as usize * (1 << 20)));
+        }
+        Ok(())
     }
 }
 

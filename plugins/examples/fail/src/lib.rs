@@ -1,5 +1,5 @@
 //! Test plugin: fails the way it is told, until `succeed_on_attempt` (to test retries).
-use orch_sdk::{Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 use serde::Deserialize;
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -21,23 +21,19 @@ fn default_message() -> String {
 
 struct Fail;
 
-impl Plugin for Fail {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>("fail", "0.1.0", "Fail on purpose", &["log"])
-    }
-    fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        let _: Config = orch_sdk::config(&config)?;
-        Ok(vec![])
-    }
-    fn run(ctx: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
-        let config: Config = orch_sdk::config(&config)?;
-        if config.succeed_on_attempt.is_some_and(|n| ctx.attempt >= n) {
-            return Ok(vec![orch_sdk::output("attempt", ctx.attempt)]);
+impl Step for Fail {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "Fail on purpose";
+    fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
+        if !cx.applying() {
+            return Ok(());
         }
-        orch_sdk::log::warn(format!(
-            "attempt {} failing: {}",
-            ctx.attempt, config.message
-        ));
+        let attempt = cx.context().attempt;
+        if config.succeed_on_attempt.is_some_and(|n| attempt >= n) {
+            cx.output("attempt", attempt);
+            return Ok(());
+        }
+        orch_sdk::log::warn(format!("attempt {attempt} failing: {}", config.message));
         let message = config.message;
         Err(match config.kind.as_str() {
             "retryable" => StepError::Retryable(message),

@@ -1,7 +1,7 @@
 //! Test plugin: creates `count` wasi:http header maps of `bytes` each and keeps every handle, to
 //! pin host memory its own linear memory does not show (each handle costs it 4 bytes).
 use orch_sdk::wasi::http::types::Fields;
-use orch_sdk::{Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 use serde::Deserialize;
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -13,15 +13,13 @@ struct Config {
 
 struct Hoard;
 
-impl Plugin for Hoard {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>("hoard", "0.1.0", "Keeps host resources", &[])
-    }
-    fn plan(_: StepContext, _: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        Ok(vec![])
-    }
-    fn run(_: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
-        let config: Config = orch_sdk::config(&config)?;
+impl Step for Hoard {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "Keeps host resources";
+    fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
+        if !cx.applying() {
+            return Ok(());
+        }
         let value = vec![b'x'; config.bytes as usize];
         let mut kept = Vec::new();
         for _ in 0..config.count {
@@ -29,7 +27,8 @@ impl Plugin for Hoard {
                 .map_err(|e| StepError::Failed(format!("from-list: {e:?}")))?;
             kept.push(fields);
         }
-        Ok(vec![orch_sdk::output("kept", kept.len())])
+        cx.output("kept", kept.len());
+        Ok(())
     }
 }
 

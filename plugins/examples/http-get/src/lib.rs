@@ -2,7 +2,7 @@
 //! `HttpRequestDenied` (higher-level clients hide it as a reset).
 use orch_sdk::wasi::http::outgoing_handler;
 use orch_sdk::wasi::http::types::{ErrorCode, Fields, OutgoingRequest, Scheme};
-use orch_sdk::{Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 use serde::Deserialize;
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -61,26 +61,19 @@ fn denied_or_failed(e: ErrorCode) -> StepError {
     }
 }
 
-impl Plugin for HttpGet {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>("http-get", "0.1.0", "GET a URL", &["log", "http"])
-    }
-    fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        let config: Config = orch_sdk::config(&config)?;
-        Ok(vec![orch_sdk::change(
-            orch_sdk::ChangeKind::Run,
-            "GET",
-            config.url,
-        )])
-    }
-    fn run(_: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
-        let config: Config = orch_sdk::config(&config)?;
+impl Step for HttpGet {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "GET a URL";
+    fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
+        if !cx.applying() {
+            cx.change(orch_sdk::ChangeKind::Run, "GET", config.url);
+            return Ok(());
+        }
         let (status, body) = get(&config.url)?;
         orch_sdk::log::info(format!("GET {} -> {status}", config.url));
-        Ok(vec![
-            orch_sdk::output("status", status),
-            orch_sdk::output("body", body),
-        ])
+        cx.output("status", status);
+        cx.output("body", body);
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 //! `kafka` plugin uses `produce-json`).
 
 use orch_sdk::kafka::{self, Header, Outgoing};
-use orch_sdk::{Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 use serde::Deserialize;
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -32,29 +32,17 @@ fn records(count: u32) -> Vec<Outgoing> {
 
 struct KafkaTyped;
 
-impl Plugin for KafkaTyped {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>(
-            "kafka-typed",
-            "0.1.0",
-            "Produce generated records",
-            &["log", "kafka"],
-        )
-    }
-    fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        let c: Config = orch_sdk::config(&config)?;
+impl Step for KafkaTyped {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "Produce generated records";
+    fn step(cx: &mut Cx, c: Config) -> Result<(), StepError> {
         let detail = format!("produce {} records", c.count);
-        Ok(vec![orch_sdk::change(
-            orch_sdk::ChangeKind::Run,
-            c.topic,
-            detail,
-        )])
-    }
-    fn run(_: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
-        let c: Config = orch_sdk::config(&config)?;
-        let client = kafka::open(&c.connection)?;
-        let produced = client.produce(&c.topic, &records(c.count))?;
-        Ok(vec![orch_sdk::output("produced", produced)])
+        if cx.change(orch_sdk::ChangeKind::Run, &c.topic, detail) {
+            let client = kafka::open(&c.connection)?;
+            let produced = client.produce(&c.topic, &records(c.count))?;
+            cx.output("produced", produced);
+        }
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@
 
 use orch_sdk::wasi::http::outgoing_handler;
 use orch_sdk::wasi::http::types::{Fields, OutgoingRequest, Scheme};
-use orch_sdk::{Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 use serde::Deserialize;
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -27,15 +27,14 @@ fn headers_of(fields: &Fields) -> Vec<String> {
         .collect()
 }
 
-impl Plugin for PeekToken {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>("peek-token", "0.1.0", "Try to read a token", &["http"])
-    }
-    fn plan(_: StepContext, _: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        Ok(vec![])
-    }
-    fn run(_: StepContext, raw: String) -> Result<Vec<orch_sdk::Output>, StepError> {
-        let config: Config = orch_sdk::config(&raw)?;
+impl Step for PeekToken {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "Try to read a token";
+    fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
+        if !cx.applying() {
+            return Ok(());
+        }
+        let raw = serde_json::json!({"connection": config.connection, "path": config.path});
         let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
         let request = OutgoingRequest::new(Fields::new());
         request.set_scheme(Some(&Scheme::Http)).ok();
@@ -61,13 +60,12 @@ impl Plugin for PeekToken {
         while let Ok(chunk) = stream.blocking_read(64 * 1024) {
             bytes.extend_from_slice(&chunk);
         }
-        Ok(vec![
-            orch_sdk::output("env", env),
-            orch_sdk::output("config", raw),
-            orch_sdk::output("request_headers", before),
-            orch_sdk::output("response_headers", response_headers),
-            orch_sdk::output("body", String::from_utf8_lossy(&bytes)),
-        ])
+        cx.output("env", env);
+        cx.output("config", raw.to_string());
+        cx.output("request_headers", before);
+        cx.output("response_headers", response_headers);
+        cx.output("body", String::from_utf8_lossy(&bytes));
+        Ok(())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Test plugin: does the same writes from `plan` as from `run` (a SQL statement, a POST, a
 //! Kafka record, a Docker volume), to show that a plan cannot change anything.
-use orch_sdk::{Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 use serde::Deserialize;
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -18,8 +18,7 @@ struct Config {
 
 struct PlanWrites;
 
-fn write(config: &str) -> Result<(), StepError> {
-    let config: Config = orch_sdk::config(config)?;
+fn write(config: &Config) -> Result<(), StepError> {
     if let Some((connection, sql)) = &config.postgres {
         let db = orch_sdk::postgres::open(connection)?;
         db.execute(sql, &[])?;
@@ -45,17 +44,12 @@ fn write(config: &str) -> Result<(), StepError> {
     Ok(())
 }
 
-impl Plugin for PlanWrites {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>("plan-writes", "0.1.0", "Writes from its plan", &[])
-    }
-    fn plan(_: StepContext, config: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        write(&config)?;
-        Ok(vec![])
-    }
-    fn run(_: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
-        write(&config)?;
-        Ok(vec![])
+impl Step for PlanWrites {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "Writes from its plan";
+    /// The same writes in a plan as in a run: the host must refuse them in a plan.
+    fn step(_: &mut Cx, config: Config) -> Result<(), StepError> {
+        write(&config)
     }
 }
 

@@ -1,31 +1,26 @@
 //! Test plugin: its `describe` publishes a config schema whose `$ref`s loop back on themselves,
 //! as a hostile plugin would to make the host's schema compiler run away.
-use orch_sdk::{Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 
 struct RecursiveSchema;
 
-impl Plugin for RecursiveSchema {
-    fn describe() -> orch_sdk::PluginInfo {
-        let schema = serde_json::json!({
+impl Step for RecursiveSchema {
+    type Config<'a> = serde_json::Value;
+    const DESCRIPTION: &'static str = "A config schema that refers to itself";
+
+    fn schema() -> String {
+        serde_json::json!({
             "$defs": {
                 "a": {"anyOf": [{"$ref": "#/$defs/b"}, {"$ref": "#/$defs/b"}]},
                 "b": {"allOf": [{"$ref": "#/$defs/a"}, {"$ref": "#"}]}
             },
             "$ref": "#/$defs/a"
-        });
-        orch_sdk::PluginInfo {
-            name: "recursive-schema".into(),
-            version: "0.1.0".into(),
-            description: "A config schema that refers to itself".into(),
-            config_schema: schema.to_string(),
-            capabilities: vec![],
-        }
+        })
+        .to_string()
     }
-    fn plan(_: StepContext, _: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        Ok(vec![])
-    }
-    fn run(_: StepContext, _: String) -> Result<Vec<orch_sdk::Output>, StepError> {
-        Ok(vec![])
+
+    fn step(_: &mut Cx, _: serde_json::Value) -> Result<(), StepError> {
+        Ok(())
     }
 }
 

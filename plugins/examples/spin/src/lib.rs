@@ -1,20 +1,18 @@
 //! Test plugin: never returns from `run` (proves the wall-clock timeout stops guests).
-use orch_sdk::{Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 
-#[derive(schemars::JsonSchema)]
-#[allow(dead_code, reason = "only its schema is used")]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct Config {}
 
 struct Spin;
 
-impl Plugin for Spin {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>("spin", "0.1.0", "Loop forever", &[])
-    }
-    fn plan(_: StepContext, _: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        Ok(vec![])
-    }
-    fn run(_: StepContext, _: String) -> Result<Vec<orch_sdk::Output>, StepError> {
+impl Step for Spin {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "Loop forever";
+    fn step(cx: &mut Cx, _: Config) -> Result<(), StepError> {
+        if !cx.applying() {
+            return Ok(());
+        }
         let mut n: u64 = 0;
         loop {
             n = std::hint::black_box(n.wrapping_add(1));

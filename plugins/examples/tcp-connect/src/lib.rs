@@ -1,6 +1,6 @@
 //! Test plugin: connects to `addr` over raw TCP (`wasi:sockets`), sends an HTTP/1.0 request and
 //! returns the reply: what a step may reach without a `tcp://` grant (nothing), and with one.
-use orch_sdk::{Plugin, StepContext, StepError};
+use orch_sdk::{Cx, Step, StepError};
 use serde::Deserialize;
 use std::io::{Read, Write};
 
@@ -13,15 +13,13 @@ struct Config {
 
 struct TcpConnect;
 
-impl Plugin for TcpConnect {
-    fn describe() -> orch_sdk::PluginInfo {
-        orch_sdk::info::<Config>("tcp-connect", "0.1.0", "Raw TCP request", &[])
-    }
-    fn plan(_: StepContext, _: String) -> Result<Vec<orch_sdk::Change>, StepError> {
-        Ok(vec![])
-    }
-    fn run(_: StepContext, config: String) -> Result<Vec<orch_sdk::Output>, StepError> {
-        let config: Config = orch_sdk::config(&config)?;
+impl Step for TcpConnect {
+    type Config<'a> = Config;
+    const DESCRIPTION: &'static str = "Raw TCP request";
+    fn step(cx: &mut Cx, config: Config) -> Result<(), StepError> {
+        if !cx.applying() {
+            return Ok(());
+        }
         let fail = |what: &str, e: std::io::Error| StepError::Failed(format!("{what}: {e}"));
         let mut stream =
             std::net::TcpStream::connect(&config.addr).map_err(|e| fail("connect", e))?;
@@ -32,7 +30,8 @@ impl Plugin for TcpConnect {
         stream
             .read_to_string(&mut reply)
             .map_err(|e| fail("read", e))?;
-        Ok(vec![orch_sdk::output("reply", reply)])
+        cx.output("reply", reply);
+        Ok(())
     }
 }
 
