@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# The Python plugin toolchain (PyPI); the JavaScript one (componentize-js, esbuild from npm) is
+# installed by `orch plugin build` into each JS plugin's directory, as for a user.
+python3 -m pip install --quiet --disable-pip-version-check 'componentize-py==0.25.1'
+command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
 
 bash tests/services.sh start
 # shellcheck disable=SC1090

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `orch` binary in a temp dir, real plugins, a real run store.
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly by design")]
 
+mod authoring;
 mod docker;
 mod faults;
 mod harness;
@@ -12,4 +13,5 @@ mod postgres;
 mod runs;
 mod serve;
 mod store;
+mod tutorial;
 mod ui;
