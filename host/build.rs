@@ -126,7 +126,10 @@ fn collect(dir: &Path, prefix: &Path, files: &mut Vec<(String, PathBuf)>) {
             "tests",
             "package-lock.json",
         ];
-        if kind.is_symlink() || skip.contains(&name.as_str()) {
+        // Dotfiles (.npmrc, .venv, .pytest_cache) stay out: they may hold credentials and
+        // would make the kit depend on a developer's machine. `.gitignore` is scaffold content.
+        let hidden = name.starts_with('.') && name != ".gitignore";
+        if kind.is_symlink() || hidden || skip.contains(&name.as_str()) {
             continue;
         }
         if name.ends_with(".wasm") || name.ends_with(".pyc") || name.ends_with(".egg-info") {

@@ -21,6 +21,8 @@ bash tests/layers.sh
 cargo fmt --all -- --check
 (cd plugins && cargo fmt --all -- --check)
 (cd plugins && cargo clippy --target wasm32-wasip2 --release --target-dir ../target/plugins -- -D warnings)
+# The Rust SDK is publishable: every public item documented, rustdoc clean.
+(cd plugins && RUSTDOCFLAGS="-D warnings" cargo doc -p orch-sdk --no-deps --target wasm32-wasip2 --target-dir ../target/plugins)
 # Clippy lints the host while the tests build: clippy-driver as the workspace's rustc wrapper
 # lints and compiles in one pass, so the ~480 dependencies are compiled once instead of being
 # checked by `cargo clippy` and built again by `cargo test` (what `cargo clippy --workspace
@@ -31,5 +33,7 @@ cargo test --workspace --all-targets --no-run
 # The e2e tests mostly wait (on services, schedules, sleeps in plugins): 4 at a time on 2 cores.
 cargo test --workspace -- --test-threads 4
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
+# The Python SDK's pure logic (schema from dataclasses, config parsing) in plain CPython.
+(cd plugins/sdk-python && python3 -m unittest discover -s tests)
 # The plugins' pure logic (compose parsing, interpolation, hashing...) is unit-tested natively.
 (cd plugins && cargo test --workspace --target "$(rustc -vV | sed -n 's/^host: //p')" --target-dir ../target/plugins-native)

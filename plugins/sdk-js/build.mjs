@@ -19,7 +19,7 @@
 // it (e.g. node_modules/.bin/componentize-js).
 //
 // On success: exit 0 and one line on stdout, "built OUT (N bytes) in S s". On failure: exit 1
-// and "error: ..." on stderr. Needs Node 18+.
+// and "error: ..." on stderr. Needs Node 20+.
 
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';

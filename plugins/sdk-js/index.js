@@ -480,19 +480,17 @@ export function plugin(definition) {
 
 const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 const SAFE_METHODS = ['GET', 'HEAD', 'OPTIONS'];
+// The transient wasi:http error codes, the same table in the Rust and Python SDKs.
 const RETRYABLE_CODES = [
   'DNS-timeout',
   'DNS-error',
-  'destination-not-found',
   'destination-unavailable',
-  'destination-IP-unroutable',
   'connection-refused',
   'connection-terminated',
   'connection-timeout',
   'connection-read-timeout',
   'connection-write-timeout',
   'connection-limit-reached',
-  'TLS-protocol-error',
   'HTTP-response-incomplete',
   'HTTP-response-timeout',
 ];

@@ -294,38 +294,91 @@ fn the_scaffold_builds_and_its_test_passes() {
     assert!(dir.join(format!("{name}.wasm")).is_file());
 }
 
+/// JavaScript's own `fetch`, from an async step body, goes through the same gate as `http`.
+#[test]
+fn js_fetch_from_an_async_body_is_gated_like_http() {
+    LANG.set(Lang::Js);
+    let port = hello_server();
+    let url = format!("http://127.0.0.1:{port}/hi");
+    let origin = format!("http://127.0.0.1:{port}");
+    let orch = Orch::new();
+    let with = format!("action = \"fetch\", url = \"{url}\"");
+    let granted = orch.run(&probe_step(&with, &format!("allow = [\"{origin}\"]")), &[]);
+    assert_eq!(granted.code, 0, "{}", granted.stderr);
+    let report = granted.report();
+    assert_eq!(step(&report, "probe")["outputs"]["body"], "hello");
+    let denied = orch.run(&probe_step(&with, ""), &[]);
+    assert_eq!(denied.code, 1, "{}", denied.stderr);
+    let report = denied.report();
+    assert_eq!(step(&report, "probe")["status"], "failed");
+    let audit = crate::harness::audit(&orch, &report);
+    assert_eq!(audit[0]["target"], origin.as_str(), "{audit}");
+}
+
 /// A Rust plugin outside this repository: `orch plugin new` writes a crate that depends on
-/// `orch-sdk = "0.2"` (patched to the kit's copy); it builds, its test passes, and it builds
-/// again with the SDK as a plain path dependency.
+/// `orch-sdk = "0.2"` (which `orch plugin build` resolves to the SDK of its own kit); it builds
+/// and its test passes, and it builds again with the SDK as a plain path dependency.
 #[test]
 fn a_rust_scaffold_builds_against_the_sdk_by_version_and_by_path() {
     let orch = Orch::new();
     let made = orch.orch(&["plugin", "new", "hello-rust", "--lang", "rust"]);
     assert_eq!(made.code, 0, "{}", made.stderr);
     let dir = orch.dir.path().join("hello-rust");
-    let tested = orch.orch(&["--json", "plugin", "test", dir.to_str().unwrap()]);
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("orch-sdk = \"0.2\""), "{manifest}");
+    // Relative to where orch runs, as a user types it.
+    let tested = orch.orch(&["--json", "plugin", "test", "hello-rust"]);
     assert_eq!(tested.code, 0, "{}\n{}", tested.stdout, tested.stderr);
     let report: Value = serde_json::from_str(tested.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(
         step(&report, "greet")["outputs"]["greeting"],
         "hello, world"
     );
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    let sdk = manifest
-        .lines()
-        .find_map(|l| l.strip_prefix("orch-sdk = { path = "))
-        .expect("the patch names the kit's SDK")
-        .trim_end_matches(" }")
-        .to_string();
-    let by_path = manifest
-        .replace(
-            "orch-sdk = \"0.2\"",
-            &format!("orch-sdk = {{ path = {sdk} }}"),
-        )
-        .replace("[patch.crates-io]", "")
-        .replace(&format!("orch-sdk = {{ path = {sdk} }}\n\n"), "");
+    let sdk = root().join("plugins/sdk");
+    let by_path = manifest.replace(
+        "orch-sdk = \"0.2\"",
+        &format!("orch-sdk = {{ path = {:?} }}", sdk.to_str().unwrap()),
+    );
     std::fs::write(dir.join("Cargo.toml"), &by_path).unwrap();
-    assert!(by_path.contains("orch-sdk = { path ="), "{by_path}");
     let built = orch.orch(&["plugin", "build", dir.to_str().unwrap()]);
     assert_eq!(built.code, 0, "{}\n{}", built.stdout, built.stderr);
+}
+
+/// `orch init` writes a starter that validates and runs; a second `init` overwrites nothing;
+/// `orch schema workflow` is the schema it wrote; completions print for the common shells.
+#[test]
+fn init_schema_and_completions_work_from_an_empty_directory() {
+    let orch = Orch::new();
+    let init = orch.orch(&["init"]);
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let dir = orch.dir.path();
+    for file in ["workflow.toml", ".env.example", "workflow.schema.json"] {
+        assert!(dir.join(file).is_file(), "{file} not written");
+    }
+    let workflow = std::fs::read_to_string(dir.join("workflow.toml")).unwrap();
+    assert!(workflow.starts_with("#:schema ./workflow.schema.json"));
+    let ran = orch.orch(&["--json", "run", "workflow.toml", "-i", "who=tester"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let report = ran.report();
+    assert_eq!(step(&report, "hello")["outputs"]["greeted"], "tester");
+    let again = orch.orch(&["init"]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    let schema = orch.orch(&["schema", "workflow"]);
+    let written = std::fs::read_to_string(dir.join("workflow.schema.json")).unwrap();
+    assert_eq!(schema.stdout, written);
+    for (shell, marker) in [
+        ("bash", "_orch()"),
+        ("zsh", "#compdef orch"),
+        ("fish", "complete -c orch"),
+    ] {
+        let completions = orch.orch(&["completions", shell]);
+        assert_eq!(completions.code, 0, "{}", completions.stderr);
+        assert!(
+            completions.stdout.contains(marker),
+            "{shell}: {}",
+            completions.stdout
+        );
+        assert!(completions.stdout.contains("plugin"), "{shell}");
+    }
 }

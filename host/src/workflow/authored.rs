@@ -223,7 +223,7 @@ pub struct StepToml {
     #[serde(default)]
     pub fuel: Option<u64>,
     /// Keep secret outputs in the host secret store: `"NAME"` (the step's one secret output)
-    /// or `{ output = "NAME" }`.
+    /// or `{ OUTPUT = "NAME" }`.
     #[serde(default)]
     #[schemars(with = "Option<StoreSecretSchema>")]
     pub store_secret: Option<Spanned<toml::Value>>,
@@ -247,8 +247,17 @@ pub struct RetryToml {
 enum PluginRefSchema {
     /// A built-in name (`echo`, `postgres`...) or a path to a `.wasm` component.
     Name(String),
-    /// A component pinned by its SHA-256: refused if the file changes.
-    Pinned { path: String, sha256: String },
+    /// A component by path, pinned by its SHA-256 when given: refused if the file changes.
+    Pinned(PinnedPlugin),
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "schema only")]
+struct PinnedPlugin {
+    path: String,
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
+    sha256: Option<String>,
 }
 
 /// `store_secret = ...` as the schema describes it.
@@ -256,8 +265,8 @@ enum PluginRefSchema {
 #[serde(untagged)]
 #[allow(dead_code, reason = "schema only")]
 enum StoreSecretSchema {
-    /// The step's one secret output.
+    /// The host secret to keep the step's one secret output in.
     Name(String),
-    /// A named secret output.
-    Output { output: String },
+    /// Secret output name → host secret name (`{ password = "APP_DB_PASSWORD" }`).
+    Outputs(BTreeMap<String, String>),
 }

@@ -9,9 +9,11 @@
 //   hog     allocate memory without bound  spin   loop forever
 //   env     output what the sandbox shows of the environment (nothing)
 //   create  declare "create thing NAME"; only when applying, output created = true
+//   noop    nothing (the per-step cost benchmark)
+//   fetch   GET `url` with fetch() from an async body; output `status` and `body`
 import { plugin, log, http, postgres, schema, InvalidConfig, Retryable } from 'orch-sdk';
 
-const ACTIONS = ['hello', 'http', 'pg', 'invalid', 'retry', 'secret', 'hog', 'spin', 'env', 'create'];
+const ACTIONS = ['hello', 'http', 'pg', 'invalid', 'retry', 'secret', 'hog', 'spin', 'env', 'create', 'noop', 'fetch'];
 
 export const { describe, plan, run } = plugin({
   name: 'js-probe',
@@ -77,6 +79,17 @@ export const { describe, plan, run } = plugin({
         cx.output('root', 'no filesystem API');
         return;
       }
+      case 'noop':
+        return;
+      case 'fetch':
+        // An async body: the SDK waits for the promise.
+        return (async () => {
+          if (cx.change('run', `fetch ${config.url}`)) {
+            const response = await fetch(config.url);
+            cx.output('status', response.status);
+            cx.output('body', await response.text());
+          }
+        })();
       case 'create': {
         if (cx.change('create', `thing ${config.name}`, `make the thing ${config.name}`)) {
           cx.output('created', true);

@@ -1,6 +1,7 @@
 """py-probe: one Python plugin whose `action` picks what the end-to-end tests check.
 
 hello  log a line, output `greeting`, plan a "run" change
+noop   nothing (the per-step cost benchmark)
 http   GET `url`, output `status` and `body` (text)
 pg     open `connection`, run `query`, output `rows`
 invalid / retry    fail as invalid-config / retryable
@@ -18,7 +19,7 @@ import orch_sdk
 from orch_sdk import http, log, postgres
 
 Action = Literal["hello", "http", "pg", "invalid", "retry", "secret", "hog", "spin", "env",
-                 "create"]
+                 "create", "noop"]
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Probe(orch_sdk.Plugin):
         if cx.change("run", f"query on {c.connection}", c.query):
             with postgres.open(c.connection) as conn:
                 cx.output("rows", conn.query(c.query))
+
+    def do_noop(self, cx, c):
+        pass
 
     def do_invalid(self, cx, c):
         raise orch_sdk.InvalidConfig("py-probe: invalid on purpose")

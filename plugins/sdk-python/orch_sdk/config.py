@@ -175,15 +175,13 @@ def _json_type(value) -> str:
     return type(value).__name__
 
 
-def _show(value) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _wrong(path: str, expected: str, value) -> InvalidConfig:
-    return InvalidConfig(
-        f"`{path}` must be {expected}, got {_json_type(value)} {_show(value)}"
-    )
+    # Only the type: a value cut short could show the start of a secret the host cannot mask.
+    return InvalidConfig(f"`{path}` must be {expected}, got {_article(_json_type(value))}")
+
+
+def _article(kind: str) -> str:
+    return _ARTICLE.get(kind, kind)
 
 
 _ARTICLE = {"string": "a string", "integer": "an integer", "number": "a number",
@@ -211,7 +209,7 @@ def _convert(tp, value, path: str):
         return float(value) if tp is float else value
     if origin is Literal:
         if not any(value == a and type(value) is type(a) for a in args):
-            raise _wrong(path, "one of " + ", ".join(_show(a) for a in args), value)
+            raise _wrong(path, "one of " + ", ".join(json.dumps(a) for a in args), value)
         return value
     if _is_union(tp):
         if value is None and type(None) in args:

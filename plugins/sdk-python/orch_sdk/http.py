@@ -28,6 +28,7 @@ _METHODS = {
     "OPTIONS": _t.Method_Options, "TRACE": _t.Method_Trace, "PATCH": _t.Method_Patch,
 }
 
+# The transient wasi:http error codes, the same table in the Rust and JavaScript SDKs.
 _TRANSIENT = (
     _t.ErrorCode_DnsTimeout, _t.ErrorCode_DnsError, _t.ErrorCode_DestinationUnavailable,
     _t.ErrorCode_ConnectionRefused, _t.ErrorCode_ConnectionTerminated,
@@ -107,6 +108,12 @@ def _split(url: str):
         raise InvalidConfig(f"`{url}` is not an http(s) URL")
     if not parts.netloc:
         raise InvalidConfig(f"`{url}` has no host")
+    if "@" in parts.netloc:
+        # Credentials belong in a connection, which keeps them in the host.
+        raise InvalidConfig(
+            f"`{parts.scheme}://...@{parts.hostname}` carries credentials in the URL: put them in "
+            "a `kind = \"http\"` connection and request `http://NAME/path`"
+        )
     scheme = _t.Scheme_Http() if parts.scheme == "http" else _t.Scheme_Https()
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return scheme, parts.netloc, path

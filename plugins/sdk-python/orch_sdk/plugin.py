@@ -46,9 +46,10 @@ class Context:
         self.changes.append((kind, str(resource), str(detail)))
         if not self.applying:
             return False
-        from . import log
+        if kind != "none":
+            from . import log
 
-        log.info(f"{kind} {resource}: {detail}" if detail else f"{kind} {resource}")
+            log.info(f"{kind} {resource}: {detail}" if detail else f"{kind} {resource}")
         return True
 
     def output(self, name: str, value, secret: bool = False) -> None:
@@ -57,7 +58,8 @@ class Context:
         `secret=True` makes the host mask it everywhere. Ignored in plan mode; setting a name
         again replaces the value.
         """
-        encoded = json.dumps(value, default=_encode)
+        # NaN and Infinity are not JSON: refuse them rather than hand the host invalid text.
+        encoded = json.dumps(value, default=_encode, allow_nan=False)
         if self.applying:
             self.outputs[name] = (encoded, bool(secret))
 

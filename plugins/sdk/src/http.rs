@@ -13,18 +13,24 @@ use crate::wasi::http::types::{
 /// A request to send.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
+    /// `GET`, `POST`, ... (any case).
     pub method: String,
     /// `http://NAME/path` for a connection, or a full URL.
     pub url: String,
+    /// Header names and values, in order (a name may repeat).
     pub headers: Vec<(String, String)>,
+    /// The body, sent with its `content-length`; `None`: no body.
     pub body: Option<Vec<u8>>,
 }
 
 /// A whole response.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
+    /// Header names (lowercase) and values, in order.
     pub headers: Vec<(String, String)>,
+    /// The whole body.
     pub body: Vec<u8>,
 }
 
@@ -60,8 +66,11 @@ fn error(url: &str, e: ErrorCode) -> StepError {
             "response of {url} is over the size limit{}",
             limit.map_or(String::new(), |l| format!(" ({l} bytes)"))
         )),
+        // The transient codes: the same table in the Python and JavaScript SDKs.
         ErrorCode::DnsTimeout
         | ErrorCode::DnsError(_)
+        | ErrorCode::DestinationUnavailable
+        | ErrorCode::HttpResponseIncomplete
         | ErrorCode::ConnectionRefused
         | ErrorCode::ConnectionTerminated
         | ErrorCode::ConnectionReadTimeout

@@ -38,6 +38,7 @@
 //!
 //! What a plugin may reach is not declared: the host reads it from the component's imports and
 //! grants each call only what the workflow's `allow` names (`orch plugin inspect` shows both).
+#![warn(missing_docs)]
 
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments, reason = "generated from WIT")]

@@ -30,11 +30,18 @@ pub(super) fn materialize(cache: &Path) -> std::io::Result<PathBuf> {
             }
         }
     }
-    match std::fs::rename(staging.keep(), &dir) {
+    let staged = staging.keep();
+    match std::fs::rename(&staged, &dir) {
         Ok(()) => Ok(dir),
-        // Another process wrote the same kit first.
-        Err(_) if dir.is_dir() => Ok(dir),
-        Err(e) => Err(e),
+        // Another process wrote the same kit first: ours is not needed.
+        Err(_) if dir.is_dir() => {
+            let _ = std::fs::remove_dir_all(&staged);
+            Ok(dir)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staged);
+            Err(e)
+        }
     }
 }
 

@@ -13,13 +13,19 @@ pub(super) use toolchain::build;
 
 /// The kit written out beside the component cache.
 fn kit(settings: &Settings) -> Result<PathBuf, CliError> {
-    let cache = settings.kit_cache()?;
+    let cache = absolute(&settings.kit_cache()?)?;
     kit::materialize(&cache).map_err(|e| {
         CliError::failed(format!(
             "writing the plugin kit to {}: {e}",
             cache.display()
         ))
     })
+}
+
+/// `path` made absolute: the toolchains run in the plugin's directory, so every path handed to
+/// them must not depend on where orch was started.
+fn absolute(path: &Path) -> Result<PathBuf, CliError> {
+    std::path::absolute(path).map_err(|e| CliError::invalid(format!("{}: {e}", path.display())))
 }
 
 /// A language orch can build plugins from.
@@ -89,19 +95,14 @@ pub(super) fn new(
     parent: &Path,
 ) -> Result<(), CliError> {
     check_name(name)?;
-    let dir = parent.join(name);
+    let dir = absolute(parent)?.join(name);
     if dir.exists() {
         return Err(CliError::invalid(format!(
             "{} already exists: pick another name or remove it",
             dir.display()
         )));
     }
-    let kit = kit(settings)?;
-    let sdk = kit.join("rust");
-    let fill = |text: &str| {
-        text.replace("{{name}}", name)
-            .replace("{{sdk}}", &sdk.to_string_lossy())
-    };
+    let fill = |text: &str| text.replace("{{name}}", name);
     let prefix = format!("templates/{lang}/");
     let mut written = Vec::new();
     for (path, bytes) in kit::files(&prefix) {
@@ -146,6 +147,7 @@ pub(super) async fn test(
     dir: &Path,
     workflow: Option<&Path>,
 ) -> Result<(), CliError> {
+    let dir = &absolute(dir)?;
     let artifact = artifact(dir)?;
     if toolchain::stale(dir, &artifact) {
         build(settings, dir).await?;

@@ -16,12 +16,13 @@ const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
 /// Build the plugin in `dir` into `dir/NAME.wasm`, check and precompile it.
 pub(in crate::cli) async fn build(settings: &Settings, dir: &Path) -> Result<(), CliError> {
+    let dir = &super::absolute(dir)?;
     let lang = Lang::of(dir)?;
     let out = artifact(dir)?;
     let kit = kit(settings)?;
     let started = Instant::now();
     match lang {
-        Lang::Rust => rust(dir, &out)?,
+        Lang::Rust => rust(dir, &kit, &out)?,
         Lang::Python => python(dir, &kit, &out)?,
         Lang::Js => js(dir, &kit, &out)?,
     }
@@ -122,7 +123,7 @@ fn run(mut command: Command, what: &str, install: &str) -> Result<(), CliError> 
     )))
 }
 
-fn rust(dir: &Path, out: &Path) -> Result<(), CliError> {
+fn rust(dir: &Path, kit: &Path, out: &Path) -> Result<(), CliError> {
     let manifest: toml::Table =
         toml::from_str(&std::fs::read_to_string(dir.join("Cargo.toml"))?)
             .map_err(|e| CliError::invalid(format!("{}/Cargo.toml: {e}", dir.display())))?;
@@ -133,6 +134,12 @@ fn rust(dir: &Path, out: &Path) -> Result<(), CliError> {
         .ok_or_else(|| CliError::invalid("Cargo.toml has no [package] name"))?;
     let target = dir.join("target");
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // `orch-sdk = "0.2"` resolves to the SDK of this orch's kit (until the crate is on
+    // crates.io): patched here, at build time, so an upgraded orch builds against its own SDK.
+    let patch = format!(
+        "patch.crates-io.orch-sdk.path={}",
+        toml::Value::String(kit.join("rust").to_string_lossy().into_owned())
+    );
     cargo
         .current_dir(dir)
         .args([
@@ -140,8 +147,10 @@ fn rust(dir: &Path, out: &Path) -> Result<(), CliError> {
             "--release",
             "--target",
             "wasm32-wasip2",
-            "--target-dir",
+            "--config",
         ])
+        .arg(patch)
+        .arg("--target-dir")
         .arg(&target)
         // A plugin is its own project, whatever the calling environment builds.
         .env_remove("CARGO_TARGET_DIR")
