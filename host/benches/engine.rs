@@ -78,7 +78,7 @@ fn fan_out(n: usize) -> String {
 
 async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duration {
     let wf = orch::workflow::parse(Path::new("bench.toml"), text).expect("valid workflow");
-    let workflow = resolve::resolve(runtime, wf)
+    let workflow = resolve::resolve(runtime, &Default::default(), wf)
         .await
         .expect("plugins resolve");
     let spec = RunSpec {

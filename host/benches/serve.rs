@@ -78,6 +78,7 @@ async fn start(dir: &std::path::Path, files: &[(String, String)]) -> anyhow::Res
         max_parallel: 8,
         reload_every: Duration::from_secs(3600),
         body_limit: 1 << 20,
+        sources: Default::default(),
     };
     let stop = CancellationToken::new();
     let handle = tokio::spawn(serve(config, store.clone(), runtime, None, stop.clone()));

@@ -8,6 +8,7 @@ mod harness;
 mod hostile;
 mod http;
 mod kafka;
+mod oci;
 mod ollama;
 mod postgres;
 mod runs;

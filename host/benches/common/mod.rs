@@ -27,7 +27,7 @@ impl Prepared {
         let store = Store::open(&format!("sqlite://{}", dir.join("bench.db").display())).await?;
         let workflow = orch::workflow::parse(&dir.join("bench.toml"), toml)
             .map_err(|d| anyhow::anyhow!("invalid bench workflow: {d}"))?;
-        let workflow = resolve::resolve(&runtime, workflow)
+        let workflow = resolve::resolve(&runtime, &Default::default(), workflow)
             .await
             .map_err(|d| anyhow::anyhow!("{d}"))?;
         Ok(Self {

@@ -34,6 +34,10 @@ pub struct Cli {
     /// Machine-readable output: JSON lines for events, JSON for results.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Refuse plugins missing from `orch.lock` (beside the workflow), or whose digest or
+    /// imports differ from it. `orch serve` enforces a lock that exists without it.
+    #[arg(long, global = true)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +110,18 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Pin the plugins of a directory of workflows (or one file) in `orch.lock`.
+    Lock {
+        /// A workflow file or a directory of them; the lock is written beside them.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Re-resolve locked references (all, or the one with this source or plugin name).
+        #[arg(long, num_args = 0..=1, value_name = "NAME")]
+        upgrade: Option<Option<String>>,
+        /// Record upgrades that add imports (an escalation, refused by default).
+        #[arg(long)]
+        accept: bool,
+    },
     /// Print a JSON Schema: `workflow` (for editors: taplo, Even Better TOML).
     Schema {
         #[arg(value_enum)]
@@ -164,6 +180,10 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body: usize,
+    /// Do not enforce the directory's `orch.lock` (by default a lock that exists is enforced:
+    /// a plugin missing from it or differing from it is not served).
+    #[arg(long, conflicts_with = "locked")]
+    pub unlocked: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,7 +253,8 @@ pub enum PluginCommand {
     List,
     /// A plugin's name, version, config schema, and what its imports let it reach.
     Inspect {
-        /// A built-in name or a path to a .wasm component.
+        /// A built-in name, a path to a .wasm component, or oci://HOST/REPO:TAG (read from
+        /// the manifest and config alone, without downloading the component).
         plugin: String,
     },
     /// Scaffold a plugin directory that builds and whose test passes as written.
@@ -251,6 +272,19 @@ pub enum PluginCommand {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Push a component to an OCI registry as a wasm artifact (oci://HOST[:PORT]/REPO:TAG).
+    Push { file: PathBuf, reference: String },
+    /// Fetch a plugin from a registry: resolve the tag, verify the digest, precompile it.
+    Pull { reference: String },
+    /// `pull`, then pin it in the lock of DIR (default: the current directory).
+    Add {
+        reference: String,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// What changes between two plugins (names, paths or oci:// references): imports added
+    /// and removed, config fields; exit 1 when the new one imports something new.
+    Diff { old: String, new: String },
     /// Build if needed, then plan and run the plugin's test workflow (DIR/workflow.toml).
     Test {
         #[arg(default_value = ".")]

@@ -29,7 +29,15 @@ pub(super) async fn plugins(
     runtime: &Runtime,
     wf: Workflow,
 ) -> Result<ResolvedWorkflow, CliError> {
-    resolve::resolve(runtime, wf)
+    let dir = std::path::Path::new(&*wf.source.path)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let sources = settings
+        .sources(dir)?
+        .reload(settings.locked)
+        .map_err(CliError::invalid)?;
+    resolve::resolve(runtime, &sources, wf)
         .await
         .map_err(|d| CliError::Diagnostics(d.render(settings.color)))
 }

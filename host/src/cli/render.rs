@@ -291,3 +291,55 @@ pub(super) fn plugin_json(info: &PluginInfo, imports: &[String]) -> serde_json::
         "config_schema": serde_json::from_str::<serde_json::Value>(&info.config_schema).unwrap_or_default(),
     })
 }
+
+/// A capability diff for people: what the new version may import that the old could not,
+/// config fields, and the steps that would run it with their grants.
+pub(super) fn plugin_diff(diff: &crate::resolve::lock::PluginDiff, color: bool) -> String {
+    use crate::capability::reach;
+    let paint = |code: &str, text: String| {
+        if color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text
+        }
+    };
+    let mut out = format!(
+        "~ {} {} -> {}\n  digest {} -> {}\n",
+        diff.source, diff.old_version, diff.new_version, diff.old_digest, diff.new_digest
+    );
+    for import in &diff.added {
+        let reached = reach::classify(std::slice::from_ref(import));
+        let how = match reached[0].access {
+            reach::Access::Always(d) => format!("always: {d}"),
+            reach::Access::Granted(d) => format!("granted by {d}"),
+            reach::Access::Denied(d) => format!("denied: {d}"),
+        };
+        out.push_str(&paint("32", format!("  + {import}  ({how})\n")));
+    }
+    for import in &diff.removed {
+        out.push_str(&paint("31", format!("  - {import}\n")));
+    }
+    for field in &diff.fields_added {
+        out.push_str(&format!("  + config field `{field}`\n"));
+    }
+    for field in &diff.fields_removed {
+        out.push_str(&format!("  - config field `{field}`\n"));
+    }
+    for (step, grants) in &diff.steps {
+        out.push_str(&format!(
+            "  step {step}: allow = [{}]\n",
+            grants
+                .iter()
+                .map(|g| format!("{g:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if diff.escalates() {
+        out.push_str(&paint(
+            "1;33",
+            "  escalation: new imports; accept with `--accept` after review\n".to_string(),
+        ));
+    }
+    out
+}

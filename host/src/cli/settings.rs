@@ -3,12 +3,15 @@
 
 use super::Cli;
 use crate::capability::secret_store::SecretStore;
+use crate::oci::{BlobCache, Registry};
+use crate::resolve::Sources;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::Store;
 use anyhow::Context;
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Settings every command shares.
 pub(super) struct Settings {
@@ -17,6 +20,8 @@ pub(super) struct Settings {
     secrets_dir: Option<PathBuf>,
     pub(super) json: bool,
     pub(super) color: bool,
+    /// `--locked`: plugins must match `orch.lock` beside the workflow.
+    pub(super) locked: bool,
 }
 
 impl Settings {
@@ -26,6 +31,7 @@ impl Settings {
             cache_dir: cli.cache_dir.clone(),
             secrets_dir: cli.secrets_dir.clone(),
             json: cli.json,
+            locked: cli.locked,
             color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         }
     }
@@ -44,6 +50,22 @@ impl Settings {
         Ok(match std::env::current_exe() {
             Ok(exe) => runtime.compile_in_child(exe),
             Err(_) => runtime,
+        })
+    }
+
+    /// Plugin sources for workflows in `dir`: the OCI registry client (its blob cache beside
+    /// the compiled components) and `dir`'s lock (read by [`Sources::reload`]).
+    pub(super) fn sources(&self, dir: PathBuf) -> anyhow::Result<Sources> {
+        let cache = self
+            .cache_dir
+            .clone()
+            .or_else(|| Self::dirs().map(|d| d.cache_dir().to_path_buf()))
+            .map(|d| d.join("oci"));
+        Ok(Sources {
+            registry: Some(Arc::new(Registry::new(BlobCache::new(cache)))),
+            lock: None,
+            lock_dir: std::path::absolute(&dir).unwrap_or(dir),
+            locked: self.locked,
         })
     }
 

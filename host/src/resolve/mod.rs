@@ -12,13 +12,93 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub mod lock;
 mod untrusted;
+
+use lock::Lock;
+
+/// Where plugins come from besides the binary and the filesystem, and what pins them.
+#[derive(Clone, Default)]
+pub struct Sources {
+    /// For `oci://` references; `None`: they cannot be resolved.
+    pub registry: Option<Arc<crate::oci::Registry>>,
+    /// The workflows' `orch.lock`: pins `oci://` tags to the digests it records.
+    pub lock: Option<Arc<Lock>>,
+    /// Where the lock lives (file references are written relative to it).
+    pub lock_dir: std::path::PathBuf,
+    /// `--locked`: a reference missing from the lock, or whose digest or imports differ from
+    /// it, is refused.
+    pub locked: bool,
+}
 
 /// A step's plugin: loaded, described, with its config schema compiled.
 pub struct ResolvedPlugin {
     pub plugin: Arc<Plugin>,
     pub info: PluginInfo,
+    /// Where it came from: digests and size, as the lock records them.
+    pub origin: Origin,
     schema: Option<jsonschema::Validator>,
+}
+
+/// The facts of a loaded component that pin it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `sha256:...` of the component.
+    pub component: String,
+    /// The manifest digest of an `oci://` reference.
+    pub manifest: Option<String>,
+    pub size: u64,
+}
+
+impl Sources {
+    /// These sources with the lock re-read from `lock_dir` (it may have changed since they
+    /// were made). With `strict`, a missing lock is an error; otherwise a lock that exists
+    /// is enforced (`locked`) and none means nothing is pinned.
+    pub fn reload(&self, strict: bool) -> Result<Sources, String> {
+        let lock = Lock::read(&self.lock_dir)?;
+        if strict && lock.is_none() {
+            return Err(format!(
+                "no {} in {}: run `orch lock` there first",
+                lock::LOCK_FILE,
+                self.lock_dir.display()
+            ));
+        }
+        Ok(Sources {
+            locked: self.locked && lock.is_some(),
+            lock: lock.map(Arc::new),
+            ..self.clone()
+        })
+    }
+}
+
+impl ResolvedPlugin {
+    /// The lock entry of this plugin under `source`.
+    pub fn locked(&self, source: String) -> lock::LockedPlugin {
+        lock::LockedPlugin {
+            source,
+            digest: self
+                .origin
+                .manifest
+                .clone()
+                .unwrap_or_else(|| self.origin.component.clone()),
+            component: self.origin.component.clone(),
+            size: self.origin.size,
+            world: format!("orch:plugin/step@{}", crate::runtime::WORLD_VERSION),
+            imports: {
+                let mut imports = self.plugin.imports.clone();
+                imports.sort();
+                imports
+            },
+            name: self.info.name.clone(),
+            version: self.info.version.clone(),
+            description: self.info.description.clone(),
+            schema: format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(self.info.config_schema.as_bytes()))
+            ),
+            fields: schema_properties(&self.info.config_schema, ""),
+        }
+    }
 }
 
 impl ResolvedPlugin {
@@ -100,6 +180,7 @@ impl StepSink for Quiet {
 /// Load and describe every step's plugin and check each `with` against its schema.
 pub async fn resolve(
     runtime: &Runtime,
+    sources: &Sources,
     workflow: impl Into<Arc<Workflow>>,
 ) -> Result<ResolvedWorkflow, Diagnostics> {
     let workflow: Arc<Workflow> = workflow.into();
@@ -110,7 +191,7 @@ pub async fn resolve(
         let plugin_span = step.spans.plugin.clone();
         let entry = match by_ref.get(&step.plugin) {
             Some(p) => p.clone(),
-            None => match load(runtime, &step.plugin).await {
+            None => match load(runtime, sources, &step.plugin).await {
                 Ok(p) => {
                     by_ref.insert(step.plugin.clone(), p.clone());
                     p
@@ -193,11 +274,22 @@ pub async fn resolve(
     }
 }
 
-/// Load one plugin reference; the error is (message, help).
+/// Load one plugin reference (pinned by the lock when there is one, checked against it when
+/// `locked`); the error is (message, help).
 pub async fn load(
     runtime: &Runtime,
+    sources: &Sources,
     plugin: &PluginRef,
 ) -> Result<Arc<ResolvedPlugin>, (String, String)> {
+    let source = lock::source_key(plugin, &sources.lock_dir);
+    let locked = sources.lock.as_ref().and_then(|l| l.plugin(&source));
+    if sources.locked && locked.is_none() {
+        return Err((
+            format!("`{source}` is not in {}", lock::LOCK_FILE),
+            "run `orch lock` to pin it, and review the new entry".into(),
+        ));
+    }
+    let mut manifest = None;
     let (name, bytes) = match plugin {
         PluginRef::Builtin(name) => match builtin::get(name) {
             Some(bytes) => (name.clone(), bytes.to_vec()),
@@ -234,6 +326,53 @@ pub async fn load(
             }
             (path.display().to_string(), bytes)
         }
+        PluginRef::Oci { reference, digest } => {
+            let registry = sources.registry.as_ref().ok_or_else(|| {
+                (
+                    format!("`oci://{reference}` needs a registry client"),
+                    "OCI references are resolved by the orch command line and server".to_string(),
+                )
+            })?;
+            let help =
+                || format!("`orch plugin inspect oci://{reference}` shows what the registry has");
+            let parsed = crate::oci::parse(reference).map_err(|e| (e.to_string(), help()))?;
+            // Under --locked, a tag that moved since it was locked is refused (when the
+            // registry can be asked; offline, the pinned digest runs).
+            if sources.locked
+                && digest.is_none()
+                && let Some(entry) = locked
+                && let Ok(now) = registry.resolve(&parsed).await
+                && now != entry.digest
+            {
+                return Err((
+                    format!(
+                        "`oci://{reference}` now points to {now}, but {} pins {}",
+                        lock::LOCK_FILE,
+                        entry.digest
+                    ),
+                    format!(
+                        "the tag moved: review the new version with `orch lock --upgrade oci://{reference}`"
+                    ),
+                ));
+            }
+            // The workflow's digest, else the lock's: a tag does not move under a locked run.
+            let pin = digest.clone().or_else(|| locked.map(|l| l.digest.clone()));
+            let parsed = match pin {
+                Some(d) => parsed.clone_with_digest(d),
+                None => parsed,
+            };
+            let (artifact, bytes) = registry
+                .pull(&parsed)
+                .await
+                .map_err(|e| (e.to_string(), help()))?;
+            manifest = Some(artifact.manifest_digest);
+            (format!("oci://{reference}"), bytes)
+        }
+    };
+    let origin = Origin {
+        component: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+        manifest,
+        size: bytes.len() as u64,
     };
     let compiled = runtime
         .load_async(&name, bytes)
@@ -276,11 +415,61 @@ pub async fn load(
             )
         })?)
     };
+    if sources.locked
+        && let Some(entry) = locked
+    {
+        check_locked(entry, &origin, &compiled.imports)?;
+    }
     Ok(Arc::new(ResolvedPlugin {
         plugin: compiled,
         info,
+        origin,
         schema,
     }))
+}
+
+/// Under `--locked`: the component and its imports are the ones the lock recorded.
+fn check_locked(
+    entry: &lock::LockedPlugin,
+    origin: &Origin,
+    imports: &[String],
+) -> Result<(), (String, String)> {
+    let added: Vec<&String> = imports
+        .iter()
+        .filter(|i| !entry.imports.contains(i))
+        .collect();
+    let help = format!(
+        "review the change with `orch lock --upgrade {}` (it lists what the new version may reach), then accept it or pin the old one",
+        entry.source
+    );
+    if !added.is_empty() {
+        return Err((
+            format!(
+                "`{}` now imports {} not in {}: it could reach more than when it was locked",
+                entry.source,
+                added
+                    .iter()
+                    .map(|i| format!("`{i}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                lock::LOCK_FILE
+            ),
+            help,
+        ));
+    }
+    if origin.component != entry.component {
+        return Err((
+            format!(
+                "`{}` is {} but {} pins {}",
+                entry.source,
+                origin.component,
+                lock::LOCK_FILE,
+                entry.component
+            ),
+            help,
+        ));
+    }
+    Ok(())
 }
 
 /// Property names the schema allows at `pointer` (only plain nested `properties` are followed).

@@ -167,6 +167,8 @@ pub struct Plugin {
     pub hash: String,
     /// Interfaces the component imports: all it could ever ask the host for.
     pub imports: Vec<String>,
+    /// What it exports (`describe`, `plan`, `run`...), for the OCI artifact's config.
+    pub exports: Vec<String>,
     pre: StepPre<StepState>,
 }
 
@@ -355,6 +357,11 @@ impl Runtime {
             name: name.into(),
             hash: hash.clone(),
             imports,
+            exports: component
+                .component_type()
+                .exports(&self.engine)
+                .map(|(name, _)| name.to_string())
+                .collect(),
             pre,
         });
         self.lock_loaded().insert(hash, plugin.clone());

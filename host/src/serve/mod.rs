@@ -40,6 +40,9 @@ pub struct ServeConfig {
     pub reload_every: Duration,
     /// Largest accepted request body.
     pub body_limit: usize,
+    /// Where `oci://` plugins come from; `locked`: enforce the directory's `orch.lock` when
+    /// it has one (re-read at every scan).
+    pub sources: crate::resolve::Sources,
 }
 
 /// What the API handlers, the runner and the scheduler share.
@@ -107,7 +110,7 @@ pub async fn serve(
     let state = AppState::new(&config, store, runtime.clone(), secret_store, process_env);
     let registry = state.registry.clone();
     let scan = registry
-        .scan(&config.workflows, &runtime)
+        .scan(&config.workflows, &runtime, &config.sources)
         .await
         .with_context(|| {
             format!(
@@ -143,6 +146,7 @@ pub async fn serve(
     let watcher = tokio::spawn(watch(
         config.workflows.clone(),
         config.reload_every,
+        config.sources.clone(),
         registry,
         runtime,
         reloaded,
@@ -210,6 +214,7 @@ fn report(scan: &registry::Scan) {
 async fn watch(
     dir: PathBuf,
     every: Duration,
+    sources: crate::resolve::Sources,
     registry: Arc<Registry>,
     runtime: Arc<Runtime>,
     reloaded: Arc<Notify>,
@@ -220,7 +225,7 @@ async fn watch(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        match registry.scan(&dir, &runtime).await {
+        match registry.scan(&dir, &runtime, &sources).await {
             Ok(scan) if scan.changed() => {
                 report(&scan);
                 if !scan.loaded.is_empty() {

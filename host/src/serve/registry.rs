@@ -1,6 +1,7 @@
 //! The workflows a server serves: every valid `*.toml` of its directory, rescanned so that a
 //! changed file is reloaded, an invalid one reported and not served, a removed one dropped.
 
+use crate::resolve::Sources;
 use crate::resolve::{self, ResolvedWorkflow};
 use crate::runtime::Runtime;
 use crate::workflow::{self, LoadError};
@@ -79,7 +80,17 @@ impl Registry {
     }
 
     /// Load new and changed files of `dir`, drop removed ones.
-    pub(crate) async fn scan(&self, dir: &Path, runtime: &Runtime) -> std::io::Result<Scan> {
+    pub(crate) async fn scan(
+        &self,
+        dir: &Path,
+        runtime: &Runtime,
+        sources: &Sources,
+    ) -> std::io::Result<Scan> {
+        // The lock as it is now: `orch lock` may have rewritten it since the last scan.
+        let sources = match sources.reload(false) {
+            Ok(sources) => sources,
+            Err(e) => return Err(std::io::Error::other(e)),
+        };
         let mut files: Vec<(PathBuf, (SystemTime, u64))> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
@@ -114,7 +125,7 @@ impl Registry {
             scan.removed.extend(self.forget(path));
         }
         for path in &changed {
-            match load(path, runtime).await {
+            match load(path, runtime, &sources).await {
                 Ok(served) => {
                     let name = served.workflow.name.clone();
                     let mut map = self.served.write().unwrap_or_else(|e| e.into_inner());
@@ -172,13 +183,13 @@ impl Registry {
 }
 
 /// Load and check one file; the errors as the CLI would print them.
-async fn load(path: &Path, runtime: &Runtime) -> Result<Served, String> {
+async fn load(path: &Path, runtime: &Runtime, sources: &Sources) -> Result<Served, String> {
     let workflow = match workflow::load(path) {
         Ok(wf) => wf,
         Err(LoadError::Invalid(d)) => return Err(d.render(false)),
         Err(e) => return Err(e.to_string()),
     };
-    let workflow = resolve::resolve(runtime, workflow)
+    let workflow = resolve::resolve(runtime, sources, workflow)
         .await
         .map_err(|d| d.render(false))?;
     Ok(Served {

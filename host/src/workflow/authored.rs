@@ -245,10 +245,23 @@ pub struct RetryToml {
 #[serde(untagged)]
 #[allow(dead_code, reason = "schema only")]
 enum PluginRefSchema {
-    /// A built-in name (`echo`, `postgres`...) or a path to a `.wasm` component.
+    /// A built-in name (`echo`, `postgres`...), a path to a `.wasm` component, or
+    /// `oci://HOST[:PORT]/REPOSITORY:TAG`.
     Name(String),
     /// A component by path, pinned by its SHA-256 when given: refused if the file changes.
     Pinned(PinnedPlugin),
+    /// A component in an OCI registry, pinned to a manifest digest when given.
+    Oci(OciPlugin),
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "schema only")]
+struct OciPlugin {
+    /// `HOST[:PORT]/REPOSITORY:TAG`.
+    oci: String,
+    #[schemars(regex(pattern = r"^sha256:[0-9a-fA-F]{64}$"))]
+    digest: Option<String>,
 }
 
 #[derive(schemars::JsonSchema)]

@@ -144,6 +144,13 @@ pub enum PluginRef {
         path: PathBuf,
         sha256: Option<String>,
     },
+    /// A component in an OCI registry (`plugin = "oci://HOST/REPO:TAG"`), optionally pinned
+    /// to a manifest digest (`{ oci = "HOST/REPO:TAG", digest = "sha256:..." }`).
+    Oci {
+        /// `HOST[:PORT]/REPO:TAG`, without `oci://`.
+        reference: String,
+        digest: Option<String>,
+    },
 }
 
 impl std::fmt::Display for PluginRef {
@@ -151,6 +158,7 @@ impl std::fmt::Display for PluginRef {
         match self {
             PluginRef::Builtin(name) => f.write_str(name),
             PluginRef::File { path, .. } => write!(f, "{}", path.display()),
+            PluginRef::Oci { reference, .. } => write!(f, "oci://{reference}"),
         }
     }
 }

@@ -16,21 +16,11 @@ def call(convert, fn, *args, **kwargs):
         raise converted from None
 
 
-class Wrapped:
-    """Forwards every method of a generated resource, converting its errors.
+class Resource:
+    """A host resource held in `_inner`; close it with `close()` or use it as a context manager."""
 
-    Close it with `close()` or use it as a context manager.
-    """
-
-    def __init__(self, inner, convert):
+    def __init__(self, inner):
         self._inner = inner
-        self._convert = convert
-
-    def __getattr__(self, name):
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-        return functools.partial(call, self._convert, attr)
 
     def close(self) -> None:
         """Release the host resource (also done when the step ends)."""
@@ -43,3 +33,17 @@ class Wrapped:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Wrapped(Resource):
+    """Forwards every method of a generated resource, converting its errors."""
+
+    def __init__(self, inner, convert):
+        super().__init__(inner)
+        self._convert = convert
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+        return functools.partial(call, self._convert, attr)

@@ -66,14 +66,11 @@ def from_value(value):
     return value.value
 
 
-class Connection:
+class Connection(_wrap.Resource):
     """One open session; statements autocommit unless `begin()` (or `transaction()`) was used.
 
-    Close it with `close()` or use it as a context manager.
+    Close it with `close()` (also done when the step ends) or use it as a context manager.
     """
-
-    def __init__(self, inner):
-        self._inner = inner
 
     def execute(self, sql: str, params=()) -> int:
         """Run a statement with `$1`... bound to `params`; the number of rows affected."""
@@ -118,18 +115,6 @@ class Connection:
                 self.rollback()
             raise
         self.commit()
-
-    def close(self) -> None:
-        """Close the session (also done when the step ends)."""
-        if self._inner is not None:
-            self._inner.__exit__(None, None, None)
-            self._inner = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def open(connection: str) -> Connection:  # noqa: A001 - mirrors the WIT name

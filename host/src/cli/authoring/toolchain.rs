@@ -34,7 +34,7 @@ pub(in crate::cli) async fn build(settings: &Settings, dir: &Path) -> Result<(),
         path: out.clone(),
         sha256: None,
     };
-    let plugin = crate::resolve::load(&runtime, &reference)
+    let plugin = crate::resolve::load(&runtime, &Default::default(), &reference)
         .await
         .map_err(|(message, help)| CliError::invalid(format!("{message}\n  help: {help}")))?;
     let compiled = started.elapsed();

@@ -2,6 +2,7 @@
 //! [`CliError`] for the edge to show. [`dispatch`] picks it.
 
 mod graph;
+mod lock;
 mod plan;
 mod plugin;
 mod run;
@@ -54,6 +55,11 @@ pub(super) async fn dispatch(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Init { dir } => super::schema::init(&dir),
+        Command::Lock {
+            path,
+            upgrade,
+            accept,
+        } => lock::lock(&settings, &path, upgrade, accept).await,
     }
 }
 

@@ -7,18 +7,21 @@ use crate::cli::settings::{Settings, cancel_on_signal};
 use crate::serve::ServeConfig;
 use std::sync::Arc;
 
-impl From<ServeArgs> for ServeConfig {
-    fn from(args: ServeArgs) -> Self {
-        ServeConfig {
-            workflows: args.workflows,
-            bind: args.bind,
-            grace: args.grace,
-            max_runs: args.max_runs,
-            max_parallel: args.parallel,
-            reload_every: args.reload_every,
-            body_limit: args.max_body,
-        }
-    }
+/// The server's settings; `--locked` (global) also makes a missing lock an error.
+fn config(settings: &Settings, args: ServeArgs) -> Result<ServeConfig, CliError> {
+    let mut sources = settings.sources(args.workflows.clone())?;
+    sources.locked = !args.unlocked;
+    sources.reload(settings.locked).map_err(CliError::invalid)?;
+    Ok(ServeConfig {
+        workflows: args.workflows,
+        bind: args.bind,
+        grace: args.grace,
+        max_runs: args.max_runs,
+        max_parallel: args.parallel,
+        reload_every: args.reload_every,
+        body_limit: args.max_body,
+        sources,
+    })
 }
 
 pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> Result<(), CliError> {
@@ -26,7 +29,7 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> Result<(), Cl
     let runtime = Arc::new(settings.runtime()?);
     let secret_store = Some(settings.secret_store()?);
     crate::serve::serve(
-        args.into(),
+        config(settings, args)?,
         store,
         runtime,
         secret_store,

@@ -73,9 +73,14 @@ impl App {
             max_parallel: 2,
             reload_every: Duration::from_secs(3600),
             body_limit: BODY_LIMIT,
+            sources: Default::default(),
         };
         let state = AppState::new(&config, store, RUNTIME.clone(), None, HashMap::new());
-        let scan: Scan = state.registry.scan(&workflows, &RUNTIME).await.unwrap();
+        let scan: Scan = state
+            .registry
+            .scan(&workflows, &RUNTIME, &Default::default())
+            .await
+            .unwrap();
         assert!(scan.rejected.is_empty(), "{:?}", scan.rejected);
         let (token, hash) = auth::new_token();
         state.store.insert_token("t-ci", "ci", &hash).await.unwrap();

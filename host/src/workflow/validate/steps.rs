@@ -264,7 +264,57 @@ impl Validator<'_> {
             let p = PathBuf::from(path.strip_prefix("./").unwrap_or(path));
             if p.is_absolute() { p } else { dir.join(p) }
         };
+        let digest_ok = |d: &str| {
+            d.strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+        };
         match raw.get_ref() {
+            toml::Value::String(s) if s.starts_with("oci://") => {
+                let reference = &s["oci://".len()..];
+                let (reference, digest) = match reference.split_once('@') {
+                    Some((r, d)) => (r, Some(d)),
+                    None => (reference, None),
+                };
+                if reference.split('/').count() < 2 || digest.is_some_and(|d| !digest_ok(d)) {
+                    self.error(
+                        Diagnostic::at(
+                            raw.span(),
+                            format!("step `{id}`: `{s}` is not an OCI reference"),
+                        )
+                        .help("write \"oci://HOST[:PORT]/REPOSITORY:TAG\" (or ...@sha256:DIGEST)"),
+                    );
+                    return None;
+                }
+                Some(PluginRef::Oci {
+                    reference: reference.to_string(),
+                    digest: digest.map(str::to_lowercase),
+                })
+            }
+            toml::Value::Table(t) if t.contains_key("oci") => {
+                let reference = t.get("oci").and_then(toml::Value::as_str);
+                let digest = t.get("digest").and_then(toml::Value::as_str);
+                let extra = t.keys().any(|k| k != "oci" && k != "digest");
+                match reference {
+                    Some(r)
+                        if !extra
+                            && r.split('/').count() >= 2
+                            && !r.contains('@')
+                            && digest.is_none_or(digest_ok) =>
+                    {
+                        Some(PluginRef::Oci {
+                            reference: r.strip_prefix("oci://").unwrap_or(r).to_string(),
+                            digest: digest.map(str::to_lowercase),
+                        })
+                    }
+                    _ => {
+                        self.error(
+                            Diagnostic::at(raw.span(), format!("step `{id}`: invalid OCI plugin table"))
+                                .help("write plugin = { oci = \"HOST/REPOSITORY:TAG\", digest = \"sha256:...\" }"),
+                        );
+                        None
+                    }
+                }
+            }
             toml::Value::String(s) if s.contains('/') || s.ends_with(".wasm") => {
                 Some(PluginRef::File {
                     path: file(s),
@@ -310,7 +360,7 @@ impl Validator<'_> {
             _ => {
                 self.error(
                     Diagnostic::at(raw.span(), format!("step `{id}`: `plugin` must be a name or a path"))
-                        .help("a built-in name like \"echo\", a file like \"./plugins/x.wasm\", or { path, sha256 }"),
+                        .help("a built-in name like \"echo\", a file like \"./plugins/x.wasm\", { path, sha256 }, \"oci://HOST/REPO:TAG\" or { oci, digest }"),
                 );
                 None
             }

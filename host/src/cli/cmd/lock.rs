@@ -1,0 +1,153 @@
+//! `orch lock`: pin the plugins of a directory of workflows in `orch.lock`, and refuse, until
+//! accepted, an upgrade that lets a plugin import something new.
+
+use crate::cli::CliError;
+use crate::cli::prepare;
+use crate::cli::render;
+use crate::cli::settings::Settings;
+use crate::resolve::lock::{Lock, LockedPlugin, LockedStep, PluginDiff, source_key, steps_of};
+use crate::resolve::{self, Sources};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The workflow files of `path` (a file, or every `*.toml` of a directory) and the directory
+/// the lock lives in.
+fn workflows(path: &Path) -> Result<(PathBuf, Vec<PathBuf>), CliError> {
+    if path.is_file() {
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        return Ok((dir, vec![path.to_path_buf()]));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| CliError::invalid(format!("{}: {e}", path.display())))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok((path.to_path_buf(), files))
+}
+
+/// What `orch lock` found: new entries, changed ones with their diff, and the new lock.
+pub(super) struct Locking {
+    pub lock: Lock,
+    pub added: Vec<String>,
+    pub changed: Vec<PluginDiff>,
+}
+
+/// Resolve every workflow of `path` and compute the lock: references already locked stay
+/// pinned unless named by `upgrade` (`Some(None)`: all of them).
+pub(super) async fn compute(
+    settings: &Settings,
+    path: &Path,
+    upgrade: Option<Option<&str>>,
+) -> Result<(PathBuf, Locking), CliError> {
+    let (dir, files) = workflows(path)?;
+    let old = Lock::read(&dir)
+        .map_err(CliError::invalid)?
+        .unwrap_or_default();
+    // The pins resolution may use: every entry but the ones being upgraded.
+    let mut pins = old.clone();
+    pins.plugins.retain(|p| match upgrade {
+        None => true,
+        Some(None) => false,
+        Some(Some(name)) => p.source != name && p.name != name,
+    });
+    let mut sources: Sources = settings.sources(dir.clone())?;
+    sources.lock = Some(Arc::new(pins));
+    sources.locked = false;
+    let runtime = settings.runtime()?;
+    let mut plugins: BTreeMap<String, LockedPlugin> = BTreeMap::new();
+    let mut steps: Vec<LockedStep> = Vec::new();
+    for file in &files {
+        let workflow = prepare::workflow(file)?;
+        let resolved = resolve::resolve(&runtime, &sources, workflow)
+            .await
+            .map_err(|d| CliError::Diagnostics(d.render(settings.color)))?;
+        for step in resolved.steps.values() {
+            let source = source_key(&step.plugin, &sources.lock_dir);
+            if let Some(plugin) = resolved.plugin(&step.id) {
+                plugins
+                    .entry(source.clone())
+                    .or_insert_with(|| plugin.locked(source));
+            }
+        }
+        steps.extend(steps_of(resolved.workflow(), &sources.lock_dir));
+    }
+    let mut added = Vec::new();
+    let mut changed = Vec::new();
+    for (source, new) in &plugins {
+        match old.plugin(source) {
+            None => added.push(source.clone()),
+            Some(before) if before != new => {
+                let diff = PluginDiff::between(before, new, &steps);
+                if !diff.is_empty() {
+                    changed.push(diff);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    let lock = Lock {
+        version: 1,
+        plugins: plugins.into_values().collect(),
+        steps,
+    };
+    Ok((
+        dir,
+        Locking {
+            lock,
+            added,
+            changed,
+        },
+    ))
+}
+
+/// `orch lock [PATH] [--upgrade [NAME]] [--accept]`.
+pub(super) async fn lock(
+    settings: &Settings,
+    path: &Path,
+    upgrade: Option<Option<String>>,
+    accept: bool,
+) -> Result<(), CliError> {
+    let upgrade = upgrade.as_ref().map(|u| u.as_deref());
+    let (dir, mut locking) = compute(settings, path, upgrade).await?;
+    let escalations = locking.changed.iter().filter(|d| d.escalates()).count();
+    if settings.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "lock": dir.join(crate::resolve::lock::LOCK_FILE),
+                "added": locking.added,
+                "changed": locking.changed,
+                "escalations": escalations,
+                "written": escalations == 0 || accept,
+            })
+        );
+    } else {
+        for source in &locking.added {
+            println!("+ {source} (new)");
+        }
+        for diff in &locking.changed {
+            print!("{}", render::plugin_diff(diff, settings.color));
+        }
+    }
+    if escalations > 0 && !accept {
+        return Err(CliError::failed(format!(
+            "{escalations} plugin(s) would import something new: review the diff above, then run `orch lock --upgrade --accept` to record it (nothing was written)"
+        )));
+    }
+    let written = locking
+        .lock
+        .write(&dir)
+        .map_err(|e| CliError::failed(format!("writing the lock in {}: {e}", dir.display())))?;
+    if !settings.json {
+        println!(
+            "locked {} plugin(s), {} step(s) in {}",
+            locking.lock.plugins.len(),
+            locking.lock.steps.len(),
+            written.display()
+        );
+    }
+    Ok(())
+}
