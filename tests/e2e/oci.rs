@@ -344,3 +344,33 @@ fn plugin_diff_output_is_stable() {
     let diff: Value = serde_json::from_str(&same.stdout).unwrap();
     assert_eq!(diff["added"], serde_json::json!([]));
 }
+
+/// Observed use: each run records the grants its steps used; `orch lock --suggest` lists the
+/// locked grants no run used, so `allow` can be narrowed.
+#[test]
+fn lock_suggest_lists_grants_no_run_used() {
+    let port = crate::harness::hello_server();
+    let orch = Orch::new();
+    let dir = orch.dir.path().join("wf");
+    std::fs::create_dir(&dir).unwrap();
+    let workflow = dir.join("w.toml");
+    std::fs::write(
+        &workflow,
+        format!(
+            "name = \"{}\"\n[steps.get]\nplugin = \"{}\"\nallow = [\"http://127.0.0.1:{port}\", \"https://unused.example\"]\nwith = {{ url = \"http://127.0.0.1:{port}/\" }}\n",
+            unique("suggest"),
+            example("http-get")
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let ran = orch.orch(&["run", workflow.to_str().unwrap()]);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+    }
+    assert_eq!(orch.orch(&["lock", dir.to_str().unwrap()]).code, 0);
+    let suggested = json(&orch.orch(&["--json", "lock", dir.to_str().unwrap(), "--suggest"]));
+    let rows = suggested.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{suggested}");
+    assert_eq!(rows[0]["grant"], "https://unused.example:443");
+    assert_eq!(rows[0]["runs"], 2);
+}

@@ -1,7 +1,9 @@
 //! The one place that decides whether a step may use a connection or reach a destination.
 
 use crate::workflow::Grant;
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// A refused call: what, by whom, and the grant that would allow it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +52,8 @@ pub struct Granter {
     allow: Vec<Grant>,
     /// A dry run: the step's grants hold, but only to read.
     planning: bool,
+    /// The grants calls went through (as written in `allow`): observed use, for narrowing.
+    used: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Granter {
@@ -59,6 +63,33 @@ impl Granter {
             step: step.into(),
             allow,
             planning: false,
+            used: Arc::default(),
+        }
+    }
+
+    fn note(&self, grant: &Grant) {
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(grant.to_string());
+    }
+
+    /// The grants used since the last call (connections opened, origins contacted, TCP
+    /// destinations connected to; directories are not observed).
+    pub fn take_used(&self) -> Vec<String> {
+        std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect()
+    }
+
+    /// Note that a connect to the granted `tcp://host:port` went through.
+    pub fn used_tcp(&self, host: &str, port: u16) {
+        if let Some(grant) = self
+            .allow
+            .iter()
+            .find(|g| matches!(g, Grant::Tcp { host: h, port: p } if h == host && *p == port))
+        {
+            self.note(grant);
         }
     }
 
@@ -118,11 +149,12 @@ impl Granter {
 
     /// May the step open connection `name`?
     pub fn grant_connection(&self, name: &str) -> Result<(), Denial> {
-        if self
+        if let Some(grant) = self
             .allow
             .iter()
-            .any(|g| matches!(g, Grant::Connection(c) if c == name))
+            .find(|g| matches!(g, Grant::Connection(c) if c == name))
         {
+            self.note(grant);
             return Ok(());
         }
         Err(self.deny("connection", name.to_string(), name.to_string()))
@@ -136,7 +168,7 @@ impl Granter {
             .trim_end_matches(']')
             .to_ascii_lowercase();
         let port = port.unwrap_or(if scheme == "http" { 80 } else { 443 });
-        let allowed = self.allow.iter().any(|g| match g {
+        let allowed = self.allow.iter().find(|g| match g {
             Grant::Http {
                 scheme: s,
                 host: h,
@@ -144,7 +176,8 @@ impl Granter {
             } => s == scheme && *p == port && host_matches(h, &host),
             _ => false,
         });
-        if allowed {
+        if let Some(grant) = allowed {
+            self.note(grant);
             return Ok(());
         }
         let shown = if host.contains(':') {

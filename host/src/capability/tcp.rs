@@ -32,7 +32,8 @@ pub(crate) fn gate(wasi: &mut WasiCtxBuilder, granter: &Arc<Granter>, sink: &Arc
                         sink.denied(&denial);
                         return false;
                     }
-                    if granted(&destinations, addr).await {
+                    if let Some((host, port)) = granted(&destinations, addr).await {
+                        granter.used_tcp(&host, port);
                         return true;
                     }
                     sink.denied(&granter.deny_tcp(addr.to_string()));
@@ -44,23 +45,23 @@ pub(crate) fn gate(wasi: &mut WasiCtxBuilder, granter: &Arc<Granter>, sink: &Arc
     });
 }
 
-/// Is `addr` one of the granted destinations (by IP, or by a name that resolves to it)?
-async fn granted(destinations: &[(String, u16)], addr: SocketAddr) -> bool {
+/// The granted destination `addr` is (by IP, or by a name that resolves to it), if any.
+async fn granted(destinations: &[(String, u16)], addr: SocketAddr) -> Option<(String, u16)> {
     for (host, port) in destinations {
         if *port != addr.port() {
             continue;
         }
         if let Ok(ip) = host.parse::<std::net::IpAddr>() {
             if ip == addr.ip() {
-                return true;
+                return Some((host.clone(), *port));
             }
             continue;
         }
         if let Ok(mut resolved) = tokio::net::lookup_host((host.as_str(), *port)).await
             && resolved.any(|a| a.ip() == addr.ip())
         {
-            return true;
+            return Some((host.clone(), *port));
         }
     }
-    false
+    None
 }

@@ -121,6 +121,10 @@ pub enum Command {
         /// Record upgrades that add imports (an escalation, refused by default).
         #[arg(long)]
         accept: bool,
+        /// Write nothing; list the locked grants no step used in its workflow's last N runs
+        /// (connections, origins, tcp destinations: what `allow` could lose).
+        #[arg(long, value_name = "RUNS", num_args = 0..=1, default_missing_value = "20")]
+        suggest: Option<u32>,
     },
     /// Print a JSON Schema: `workflow` (for editors: taplo, Even Better TOML).
     Schema {

@@ -129,6 +129,10 @@ pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport,
         };
         let result = shared.runtime.run(&resolved.plugin, invocation).await;
         let denials = events.take_denials();
+        let used = granter.take_used();
+        if !used.is_empty() {
+            shared.store.grants_used(run, id, &used).await?;
+        }
         let fault = match result {
             Ok(mut outputs) => {
                 let secret_names: Vec<String> = outputs

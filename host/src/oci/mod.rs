@@ -107,6 +107,12 @@ impl Registry {
         Registry { insecure, cache }
     }
 
+    /// Also reach `registries` (`HOST:PORT`) over plain HTTP.
+    pub fn insecure(mut self, registries: impl IntoIterator<Item = String>) -> Self {
+        self.insecure.extend(registries);
+        self
+    }
+
     /// The blob cache (pinned components are read from it offline).
     pub fn cache(&self) -> &BlobCache {
         &self.cache

@@ -167,7 +167,13 @@ pub fn source_key(plugin: &PluginRef, dir: &Path) -> String {
     match plugin {
         PluginRef::Builtin(name) => name.clone(),
         PluginRef::File { path, .. } => {
-            path.strip_prefix(dir).unwrap_or(path).display().to_string()
+            // Both absolute: the same file is the same key however it was named.
+            let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            let (path, dir) = (absolute(path), absolute(dir));
+            path.strip_prefix(&dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string()
         }
         PluginRef::Oci { reference, .. } => format!("oci://{reference}"),
     }

@@ -196,6 +196,52 @@ impl Store {
         Ok(())
     }
 
+    /// Record the grants a step used in one attempt (see `grants_used` in the migrations).
+    pub async fn grants_used(
+        &self,
+        run: &str,
+        step: &str,
+        grants: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for grant in grants {
+            sqlx::query("INSERT INTO grants_used (run_id, step, grant_text) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(run)
+                .bind(step)
+                .bind(grant)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `(step, grant)` pairs used by the last `runs` runs of `workflow`, and how many runs
+    /// that was.
+    pub async fn grants_used_lately(
+        &self,
+        workflow: &str,
+        runs: u32,
+    ) -> Result<(Vec<(String, String)>, u32), StoreError> {
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM runs WHERE workflow = $1 ORDER BY created_at DESC LIMIT $2",
+        )
+        .bind(workflow)
+        .bind(i64::from(runs))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut used = std::collections::BTreeSet::new();
+        for (id,) in &ids {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT step, grant_text FROM grants_used WHERE run_id = $1")
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?;
+            used.extend(rows);
+        }
+        Ok((used.into_iter().collect(), ids.len() as u32))
+    }
+
     /// Record a refused call.
     pub async fn audit(&self, run: &str, row: &AuditRow) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO audit (run_id, step, ts, action, target, reason) VALUES ($1, $2, $3, $4, $5, $6)")

@@ -396,3 +396,34 @@ fn a_plugin_that_never_describes_itself_does_not_keep_the_server_from_serving() 
         "{rejected}"
     );
 }
+
+/// `orch serve` enforces a lock that exists: a plugin file changed since `orch lock` (here
+/// into one that imports wasi:http) is not served, and the reason names the command to run.
+#[test]
+fn serve_refuses_a_plugin_that_differs_from_the_lock() {
+    let orch = Orch::new();
+    let plugin = orch.dir.path().join("wf/p.wasm");
+    workflows_dir(
+        &orch,
+        &[
+            (
+                "probe.toml",
+                "name = \"probe\"\n[steps.p]\nplugin = \"p.wasm\"\nwith = { url = \"http://127.0.0.1:9/\" }\n",
+            ),
+            ("tick.toml", &per_second("tick", "", "message = \"t\"")),
+        ],
+    );
+    std::fs::copy(crate::harness::example("echo-config"), &plugin).unwrap();
+    let locked = orch.orch(&["lock", orch.dir.path().join("wf").to_str().unwrap()]);
+    assert_eq!(locked.code, 0, "{}", locked.stderr);
+    std::fs::copy(crate::harness::example("http-get"), &plugin).unwrap();
+    let tok = token(&orch, "t");
+    let server = Serve::start(&orch, &[]);
+    let listed = get(&server.url("/api/v1/workflows"), &tok).json();
+    assert_eq!(listed["workflows"][0]["name"], "tick", "{listed}");
+    let rejected = listed["rejected"].to_string();
+    assert!(
+        rejected.contains("not in orch.lock") && rejected.contains("orch lock --upgrade"),
+        "{rejected}"
+    );
+}

@@ -151,3 +151,59 @@ pub(super) async fn lock(
     }
     Ok(())
 }
+
+/// `(step, grant)` pairs used lately, and over how many runs.
+type Lately = (Vec<(String, String)>, u32);
+
+/// `orch lock --suggest [RUNS]`: grants each locked step holds but did not use in the last
+/// RUNS runs of its workflow (directories are not observed, so never suggested).
+pub(super) async fn suggest(settings: &Settings, path: &Path, runs: u32) -> Result<(), CliError> {
+    let (dir, _) = workflows(path)?;
+    let lock = Lock::read(&dir)
+        .map_err(CliError::invalid)?
+        .ok_or_else(|| {
+            CliError::invalid(format!(
+                "no orch.lock in {}: run `orch lock` first",
+                dir.display()
+            ))
+        })?;
+    let store = settings.store().await?;
+    let mut by_workflow: BTreeMap<&str, Lately> = BTreeMap::new();
+    let mut unused = Vec::new();
+    for step in &lock.steps {
+        if !by_workflow.contains_key(step.workflow.as_str()) {
+            let lately = store.grants_used_lately(&step.workflow, runs).await?;
+            by_workflow.insert(&step.workflow, lately);
+        }
+        let (used, seen) = &by_workflow[step.workflow.as_str()];
+        if *seen == 0 {
+            continue;
+        }
+        for grant in &step.grants {
+            let observed = !grant.starts_with("./") && !grant.starts_with('/');
+            if observed && !used.iter().any(|(s, g)| *s == step.step && g == grant) {
+                unused.push((
+                    format!("{}/{}", step.workflow, step.step),
+                    grant.clone(),
+                    *seen,
+                ));
+            }
+        }
+    }
+    if settings.json {
+        let rows: Vec<_> = unused
+            .iter()
+            .map(|(step, grant, seen)| serde_json::json!({"step": step, "grant": grant, "runs": seen}))
+            .collect();
+        println!("{}", serde_json::to_string(&rows)?);
+    } else if unused.is_empty() {
+        println!("every observed grant was used in the last {runs} runs of its workflow");
+    } else {
+        for (step, grant, seen) in &unused {
+            println!(
+                "step {step}: \"{grant}\" unused in its last {seen} run(s): remove it from `allow` if it is not needed"
+            );
+        }
+    }
+    Ok(())
+}

@@ -57,8 +57,14 @@ pub(super) async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Init { dir } => super::schema::init(&dir),
         Command::Lock {
             path,
+            suggest: Some(runs),
+            ..
+        } => lock::suggest(&settings, &path, runs).await,
+        Command::Lock {
+            path,
             upgrade,
             accept,
+            suggest: None,
         } => lock::lock(&settings, &path, upgrade, accept).await,
     }
 }
