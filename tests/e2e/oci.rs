@@ -99,9 +99,14 @@ fn push(orch: &Orch, plugin: &str, reference: &str) -> Value {
     json(&orch.orch(&["--json", "plugin", "push", &example(plugin), reference]))
 }
 
-fn cached_blobs(orch: &Orch) -> usize {
-    let dir = orch.dir.path().join("cache/oci/blobs/sha256");
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+/// Is the blob with this digest in the sandbox's OCI cache?
+fn cached(orch: &Orch, digest: &Value) -> bool {
+    let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+    orch.dir
+        .path()
+        .join("cache/oci/blobs/sha256")
+        .join(hex)
+        .is_file()
 }
 
 #[test]
@@ -124,12 +129,15 @@ fn push_inspect_without_download_then_pull_by_tag_and_digest() {
             .any(|i| i["import"].as_str().unwrap().starts_with("orch:plugin/log")),
         "{inspected}"
     );
-    assert_eq!(cached_blobs(&orch), 0, "inspect downloads no component");
+    assert!(
+        !cached(&orch, &pushed["component"]),
+        "inspect downloads no component"
+    );
 
     let by_tag = json(&orch.orch(&["--json", "plugin", "pull", &reference]));
     assert_eq!(by_tag["digest"], digest.as_str());
     assert_eq!(by_tag["component"], pushed["component"]);
-    assert_eq!(cached_blobs(&orch), 1);
+    assert!(cached(&orch, &pushed["component"]));
     let by_digest =
         json(&orch.orch(&["--json", "plugin", "pull", &format!("{reference}@{digest}")]));
     assert_eq!(by_digest["component"], pushed["component"]);
@@ -166,7 +174,10 @@ fn a_tampered_layer_is_refused_and_nothing_is_kept() {
         "{}",
         pulled.stderr
     );
-    assert_eq!(cached_blobs(&orch), 0, "nothing tampered is kept");
+    assert!(
+        !cached(&orch, &pushed["component"]),
+        "nothing tampered is kept"
+    );
 }
 
 #[test]
@@ -183,7 +194,15 @@ fn a_registry_with_basic_auth_takes_docker_config_or_environment_credentials() {
         "{}",
         refused.stderr
     );
+    // Environment credentials go only to the registry ORCH_REGISTRY names.
+    let elsewhere = orch(&[&registry])
+        .env("ORCH_REGISTRY", "127.0.0.1:1")
+        .env("ORCH_REGISTRY_USER", &user)
+        .env("ORCH_REGISTRY_PASSWORD", &password);
+    let refused = elsewhere.orch(&["plugin", "push", &example("echo-config"), &reference]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
     let with_env = orch(&[&registry])
+        .env("ORCH_REGISTRY", &registry)
         .env("ORCH_REGISTRY_USER", &user)
         .env("ORCH_REGISTRY_PASSWORD", &password);
     push(&with_env, "echo-config", &reference);

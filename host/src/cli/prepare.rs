@@ -31,8 +31,11 @@ pub(super) async fn plugins(
 ) -> Result<ResolvedWorkflow, CliError> {
     let dir = std::path::Path::new(&*wf.source.path)
         .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(
+            || std::path::PathBuf::from("."),
+            std::path::Path::to_path_buf,
+        );
     let sources = settings
         .sources(dir)?
         .reload(settings.locked)

@@ -66,6 +66,7 @@ impl Settings {
             lock: None,
             lock_dir: std::path::absolute(&dir).unwrap_or(dir),
             locked: self.locked,
+            strict: self.locked,
         })
     }
 

@@ -2,20 +2,14 @@
 //! or the lock) starts without the registry. Content-addressed: an entry is checked against
 //! its digest when read, and written to a temporary file then renamed.
 
-use oci_client::manifest::OciImageManifest;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
-/// `DIR/blobs/sha256/HEX` (components) and `DIR/manifests/sha256/HEX.json` (manifest + config).
+/// `DIR/blobs/sha256/HEX` (components, configs) and `DIR/manifests/sha256/HEX.json` (the
+/// manifest's own bytes), every entry checked against its digest when read.
 #[derive(Debug, Clone)]
 pub struct BlobCache {
     dir: Option<PathBuf>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Stored {
-    manifest: OciImageManifest,
-    config: String,
 }
 
 impl BlobCache {
@@ -52,22 +46,16 @@ impl BlobCache {
         }
     }
 
-    pub(super) fn manifest(&self, digest: &str) -> Option<(OciImageManifest, String)> {
-        let text = std::fs::read(self.path("manifests", digest, ".json")?).ok()?;
-        let stored: Stored = serde_json::from_slice(&text).ok()?;
-        Some((stored.manifest, stored.config))
+    /// The raw manifest with this digest, if cached and intact.
+    pub(super) fn manifest(&self, digest: &str) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(self.path("manifests", digest, ".json")?).ok()?;
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        (actual == digest).then_some(bytes)
     }
 
-    pub(super) fn put_manifest(&self, digest: &str, manifest: &OciImageManifest, config: &str) {
-        let stored = Stored {
-            manifest: manifest.clone(),
-            config: config.to_string(),
-        };
-        if let (Some(path), Ok(text)) = (
-            self.path("manifests", digest, ".json"),
-            serde_json::to_vec(&stored),
-        ) {
-            write_atomic(path, &text);
+    pub(super) fn put_manifest(&self, digest: &str, raw: &[u8]) {
+        if let Some(path) = self.path("manifests", digest, ".json") {
+            write_atomic(path, raw);
         }
     }
 }

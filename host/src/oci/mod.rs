@@ -37,7 +37,7 @@ pub enum OciError {
     #[error("`{0}` is not an OCI reference: write HOST[:PORT]/REPOSITORY:TAG or ...@sha256:DIGEST")]
     Reference(String),
     #[error(
-        "{registry}: credentials refused or missing: `docker login {registry}`, or set ORCH_REGISTRY_USER and ORCH_REGISTRY_PASSWORD (or ORCH_REGISTRY_TOKEN)"
+        "{registry}: credentials refused or missing: `docker login {registry}`, or set ORCH_REGISTRY={registry} with ORCH_REGISTRY_USER and ORCH_REGISTRY_PASSWORD (or ORCH_REGISTRY_TOKEN)"
     )]
     Unauthorized { registry: String },
     #[error("{reference}: not found in the registry ({detail})")]
@@ -71,6 +71,26 @@ pub struct Artifact {
     pub size: u64,
     pub config: WasmConfig,
     pub annotations: BTreeMap<String, String>,
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Only sha256 digests are trusted (a registry answering with another algorithm is not
+/// compared by the client library against the pin).
+fn pinned_digest(reference: &Reference, digest: &str) -> Result<String, OciError> {
+    let ok = digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(digest.to_ascii_lowercase())
+    } else {
+        Err(OciError::Reference(format!(
+            "{} (only sha256 digests are accepted, got `{digest}`)",
+            reference.whole()
+        )))
+    }
 }
 
 /// `oci://HOST/REPO:TAG` or `HOST/REPO:TAG` (with `@sha256:...` allowed) as a reference.
@@ -137,86 +157,158 @@ impl Registry {
 
     /// The manifest digest a reference resolves to now (a tag may move; a digest may not).
     pub async fn resolve(&self, reference: &Reference) -> Result<String, OciError> {
-        let client = self.client()?;
-        let auth = auth::for_registry(reference.resolve_registry()).await;
-        client
-            .fetch_manifest_digest(reference, &auth)
-            .await
-            .map_err(|e| self.error(reference, e))
-    }
-
-    /// The manifest and config of `reference`, without the component: enough to see its
-    /// imports and describe() metadata before downloading it.
-    pub async fn inspect(&self, reference: &Reference) -> Result<Artifact, OciError> {
+        if let Some(digest) = reference.digest() {
+            return pinned_digest(reference, digest);
+        }
         let client = self.client()?;
         let auth = auth::for_registry(reference.resolve_registry()).await;
         let digest = client
             .fetch_manifest_digest(reference, &auth)
             .await
             .map_err(|e| self.error(reference, e))?;
+        pinned_digest(reference, &digest)
+    }
+
+    /// The manifest and config of `reference`, without the component: enough to see its
+    /// imports and describe() metadata before downloading it. Both are checked against their
+    /// digests here (a pinned reference against its own digest, never one the registry names).
+    pub async fn inspect(&self, reference: &Reference) -> Result<Artifact, OciError> {
+        let digest = self.resolve(reference).await?;
+        let client = self.client()?;
+        let auth = auth::for_registry(reference.resolve_registry()).await;
         let pinned = reference.clone_with_digest(digest.clone());
-        let (manifest, _, config) = client
-            .pull_manifest_and_config(&pinned, &auth)
+        let (raw, _) = client
+            .pull_manifest_raw(&pinned, &auth, &[OCI_IMAGE_MEDIA_TYPE])
             .await
             .map_err(|e| self.error(reference, e))?;
-        let artifact = artifact::check(reference, &manifest, &config, digest)?;
-        self.cache
-            .put_manifest(&artifact.manifest_digest, &manifest, &config);
+        if raw.len() > MAX_CONFIG_BYTES || sha256(&raw) != digest {
+            return Err(OciError::Tampered {
+                reference: reference.whole(),
+                detail: format!("the manifest is not {digest}"),
+            });
+        }
+        let manifest: OciImageManifest =
+            serde_json::from_slice(&raw).map_err(|e| OciError::NotAPlugin {
+                reference: reference.whole(),
+                reason: format!("its manifest does not parse: {e}"),
+            })?;
+        let config = self
+            .blob(&client, &pinned, &manifest.config, MAX_CONFIG_BYTES as u64)
+            .await?;
+        let config_text = String::from_utf8_lossy(&config);
+        let artifact = artifact::check(reference, &manifest, &config_text, digest)?;
+        self.cache.put(&manifest.config.digest, &config);
+        self.cache.put_manifest(&artifact.manifest_digest, &raw);
         Ok(artifact)
     }
 
     /// The component of `reference` and what it is: verified against the manifest's digest,
-    /// bounded, kept in the cache by digest. A reference pinned to a digest that is already
-    /// cached needs no network.
+    /// bounded by the size the manifest declares, kept in the cache by digest. A reference
+    /// pinned to a digest that is already cached needs no network.
     pub async fn pull(&self, reference: &Reference) -> Result<(Artifact, Vec<u8>), OciError> {
-        if let Some(digest) = reference.digest()
-            && let Some(found) = self.cached(reference, digest)
-        {
-            return Ok(found);
+        if let Some(digest) = reference.digest() {
+            let digest = pinned_digest(reference, digest)?;
+            if let Some(found) = self.cached(reference, &digest) {
+                return Ok(found);
+            }
         }
         let artifact = self.inspect(reference).await?;
         if let Some(bytes) = self.cache.get(&artifact.layer_digest) {
             return Ok((artifact, bytes));
         }
         let client = self.client()?;
-        let auth = auth::for_registry(reference.resolve_registry()).await;
-        client
-            .store_auth_if_needed(reference.resolve_registry(), &auth)
-            .await;
         let pinned = reference.clone_with_digest(artifact.manifest_digest.clone());
-        let mut bytes = Vec::with_capacity(artifact.size as usize);
         let layer = oci_client::manifest::OciDescriptor {
             media_type: WASM_LAYER.into(),
             digest: artifact.layer_digest.clone(),
             size: artifact.size as i64,
             ..Default::default()
         };
-        client
-            .pull_blob(&pinned, &layer, &mut bytes)
-            .await
-            .map_err(|e| self.error(reference, e))?;
-        // oci-client checked the digest; the size and our own hash are checked again before
-        // anything is kept.
-        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-        if actual != artifact.layer_digest || bytes.len() as u64 != artifact.size {
-            return Err(OciError::Tampered {
-                reference: reference.whole(),
-                detail: format!("expected {}, got {actual}", artifact.layer_digest),
-            });
-        }
+        let bytes = self.blob(&client, &pinned, &layer, MAX_LAYER_BYTES).await?;
         self.cache.put(&artifact.layer_digest, &bytes);
         Ok((artifact, bytes))
     }
 
-    /// A pinned reference from the cache alone: the manifest (by its digest) and its layer.
+    /// One blob, read no further than the size its descriptor declares (at most `max`), and
+    /// checked against its digest before it is returned.
+    async fn blob(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        descriptor: &oci_client::manifest::OciDescriptor,
+        max: u64,
+    ) -> Result<Vec<u8>, OciError> {
+        use futures::TryStreamExt;
+        let declared = u64::try_from(descriptor.size).unwrap_or(u64::MAX);
+        if declared > max {
+            return Err(OciError::NotAPlugin {
+                reference: reference.whole(),
+                reason: format!(
+                    "it declares a {} blob (limit {})",
+                    bytesize::ByteSize(declared),
+                    bytesize::ByteSize(max)
+                ),
+            });
+        }
+        let auth = auth::for_registry(reference.resolve_registry()).await;
+        client
+            .store_auth_if_needed(reference.resolve_registry(), &auth)
+            .await;
+        let mut stream = client
+            .pull_blob_stream(reference, descriptor)
+            .await
+            .map_err(|e| self.error(reference, e))?
+            .stream;
+        let mut bytes = Vec::with_capacity(declared as usize);
+        while let Some(chunk) = stream.try_next().await.map_err(|e| {
+            let detail = e.to_string();
+            if detail.contains("igest") {
+                OciError::Tampered {
+                    reference: reference.whole(),
+                    detail,
+                }
+            } else {
+                OciError::Registry {
+                    reference: reference.whole(),
+                    detail,
+                }
+            }
+        })? {
+            if (bytes.len() + chunk.len()) as u64 > declared {
+                return Err(OciError::Tampered {
+                    reference: reference.whole(),
+                    detail: format!("the registry sent more than the declared {declared} bytes"),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let actual = sha256(&bytes);
+        if actual != descriptor.digest {
+            return Err(OciError::Tampered {
+                reference: reference.whole(),
+                detail: format!("expected {}, got {actual}", descriptor.digest),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// A pinned reference from the cache alone: the manifest (by its digest), its config and
+    /// its layer, each checked against its digest as it is read.
     pub fn cached(
         &self,
         reference: &Reference,
         manifest_digest: &str,
     ) -> Option<(Artifact, Vec<u8>)> {
-        let (manifest, config) = self.cache.manifest(manifest_digest)?;
-        let artifact =
-            artifact::check(reference, &manifest, &config, manifest_digest.to_string()).ok()?;
+        let raw = self.cache.manifest(manifest_digest)?;
+        let manifest: OciImageManifest = serde_json::from_slice(&raw).ok()?;
+        let config = self.cache.get(&manifest.config.digest)?;
+        let artifact = artifact::check(
+            reference,
+            &manifest,
+            &String::from_utf8_lossy(&config),
+            manifest_digest.to_string(),
+        )
+        .ok()?;
         let bytes = self.cache.get(&artifact.layer_digest)?;
         Some((artifact, bytes))
     }
@@ -276,9 +368,13 @@ impl Registry {
         match e {
             OciDistributionError::UnauthorizedError { .. }
             | OciDistributionError::AuthenticationFailure(_)
-            | OciDistributionError::ServerError { code: 401, .. } => {
-                OciError::Unauthorized { registry }
-            }
+            | OciDistributionError::ServerError {
+                code: 401 | 403, ..
+            } => OciError::Unauthorized { registry },
+            OciDistributionError::ServerError { code: 404, .. } => OciError::NotFound {
+                reference: reference.whole(),
+                detail: "no such repository, tag or digest".into(),
+            },
             OciDistributionError::RegistryError { envelope, .. }
                 if envelope
                     .errors
@@ -316,10 +412,15 @@ impl Registry {
                 detail: d.to_string(),
             },
             OciDistributionError::RequestError(e) if !self.insecure.contains(&registry) => {
-                OciError::Transport {
-                    registry,
-                    detail: format!("{e}"),
+                // The whole chain: "connection refused" or a TLS failure, not just "error
+                // sending request".
+                let mut detail = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    detail.push_str(&format!(": {cause}"));
+                    source = cause.source();
                 }
+                OciError::Transport { registry, detail }
             }
             other => OciError::Registry {
                 reference: reference.whole(),

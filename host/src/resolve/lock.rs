@@ -132,9 +132,23 @@ impl Lock {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        let lock: Lock = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let digest = |d: &str| {
+            d.strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
+        if let Some(bad) = lock
+            .plugins
+            .iter()
+            .find(|p| !digest(&p.digest) || !digest(&p.component))
+        {
+            return Err(format!(
+                "{}: `{}` has a malformed digest: run `orch lock` again",
+                path.display(),
+                bad.source
+            ));
+        }
+        Ok(Some(lock))
     }
 
     /// Write `dir/orch.lock`, sorted, through a temporary file.
@@ -175,6 +189,11 @@ pub fn source_key(plugin: &PluginRef, dir: &Path) -> String {
                 .display()
                 .to_string()
         }
+        // A reference pinned in the workflow is its own entry: two pins of one tag differ.
+        PluginRef::Oci {
+            reference,
+            digest: Some(digest),
+        } => format!("oci://{reference}@{digest}"),
         PluginRef::Oci { reference, .. } => format!("oci://{reference}"),
     }
 }

@@ -29,6 +29,8 @@ pub struct Sources {
     /// `--locked`: a reference missing from the lock, or whose digest or imports differ from
     /// it, is refused.
     pub locked: bool,
+    /// A missing lock is an error (`--locked` given), not "nothing pinned".
+    pub strict: bool,
 }
 
 /// A step's plugin: loaded, described, with its config schema compiled.
@@ -64,7 +66,7 @@ impl Sources {
             ));
         }
         Ok(Sources {
-            locked: self.locked && lock.is_some(),
+            locked: self.locked && (lock.is_some() || strict),
             lock: lock.map(Arc::new),
             ..self.clone()
         })
@@ -290,6 +292,7 @@ pub async fn load(
         ));
     }
     let mut manifest = None;
+    let mut declared_imports = None;
     let (name, bytes) = match plugin {
         PluginRef::Builtin(name) => match builtin::get(name) {
             Some(bytes) => (name.clone(), bytes.to_vec()),
@@ -365,6 +368,7 @@ pub async fn load(
                 .pull(&parsed)
                 .await
                 .map_err(|e| (e.to_string(), help()))?;
+            declared_imports = artifact.config.component.map(|c| c.imports);
             manifest = Some(artifact.manifest_digest);
             (format!("oci://{reference}"), bytes)
         }
@@ -415,6 +419,21 @@ pub async fn load(
             )
         })?)
     };
+    // What the artifact's config told a reviewer before download must be what it imports.
+    if let Some(mut declared) = declared_imports {
+        let mut actual = compiled.imports.clone();
+        declared.sort();
+        actual.sort();
+        if declared != actual {
+            return Err((
+                format!(
+                    "`{name}`: its artifact config lists other imports than the component has: a wrong or tampered config"
+                ),
+                "push it again with `orch plugin push`, which reads the imports from the binary"
+                    .into(),
+            ));
+        }
+    }
     if sources.locked
         && let Some(entry) = locked
     {

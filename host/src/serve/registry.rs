@@ -31,6 +31,8 @@ pub(crate) struct Registry {
     rejected: RwLock<Vec<Rejected>>,
     /// What each file looked like when last loaded: reload only what changed.
     seen: std::sync::Mutex<HashMap<PathBuf, (SystemTime, u64)>>,
+    /// What `orch.lock` looked like at the last scan: a new lock reloads every workflow.
+    lock_seen: std::sync::Mutex<Option<(SystemTime, u64)>>,
 }
 
 /// What one scan changed.
@@ -86,11 +88,22 @@ impl Registry {
         runtime: &Runtime,
         sources: &Sources,
     ) -> std::io::Result<Scan> {
-        // The lock as it is now: `orch lock` may have rewritten it since the last scan.
-        let sources = match sources.reload(false) {
+        // The lock as it is now: `orch lock` may have rewritten it since the last scan, and
+        // then every workflow is checked against it again.
+        let sources = match sources.reload(sources.strict) {
             Ok(sources) => sources,
             Err(e) => return Err(std::io::Error::other(e)),
         };
+        let lock_stamp = std::fs::metadata(dir.join(crate::resolve::lock::LOCK_FILE))
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        {
+            let mut last = self.lock_seen.lock().unwrap_or_else(|e| e.into_inner());
+            if *last != lock_stamp {
+                *last = lock_stamp;
+                self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
+        }
         let mut files: Vec<(PathBuf, (SystemTime, u64))> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();

@@ -19,7 +19,7 @@ mod runs;
 mod status;
 mod ticks;
 mod tokens;
-pub use runs::{AttemptRow, NewLog, NewRun, StepEnd, new_run_id};
+pub use runs::{AttemptRow, GrantsUsed, NewLog, NewRun, StepEnd, new_run_id};
 pub use status::{RunStatus, StepStatus, TickOutcome, Trigger};
 pub use ticks::{NewTick, TickRow};
 pub use tokens::TokenRow;

@@ -41,6 +41,15 @@ pub struct NewLog {
 }
 
 /// One recorded attempt of a step, as a resumed run needs it.
+/// What `grants_used_lately` found.
+#[derive(Debug, Clone, Default)]
+pub struct GrantsUsed {
+    /// `(step, grant)` pairs used.
+    pub used: Vec<(String, String)>,
+    /// Step → in how many of the runs it ran.
+    pub ran: std::collections::BTreeMap<String, u32>,
+}
+
 #[derive(Debug, Clone)]
 pub struct AttemptRow {
     pub step: String,
@@ -216,13 +225,14 @@ impl Store {
         Ok(())
     }
 
-    /// `(step, grant)` pairs used by the last `runs` runs of `workflow`, and how many runs
-    /// that was.
+    /// `(step, grant)` pairs used by the last `runs` runs of `workflow`, and for each step in
+    /// how many of those runs it actually ran (a skipped step used nothing and proves
+    /// nothing).
     pub async fn grants_used_lately(
         &self,
         workflow: &str,
         runs: u32,
-    ) -> Result<(Vec<(String, String)>, u32), StoreError> {
+    ) -> Result<GrantsUsed, StoreError> {
         let ids: Vec<(String,)> = sqlx::query_as(
             "SELECT id FROM runs WHERE workflow = $1 ORDER BY created_at DESC LIMIT $2",
         )
@@ -231,6 +241,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut used = std::collections::BTreeSet::new();
+        let mut ran: std::collections::BTreeMap<String, u32> = Default::default();
         for (id,) in &ids {
             let rows: Vec<(String, String)> =
                 sqlx::query_as("SELECT step, grant_text FROM grants_used WHERE run_id = $1")
@@ -238,8 +249,21 @@ impl Store {
                     .fetch_all(&self.pool)
                     .await?;
             used.extend(rows);
+            let steps: Vec<(String,)> = sqlx::query_as(
+                "SELECT DISTINCT step FROM step_runs WHERE run_id = $1 AND status <> $2",
+            )
+            .bind(id)
+            .bind(StepStatus::Skipped.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            for (step,) in steps {
+                *ran.entry(step).or_default() += 1;
+            }
         }
-        Ok((used.into_iter().collect(), ids.len() as u32))
+        Ok(GrantsUsed {
+            used: used.into_iter().collect(),
+            ran,
+        })
     }
 
     /// Record a refused call.

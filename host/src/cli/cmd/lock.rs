@@ -15,7 +15,11 @@ use std::sync::Arc;
 /// the lock lives in.
 fn workflows(path: &Path) -> Result<(PathBuf, Vec<PathBuf>), CliError> {
     if path.is_file() {
-        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         return Ok((dir, vec![path.to_path_buf()]));
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
@@ -46,6 +50,18 @@ pub(super) async fn compute(
     let old = Lock::read(&dir)
         .map_err(CliError::invalid)?
         .unwrap_or_default();
+    if let Some(Some(name)) = upgrade
+        && !old
+            .plugins
+            .iter()
+            .any(|p| p.source == name || p.name == name)
+    {
+        let known: Vec<&str> = old.plugins.iter().map(|p| p.source.as_str()).collect();
+        return Err(CliError::invalid(format!(
+            "nothing in the lock is `{name}`; locked: {}",
+            known.join(", ")
+        )));
+    }
     // The pins resolution may use: every entry but the ones being upgraded.
     let mut pins = old.clone();
     pins.plugins.retain(|p| match upgrade {
@@ -152,9 +168,6 @@ pub(super) async fn lock(
     Ok(())
 }
 
-/// `(step, grant)` pairs used lately, and over how many runs.
-type Lately = (Vec<(String, String)>, u32);
-
 /// `orch lock --suggest [RUNS]`: grants each locked step holds but did not use in the last
 /// RUNS runs of its workflow (directories are not observed, so never suggested).
 pub(super) async fn suggest(settings: &Settings, path: &Path, runs: u32) -> Result<(), CliError> {
@@ -168,15 +181,19 @@ pub(super) async fn suggest(settings: &Settings, path: &Path, runs: u32) -> Resu
             ))
         })?;
     let store = settings.store().await?;
-    let mut by_workflow: BTreeMap<&str, Lately> = BTreeMap::new();
+    let mut by_workflow: BTreeMap<&str, crate::store::GrantsUsed> = BTreeMap::new();
     let mut unused = Vec::new();
     for step in &lock.steps {
         if !by_workflow.contains_key(step.workflow.as_str()) {
             let lately = store.grants_used_lately(&step.workflow, runs).await?;
             by_workflow.insert(&step.workflow, lately);
         }
-        let (used, seen) = &by_workflow[step.workflow.as_str()];
-        if *seen == 0 {
+        let lately = &by_workflow[step.workflow.as_str()];
+        let (used, seen) = (
+            &lately.used,
+            lately.ran.get(&step.step).copied().unwrap_or(0),
+        );
+        if seen == 0 {
             continue;
         }
         for grant in &step.grants {
@@ -185,7 +202,7 @@ pub(super) async fn suggest(settings: &Settings, path: &Path, runs: u32) -> Resu
                 unused.push((
                     format!("{}/{}", step.workflow, step.step),
                     grant.clone(),
-                    *seen,
+                    seen,
                 ));
             }
         }

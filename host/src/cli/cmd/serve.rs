@@ -11,7 +11,8 @@ use std::sync::Arc;
 fn config(settings: &Settings, args: ServeArgs) -> Result<ServeConfig, CliError> {
     let mut sources = settings.sources(args.workflows.clone())?;
     sources.locked = !args.unlocked;
-    sources.reload(settings.locked).map_err(CliError::invalid)?;
+    sources.strict = settings.locked;
+    sources.reload(sources.strict).map_err(CliError::invalid)?;
     Ok(ServeConfig {
         workflows: args.workflows,
         bind: args.bind,
