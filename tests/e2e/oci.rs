@@ -39,17 +39,8 @@ impl PrivateRegistry {
             ),
         )
         .unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry is installed by tests/services.sh");
         let addr = format!("127.0.0.1:{port}");
-        crate::harness::wait_for(std::time::Duration::from_secs(10), "the registry", || {
-            std::net::TcpStream::connect(&addr).ok().map(drop)
-        });
+        let child = serve(&config, &addr);
         PrivateRegistry {
             child: Some(child),
             addr,
@@ -322,19 +313,23 @@ fn locked_runs_work_offline_and_an_upgrade_that_adds_an_import_needs_accepting()
 fn restart(mut registry: PrivateRegistry) -> PrivateRegistry {
     registry.stop();
     let config = registry.dir.path().join("config.yml");
+    registry.child = Some(serve(&config, &registry.addr));
+    registry
+}
+
+/// `docker-registry serve CONFIG`, once it accepts connections on `addr`.
+fn serve(config: &std::path::Path, addr: &str) -> Child {
     let child = Command::new("/usr/bin/docker-registry")
         .arg("serve")
-        .arg(&config)
+        .arg(config)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
-    let addr = registry.addr.clone();
+        .expect("docker-registry is installed by tests/services.sh");
     crate::harness::wait_for(std::time::Duration::from_secs(10), "the registry", || {
-        std::net::TcpStream::connect(&addr).ok().map(drop)
+        std::net::TcpStream::connect(addr).ok().map(drop)
     });
-    registry.child = Some(child);
-    registry
+    child
 }
 
 /// `orch plugin diff` as a reviewer reads it (digests masked, they change with every build).
@@ -383,8 +378,16 @@ fn lock_suggest_lists_grants_no_run_used() {
     )
     .unwrap();
     for _ in 0..2 {
-        let ran = orch.orch(&["run", workflow.to_str().unwrap()]);
+        let ran = orch.orch(&["--json", "run", workflow.to_str().unwrap()]);
         assert_eq!(ran.code, 0, "{}", ran.stderr);
+        // What the step used is recorded beside what it was refused.
+        let id = ran.report()["run_id"].as_str().unwrap().to_string();
+        let detail = orch.run_detail(&id);
+        assert_eq!(
+            detail["used"],
+            serde_json::json!([{"step": "get", "grant": format!("http://127.0.0.1:{port}")}]),
+            "{detail}"
+        );
     }
     assert_eq!(orch.orch(&["lock", dir.to_str().unwrap()]).code, 0);
     let suggested = json(&orch.orch(&["--json", "lock", dir.to_str().unwrap(), "--suggest"]));

@@ -82,6 +82,15 @@ impl Granter {
             .collect()
     }
 
+    /// Note a call made under a grant, e.g. `docker engine: create network` (observed use of
+    /// what a connection's policy allows).
+    pub fn note_call(&self, call: String) {
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(call);
+    }
+
     /// Note that a connect to the granted `tcp://host:port` went through.
     pub fn used_tcp(&self, host: &str, port: u16) {
         if let Some(grant) = self

@@ -184,6 +184,12 @@ pub(super) fn run_detail(d: &RunDetail) -> String {
             ));
         }
     }
+    if !d.used.is_empty() {
+        out.push_str("\nused\n");
+        for u in &d.used {
+            out.push_str(&format!("  {} {}\n", u.step, u.grant));
+        }
+    }
     if !d.audit.is_empty() {
         out.push_str("\ndenied\n");
         for a in &d.audit {

@@ -145,6 +145,19 @@ pub struct RunDetail {
     #[serde(default)]
     pub logs_after: i64,
     pub audit: Vec<AuditRow>,
+    /// What each step used of its grants (connections, origins, tcp destinations, docker
+    /// writes by kind), next to what it was refused.
+    #[serde(default)]
+    pub used: Vec<UsedRow>,
+}
+
+/// One grant a step used in a run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+pub struct UsedRow {
+    pub step: String,
+    #[sqlx(rename = "grant_text")]
+    #[serde(rename = "grant")]
+    pub grant: String,
 }
 
 /// Log lines in one run detail: a run's log can be millions of lines.

@@ -407,7 +407,14 @@ impl Store {
         .bind(&run.id)
         .fetch_all(&self.pool)
         .await?;
+        let used = sqlx::query_as(
+            "SELECT step, grant_text FROM grants_used WHERE run_id = $1 ORDER BY step, grant_text",
+        )
+        .bind(&run.id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(RunDetail {
+            used,
             run,
             steps,
             logs,

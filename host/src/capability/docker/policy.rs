@@ -569,11 +569,17 @@ pub(super) struct PolicyGate {
 
 impl PolicyGate {
     /// `what` changes the engine: refused (and audited) during a `plan`.
+    /// Writes that go through are noted by kind (`docker NAME: create network`).
     pub(super) fn write(&self, what: impl FnOnce() -> String) -> Result<(), Error> {
-        self.granter.write(what).map_err(|denial| {
+        let what = what();
+        self.granter.write(|| what.clone()).map_err(|denial| {
             self.sink.denied(&denial);
             Error::Denied(denial.to_string())
-        })
+        })?;
+        let kind: Vec<&str> = what.split_whitespace().take(2).collect();
+        self.granter
+            .note_call(format!("docker {}: {}", self.connection, kind.join(" ")));
+        Ok(())
     }
 
     /// A denial names what would allow it: a setting under the connection's table, or `how`.
