@@ -292,6 +292,19 @@ fn the_scaffold_builds_and_its_test_passes() {
     let report: Value = serde_json::from_str(tested.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(report["status"], "succeeded", "{report}");
     assert!(dir.join(format!("{name}.wasm")).is_file());
+    // One step with a config given on the command line, no workflow file.
+    let adhoc = orch.orch(&[
+        "--json",
+        "plugin",
+        "test",
+        dir.to_str().unwrap(),
+        "--with",
+        r#"{"who": "zed-tester"}"#,
+    ]);
+    assert_eq!(adhoc.code, 0, "{}\n{}", adhoc.stdout, adhoc.stderr);
+    let report: Value = serde_json::from_str(adhoc.stdout.lines().last().unwrap()).unwrap();
+    let greeting = step(&report, "test")["outputs"]["greeting"].to_string();
+    assert!(greeting.contains("zed-tester"), "{report}");
 }
 
 /// JavaScript's own `fetch`, from an async step body, goes through the same gate as `http`.

@@ -294,8 +294,14 @@ pub enum PluginCommand {
         #[arg(default_value = ".")]
         dir: PathBuf,
         /// Another workflow to plan and run.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "with")]
         workflow: Option<PathBuf>,
+        /// Instead of a workflow: one step of the plugin with this config (a JSON object).
+        #[arg(long, value_name = "JSON")]
+        with: Option<String>,
+        /// A grant for that step (an origin, `tcp://host:port`, `./dir`); repeatable.
+        #[arg(long, value_name = "GRANT", requires = "with")]
+        allow: Vec<String>,
     },
 }
 

@@ -28,6 +28,38 @@ fn absolute(path: &Path) -> Result<PathBuf, CliError> {
     std::path::absolute(path).map_err(|e| CliError::invalid(format!("{}: {e}", path.display())))
 }
 
+/// The workflow of `orch plugin test --with JSON --allow GRANT...`.
+fn one_step(
+    name: &str,
+    artifact: &Path,
+    config: &str,
+    allow: &[String],
+) -> Result<String, CliError> {
+    let bad = |e: String| {
+        CliError::invalid(format!(
+            "--with: {e}\n  help: give the step's config as a JSON object, e.g. --with '{{\"who\": \"world\"}}'"
+        ))
+    };
+    let json: serde_json::Value = serde_json::from_str(config).map_err(|e| bad(e.to_string()))?;
+    if !json.is_object() {
+        return Err(bad("not a JSON object".into()));
+    }
+    let with = toml::Value::try_from(&json).map_err(|e| bad(format!("{e} (TOML has no null)")))?;
+    let mut step = toml::Table::new();
+    step.insert("plugin".into(), artifact.display().to_string().into());
+    step.insert(
+        "allow".into(),
+        toml::Value::Array(allow.iter().map(|g| g.clone().into()).collect()),
+    );
+    step.insert("with".into(), with);
+    let mut steps = toml::Table::new();
+    steps.insert("test".into(), step.into());
+    let mut workflow = toml::Table::new();
+    workflow.insert("name".into(), format!("{name}-test").into());
+    workflow.insert("steps".into(), steps.into());
+    toml::to_string(&workflow).map_err(|e| bad(e.to_string()))
+}
+
 /// A language orch can build plugins from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, strum::Display)]
 #[strum(serialize_all = "lowercase")]
@@ -141,16 +173,28 @@ pub(super) fn new(
 }
 
 /// `orch plugin test [DIR]`: build when a source is newer than the component, then plan and
-/// run DIR/workflow.toml (or `workflow`).
+/// run DIR/workflow.toml (or `workflow`), or one step with a given config and grants.
 pub(super) async fn test(
     settings: &Settings,
     dir: &Path,
     workflow: Option<&Path>,
+    with: Option<(String, Vec<String>)>,
 ) -> Result<(), CliError> {
     let dir = &absolute(dir)?;
     let artifact = artifact(dir)?;
     if toolchain::stale(dir, &artifact) {
         build(settings, dir).await?;
+    }
+    if let Some((config, allow)) = with {
+        // A one-step workflow beside the plugin (grants like "./data" are relative to it),
+        // removed afterwards.
+        let text = one_step(&plugin_name(dir)?, &artifact, &config, &allow)?;
+        let file = tempfile::Builder::new()
+            .prefix(".orch-test-")
+            .suffix(".toml")
+            .tempfile_in(dir)?;
+        std::fs::write(file.path(), text)?;
+        return super::cmd::plan_then_run(settings, file.path()).await;
     }
     let workflow = workflow
         .map(Path::to_path_buf)

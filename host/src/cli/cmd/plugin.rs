@@ -29,8 +29,14 @@ pub(super) async fn plugin(settings: &Settings, command: PluginCommand) -> Resul
             return authoring::new(settings, &name, lang, &dir);
         }
         PluginCommand::Build { dir } => return authoring::build(settings, &dir).await,
-        PluginCommand::Test { dir, workflow } => {
-            return authoring::test(settings, &dir, workflow.as_deref()).await;
+        PluginCommand::Test {
+            dir,
+            workflow,
+            with,
+            allow,
+        } => {
+            let with = with.map(|json| (json, allow));
+            return authoring::test(settings, &dir, workflow.as_deref(), with).await;
         }
         PluginCommand::Push { file, reference } => return push(settings, &file, &reference).await,
         PluginCommand::Pull { reference } => return pull(settings, &reference, None).await,
