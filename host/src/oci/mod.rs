@@ -107,6 +107,12 @@ pub fn parse(text: &str) -> Result<Reference, OciError> {
         .map_err(|_| OciError::Reference(text.to_string()))
 }
 
+/// A client holding one registry's credentials, for the requests of one operation.
+struct Session {
+    client: Client,
+    auth: oci_client::secrets::RegistryAuth,
+}
+
 /// A client for one command: registry settings, credentials, and the blob cache.
 pub struct Registry {
     insecure: Vec<String>,
@@ -155,15 +161,37 @@ impl Registry {
         })
     }
 
+    /// One client with the registry's credentials (read once: they may come from a credential
+    /// helper process), for every request of one operation.
+    async fn session(&self, reference: &Reference) -> Result<Session, OciError> {
+        let client = self.client()?;
+        let auth = auth::for_registry(reference.resolve_registry()).await;
+        client
+            .store_auth_if_needed(reference.resolve_registry(), &auth)
+            .await;
+        Ok(Session { client, auth })
+    }
+
     /// The manifest digest a reference resolves to now (a tag may move; a digest may not).
     pub async fn resolve(&self, reference: &Reference) -> Result<String, OciError> {
         if let Some(digest) = reference.digest() {
             return pinned_digest(reference, digest);
         }
-        let client = self.client()?;
-        let auth = auth::for_registry(reference.resolve_registry()).await;
-        let digest = client
-            .fetch_manifest_digest(reference, &auth)
+        let session = self.session(reference).await?;
+        self.resolve_in(&session, reference).await
+    }
+
+    async fn resolve_in(
+        &self,
+        session: &Session,
+        reference: &Reference,
+    ) -> Result<String, OciError> {
+        if let Some(digest) = reference.digest() {
+            return pinned_digest(reference, digest);
+        }
+        let digest = session
+            .client
+            .fetch_manifest_digest(reference, &session.auth)
             .await
             .map_err(|e| self.error(reference, e))?;
         pinned_digest(reference, &digest)
@@ -173,12 +201,20 @@ impl Registry {
     /// imports and describe() metadata before downloading it. Both are checked against their
     /// digests here (a pinned reference against its own digest, never one the registry names).
     pub async fn inspect(&self, reference: &Reference) -> Result<Artifact, OciError> {
-        let digest = self.resolve(reference).await?;
-        let client = self.client()?;
-        let auth = auth::for_registry(reference.resolve_registry()).await;
+        let session = self.session(reference).await?;
+        self.inspect_in(&session, reference).await
+    }
+
+    async fn inspect_in(
+        &self,
+        session: &Session,
+        reference: &Reference,
+    ) -> Result<Artifact, OciError> {
+        let digest = self.resolve_in(session, reference).await?;
         let pinned = reference.clone_with_digest(digest.clone());
-        let (raw, _) = client
-            .pull_manifest_raw(&pinned, &auth, &[OCI_IMAGE_MEDIA_TYPE])
+        let (raw, _) = session
+            .client
+            .pull_manifest_raw(&pinned, &session.auth, &[OCI_IMAGE_MEDIA_TYPE])
             .await
             .map_err(|e| self.error(reference, e))?;
         if raw.len() > MAX_CONFIG_BYTES || sha256(&raw) != digest {
@@ -193,7 +229,7 @@ impl Registry {
                 reason: format!("its manifest does not parse: {e}"),
             })?;
         let config = self
-            .blob(&client, &pinned, &manifest.config, MAX_CONFIG_BYTES as u64)
+            .blob(session, &pinned, &manifest.config, MAX_CONFIG_BYTES as u64)
             .await?;
         let config_text = String::from_utf8_lossy(&config);
         let artifact = artifact::check(reference, &manifest, &config_text, digest)?;
@@ -212,11 +248,11 @@ impl Registry {
                 return Ok(found);
             }
         }
-        let artifact = self.inspect(reference).await?;
+        let session = self.session(reference).await?;
+        let artifact = self.inspect_in(&session, reference).await?;
         if let Some(bytes) = self.cache.get(&artifact.layer_digest) {
             return Ok((artifact, bytes));
         }
-        let client = self.client()?;
         let pinned = reference.clone_with_digest(artifact.manifest_digest.clone());
         let layer = oci_client::manifest::OciDescriptor {
             media_type: WASM_LAYER.into(),
@@ -224,7 +260,9 @@ impl Registry {
             size: artifact.size as i64,
             ..Default::default()
         };
-        let bytes = self.blob(&client, &pinned, &layer, MAX_LAYER_BYTES).await?;
+        let bytes = self
+            .blob(&session, &pinned, &layer, MAX_LAYER_BYTES)
+            .await?;
         self.cache.put(&artifact.layer_digest, &bytes);
         Ok((artifact, bytes))
     }
@@ -233,7 +271,7 @@ impl Registry {
     /// checked against its digest before it is returned.
     async fn blob(
         &self,
-        client: &Client,
+        session: &Session,
         reference: &Reference,
         descriptor: &oci_client::manifest::OciDescriptor,
         max: u64,
@@ -250,11 +288,8 @@ impl Registry {
                 ),
             });
         }
-        let auth = auth::for_registry(reference.resolve_registry()).await;
-        client
-            .store_auth_if_needed(reference.resolve_registry(), &auth)
-            .await;
-        let mut stream = client
+        let mut stream = session
+            .client
             .pull_blob_stream(reference, descriptor)
             .await
             .map_err(|e| self.error(reference, e))?
@@ -321,8 +356,7 @@ impl Registry {
         config: &WasmConfig,
         annotations: BTreeMap<String, String>,
     ) -> Result<String, OciError> {
-        let client = self.client()?;
-        let auth = auth::for_registry(reference.resolve_registry()).await;
+        let Session { client, .. } = self.session(reference).await?;
         let config_json = serde_json::to_vec(config).map_err(|e| OciError::Registry {
             reference: reference.whole(),
             detail: e.to_string(),
@@ -333,9 +367,6 @@ impl Registry {
             OciImageManifest::build(std::slice::from_ref(&layer), &config, Some(annotations));
         manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
         manifest.artifact_type = Some(WASM_CONFIG.to_string());
-        client
-            .store_auth_if_needed(reference.resolve_registry(), &auth)
-            .await;
         let fail = |e| self.error(reference, e);
         client
             .push_blob(reference, layer.data.clone(), &manifest.layers[0].digest)

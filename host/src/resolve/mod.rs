@@ -373,15 +373,17 @@ pub async fn load(
             (format!("oci://{reference}"), bytes)
         }
     };
-    let origin = Origin {
-        component: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
-        manifest,
-        size: bytes.len() as u64,
-    };
+    let size = bytes.len() as u64;
     let compiled = runtime
         .load_async(&name, bytes)
         .await
         .map_err(|e| (e.to_string(), "check how the plugin was built".to_string()))?;
+    // The runtime already hashed the bytes (its cache key): the component's digest.
+    let origin = Origin {
+        component: format!("sha256:{}", compiled.hash),
+        manifest,
+        size,
+    };
     let info = runtime
         .describe(&compiled, Arc::new(Quiet))
         .await

@@ -176,6 +176,11 @@ impl Cx {
     pub fn outputs(&self) -> &[Output] {
         &self.outputs
     }
+
+    /// The changes and outputs recorded, handed over (what the export glue returns).
+    pub fn into_parts(self) -> (Vec<Change>, Vec<Output>) {
+        (self.changes, self.outputs)
+    }
 }
 
 /// A change, for [`Cx::declare`] or a plugin's own planning code.
@@ -267,14 +272,14 @@ macro_rules! export {
                 config: String,
             ) -> Result<Vec<$crate::Change>, $crate::StepError> {
                 $crate::glue::call::<$ty>($crate::Mode::Plan, ctx, &config)
-                    .map(|cx| cx.changes().to_vec())
+                    .map(|cx| cx.into_parts().0)
             }
             fn run(
                 ctx: $crate::StepContext,
                 config: String,
             ) -> Result<Vec<$crate::Output>, $crate::StepError> {
                 $crate::glue::call::<$ty>($crate::Mode::Apply, ctx, &config)
-                    .map(|cx| cx.outputs().to_vec())
+                    .map(|cx| cx.into_parts().1)
             }
         }
         $crate::bindings::export_step!($ty with_types_in $crate::bindings);
