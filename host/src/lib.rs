@@ -33,4 +33,4 @@ pub mod workflow;
 #[doc(hidden)]
 pub use runtime::compile_child;
 pub use runtime::{Runtime, RuntimeConfig};
-pub use serve::{ServeConfig, serve};
+pub use serve::{ServeConfig, WorkerConfig, serve};

@@ -100,6 +100,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Workers of `orch serve` sharing the run store: labels, heartbeat, steps held.
+    Workers {
+        #[command(subcommand)]
+        command: WorkersCommand,
+    },
     /// Schedules: next fire times, and why recent ticks did what they did.
     Schedule {
         #[command(subcommand)]
@@ -172,12 +177,23 @@ pub struct ServeArgs {
     /// After SIGTERM/SIGINT, how long running steps may take to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
-    /// Most runs executing at once.
+    /// Most runs started and unfinished at once (all workers on the store together).
     #[arg(long, default_value_t = 16)]
     pub max_runs: usize,
-    /// Most steps of one run executing at once.
-    #[arg(long, default_value_t = 8)]
+    /// Most steps this worker runs at once.
+    #[arg(long, default_value_t = 16)]
     pub parallel: usize,
+    /// Labels of this worker: it runs steps whose `runs_on` labels it all has, e.g.
+    /// `gpu,docker-shared` (GitLab runner tags).
+    #[arg(long, value_delimiter = ',', env = "ORCH_WORKER_LABELS", value_parser = parse_label)]
+    pub worker_labels: Vec<String>,
+    /// Run only steps with `runs_on` (by default a worker also takes untagged steps).
+    #[arg(long)]
+    pub tagged_only: bool,
+    /// How long a claimed step stays this worker's without a heartbeat: a worker that dies
+    /// has its steps taken over by another within this (renewed every fifth of it).
+    #[arg(long, default_value = "15s", value_parser = parse_lease)]
+    pub lease: Duration,
     /// How often the directory is rescanned.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub reload_every: Duration,
@@ -188,6 +204,41 @@ pub struct ServeArgs {
     /// a plugin missing from it or differing from it is not served).
     #[arg(long, conflicts_with = "locked")]
     pub unlocked: bool,
+}
+
+/// A worker label: what `runs_on` accepts.
+fn parse_label(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let fine = !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if fine {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a label: use 1-63 letters, digits, `-`, `_` or `.`"
+        ))
+    }
+}
+
+/// A lease of at least a second (renewals come every fifth of it).
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err("a lease is at least 1s".into());
+    }
+    Ok(d)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Workers heard from lately, newest first.
+    List {
+        /// Also workers stopped or lost within this long (default: the last day).
+        #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+        since: Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]

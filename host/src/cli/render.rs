@@ -142,7 +142,13 @@ pub(super) fn run_detail(d: &RunDetail) -> String {
     if let Some(e) = &r.error {
         out.push_str(&format!("error {e}\n"));
     }
-    let mut t = table(&["step", "attempt", "status", "duration", "outputs / error"]);
+    let workers = d.steps.iter().any(|s| s.worker.is_some());
+    let mut header = vec!["step", "attempt", "status", "duration"];
+    if workers {
+        header.push("worker");
+    }
+    header.push("outputs / error");
+    let mut t = table(&header);
     for s in &d.steps {
         let took = elapsed(s.started_at, s.finished_at);
         let detail = match (&s.error, &s.outputs) {
@@ -150,15 +156,22 @@ pub(super) fn run_detail(d: &RunDetail) -> String {
             (None, Some(o)) => o.to_string(),
             _ => String::new(),
         };
-        t.add_row(vec![
+        let mut row = vec![
             s.step.clone(),
             s.attempt.to_string(),
             s.status.to_string(),
             took,
-            detail,
-        ]);
+        ];
+        if workers {
+            row.push(s.worker.clone().unwrap_or_default());
+        }
+        row.push(detail);
+        t.add_row(row);
     }
     out.push_str(&format!("\n{t}\n"));
+    for w in &d.waiting {
+        out.push_str(&format!("waiting {}: {}\n", w.step, w.reason));
+    }
     if !d.logs.is_empty() {
         out.push_str("\nlogs\n");
         if d.logs_before > 0 {
@@ -222,6 +235,45 @@ pub(super) fn tokens(tokens: &[TokenRow]) -> String {
             time(token.created_at),
             token.last_used_at.map(time).unwrap_or_default(),
             token.revoked_at.map(time).unwrap_or_default(),
+        ]);
+    }
+    format!("{t}\n")
+}
+
+/// `orch workers list` output.
+pub(super) fn workers(workers: &[crate::store::WorkerRow]) -> String {
+    let now = crate::store::now_ms();
+    let mut t = plain_table(&[
+        "worker",
+        "labels",
+        "state",
+        "heartbeat",
+        "steps",
+        "version",
+        "started",
+    ]);
+    for w in workers {
+        let state = if w.stopped_at.is_some() {
+            "stopped"
+        } else if !w.alive(now, crate::store::ALIVE_WITHIN_MS) {
+            "lost"
+        } else if w.draining {
+            "draining"
+        } else {
+            "alive"
+        };
+        let mut labels = w.labels.join(",");
+        if !w.untagged {
+            labels.push_str(" (tagged only)");
+        }
+        t.add_row([
+            w.id.clone(),
+            labels,
+            state.to_string(),
+            format!("{:.1}s ago", (now - w.heartbeat_at) as f64 / 1000.0),
+            w.running.to_string(),
+            w.version.clone(),
+            time(w.started_at),
         ]);
     }
     format!("{t}\n")

@@ -2,6 +2,7 @@
 //! ([`step`]) with its outputs masked and recorded ([`outputs`]), and closes the record. The dry
 //! run behind `orch plan` ([`dry_run`]) shares the step preparation and records nothing.
 
+mod claimed;
 mod dry_run;
 pub mod events;
 mod outputs;
@@ -9,6 +10,7 @@ mod sink;
 mod step;
 mod walk;
 
+pub use claimed::{Attach, ClaimControl, ClaimOutcome, DagGraph, RunHandle, Stop};
 pub use dry_run::{PlanReport, PlannedStep, StepPlan, plan};
 pub use events::{Event, Observer, Silent};
 
@@ -211,6 +213,7 @@ impl Executor {
                     trigger: spec.trigger,
                     trigger_detail: None,
                     status: RunStatus::Running,
+                    wait_group: false,
                 })
                 .await?;
         } else {

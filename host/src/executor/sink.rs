@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 pub(super) enum Record {
     Log(NewLog),
     Audit(AuditRow),
+    /// Answered once everything queued before it is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Records queued for the run's writer; past this (the store fell behind) log lines are
@@ -29,6 +31,7 @@ pub(super) fn spawn_writer(
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 512).await > 0 {
             let mut logs = Vec::new();
+            let mut flushed = Vec::new();
             for record in batch.drain(..) {
                 match record {
                     Record::Log(line) => logs.push(line),
@@ -37,12 +40,16 @@ pub(super) fn spawn_writer(
                             tracing::error!("cannot record audit row: {e}");
                         }
                     }
+                    Record::Flush(done) => flushed.push(done),
                 }
             }
             if !logs.is_empty()
                 && let Err(e) = store.append_logs(&run_id, &logs).await
             {
                 tracing::error!("cannot record {} log lines: {e}", logs.len());
+            }
+            for done in flushed {
+                let _ = done.send(());
             }
         }
     });
@@ -82,6 +89,9 @@ pub(super) struct StepEvents {
     audited: AtomicUsize,
     /// Lines the writer's full queue refused since the last one it took.
     dropped: AtomicU64,
+    /// For a claimed attempt: its own log sequence numbers and the lease token its lines are
+    /// fenced by; `None`: numbered from the run's counter, unfenced.
+    claimed: Option<(AtomicI64, i64)>,
 }
 
 impl StepEvents {
@@ -96,6 +106,15 @@ impl StepEvents {
             truncated: AtomicBool::new(false),
             audited: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
+            claimed: None,
+        }
+    }
+
+    /// A sink for one claimed attempt: lines numbered from `seq_base`, fenced by `token`.
+    pub(super) fn claimed(run: Arc<RunChannel>, step: &str, seq_base: i64, token: i64) -> Self {
+        Self {
+            claimed: Some((AtomicI64::new(seq_base), token)),
+            ..Self::new(run, step)
         }
     }
 
@@ -111,8 +130,13 @@ impl StepEvents {
 
     /// A log line of this step for the writer.
     fn record(&self, level: &'static str, message: String) -> Record {
+        let (seq, lease) = match &self.claimed {
+            Some((seq, token)) => (seq.fetch_add(1, Ordering::Relaxed), Some(*token)),
+            None => (self.run.seq.fetch_add(1, Ordering::Relaxed), None),
+        };
         Record::Log(NewLog {
-            seq: self.run.seq.fetch_add(1, Ordering::Relaxed),
+            seq,
+            lease,
             step: self.step.clone(),
             attempt: self.attempt.load(Ordering::Relaxed) as i64,
             ts: now_ms(),
@@ -281,6 +305,7 @@ mod tests {
             match record {
                 Record::Audit(_) => audited += 1,
                 Record::Log(_) => logged += 1,
+                Record::Flush(_) => {}
             }
         }
         assert_eq!(audited, MAX_STEP_DENIALS);

@@ -55,7 +55,7 @@ pub(super) fn prepare_step(
 }
 
 /// The expression scope for a step: the run's values plus the finished steps it reads.
-fn scope_for(shared: &RunShared, step: &Step) -> Scope {
+pub(super) fn scope_for(shared: &RunShared, step: &Step) -> Scope {
     let mut scope = shared.base.clone();
     let read = step.steps_read();
     if read == StepsRead::These(vec![]) {
@@ -77,6 +77,198 @@ fn scope_for(shared: &RunShared, step: &Step) -> Scope {
     };
     scope.steps = Arc::new(Json::Object(steps));
     scope
+}
+
+/// How one attempt ended.
+pub(super) enum AttemptEnd {
+    /// The plugin returned: `succeeded`, or `failed` because its outputs could not be kept.
+    Returned {
+        status: StepStatus,
+        /// What later steps read, what is shown, and what is stored.
+        real: Json,
+        masked: Json,
+        stored: Json,
+        /// `stored` is `real`: a resumed run or another worker can reuse it.
+        resumable: bool,
+        error: Option<String>,
+        error_kind: Option<&'static str>,
+    },
+    /// The plugin failed; `retry`: the policy allows another attempt.
+    Fault {
+        kind: &'static str,
+        message: String,
+        retry: bool,
+    },
+}
+
+impl AttemptEnd {
+    /// The attempt's record, for an end that is final or a retry.
+    pub(super) fn record(&self) -> StepEnd<'_> {
+        match self {
+            AttemptEnd::Returned {
+                status,
+                stored,
+                resumable,
+                error,
+                error_kind,
+                ..
+            } => StepEnd {
+                status: *status,
+                resumable: *resumable,
+                outputs: Some(stored),
+                error: error.as_deref(),
+                error_kind: *error_kind,
+            },
+            AttemptEnd::Fault {
+                kind,
+                message,
+                retry,
+            } => StepEnd {
+                status: if *retry {
+                    StepStatus::Retrying
+                } else {
+                    StepStatus::Failed
+                },
+                resumable: false,
+                outputs: None,
+                error: Some(message),
+                error_kind: Some(kind),
+            },
+        }
+    }
+}
+
+/// What an attempt of a step runs with.
+pub(super) struct AttemptOf<'a> {
+    pub step: &'a Step,
+    pub plugin: &'a ResolvedPlugin,
+    pub config: &'a str,
+    pub events: &'a Arc<StepEvents>,
+    pub granter: &'a Arc<Granter>,
+    pub attempt: u32,
+}
+
+/// Run one attempt: call the plugin, collect and mask its outputs (keeping the ones
+/// `store_secret` names), or explain its fault. Returns how it ended and the grants it used.
+pub(super) async fn run_attempt(
+    shared: &RunShared,
+    a: &AttemptOf<'_>,
+) -> (AttemptEnd, Vec<String>) {
+    let (step, id, masker, events) = (a.step, a.step.id.as_str(), &shared.channel.masker, a.events);
+    events.attempt.store(a.attempt, Ordering::Relaxed);
+    shared.channel.observer.event(&Event::StepStarted {
+        step: id.to_string(),
+        attempt: a.attempt,
+    });
+    let invocation = Invocation {
+        ctx: StepContext {
+            run_id: shared.run_id.clone(),
+            workflow: shared.workflow.name.clone(),
+            step_id: id.to_string(),
+            attempt: a.attempt,
+            trigger: shared.trigger.to_string(),
+        },
+        config: a.config,
+        limits: step.limits,
+        timeout: step.timeout,
+        granter: a.granter.clone(),
+        sink: events.clone(),
+        connections: shared.connections.clone(),
+    };
+    let result = shared.runtime.run(&a.plugin.plugin, invocation).await;
+    let denials = events.take_denials();
+    let used = a.granter.take_used();
+    let mut outputs = match result {
+        Ok(outputs) => outputs,
+        Err(fault) => {
+            let (kind, message) = explain(&fault, &denials);
+            let message = mask_error(events, masker, kind, &message);
+            let retry = fault.is_retryable() && denials.is_empty() && a.attempt <= step.retry.max;
+            return (
+                AttemptEnd::Fault {
+                    kind,
+                    message,
+                    retry,
+                },
+                used,
+            );
+        }
+    };
+    let secret_names: Vec<String> = outputs
+        .iter()
+        .filter(|o| o.secret)
+        .map(|o| o.name.clone())
+        .collect();
+    // What `store_secret` names is a secret, whether the plugin said so or not.
+    for o in outputs.iter_mut() {
+        o.secret |= step
+            .store_secrets
+            .iter()
+            .any(|keep| keep.output.as_deref() == Some(o.name.as_str()));
+    }
+    let (collected, error) = match collect_outputs(masker, id, outputs) {
+        Ok((real, masked)) => {
+            let kept =
+                store_secret_outputs(shared.secret_store.as_ref(), step, &real, &secret_names);
+            let error = match kept {
+                Ok(lines) => {
+                    for line in lines {
+                        events.log(LogLevel::Info, &line);
+                    }
+                    None
+                }
+                Err(error) => Some(("store-secret", masker.mask(&error))),
+            };
+            ((real, masked), error)
+        }
+        Err(refused) => {
+            let nothing = (Json::Object(Map::new()), Json::Object(Map::new()));
+            (nothing, Some(("secret-output", masker.mask(&refused))))
+        }
+    };
+    let (real, masked) = collected;
+    let (error_kind, error) = error.unzip();
+    let stored = recordable_outputs(&masked);
+    let succeeded = error.is_none();
+    let end = AttemptEnd::Returned {
+        status: if succeeded {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Failed
+        },
+        // Nothing masked or cut: a resumed run can reuse these outputs as they are.
+        resumable: succeeded && stored == real,
+        real: if succeeded { real } else { json!({}) },
+        masked,
+        stored,
+        error,
+        error_kind,
+    };
+    (end, used)
+}
+
+/// Say an attempt failed and when the next one starts.
+pub(super) fn announce_retry(
+    shared: &RunShared,
+    events: &StepEvents,
+    id: &str,
+    attempt: u32,
+    message: &str,
+    delay: std::time::Duration,
+) {
+    events.log(
+        LogLevel::Warn,
+        &format!(
+            "attempt {attempt} failed: {message}; retrying in {}",
+            humantime::format_duration(delay)
+        ),
+    );
+    shared.channel.observer.event(&Event::StepRetrying {
+        step: id.into(),
+        attempt,
+        delay,
+        error: message.to_string(),
+    });
 }
 
 /// Run one step to its end: prepare it, then attempts with retries.
@@ -103,142 +295,58 @@ pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport,
     let run = shared.run_id.as_str();
     let mut attempt = shared.next_attempt.get(id).copied().unwrap_or(1);
     loop {
-        events.attempt.store(attempt, Ordering::Relaxed);
         shared
             .store
             .start_step(run, id, attempt, &plugin_name, StepStatus::Running)
             .await?;
-        shared.channel.observer.event(&Event::StepStarted {
-            step: id.to_string(),
-            attempt,
-        });
-        let invocation = Invocation {
-            ctx: StepContext {
-                run_id: shared.run_id.clone(),
-                workflow: shared.workflow.name.clone(),
-                step_id: id.to_string(),
-                attempt,
-                trigger: shared.trigger.to_string(),
-            },
+        let of = AttemptOf {
+            step,
+            plugin: resolved,
             config: &config,
-            limits: step.limits,
-            timeout: step.timeout,
-            granter: granter.clone(),
-            sink: events.clone(),
-            connections: shared.connections.clone(),
+            events: &events,
+            granter: &granter,
+            attempt,
         };
-        let result = shared.runtime.run(&resolved.plugin, invocation).await;
-        let denials = events.take_denials();
-        let used = granter.take_used();
+        let (end, used) = run_attempt(shared, &of).await;
         if !used.is_empty() {
             shared.store.grants_used(run, id, &used).await?;
         }
-        let fault = match result {
-            Ok(mut outputs) => {
-                let secret_names: Vec<String> = outputs
-                    .iter()
-                    .filter(|o| o.secret)
-                    .map(|o| o.name.clone())
-                    .collect();
-                // What `store_secret` names is a secret, whether the plugin said so or not.
-                for o in outputs.iter_mut() {
-                    o.secret |= step
-                        .store_secrets
-                        .iter()
-                        .any(|keep| keep.output.as_deref() == Some(o.name.as_str()));
-                }
-                let (collected, error) = match collect_outputs(masker, id, outputs) {
-                    Ok((real, masked)) => {
-                        let kept = store_secret_outputs(
-                            shared.secret_store.as_ref(),
-                            step,
-                            &real,
-                            &secret_names,
-                        );
-                        let error = match kept {
-                            Ok(lines) => {
-                                for line in lines {
-                                    events.log(LogLevel::Info, &line);
-                                }
-                                None
-                            }
-                            Err(error) => Some(("store-secret", masker.mask(&error))),
-                        };
-                        ((real, masked), error)
-                    }
-                    Err(refused) => {
-                        let nothing = (Json::Object(Map::new()), Json::Object(Map::new()));
-                        (nothing, Some(("secret-output", masker.mask(&refused))))
-                    }
-                };
-                let (real, masked) = collected;
-                let (error_kind, error) = error.unzip();
-                let stored = recordable_outputs(&masked);
-                let succeeded = error.is_none();
-                let status = if succeeded {
-                    StepStatus::Succeeded
-                } else {
-                    StepStatus::Failed
-                };
-                let end = StepEnd {
-                    status,
-                    // Nothing masked or cut: a resumed run can reuse these outputs as they are.
-                    resumable: succeeded && stored == real,
-                    outputs: Some(&stored),
-                    error: error.as_deref(),
-                    error_kind,
-                };
-                shared.store.finish_step(run, id, attempt, end).await?;
+        shared
+            .store
+            .finish_step(run, id, attempt, end.record())
+            .await?;
+        match end {
+            AttemptEnd::Returned {
+                status,
+                real,
+                masked,
+                error,
+                ..
+            } => {
                 return Ok(shared.conclude(Finished {
                     id,
                     status,
-                    real_outputs: if succeeded { real } else { json!({}) },
+                    real_outputs: real,
                     masked_outputs: masked,
                     attempts: attempt,
                     duration: started.elapsed(),
                     error,
                 }));
             }
-            Err(fault) => fault,
-        };
-        let (kind, message) = explain(&fault, &denials);
-        let message = mask_error(&events, masker, kind, &message);
-        let retry = fault.is_retryable() && denials.is_empty() && attempt <= step.retry.max;
-        let end = StepEnd {
-            status: if retry {
-                StepStatus::Retrying
-            } else {
-                StepStatus::Failed
-            },
-            resumable: false,
-            outputs: None,
-            error: Some(&message),
-            error_kind: Some(kind),
-        };
-        shared.store.finish_step(run, id, attempt, end).await?;
-        if !retry {
-            return Ok(shared.conclude(Finished {
-                attempts: attempt,
-                duration: started.elapsed(),
-                ..Finished::without_outputs(id, StepStatus::Failed, Some(message))
-            }));
+            AttemptEnd::Fault { message, retry, .. } => {
+                if !retry {
+                    return Ok(shared.conclude(Finished {
+                        attempts: attempt,
+                        duration: started.elapsed(),
+                        ..Finished::without_outputs(id, StepStatus::Failed, Some(message))
+                    }));
+                }
+                let delay = step.retry.delay_before(attempt + 1);
+                announce_retry(shared, &events, id, attempt, &message, delay);
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
         }
-        let delay = step.retry.delay_before(attempt + 1);
-        events.log(
-            LogLevel::Warn,
-            &format!(
-                "attempt {attempt} failed: {message}; retrying in {}",
-                humantime::format_duration(delay)
-            ),
-        );
-        shared.channel.observer.event(&Event::StepRetrying {
-            step: id.into(),
-            attempt,
-            delay,
-            error: message,
-        });
-        tokio::time::sleep(delay).await;
-        attempt += 1;
     }
 }
 

@@ -13,11 +13,12 @@ pub(crate) mod scheduler;
 use crate::capability::secret_store::SecretStore;
 use crate::executor::Executor;
 use crate::runtime::Runtime;
-use crate::store::{Store, Trigger};
+use crate::store::Store;
 use anyhow::Context;
 use metrics::Metrics;
 use registry::Registry;
-use runner::{Admission, Runner, ScheduleId};
+use runner::Runner;
+pub use runner::WorkerConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,10 +33,8 @@ pub struct ServeConfig {
     pub bind: SocketAddr,
     /// How long running steps may take to finish after SIGTERM.
     pub grace: Duration,
-    /// Most runs executing at once.
-    pub max_runs: usize,
-    /// Most steps of one run executing at once.
-    pub max_parallel: usize,
+    /// This process as a worker: labels, lease, how many steps and runs at once.
+    pub worker: WorkerConfig,
     /// How often the workflows directory is rescanned for changes.
     pub reload_every: Duration,
     /// Largest accepted request body.
@@ -72,7 +71,7 @@ impl AppState {
         let executor = Executor {
             runtime,
             store: store.clone(),
-            max_parallel: config.max_parallel,
+            max_parallel: config.worker.max_steps,
         };
         let runner = Arc::new(Runner::new(
             executor,
@@ -80,7 +79,7 @@ impl AppState {
             metrics.clone(),
             process_env.clone(),
             secret_store.clone(),
-            config.max_runs,
+            config.worker.clone(),
         ));
         Arc::new(Self {
             store,
@@ -97,8 +96,9 @@ impl AppState {
 /// Serve until `stop` is cancelled (SIGTERM/SIGINT at the CLI), then stop gracefully.
 ///
 /// Every trigger (API call, webhook delivery, schedule tick) commits a `queued` run row before
-/// it is acknowledged; the runner then executes it, committing each state change before the
-/// next. At start, runs left queued, running or interrupted are resumed.
+/// it is acknowledged; a worker (this process, or another sharing the PostgreSQL store) puts
+/// its steps on the queue and workers claim them, committing each state change before the
+/// next. Runs left unfinished by a stop or a crash carry on.
 pub async fn serve(
     config: ServeConfig,
     store: Store,
@@ -106,6 +106,11 @@ pub async fn serve(
     secret_store: Option<SecretStore>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    // SQLite has one writer process: a second server on the same file is refused.
+    let _single = match store.file() {
+        Some(file) => Some(single_server(file)?),
+        None => None,
+    };
     let process_env: HashMap<String, String> = std::env::vars().collect();
     let state = AppState::new(&config, store, runtime.clone(), secret_store, process_env);
     let registry = state.registry.clone();
@@ -120,7 +125,10 @@ pub async fn serve(
         })?;
     report(&scan);
     let runner = state.runner.clone();
-    resume(&state.store, &runner).await?;
+    runner
+        .register()
+        .await
+        .context("cannot register this worker in the run store")?;
 
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -143,6 +151,8 @@ pub async fn serve(
         reloaded: reloaded.clone(),
     };
     let cron = tokio::spawn(scheduler.run(background.clone()));
+    let heartbeat = tokio::spawn(runner.clone().heartbeat());
+    let work = tokio::spawn(runner.clone().work());
     let watcher = tokio::spawn(watch(
         config.workflows.clone(),
         config.reload_every,
@@ -170,27 +180,35 @@ pub async fn serve(
     let _ = cron.await;
     let _ = watcher.await;
     runner.shutdown(config.grace).await;
+    let _ = work.await;
+    heartbeat.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     eprintln!("orch serve: stopped");
     Ok(())
 }
 
-/// Hand every unfinished run back to the runner, oldest first. Runs of one schedule run one
-/// after another.
-async fn resume(store: &Store, runner: &Arc<Runner>) -> anyhow::Result<()> {
-    let unfinished = store.unfinished_runs().await?;
-    if !unfinished.is_empty() {
-        eprintln!("orch serve: resuming {} unfinished runs", unfinished.len());
+/// Hold an exclusive lock beside a SQLite store for as long as this server runs.
+fn single_server(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".serve-lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", std::path::Path::new(&path).display()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `orch serve` already uses the SQLite store {}: SQLite serves one process. \
+             Stop the other server, or run several workers on one PostgreSQL store \
+             (--database-url postgres://...)",
+            db.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", std::path::Path::new(&path).display()))
+        }
     }
-    for run in unfinished {
-        let schedule = (run.trigger == Trigger::Cron)
-            .then_some(run.trigger_detail.as_deref())
-            .flatten()
-            .and_then(|detail| ScheduleId::from_trigger_detail(&run.workflow, detail));
-        let admission = schedule.map_or(Admission::Now, Admission::AfterGroup);
-        runner.submit(run.id, run.workflow, admission);
-    }
-    Ok(())
 }
 
 /// Print what a scan loaded and rejected.

@@ -1,17 +1,21 @@
-//! Starts recorded runs and keeps track of them: bounded concurrency, per-schedule queues
-//! (`overlap = "queue"`), cancellation, resuming after a restart, and the graceful stop.
+//! This process as a worker on the shared step queue: it starts recorded runs (puts their
+//! steps on the queue), claims ready steps its labels allow, runs them under a lease it renews
+//! in one batched update, and hands back what it holds when it stops. Any number of workers
+//! can share a PostgreSQL store; a SQLite store has exactly one (this process).
 
 use super::metrics::Metrics;
 use super::registry::Registry;
 use crate::capability::secret_store::SecretStore;
-use crate::executor::{Executor, Resume, RunControl, RunSpec};
-use crate::store::{AttemptRow, RunStatus, StepStatus, Store, StoreError};
-use crate::workflow::Workflow;
-use serde_json::json;
-use std::collections::{HashMap, VecDeque};
+use crate::executor::{Attach, ClaimControl, ClaimOutcome, Executor, RunHandle, Stop};
+use crate::resolve::ResolvedWorkflow;
+use crate::store::{
+    Claim, Claimer, QueuedStep, RunRow, RunStatus, StepStatus, Store, StoreError, WorkerRow,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::Semaphore;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,107 +33,126 @@ impl ScheduleId {
     pub(crate) fn trigger_detail(&self) -> String {
         format!("schedule {}", self.index)
     }
-
-    /// The schedule a run of `workflow` was triggered by, from its `trigger_detail`.
-    pub(crate) fn from_trigger_detail(workflow: &str, detail: &str) -> Option<Self> {
-        let index = detail.strip_prefix("schedule ")?.parse().ok()?;
-        Some(Self {
-            workflow: workflow.to_string(),
-            index,
-        })
-    }
 }
 
-/// When a submitted run may start (a slot permitting).
+/// When a recorded run may start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Admission {
-    /// Now, as a run of no schedule (API, webhook).
-    Now,
     /// Now, as a run of this schedule: later ticks see it active.
     InGroup(ScheduleId),
-    /// Once no other run of this schedule is active (`overlap = "queue"`, catch-up, resume).
+    /// Once no other run of this schedule is active (`overlap = "queue"`, catch-up).
     AfterGroup(ScheduleId),
 }
 
 impl Admission {
-    /// The schedule the run belongs to, if any.
-    pub(crate) fn group(&self) -> Option<&ScheduleId> {
-        match self {
-            Admission::Now => None,
-            Admission::InGroup(id) | Admission::AfterGroup(id) => Some(id),
-        }
+    /// Does the run wait for the other runs of its schedule?
+    pub(crate) fn waits(&self) -> bool {
+        matches!(self, Admission::AfterGroup(_))
     }
 }
 
 /// What a cancel request found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Cancelled {
-    /// The run was running: it is being stopped.
+    /// The run had started: its running steps are being stopped.
     Running,
-    /// The run was waiting: it will not start.
+    /// The run had not started: it will not.
     Waiting,
-    /// Not running here (finished, or unknown).
+    /// Not queued or running.
     NotActive,
 }
 
-struct Active {
-    control: RunControl,
-    group: Option<ScheduleId>,
+/// How this process works as a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Labels steps' `runs_on` are matched against.
+    pub labels: Vec<String>,
+    /// Takes steps without `runs_on`.
+    pub untagged: bool,
+    /// How long a claim holds without renewal; renewed every fifth of it.
+    pub lease: Duration,
+    /// Most steps running here at once.
+    pub max_steps: usize,
+    /// Most runs started and unfinished at once (all workers together).
+    pub max_runs: usize,
 }
 
-/// The runs this runner has started or holds back, by id.
-#[derive(Default)]
-struct ActiveRuns {
-    active: HashMap<String, Active>,
-    /// Runs waiting for the run of their group to end, oldest first.
-    waiting: HashMap<ScheduleId, VecDeque<String>>,
-    /// Started but waiting for a free slot.
-    pending: usize,
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            labels: Vec::new(),
+            untagged: true,
+            lease: Duration::from_secs(15),
+            max_steps: 16,
+            max_runs: 16,
+        }
+    }
 }
 
-/// Starts and tracks runs.
+/// An attempt running here.
+struct InFlight {
+    control: Arc<ClaimControl>,
+    token: i64,
+    /// When the claim was committed: a renewal asked before it cannot have seen it.
+    since: Instant,
+}
+
+/// Starts runs, claims and runs steps, renews leases.
 pub(crate) struct Runner {
     store: Store,
-    executor: Executor,
+    executor: Arc<Executor>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     process_env: HashMap<String, String>,
     secret_store: Option<SecretStore>,
-    runs: Mutex<ActiveRuns>,
+    /// This worker's id in the `workers` table.
+    pub(crate) id: String,
+    config: WorkerConfig,
+    /// Attempts running here, by (run, step).
+    in_flight: Mutex<HashMap<(String, String), InFlight>>,
+    /// Runs attached here, by id.
+    attached: Mutex<HashMap<String, Arc<RunHandle>>>,
+    /// Something may be claimable or startable: look now instead of at the next poll.
+    wake: Notify,
+    queue_depth: AtomicUsize,
     tasks: TaskTracker,
-    slots: Arc<Semaphore>,
+    /// Stop claiming (SIGTERM).
     drain: CancellationToken,
-    halt: CancellationToken,
 }
 
 impl Runner {
-    /// A runner starting at most `max_runs` runs at once; runs read `secrets.X` and `env.X`
-    /// from `process_env`, then the secret store.
     pub(crate) fn new(
         executor: Executor,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         process_env: HashMap<String, String>,
         secret_store: Option<SecretStore>,
-        max_runs: usize,
+        config: WorkerConfig,
     ) -> Self {
         Self {
             store: executor.store.clone(),
-            executor,
+            executor: Arc::new(executor),
             registry,
             metrics,
             process_env,
             secret_store,
-            runs: Mutex::default(),
+            id: worker_id(),
+            config,
+            in_flight: Mutex::default(),
+            attached: Mutex::default(),
+            wake: Notify::new(),
+            queue_depth: AtomicUsize::new(0),
             tasks: TaskTracker::new(),
-            slots: Arc::new(Semaphore::new(max_runs.max(1))),
             drain: CancellationToken::new(),
-            halt: CancellationToken::new(),
         }
     }
 
-    fn runs(&self) -> std::sync::MutexGuard<'_, ActiveRuns> {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), InFlight>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn attached(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<RunHandle>>> {
+        self.attached.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Is the server stopping (no new work)?
@@ -137,207 +160,398 @@ impl Runner {
         self.drain.is_cancelled()
     }
 
-    /// Runs of `group` running or waiting here.
-    pub(crate) fn active_in(&self, group: &ScheduleId) -> Vec<String> {
-        let runs = self.runs();
-        let mut ids: Vec<String> = runs
-            .active
-            .iter()
-            .filter(|(_, a)| a.group.as_ref() == Some(group))
-            .map(|(id, _)| id.clone())
-            .collect();
-        ids.extend(runs.waiting.get(group).into_iter().flatten().cloned());
-        ids
-    }
-
-    /// Runs recorded but not started yet.
+    /// Steps ready and not claimed, at the last look.
     pub(crate) fn queue_depth(&self) -> usize {
-        let runs = self.runs();
-        runs.pending + runs.waiting.values().map(VecDeque::len).sum::<usize>()
+        self.queue_depth.load(Ordering::Relaxed)
     }
 
-    /// Start a recorded run of `workflow` when `admission` lets it.
-    pub(crate) fn submit(self: &Arc<Self>, run_id: String, workflow: String, admission: Admission) {
-        if let Admission::AfterGroup(group) = &admission {
-            let mut runs = self.runs();
-            if runs
-                .active
-                .values()
-                .any(|a| a.group.as_ref() == Some(group))
-            {
-                runs.waiting
-                    .entry(group.clone())
-                    .or_default()
-                    .push_back(run_id);
-                drop(runs);
-                self.metrics.set_queue_depth(self.queue_depth());
-                return;
-            }
-        }
-        let group = admission.group().cloned();
-        self.start(run_id, workflow, group);
-    }
-
-    fn start(self: &Arc<Self>, run_id: String, workflow: String, group: Option<ScheduleId>) {
-        let control = RunControl {
-            cancel: CancellationToken::new(),
-            drain: self.drain.child_token(),
-            halt: self.halt.child_token(),
-        };
-        {
-            let mut runs = self.runs();
-            runs.active.insert(
-                run_id.clone(),
-                Active {
-                    control: control.clone(),
-                    group: group.clone(),
-                },
-            );
-            runs.pending += 1;
-        }
-        let runner = self.clone();
-        self.tasks.spawn(async move {
-            let slot = tokio::select! {
-                permit = runner.slots.clone().acquire_owned() => permit.ok(),
-                () = control.drain.cancelled() => None,
-                () = control.cancel.cancelled() => None,
-            };
-            runner.runs().pending -= 1;
-            runner.metrics.set_queue_depth(runner.queue_depth());
-            match slot {
-                Some(_slot) => runner.execute(&run_id, &workflow, control).await,
-                None if control.cancel.is_cancelled() => {
-                    if let Err(e) = runner
-                        .store
-                        .finish_run(
-                            &run_id,
-                            RunStatus::Cancelled,
-                            Some("cancelled before it started"),
-                        )
-                        .await
-                    {
-                        tracing::error!(run = %run_id, "cannot record the run as cancelled: {e}");
-                    }
-                }
-                None => {} // stopping: stays queued, resumed at the next start
-            }
-            runner.finished(&run_id, group);
-        });
-    }
-
-    /// A run ended here: start the next run waiting in its group.
-    fn finished(self: &Arc<Self>, run_id: &str, group: Option<ScheduleId>) {
-        let next = {
-            let mut runs = self.runs();
-            runs.active.remove(run_id);
-            match &group {
-                Some(g) if !self.drain.is_cancelled() => {
-                    runs.waiting.get_mut(g).and_then(VecDeque::pop_front)
-                }
-                _ => None,
-            }
-        };
-        if let (Some(next), Some(g)) = (next, &group) {
-            self.start(next, g.workflow.clone(), group.clone());
-        }
-        self.metrics.set_queue_depth(self.queue_depth());
-    }
-
-    /// Cancel a run running or waiting here.
-    pub(crate) async fn cancel(&self, run_id: &str) -> Result<Cancelled, StoreError> {
-        let waiting = {
-            let mut runs = self.runs();
-            if let Some(active) = runs.active.get(run_id) {
-                active.control.cancel.cancel();
-                return Ok(Cancelled::Running);
-            }
-            let mut found = false;
-            for queue in runs.waiting.values_mut() {
-                if let Some(i) = queue.iter().position(|id| id == run_id) {
-                    queue.remove(i);
-                    found = true;
-                }
-            }
-            found
-        };
-        if waiting {
-            self.store
-                .finish_run(
-                    run_id,
-                    RunStatus::Cancelled,
-                    Some("cancelled before it started"),
-                )
-                .await?;
-            self.metrics.set_queue_depth(self.queue_depth());
-            return Ok(Cancelled::Waiting);
-        }
-        Ok(Cancelled::NotActive)
-    }
-
-    /// Execute one recorded run (new, queued or interrupted) to its end.
-    async fn execute(&self, run_id: &str, workflow: &str, control: RunControl) {
-        if let Err(e) = self.try_execute(run_id, workflow, control).await {
-            tracing::error!(run = run_id, "run failed to execute: {e:#}");
-            if let Err(e) = self
-                .store
-                .finish_run(run_id, RunStatus::Failed, Some(&format!("{e:#}")))
-                .await
-            {
-                tracing::error!(run = run_id, "cannot record the run as failed: {e}");
-            }
-        }
-    }
-
-    async fn try_execute(
-        &self,
-        run_id: &str,
-        workflow: &str,
-        control: RunControl,
-    ) -> anyhow::Result<()> {
-        let served = self.registry.get(workflow).ok_or_else(|| {
-            anyhow::anyhow!(
-                "workflow `{workflow}` is not served (removed, renamed or invalid): fix its file and trigger again"
-            )
-        })?;
-        let row = self
-            .store
-            .run(run_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("run {run_id} is not recorded"))?;
-        // Attempts left open by a crash were interrupted: they run again (at-least-once).
+    /// Runs of `group` queued or running (on any worker), oldest first.
+    pub(crate) async fn active_in(&self, group: &ScheduleId) -> Result<Vec<String>, StoreError> {
         self.store
-            .close_open_steps(
-                run_id,
-                StepStatus::Interrupted,
-                "interrupted: the server stopped while it ran",
-            )
-            .await?;
-        let mut resume = resume_from(&self.store.attempts(run_id).await?, &served.workflow);
-        resume.run_id = run_id.to_string();
-        resume.next_seq = self.store.next_log_seq(run_id).await?;
-        if !resume.done.is_empty() || !resume.next_attempt.is_empty() {
-            tracing::info!(
-                run = run_id,
-                done = resume.done.len(),
-                "resuming run: finished steps are not run again"
-            );
-        }
-        let spec = RunSpec {
-            workflow: served.workflow.clone(),
-            inputs: row.inputs.as_object().cloned().unwrap_or_default(),
-            trigger: row.trigger,
-            process_env: self.process_env.clone(),
-            secret_store: self.secret_store.clone(),
-            control,
-            resume: Some(resume),
+            .active_runs_of(&group.workflow, &group.trigger_detail())
+            .await
+    }
+
+    /// A run was recorded `queued`: start it (its admission was recorded with it).
+    pub(crate) fn submit(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Register this worker and pick up what a previous process left: on SQLite (one
+    /// process) leases held by a dead process are released at once.
+    pub(crate) async fn register(&self) -> Result<(), StoreError> {
+        let row = WorkerRow {
+            id: self.id.clone(),
+            host: hostname(),
+            pid: i64::from(std::process::id()),
+            labels: self.config.labels.clone(),
+            untagged: self.config.untagged,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: 0,
+            heartbeat_at: 0,
+            draining: false,
+            stopped_at: None,
+            running: 0,
         };
-        let observer = Arc::new(self.metrics.observer(workflow));
-        self.executor.run(spec, observer).await?;
+        self.store.register_worker(&row).await?;
+        if !self.store.shared() {
+            let released = self
+                .store
+                .release_all_leases("interrupted: the server stopped while it ran")
+                .await?;
+            if released > 0 {
+                tracing::info!("{released} steps left running by the previous server run again");
+            }
+        }
+        self.store.resume_interrupted().await?;
         Ok(())
     }
 
-    /// Stop: start nothing new, let running steps finish within `grace`, then abort the rest
-    /// (recorded `interrupted`, resumed at the next start).
+    /// Claim and run steps until [`Runner::shutdown`].
+    pub(crate) async fn work(self: Arc<Self>) {
+        let mut idle = Duration::from_millis(5);
+        let mut last_sweep = Instant::now() - Duration::from_secs(60);
+        let mut start_runs = true;
+        while !self.drain.is_cancelled() {
+            if start_runs || last_sweep.elapsed() >= Duration::from_secs(1) {
+                if last_sweep.elapsed() >= Duration::from_secs(1) {
+                    self.sweep().await;
+                    last_sweep = Instant::now();
+                }
+                if let Err(e) = self.start_runs().await {
+                    tracing::error!("cannot start queued runs: {e}");
+                }
+            }
+            let claimed = match self.claim().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!("cannot claim steps: {e}");
+                    0
+                }
+            };
+            if claimed > 0 {
+                idle = Duration::from_millis(5);
+                start_runs = false;
+                continue;
+            }
+            start_runs = tokio::select! {
+                () = self.drain.cancelled() => break,
+                () = self.wake.notified() => true,
+                () = tokio::time::sleep(idle) => false,
+            };
+            idle = (idle * 2).min(Duration::from_millis(250));
+            if start_runs {
+                idle = Duration::from_millis(5);
+            }
+        }
+    }
+
+    /// Claim what fits in the free slots and start each claimed attempt.
+    async fn claim(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let free = self.config.max_steps.saturating_sub(self.in_flight().len());
+        if free == 0 || !self.store.any_ready().await? {
+            return Ok(0);
+        }
+        let claimer = Claimer {
+            worker: &self.id,
+            labels: &self.config.labels,
+            untagged: self.config.untagged,
+            lease_ms: millis(self.config.lease),
+        };
+        let claims = self.store.claim(&claimer, free).await?;
+        let n = claims.len();
+        for claim in claims {
+            let control = Arc::new(ClaimControl::default());
+            self.in_flight().insert(
+                (claim.run_id.clone(), claim.step.clone()),
+                InFlight {
+                    control: control.clone(),
+                    token: claim.token,
+                    since: Instant::now(),
+                },
+            );
+            let runner = self.clone();
+            self.tasks.spawn(async move {
+                runner.run_claim(&claim, &control).await;
+                runner
+                    .in_flight()
+                    .remove(&(claim.run_id.clone(), claim.step.clone()));
+                runner.wake.notify_one();
+            });
+        }
+        Ok(n)
+    }
+
+    /// Run one claimed attempt; with the step's end, end the run if it was its last.
+    async fn run_claim(&self, claim: &Claim, control: &ClaimControl) {
+        let handle = match self.attach(&claim.run_id).await {
+            Ok(handle) => handle,
+            Err(error) => {
+                tracing::error!(run = %claim.run_id, step = %claim.step, "{error}");
+                self.fail_claim(claim, &error).await;
+                return;
+            }
+        };
+        match self.executor.run_claim(&handle, claim, control).await {
+            Ok(ClaimOutcome::Final { .. }) => self.after_step(&claim.run_id).await,
+            Ok(ClaimOutcome::Again) => {}
+            Ok(ClaimOutcome::Lost(lost)) => {
+                eprintln!("orch serve: {lost} (another worker took it over)");
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::error!(run = %claim.run_id, step = %claim.step, "step failed to execute: {error}");
+                self.fail_claim_with(claim, handle.workflow(), &error).await;
+            }
+        }
+    }
+
+    /// A step ended: if the run has nothing left, record its end and forget it here.
+    async fn after_step(&self, run: &str) {
+        match self.store.finish_run_if_done(run).await {
+            Ok(Some(status)) => {
+                tracing::info!(run, "run {status}");
+                self.attached().remove(run);
+                // A run of a schedule ended: the next one of its group may start.
+                self.wake.notify_one();
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(run, "cannot record the end of the run: {e}"),
+        }
+    }
+
+    /// The run as this worker runs it, attached once.
+    async fn attach(&self, run_id: &str) -> Result<Arc<RunHandle>, String> {
+        if let Some(handle) = self.attached().get(run_id) {
+            return Ok(handle.clone());
+        }
+        let row = self
+            .store
+            .run(run_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("run {run_id} is not recorded"))?;
+        let served = self.registry.get(&row.workflow).ok_or_else(|| {
+            format!(
+                "workflow `{}` is not served by this worker (removed, renamed or invalid): fix its file and trigger again",
+                row.workflow
+            )
+        })?;
+        let handle = self
+            .executor
+            .attach(Attach {
+                run_id: row.id.clone(),
+                workflow: served.workflow.clone(),
+                inputs: row.inputs.as_object().cloned().unwrap_or_default(),
+                trigger: row.trigger,
+                process_env: self.process_env.clone(),
+                secret_store: self.secret_store.clone(),
+                observer: Arc::new(self.metrics.observer(&row.workflow)),
+            })
+            .map_err(|e| format!("{e:#}"))?;
+        let handle = Arc::new(handle);
+        self.attached()
+            .entry(run_id.to_string())
+            .or_insert(handle.clone());
+        Ok(handle)
+    }
+
+    /// Record a claimed step failed without running it (its run cannot be attached here).
+    async fn fail_claim(&self, claim: &Claim, error: &str) {
+        let served = match self.store.run(&claim.run_id).await {
+            Ok(Some(row)) => self.registry.get(&row.workflow),
+            _ => None,
+        };
+        match served {
+            Some(served) => self.fail_claim_with(claim, &served.workflow, error).await,
+            None => {
+                // Without the DAG its dependants cannot be decided: the run fails as a whole.
+                if let Err(e) = self.store.abandon_run(&claim.run_id, error).await {
+                    tracing::error!(run = %claim.run_id, "cannot record the run as failed: {e}");
+                }
+            }
+        }
+    }
+
+    async fn fail_claim_with(&self, claim: &Claim, workflow: &ResolvedWorkflow, error: &str) {
+        if let Err(e) = self
+            .executor
+            .fail_claim(workflow, claim, StepStatus::Failed, error)
+            .await
+        {
+            tracing::error!(run = %claim.run_id, "cannot record the step as failed: {e}");
+        }
+        self.after_step(&claim.run_id).await;
+    }
+
+    /// Start the runs that may start: their steps go on the queue.
+    async fn start_runs(&self) -> Result<(), StoreError> {
+        if self.drain.is_cancelled() {
+            return Ok(());
+        }
+        let running = self
+            .store
+            .count_runs_by_status()
+            .await?
+            .into_iter()
+            .find(|(s, _)| *s == RunStatus::Running)
+            .map_or(0, |(_, n)| n);
+        let room = (self.config.max_runs as i64).saturating_sub(running);
+        let mut runs = self.store.runs_to_start(room.max(0) + 8).await?;
+        // Runs already running (recovered) do not count against the room.
+        let mut started_new = 0;
+        runs.retain(|r| {
+            if r.status == RunStatus::Queued {
+                started_new += 1;
+                started_new <= room
+            } else {
+                true
+            }
+        });
+        for run in runs {
+            if let Err(e) = self.start_run(&run).await {
+                tracing::error!(run = %run.id, "cannot start the run: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Put a run's unfinished steps on the queue (all of them, for a new run).
+    async fn start_run(&self, run: &RunRow) -> Result<(), StoreError> {
+        let Some(served) = self.registry.get(&run.workflow) else {
+            let error = format!(
+                "workflow `{}` is not served (removed, renamed or invalid): fix its file and trigger again",
+                run.workflow
+            );
+            return self
+                .store
+                .finish_run(&run.id, RunStatus::Failed, Some(&error))
+                .await;
+        };
+        let done = if run.status == RunStatus::Queued {
+            HashMap::new()
+        } else {
+            decided_steps(&self.store.attempts(&run.id).await?)
+        };
+        let steps = queued_steps(&served.workflow, &done);
+        let graph = crate::executor::DagGraph(served.workflow.dag());
+        if self.store.start_run_steps(&run.id, &steps, &graph).await? {
+            if !done.is_empty() {
+                tracing::info!(
+                    run = %run.id,
+                    done = done.len(),
+                    "resuming run: finished steps are not run again"
+                );
+            }
+            self.after_step(&run.id).await;
+        }
+        Ok(())
+    }
+
+    /// Once a second: end cancelled runs whose workers are gone, refresh the queue depth,
+    /// forget runs that ended elsewhere.
+    async fn sweep(&self) {
+        match self.store.sweep_cancelled().await {
+            Ok(runs) => {
+                for run in runs {
+                    self.after_step(&run).await;
+                }
+            }
+            Err(e) => tracing::error!("cannot sweep cancelled steps: {e}"),
+        }
+        if let Ok((ready, _)) = self.store.queue_counts().await {
+            self.queue_depth
+                .store(usize::try_from(ready).unwrap_or(0), Ordering::Relaxed);
+            self.metrics.set_queue_depth(self.queue_depth());
+        }
+        let idle: Vec<String> = {
+            let busy: HashSet<String> = self.in_flight().keys().map(|(r, _)| r.clone()).collect();
+            self.attached()
+                .keys()
+                .filter(|r| !busy.contains(*r))
+                .cloned()
+                .collect()
+        };
+        for run in idle {
+            if let Ok(Some(row)) = self.store.run(&run).await
+                && row.status.is_final()
+            {
+                self.attached().remove(&run);
+            }
+        }
+    }
+
+    /// Every fifth of a lease: say this worker is alive, extend its leases, and stop the
+    /// attempts whose lease was lost or whose run was cancelled.
+    pub(crate) async fn heartbeat(self: Arc<Self>) {
+        let every = self.config.lease / 5;
+        loop {
+            let asked = Instant::now();
+            if let Err(e) = self
+                .store
+                .worker_heartbeat(&self.id, self.drain.is_cancelled())
+                .await
+            {
+                tracing::warn!("cannot record this worker's heartbeat: {e}");
+            }
+            match self
+                .store
+                .renew_leases(&self.id, millis(self.config.lease))
+                .await
+            {
+                Ok(held) => {
+                    let held: HashMap<(String, String), (i64, bool)> = held
+                        .into_iter()
+                        .map(|h| ((h.run_id, h.step), (h.token, h.cancelled)))
+                        .collect();
+                    for (key, flight) in self.in_flight().iter() {
+                        match held.get(key) {
+                            Some((token, true)) if *token == flight.token => {
+                                flight.control.stop(Stop::Cancelled);
+                            }
+                            Some((token, false)) if *token == flight.token => {}
+                            _ if flight.since > asked => {}
+                            _ => {
+                                eprintln!(
+                                    "orch serve: lost the lease of step `{}` of run {}: stopping it; its result will not be recorded",
+                                    key.1, key.0
+                                );
+                                flight.control.stop(Stop::LeaseLost);
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("cannot renew leases: {e}"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Cancel a run, on whichever worker its steps run.
+    pub(crate) async fn cancel(&self, run_id: &str) -> Result<Cancelled, StoreError> {
+        let Some(row) = self.store.run(run_id).await? else {
+            return Ok(Cancelled::NotActive);
+        };
+        if !self.store.request_cancel(run_id).await? {
+            return Ok(Cancelled::NotActive);
+        }
+        // Steps running here stop now; elsewhere at their worker's next renewal.
+        for ((run, _), flight) in self.in_flight().iter() {
+            if run == run_id {
+                flight.control.stop(Stop::Cancelled);
+            }
+        }
+        self.after_step(run_id).await;
+        Ok(if row.status == RunStatus::Queued {
+            Cancelled::Waiting
+        } else {
+            Cancelled::Running
+        })
+    }
+
+    /// Stop: claim nothing new, let running steps finish within `grace`, then hand the rest
+    /// back (recorded `interrupted`, claimable by any worker at once). The last worker marks
+    /// the runs it leaves `interrupted`.
     pub(crate) async fn shutdown(&self, grace: Duration) {
         self.drain.cancel();
         self.tasks.close();
@@ -346,52 +560,88 @@ impl Runner {
             .is_err()
         {
             tracing::warn!(
-                "grace period of {} over: interrupting running steps",
+                "grace period of {} over: handing running steps back",
                 humantime::format_duration(grace)
             );
-            self.halt.cancel();
+            for flight in self.in_flight().values() {
+                flight.control.stop(Stop::HandBack);
+            }
             self.tasks.wait().await;
+        }
+        if let Err(e) = self
+            .store
+            .interrupt_if_last(&self.id, millis(self.config.lease))
+            .await
+        {
+            tracing::error!("cannot record unfinished runs as interrupted: {e}");
+        }
+        if let Err(e) = self.store.worker_stopped(&self.id).await {
+            tracing::error!("cannot record this worker as stopped: {e}");
         }
     }
 }
 
-/// Where a recorded run stands: finished steps (with reusable outputs) are done; a step whose
-/// last attempt was interrupted, or whose outputs were masked, runs again as the next attempt.
-pub(crate) fn resume_from(attempts: &[AttemptRow], workflow: &Workflow) -> Resume {
-    let mut last: HashMap<&str, &AttemptRow> = HashMap::new();
+/// Steps of a recorded run already decided (their last attempt is final).
+fn decided_steps(attempts: &[crate::store::AttemptRow]) -> HashMap<String, StepStatus> {
+    let mut last: HashMap<&str, &crate::store::AttemptRow> = HashMap::new();
     for a in attempts {
         let entry = last.entry(a.step.as_str()).or_insert(a);
         if a.attempt >= entry.attempt {
             *entry = a;
         }
     }
-    let mut resume = Resume::default();
-    for id in workflow.steps.keys() {
-        let Some(a) = last.get(id.as_str()) else {
-            continue;
-        };
-        let done = match a.status {
-            StepStatus::Succeeded if !a.resumable => None,
-            StepStatus::Succeeded
-            | StepStatus::Skipped
-            | StepStatus::Failed
-            | StepStatus::UpstreamFailed => Some(a.status),
-            StepStatus::Running
-            | StepStatus::Retrying
-            | StepStatus::Cancelled
-            | StepStatus::Interrupted => None,
-        };
-        match done {
-            Some(status) => {
-                let outputs = a.outputs.clone().unwrap_or_else(|| json!({}));
-                resume.done.insert(id.clone(), (status, outputs));
-            }
-            None => {
-                resume
-                    .next_attempt
-                    .insert(id.clone(), u32::try_from(a.attempt + 1).unwrap_or(u32::MAX));
-            }
-        }
-    }
-    resume
+    last.into_iter()
+        .filter(|(_, a)| {
+            matches!(
+                a.status,
+                StepStatus::Succeeded
+                    | StepStatus::Skipped
+                    | StepStatus::Failed
+                    | StepStatus::UpstreamFailed
+            )
+        })
+        .map(|(step, a)| (step.to_string(), a.status))
+        .collect()
+}
+
+/// The queue rows of a run: every step not decided, with its needs counted.
+fn queued_steps(
+    workflow: &ResolvedWorkflow,
+    done: &HashMap<String, StepStatus>,
+) -> Vec<QueuedStep> {
+    workflow
+        .steps
+        .values()
+        .filter(|s| !done.contains_key(&s.id))
+        .map(|s| QueuedStep {
+            step: s.id.clone(),
+            plugin: s.plugin.to_string(),
+            runs_on: s.runs_on.clone(),
+            needs_left: s.needs.iter().filter(|n| !done.contains_key(*n)).count() as i64,
+            needs_failed: s
+                .needs
+                .iter()
+                .filter(|n| done.get(*n).is_some_and(|st| st.is_failure()))
+                .count() as i64,
+        })
+        .collect()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `host-pid-xxxx`: readable in `orch workers list`, unique across restarts.
+fn worker_id() -> String {
+    let suffix = &uuid::Uuid::now_v7().simple().to_string()[28..];
+    format!("{}-{}-{suffix}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -60,6 +60,24 @@ impl Scheduler {
         // The last fire time handled per schedule.
         let mut cursors: HashMap<Key, DateTime<Utc>> = HashMap::new();
         loop {
+            // One worker evaluates schedules: whoever holds the lease. A tick fires at most
+            // once anyway (its row is unique), the lease keeps the others from trying.
+            let leader = self
+                .store
+                .hold_lease(LEADER_LEASE, &self.runner.id, LEADER_TTL_MS)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("cannot take the scheduler lease: {e}");
+                    false
+                });
+            if !leader {
+                // Another worker schedules; catch up from the recorded ticks if it goes.
+                cursors.clear();
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(LEADER_RECHECK) => continue,
+                }
+            }
             let served = self.registry.all();
             let mut live = Vec::new();
             for s in &served {
@@ -87,11 +105,14 @@ impl Scheduler {
                 })
                 .min_by_key(|(t, _)| *t)
                 .map(|(t, _)| t);
-            let wait = next.map(|t| (t - Utc::now()).to_std().unwrap_or_default());
+            // Wake in time to renew the lease.
+            let wait = next
+                .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+                .map_or(LEADER_RECHECK, |w| w.min(LEADER_RECHECK));
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = self.reloaded.notified() => continue,
-                () = sleep(wait) => {}
+                () = tokio::time::sleep(wait) => {}
             }
             if stop.is_cancelled() || self.runner.stopping() {
                 return;
@@ -167,7 +188,13 @@ impl Scheduler {
         let late = (Utc::now() - fire.at).as_seconds_f64();
         let given: IndexMap<String, serde_json::Value> = fire.schedule.inputs.clone();
         let inputs = inputs::resolve(&wf.inputs, &given);
-        let active = self.runner.active_in(&group);
+        let active = match self.runner.active_in(&group).await {
+            Ok(active) => active,
+            Err(e) => {
+                tracing::error!("cannot read the active runs of {}: {e}", wf.name);
+                return;
+            }
+        };
         let tick = Tick {
             schedule: fire.schedule,
             group: group.clone(),
@@ -196,6 +223,7 @@ impl Scheduler {
             trigger: Trigger::Cron,
             trigger_detail: Some(&detail),
             status: RunStatus::Queued,
+            wait_group: decision.admit.as_ref().is_some_and(Admission::waits),
         });
         let row = NewTick {
             workflow: &wf.name,
@@ -214,8 +242,8 @@ impl Scheduler {
             }
         }
         self.metrics.tick(decision.outcome.as_str(), Some(late));
-        if let Some(admission) = decision.admit {
-            self.runner.submit(run_id, wf.name.clone(), admission);
+        if decision.admit.is_some() {
+            self.runner.submit();
         }
     }
 }
@@ -295,12 +323,12 @@ fn decide(tick: &Tick<'_>, missed: Option<String>, invalid: Option<&[InputError]
     }
 }
 
-async fn sleep(wait: Option<std::time::Duration>) {
-    match wait {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
-}
+/// The named lease whose holder evaluates schedules.
+const LEADER_LEASE: &str = "scheduler";
+/// How long the scheduler lease holds unrenewed: a new scheduler takes over within this.
+const LEADER_TTL_MS: i64 = 10_000;
+/// How often the scheduler renews its lease (and others check whether it is free).
+const LEADER_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

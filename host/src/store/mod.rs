@@ -14,15 +14,22 @@ macro_rules! select_runs {
     };
 }
 
+mod claims;
 mod queue;
 mod runs;
 mod status;
 mod ticks;
 mod tokens;
+mod workers;
+pub use claims::{
+    CLAIM_LOG_LINES, Claim, ClaimEnd, Claimer, Ended, Graph, Held, LeaseLost, QueuedStep,
+    WaitingStep,
+};
 pub use runs::{AttemptRow, GrantsUsed, NewLog, NewRun, StepEnd, new_run_id};
 pub use status::{RunStatus, StepStatus, TickOutcome, Trigger};
 pub use ticks::{NewTick, TickRow};
 pub use tokens::TokenRow;
+pub use workers::{ALIVE_WITHIN_MS, WorkerRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -76,6 +83,10 @@ pub fn default_url(data_dir: &Path) -> String {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// PostgreSQL (several workers may share it); else SQLite (one process).
+    pg: bool,
+    /// The SQLite file, if the store is one.
+    file: Option<std::path::PathBuf>,
 }
 
 /// A run as listed.
@@ -107,6 +118,9 @@ pub struct StepRow {
     pub error_kind: Option<String>,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    /// The worker that ran the attempt (`orch serve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// One log line.
@@ -149,6 +163,24 @@ pub struct RunDetail {
     /// writes by kind), next to what it was refused.
     #[serde(default)]
     pub used: Vec<UsedRow>,
+    /// Steps ready to run that no worker has claimed, and why (missing labels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<Waiting>,
+}
+
+/// A ready step no worker has taken, with what it waits for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Waiting {
+    pub step: String,
+    pub runs_on: Vec<String>,
+    /// Ready since (ms).
+    pub since: i64,
+    /// Labels no live worker offers together with the rest; empty: a worker can take it.
+    pub missing: Vec<String>,
+    /// `id {labels}` of each live worker.
+    pub workers: Vec<String>,
+    /// What it waits for, in words.
+    pub reason: String,
 }
 
 /// One grant a step used in a run.
@@ -213,7 +245,21 @@ impl Store {
         if let Some(path) = sqlite_path(url) {
             owner_only(&path);
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            pg: !sqlite,
+            file: sqlite_path(url),
+        })
+    }
+
+    /// Is this a store several worker processes may share (PostgreSQL)?
+    pub fn shared(&self) -> bool {
+        self.pg
+    }
+
+    /// The SQLite file behind the store, if it is one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 }
 

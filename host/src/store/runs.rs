@@ -18,6 +18,8 @@ pub struct NewRun<'a> {
     pub trigger_detail: Option<&'a str>,
     /// `running` (run now by the caller) or `queued` (for the server to start).
     pub status: RunStatus,
+    /// Queued until no other run of its schedule is active.
+    pub wait_group: bool,
 }
 
 /// The end of one step attempt.
@@ -33,6 +35,9 @@ pub struct StepEnd<'a> {
 /// A log line to append.
 pub struct NewLog {
     pub seq: i64,
+    /// The lease token of the claimed attempt that wrote it: the line is kept only while the
+    /// lease is held.
+    pub lease: Option<i64>,
     pub step: String,
     pub attempt: i64,
     pub ts: i64,
@@ -188,16 +193,25 @@ impl Store {
     pub async fn append_logs(&self, run: &str, lines: &[NewLog]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for line in lines {
-            sqlx::query(
-                "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(run)
-            .bind(line.seq)
-            .bind(&line.step)
-            .bind(line.attempt)
-            .bind(line.ts)
-            .bind(line.level)
-            .bind(&line.message)
+            let sql = if line.lease.is_some() {
+                "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
+                 (SELECT 1 FROM step_queue WHERE run_id = $1 AND step = $3 AND lease_token = $8)"
+            } else {
+                "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            };
+            let q = sqlx::query(sql)
+                .bind(run)
+                .bind(line.seq)
+                .bind(&line.step)
+                .bind(line.attempt)
+                .bind(line.ts)
+                .bind(line.level)
+                .bind(&line.message);
+            match line.lease {
+                Some(token) => q.bind(token),
+                None => q,
+            }
             .execute(&mut *tx)
             .await?;
         }
@@ -348,7 +362,7 @@ impl Store {
             _ => return Err(StoreError::Ambiguous(id.into())),
         };
         let steps = sqlx::query(
-            "SELECT step, attempt, plugin, status, outputs, error, error_kind, started_at, finished_at \
+            "SELECT step, attempt, plugin, status, outputs, error, error_kind, started_at, finished_at, worker \
              FROM step_runs WHERE run_id = $1 ORDER BY started_at, step, attempt",
         )
         .bind(&run.id)
@@ -366,6 +380,7 @@ impl Store {
                 error_kind: r.try_get("error_kind")?,
                 started_at: r.try_get("started_at")?,
                 finished_at: r.try_get("finished_at")?,
+                worker: r.try_get("worker")?,
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -413,7 +428,9 @@ impl Store {
         .bind(&run.id)
         .fetch_all(&self.pool)
         .await?;
+        let waiting = self.explain_waiting(&run.id).await?;
         Ok(RunDetail {
+            waiting,
             used,
             run,
             steps,
@@ -432,19 +449,23 @@ impl Store {
         .bind(run)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AttemptRow {
-                    step: r.try_get("step")?,
-                    attempt: r.try_get("attempt")?,
-                    status: parse(r, "status")?,
-                    outputs: r
-                        .try_get::<Option<String>, _>("outputs")?
-                        .and_then(|s| serde_json::from_str(&s).ok()),
-                    resumable: r.try_get::<i64, _>("resumable")? != 0,
-                })
-            })
-            .collect()
+        rows.iter().map(attempt_row).collect()
+    }
+
+    /// The last recorded attempt of one step of a run.
+    pub async fn last_attempt(
+        &self,
+        run: &str,
+        step: &str,
+    ) -> Result<Option<AttemptRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT step, attempt, status, outputs, resumable FROM step_runs WHERE run_id = $1 AND step = $2 ORDER BY attempt DESC LIMIT 1",
+        )
+        .bind(run)
+        .bind(step)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(attempt_row).transpose()
     }
 
     /// Log lines of a run after sequence number `after`, in order (for following a live run).
@@ -492,8 +513,8 @@ pub(super) async fn insert_run(
 ) -> Result<(), StoreError> {
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO runs (id, workflow, workflow_path, inputs, trigger_kind, trigger_detail, status, created_at, started_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO runs (id, workflow, workflow_path, inputs, trigger_kind, trigger_detail, status, created_at, started_at, wait_group) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(run.id)
     .bind(run.workflow)
@@ -504,6 +525,7 @@ pub(super) async fn insert_run(
     .bind(run.status.as_str())
     .bind(now)
     .bind((run.status == RunStatus::Running).then_some(now))
+    .bind(i32::from(run.wait_group))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -525,6 +547,18 @@ pub(super) fn run_row(r: &AnyRow) -> Result<RunRow, StoreError> {
     })
 }
 
+fn attempt_row(r: &AnyRow) -> Result<AttemptRow, StoreError> {
+    Ok(AttemptRow {
+        step: r.try_get("step")?,
+        attempt: r.try_get("attempt")?,
+        status: parse(r, "status")?,
+        outputs: r
+            .try_get::<Option<String>, _>("outputs")?
+            .and_then(|s| serde_json::from_str(&s).ok()),
+        resumable: r.try_get::<i64, _>("resumable")? != 0,
+    })
+}
+
 /// A new run id: a UUIDv7 (time-ordered, so ids sort by creation) in hex.
 pub fn new_run_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
@@ -538,7 +572,7 @@ fn parse_json(row: &AnyRow, column: &str) -> Result<serde_json::Value, StoreErro
 }
 
 /// A text column holding one of the store's words (a status, a trigger).
-fn parse<T: std::str::FromStr>(row: &AnyRow, column: &str) -> Result<T, StoreError> {
+pub(super) fn parse<T: std::str::FromStr>(row: &AnyRow, column: &str) -> Result<T, StoreError> {
     let text: String = row.try_get(column)?;
     text.parse()
         .map_err(|_| StoreError::Query(format!("unknown {column} `{text}` in the run store")))
@@ -566,6 +600,7 @@ mod tests {
                 trigger: Trigger::Cli,
                 trigger_detail: None,
                 status: RunStatus::Running,
+                wait_group: false,
             })
             .await
             .unwrap();
@@ -573,6 +608,7 @@ mod tests {
         let lines: Vec<NewLog> = (0..total)
             .map(|seq| NewLog {
                 seq,
+                lease: None,
                 step: "s".into(),
                 attempt: 1,
                 ts: seq,

@@ -222,6 +222,11 @@ pub struct StepToml {
     pub memory: Option<Spanned<String>>,
     #[serde(default)]
     pub fuel: Option<u64>,
+    /// Labels a worker must all have to run this step (`orch serve --worker-labels`), like
+    /// GitLab runner tags; none: any worker that takes untagged steps.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub runs_on: Vec<Spanned<String>>,
     /// Keep secret outputs in the host secret store: `"NAME"` (the step's one secret output)
     /// or `{ OUTPUT = "NAME" }`.
     #[serde(default)]

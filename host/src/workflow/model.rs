@@ -79,6 +79,9 @@ pub struct Step {
     pub limits: Limits,
     /// Secret outputs to keep in the host secret store after success.
     pub store_secrets: Vec<StoreSecret>,
+    /// Labels the worker running it must have, sorted (empty: any worker taking untagged
+    /// steps).
+    pub runs_on: Vec<String>,
     pub spans: StepSpans,
 }
 

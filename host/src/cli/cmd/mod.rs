@@ -13,6 +13,7 @@ mod serve;
 mod token;
 mod trigger;
 mod validate;
+mod workers;
 
 pub(super) use graph::GraphFormat;
 
@@ -41,6 +42,7 @@ pub(super) async fn dispatch(cli: Cli) -> Result<(), CliError> {
             remote,
         } => trigger::trigger(&settings, &workflow, &inputs, wait, remote).await,
         Command::Token { command } => token::token(&settings, command).await,
+        Command::Workers { command } => workers::workers(&settings, command).await,
         Command::Schedule { command } => schedule::schedule(&settings, command).await,
         Command::Plugin { command } => plugin::plugin(&settings, command).await,
         Command::Secret { command } => secret::secret(&settings, command),

@@ -69,8 +69,11 @@ impl App {
             workflows: workflows.clone(),
             bind: ([127, 0, 0, 1], 0).into(),
             grace: Duration::from_secs(1),
-            max_runs: 2,
-            max_parallel: 2,
+            worker: crate::serve::WorkerConfig {
+                max_runs: 2,
+                max_steps: 2,
+                ..Default::default()
+            },
             reload_every: Duration::from_secs(3600),
             body_limit: BODY_LIMIT,
             sources: Default::default(),
@@ -135,6 +138,7 @@ impl App {
                 trigger: Trigger::Http,
                 trigger_detail: None,
                 status: RunStatus::Queued,
+                wait_group: false,
             })
             .await
             .unwrap();

@@ -4,7 +4,6 @@
 use super::super::AppState;
 use super::super::auth::{self, WebhookError};
 use super::super::registry::Served;
-use super::super::runner::Admission;
 use super::Caller;
 use super::error::{ApiError, ApiResult};
 use crate::capability::Masker;
@@ -187,6 +186,7 @@ impl AppState {
             trigger,
             trigger_detail: detail,
             status: RunStatus::Queued,
+            wait_group: false,
         };
         match self.store.enqueue_run(run, delivery).await {
             Ok(()) => {}
@@ -198,8 +198,7 @@ impl AppState {
             }
             Err(e) => return Err(e.into()),
         }
-        self.runner
-            .submit(id.clone(), wf.name.clone(), Admission::Now);
+        self.runner.submit();
         let url = format!("/api/v1/runs/{id}");
         Ok((
             StatusCode::ACCEPTED,

@@ -202,10 +202,12 @@ impl Validator<'_> {
             .as_ref()
             .map(|s| self.store_secret(id, s))
             .unwrap_or_default();
+        let runs_on = self.runs_on(id, &raw.runs_on);
         if self.errors.len() > errors_before {
             return None;
         }
         Some(Step {
+            runs_on,
             id: id.to_string(),
             description: raw.description,
             plugin: plugin?,
@@ -226,6 +228,33 @@ impl Validator<'_> {
                 with: with_span,
             },
         })
+    }
+
+    /// `runs_on` labels: short words of letters, digits, `-`, `_` and `.`, sorted, no repeats.
+    fn runs_on(&mut self, id: &str, raw: &[Spanned<String>]) -> Vec<String> {
+        let mut labels = Vec::new();
+        for label in raw {
+            let text = label.get_ref();
+            let fine = !text.is_empty()
+                && text.len() <= 63
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if fine {
+                labels.push(text.clone());
+            } else {
+                self.error(
+                    Diagnostic::at(
+                        label.span(),
+                        format!("step `{id}`: `{text}` is not a worker label"),
+                    )
+                    .help("a label is 1-63 letters, digits, `-`, `_` or `.`, e.g. runs_on = [\"gpu\"]"),
+                );
+            }
+        }
+        labels.sort();
+        labels.dedup();
+        labels
     }
 
     pub(super) fn store_secret(
