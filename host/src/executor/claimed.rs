@@ -13,7 +13,9 @@ use crate::capability::secret_store::SecretStore;
 use crate::capability::{Granter, Masker};
 use crate::dag::Dag;
 use crate::resolve::ResolvedWorkflow;
-use crate::store::{Claim, ClaimEnd, Ended, Graph, LeaseLost, StepStatus, Trigger, now_ms};
+use crate::store::{
+    Claim, ClaimEnd, Ended, Graph, LeaseLost, StepStatus, StoreError, Trigger, now_ms,
+};
 use crate::workflow::StepsRead;
 use serde_json::{Map, Value as Json, json};
 use std::collections::HashMap;
@@ -242,8 +244,7 @@ impl Executor {
                 let graph = DagGraph(shared.workflow.dag());
                 return Ok(
                     match self
-                        .store
-                        .end_claim(claim, again, &granter.take_used(), &graph)
+                        .end_claim_durably(claim, again, &granter.take_used(), &graph)
                         .await?
                     {
                         Ended::Recorded { .. } => ClaimOutcome::Again,
@@ -270,7 +271,7 @@ impl Executor {
             };
             let graph = DagGraph(shared.workflow.dag());
             return Ok(
-                match self.store.end_claim(claim, again, &used, &graph).await? {
+                match self.end_claim_durably(claim, again, &used, &graph).await? {
                     Ended::Recorded { .. } => ClaimOutcome::Again,
                     Ended::Lost(lost) => {
                         tracing::warn!("{lost}");
@@ -301,10 +302,41 @@ impl Executor {
             outputs_here: false,
         };
         let graph = DagGraph(workflow.dag());
-        if let Ended::Lost(lost) = self.store.end_claim(claim, end, &[], &graph).await? {
+        if let Ended::Lost(lost) = self.end_claim_durably(claim, end, &[], &graph).await? {
             tracing::warn!("{lost}");
         }
         Ok(())
+    }
+
+    /// Record an attempt's end, retrying while the store is unreachable (a restart, a
+    /// network cut): the lease outlives short outages, and once it is lost the fence refuses
+    /// the late write anyway.
+    async fn end_claim_durably(
+        &self,
+        claim: &Claim,
+        end: ClaimEnd<'_>,
+        used: &[String],
+        graph: &DagGraph<'_>,
+    ) -> Result<Ended, ExecError> {
+        let deadline = Instant::now() + STORE_OUTAGE;
+        let mut wait = std::time::Duration::from_millis(100);
+        loop {
+            match self.store.end_claim(claim, end.clone(), used, graph).await {
+                Ok(ended) => return Ok(ended),
+                Err(StoreError::Query(e) | StoreError::Open { reason: e, .. })
+                    if Instant::now() < deadline =>
+                {
+                    tracing::warn!(
+                        "cannot record the end of step `{}` of run {} yet (retrying): {e}",
+                        claim.step,
+                        claim.run_id
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Record a final end under the lease, then publish it.
@@ -330,8 +362,7 @@ impl Executor {
         );
         let graph = DagGraph(shared.workflow.dag());
         let ended = self
-            .store
-            .end_claim(
+            .end_claim_durably(
                 claim,
                 ClaimEnd::Final {
                     end: record,
@@ -427,6 +458,9 @@ impl Executor {
         Ok(Ok(()))
     }
 }
+
+/// How long a worker keeps trying to record an attempt's end while the store is down.
+const STORE_OUTAGE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A step that ends without its plugin's outputs (skipped, failed before it ran, cancelled).
 fn without_running(status: StepStatus, error: Option<String>) -> AttemptEnd {

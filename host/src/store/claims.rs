@@ -66,6 +66,7 @@ impl Claim {
 pub const CLAIM_LOG_LINES: i64 = 1 << 14;
 
 /// How a claimed attempt ended.
+#[derive(Clone)]
 pub enum ClaimEnd<'a> {
     /// The step reached its final state.
     Final {

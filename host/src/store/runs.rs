@@ -23,6 +23,7 @@ pub struct NewRun<'a> {
 }
 
 /// The end of one step attempt.
+#[derive(Clone)]
 pub struct StepEnd<'a> {
     pub status: StepStatus,
     /// The outputs are the real ones (nothing masked or cut), reusable by a resumed run.

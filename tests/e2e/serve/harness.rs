@@ -75,6 +75,11 @@ impl Serve {
             .clone()
     }
 
+    /// The server's process id (in its worker id: `host-PID-xxxx`).
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to record anything.
     pub(super) fn kill9(&mut self) {
         let _ = self.child.kill();

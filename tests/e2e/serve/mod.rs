@@ -5,3 +5,4 @@ mod api;
 mod durability;
 mod harness;
 mod schedules;
+mod workers;
