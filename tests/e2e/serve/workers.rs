@@ -26,7 +26,7 @@ fn pid_of(worker: &Value) -> u32 {
     let id = worker
         .as_str()
         .unwrap_or_else(|| panic!("no worker: {worker}"));
-    id.rsplitn(3, '-').nth(1).unwrap().parse().unwrap()
+    id.rsplit('-').nth(1).unwrap().parse().unwrap()
 }
 
 /// `(attempt, status, worker pid)` of every attempt of `step`, in order.
@@ -233,7 +233,7 @@ fn a_worker_killed_mid_step_has_it_taken_over_within_one_lease() {
     workflows_dir(&orch, &[("long.toml", LONG)]);
     let tok = token(&orch, "t");
     let lease = ["--lease", "3s"];
-    let mut workers = vec![Serve::start(&orch, &lease), Serve::start(&orch, &lease)];
+    let mut workers = [Serve::start(&orch, &lease), Serve::start(&orch, &lease)];
     let id = trigger_run(&workers[0], &tok, "long");
     let (victim, _) = running_on(&orch, &id, "long", 1);
     let i = workers.iter().position(|w| w.pid() == victim).unwrap();
