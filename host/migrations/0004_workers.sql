@@ -23,7 +23,8 @@ CREATE TABLE step_queue (
     cancelled INTEGER NOT NULL,
     PRIMARY KEY (run_id, step)
 );
-CREATE INDEX step_queue_ready ON step_queue (ready_at);
+-- Claims walk this index in order and stop at their batch size.
+CREATE INDEX step_queue_ready ON step_queue (priority DESC, ready_at);
 CREATE INDEX step_queue_owner ON step_queue (lease_owner);
 
 CREATE TABLE workers (

@@ -14,7 +14,7 @@ use crate::capability::{Granter, Masker};
 use crate::dag::Dag;
 use crate::resolve::ResolvedWorkflow;
 use crate::store::{
-    Claim, ClaimEnd, Ended, Graph, LeaseLost, StepStatus, StoreError, Trigger, now_ms,
+    Claim, ClaimEnd, Ended, Graph, LeaseLost, NewLog, StepStatus, StoreError, Trigger, now_ms,
 };
 use crate::workflow::StepsRead;
 use serde_json::{Map, Value as Json, json};
@@ -193,11 +193,11 @@ impl Executor {
             Ok(Prepared::Config(config)) => config,
             Ok(Prepared::Skipped) => {
                 let end = without_running(StepStatus::Skipped, None);
-                return self.end(shared, claim, end, &[], started).await;
+                return self.end(shared, claim, &events, end, &[], started).await;
             }
             Err(error) => {
                 let end = without_running(StepStatus::Failed, Some(error));
-                return self.end(shared, claim, end, &[], started).await;
+                return self.end(shared, claim, &events, end, &[], started).await;
             }
         };
         let granter = Arc::new(Granter::new(id, step.allow.clone()));
@@ -209,9 +209,17 @@ impl Executor {
             granter: &granter,
             attempt: claim.attempt,
         };
+        // A long step's log shows live: what it wrote goes to the store every so often.
+        let live_log = async {
+            loop {
+                tokio::time::sleep(LIVE_LOG_EVERY).await;
+                events.forward_held();
+            }
+        };
         let ran = tokio::select! {
             ran = run_attempt(shared, &of) => Some(ran),
             () = control.token.cancelled() => None,
+            () = live_log => None,
         };
         let (end, used) = match (ran, control.reason()) {
             (Some(ran), _) => ran,
@@ -226,11 +234,11 @@ impl Executor {
                     Some("cancelled while running".into()),
                 );
                 return self
-                    .end(shared, claim, end, &granter.take_used(), started)
+                    .end(shared, claim, &events, end, &granter.take_used(), started)
                     .await;
             }
             (None, Some(Stop::HandBack)) => {
-                flush(shared).await;
+                let logs = settle_log(shared, &events).await;
                 let error = format!(
                     "interrupted: worker {} stopped before the step ended; it runs again",
                     claim.worker
@@ -244,7 +252,7 @@ impl Executor {
                 let graph = DagGraph(shared.workflow.dag());
                 return Ok(
                     match self
-                        .end_claim_durably(claim, again, &granter.take_used(), &graph)
+                        .end_claim_durably(claim, again, &logs, &granter.take_used(), &graph)
                         .await?
                     {
                         Ended::Recorded { .. } => ClaimOutcome::Again,
@@ -261,7 +269,7 @@ impl Executor {
         {
             let delay = step.retry.delay_before(claim.attempt + 1);
             announce_retry(shared, &events, id, claim.attempt, message, delay);
-            flush(shared).await;
+            let logs = settle_log(shared, &events).await;
             let record = end.record();
             let again = ClaimEnd::Again {
                 status: StepStatus::Retrying,
@@ -271,7 +279,10 @@ impl Executor {
             };
             let graph = DagGraph(shared.workflow.dag());
             return Ok(
-                match self.end_claim_durably(claim, again, &used, &graph).await? {
+                match self
+                    .end_claim_durably(claim, again, &logs, &used, &graph)
+                    .await?
+                {
                     Ended::Recorded { .. } => ClaimOutcome::Again,
                     Ended::Lost(lost) => {
                         tracing::warn!("{lost}");
@@ -280,7 +291,7 @@ impl Executor {
                 },
             );
         }
-        self.end(shared, claim, end, &used, started).await
+        self.end(shared, claim, &events, end, &used, started).await
     }
 
     /// Record a claimed step as ended without running it (it cannot run on this worker).
@@ -302,7 +313,7 @@ impl Executor {
             outputs_here: false,
         };
         let graph = DagGraph(workflow.dag());
-        if let Ended::Lost(lost) = self.end_claim_durably(claim, end, &[], &graph).await? {
+        if let Ended::Lost(lost) = self.end_claim_durably(claim, end, &[], &[], &graph).await? {
             tracing::warn!("{lost}");
         }
         Ok(())
@@ -315,13 +326,18 @@ impl Executor {
         &self,
         claim: &Claim,
         end: ClaimEnd<'_>,
+        logs: &[NewLog],
         used: &[String],
         graph: &DagGraph<'_>,
     ) -> Result<Ended, ExecError> {
         let deadline = Instant::now() + STORE_OUTAGE;
         let mut wait = std::time::Duration::from_millis(100);
         loop {
-            match self.store.end_claim(claim, end.clone(), used, graph).await {
+            match self
+                .store
+                .end_claim(claim, end.clone(), logs, used, graph)
+                .await
+            {
                 Ok(ended) => return Ok(ended),
                 Err(StoreError::Query(e) | StoreError::Open { reason: e, .. })
                     if Instant::now() < deadline =>
@@ -344,11 +360,12 @@ impl Executor {
         &self,
         shared: &RunShared,
         claim: &Claim,
+        events: &StepEvents,
         end: AttemptEnd,
         used: &[String],
         started: Instant,
     ) -> Result<ClaimOutcome, ExecError> {
-        flush(shared).await;
+        let logs = settle_log(shared, events).await;
         let id = claim.step.as_str();
         let record = end.record();
         let status = record.status;
@@ -368,6 +385,7 @@ impl Executor {
                     end: record,
                     outputs_here,
                 },
+                &logs,
                 used,
                 &graph,
             )
@@ -459,6 +477,9 @@ impl Executor {
     }
 }
 
+/// How often a running claimed step's log lines are written (the rest land with its end).
+const LIVE_LOG_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// How long a worker keeps trying to record an attempt's end while the store is down.
 const STORE_OUTAGE: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -483,8 +504,16 @@ fn lost(claim: &Claim) -> LeaseLost {
     }
 }
 
-/// Wait until the run's log lines queued so far are written (they are fenced by the lease,
-/// so they must land before the end that gives it up).
+/// The attempt's log lines still held, to be written with its end; lines already sent to the
+/// run's writer are written first (they are fenced by the lease the end gives up).
+async fn settle_log(shared: &RunShared, events: &StepEvents) -> Vec<NewLog> {
+    if events.forwarded() {
+        flush(shared).await;
+    }
+    events.take_held()
+}
+
+/// Wait until the run's log lines queued so far are written.
 async fn flush(shared: &RunShared) {
     if let Some(records) = &shared.channel.records {
         let (tx, rx) = tokio::sync::oneshot::channel();

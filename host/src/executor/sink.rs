@@ -89,9 +89,19 @@ pub(super) struct StepEvents {
     audited: AtomicUsize,
     /// Lines the writer's full queue refused since the last one it took.
     dropped: AtomicU64,
-    /// For a claimed attempt: its own log sequence numbers and the lease token its lines are
-    /// fenced by; `None`: numbered from the run's counter, unfenced.
-    claimed: Option<(AtomicI64, i64)>,
+    /// For a claimed attempt: its lines, numbered and fenced its own way; `None`: numbered
+    /// from the run's counter and written unfenced.
+    claimed: Option<ClaimedLog>,
+}
+
+/// The log of a claimed attempt: held here and written with the attempt's end (in the
+/// transaction its lease fences), or forwarded to the run's writer while the step runs long.
+struct ClaimedLog {
+    seq: AtomicI64,
+    token: i64,
+    held: Mutex<Vec<NewLog>>,
+    /// Some lines went to the run's writer: flush it before the end gives the lease up.
+    forwarded: AtomicBool,
 }
 
 impl StepEvents {
@@ -113,7 +123,12 @@ impl StepEvents {
     /// A sink for one claimed attempt: lines numbered from `seq_base`, fenced by `token`.
     pub(super) fn claimed(run: Arc<RunChannel>, step: &str, seq_base: i64, token: i64) -> Self {
         Self {
-            claimed: Some((AtomicI64::new(seq_base), token)),
+            claimed: Some(ClaimedLog {
+                seq: AtomicI64::new(seq_base),
+                token,
+                held: Mutex::new(Vec::new()),
+                forwarded: AtomicBool::new(false),
+            }),
             ..Self::new(run, step)
         }
     }
@@ -131,7 +146,7 @@ impl StepEvents {
     /// A log line of this step for the writer.
     fn record(&self, level: &'static str, message: String) -> Record {
         let (seq, lease) = match &self.claimed {
-            Some((seq, token)) => (seq.fetch_add(1, Ordering::Relaxed), Some(*token)),
+            Some(c) => (c.seq.fetch_add(1, Ordering::Relaxed), Some(c.token)),
             None => (self.run.seq.fetch_add(1, Ordering::Relaxed), None),
         };
         Record::Log(NewLog {
@@ -153,7 +168,15 @@ impl StepEvents {
     }
 
     fn write(&self, level: &'static str, message: String) {
-        if let Some(records) = &self.run.records {
+        if let Some(claimed) = &self.claimed {
+            if let Record::Log(line) = self.record(level, message.clone()) {
+                claimed
+                    .held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(line);
+            }
+        } else if let Some(records) = &self.run.records {
             // What a full queue refused is said before the next line that gets in.
             let dropped = self.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
@@ -174,6 +197,40 @@ impl StepEvents {
             level,
             message,
         });
+    }
+
+    /// A claimed attempt's held lines, for the transaction that records its end.
+    pub(super) fn take_held(&self) -> Vec<NewLog> {
+        match &self.claimed {
+            Some(c) => std::mem::take(&mut *c.held.lock().unwrap_or_else(|e| e.into_inner())),
+            None => Vec::new(),
+        }
+    }
+
+    /// Did a claimed attempt send lines to the run's writer?
+    pub(super) fn forwarded(&self) -> bool {
+        self.claimed
+            .as_ref()
+            .is_some_and(|c| c.forwarded.load(Ordering::Relaxed))
+    }
+
+    /// Send a claimed attempt's held lines to the run's writer (a long step's log shows
+    /// live).
+    pub(super) fn forward_held(&self) {
+        let Some(c) = &self.claimed else {
+            return;
+        };
+        let lines = self.take_held();
+        if !lines.is_empty()
+            && let Some(records) = &self.run.records
+        {
+            c.forwarded.store(true, Ordering::Relaxed);
+            for line in lines {
+                if records.try_send(Record::Log(line)).is_err() {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     /// Denials recorded since the last call (one attempt's worth).

@@ -239,7 +239,7 @@ impl Runner {
                 () = self.wake.notified() => true,
                 () = tokio::time::sleep(idle) => false,
             };
-            idle = (idle * 2).min(Duration::from_millis(250));
+            idle = (idle * 2).min(MAX_IDLE_POLL);
             if start_runs {
                 idle = Duration::from_millis(5);
             }
@@ -248,8 +248,12 @@ impl Runner {
 
     /// Claim what fits in the free slots and start each claimed attempt.
     async fn claim(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let free = self.config.max_steps.saturating_sub(self.in_flight().len());
-        if free == 0 || !self.store.any_ready().await? {
+        let running = self.in_flight().len();
+        let free = self.config.max_steps.saturating_sub(running);
+        // Claim in batches: a claim scans the ready steps, so one per freed slot would cost
+        // the store more than the steps themselves.
+        let batch = (self.config.max_steps / 4).max(1);
+        if free == 0 || (running > 0 && free < batch) || !self.store.any_ready().await? {
             return Ok(0);
         }
         let claimer = Claimer {
@@ -626,6 +630,10 @@ fn queued_steps(
         })
         .collect()
 }
+
+/// The longest an idle worker waits before looking at the queue again (other workers' steps
+/// become ready without waking it).
+const MAX_IDLE_POLL: Duration = Duration::from_millis(100);
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

@@ -5,7 +5,7 @@
 //! dependants (ready, or upstream-failed), so any worker moves any run forward.
 
 use super::runs::parse;
-use super::{RunStatus, StepEnd, StepStatus, Store, StoreError, now_ms};
+use super::{NewLog, RunStatus, StepEnd, StepStatus, Store, StoreError, now_ms};
 use sqlx::Row;
 
 /// A step put on the queue when its run starts.
@@ -302,10 +302,10 @@ impl Store {
         let candidates = format!(
             "SELECT q.run_id, q.step, q.lease_owner AS previous FROM step_queue q \
                WHERE q.ready_at <= $1 AND (q.lease_until IS NULL OR q.lease_until < $1) AND q.cancelled = 0 \
-               AND (q.runs_on <> '[]' OR $7 = 1) AND {labels_fit} \
+               AND ((q.runs_on = '[]' AND $7 = 1) OR (q.runs_on <> '[]' AND {labels_fit})) \
                AND (q.affinity IS NULL OR q.affinity = $2 OR q.affinity NOT IN \
                     (SELECT id FROM workers WHERE heartbeat_at >= $8 AND stopped_at IS NULL)) \
-               ORDER BY q.priority DESC, q.ready_at, q.run_id, q.step LIMIT $5 {lock}"
+               ORDER BY q.priority DESC, q.ready_at LIMIT $5 {lock}"
         );
         let bind = |sql: String| {
             sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -372,6 +372,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut claims = Vec::with_capacity(rows.len());
+        let mut plugins = Vec::with_capacity(rows.len());
         for (slot, (run_id, step, attempt, plugin, previous)) in rows.into_iter().enumerate() {
             let claim = Claim {
                 worker: who.worker.to_string(),
@@ -398,21 +399,38 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            sqlx::query(
-                "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at, worker) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&claim.run_id)
-            .bind(&claim.step)
-            .bind(i64::from(claim.attempt))
-            .bind(plugin)
-            .bind(StepStatus::Running.as_str())
-            .bind(now)
-            .bind(who.worker)
-            .execute(&mut *tx)
-            .await?;
+            plugins.push(plugin);
             claims.push(claim);
         }
+        // The new attempts, in one statement.
+        let mut sql = String::from(
+            "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at, worker) VALUES ",
+        );
+        for i in 0..claims.len() {
+            let b = i * 4;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, $1, $2, $3)",
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
+        }
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(StepStatus::Running.as_str())
+            .bind(now)
+            .bind(who.worker);
+        for (claim, plugin) in claims.iter().zip(&plugins) {
+            insert = insert
+                .bind(&claim.run_id)
+                .bind(&claim.step)
+                .bind(i64::from(claim.attempt))
+                .bind(plugin);
+        }
+        insert.execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(claims)
     }
@@ -446,6 +464,7 @@ impl Store {
         &self,
         claim: &Claim,
         end: ClaimEnd<'_>,
+        logs: &[NewLog],
         grants: &[String],
         graph: &dyn Graph,
     ) -> Result<Ended, StoreError> {
@@ -515,6 +534,9 @@ impl Store {
                     .await?;
             }
         }
+        // The lease is held (the fenced write above locked the row): the attempt's last log
+        // lines land with its end.
+        super::runs::insert_logs(&mut tx, &claim.run_id, logs, true).await?;
         for grant in grants {
             sqlx::query("INSERT INTO grants_used (run_id, step, grant_text) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(&claim.run_id)
@@ -616,12 +638,11 @@ impl Store {
     /// first): `cancelled` if a cancel was asked for, `failed` if a step failed, else
     /// `succeeded`. Returns the status it recorded.
     pub async fn finish_run_if_done(&self, run: &str) -> Result<Option<RunStatus>, StoreError> {
-        let left = sqlx::query("SELECT COUNT(*) AS n FROM step_queue WHERE run_id = $1")
+        let left = sqlx::query("SELECT 1 AS one FROM step_queue WHERE run_id = $1 LIMIT 1")
             .bind(run)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get::<i64, _>("n")?;
-        if left > 0 {
+            .fetch_optional(&self.pool)
+            .await?;
+        if left.is_some() {
             return Ok(None);
         }
         let row = sqlx::query(

@@ -193,29 +193,7 @@ impl Store {
     /// Append log lines in one transaction.
     pub async fn append_logs(&self, run: &str, lines: &[NewLog]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for line in lines {
-            let sql = if line.lease.is_some() {
-                "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
-                 (SELECT 1 FROM step_queue WHERE run_id = $1 AND step = $3 AND lease_token = $8)"
-            } else {
-                "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            };
-            let q = sqlx::query(sql)
-                .bind(run)
-                .bind(line.seq)
-                .bind(&line.step)
-                .bind(line.attempt)
-                .bind(line.ts)
-                .bind(line.level)
-                .bind(&line.message);
-            match line.lease {
-                Some(token) => q.bind(token),
-                None => q,
-            }
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_logs(&mut tx, run, lines, false).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -504,6 +482,41 @@ impl Store {
             .map(|r| Ok((parse(r, "status")?, r.try_get("n")?)))
             .collect()
     }
+}
+
+/// Insert log lines on a connection (in a transaction). A line of a claimed attempt is kept
+/// only while the attempt's lease is held (unless the caller has just checked it).
+pub(super) async fn insert_logs(
+    conn: &mut sqlx::AnyConnection,
+    run: &str,
+    lines: &[NewLog],
+    lease_checked: bool,
+) -> Result<(), StoreError> {
+    for line in lines {
+        let lease = line.lease.filter(|_| !lease_checked);
+        let sql = if lease.is_some() {
+            "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
+             (SELECT 1 FROM step_queue WHERE run_id = $1 AND step = $3 AND lease_token = $8)"
+        } else {
+            "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        };
+        let q = sqlx::query(sql)
+            .bind(run)
+            .bind(line.seq)
+            .bind(&line.step)
+            .bind(line.attempt)
+            .bind(line.ts)
+            .bind(line.level)
+            .bind(&line.message);
+        match lease {
+            Some(token) => q.bind(token),
+            None => q,
+        }
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Insert a run on a connection (alone, or inside the transaction that also records what
