@@ -61,7 +61,7 @@ fn start_worker(dir: &Path, url: &str, extra: &[&str]) -> Worker {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start orch serve");
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().expect("bench step");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -165,14 +165,14 @@ fn main() {
     let (fan, links) = if quick { (500, 50) } else { (2000, 200) };
     let pg = pg::PrivatePg::start(true);
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir(dir.path().join("wf")).unwrap();
-    std::fs::write(dir.path().join("wf/fan.toml"), fan_out(fan)).unwrap();
-    std::fs::write(dir.path().join("wf/chain.toml"), chain(links)).unwrap();
+    std::fs::create_dir(dir.path().join("wf")).expect("bench step");
+    std::fs::write(dir.path().join("wf/fan.toml"), fan_out(fan)).expect("bench step");
+    std::fs::write(dir.path().join("wf/chain.toml"), chain(links)).expect("bench step");
     std::fs::write(
         dir.path().join("wf/long.toml"),
         "name = \"long\"\n[steps.long]\nplugin = \"echo\"\nwith = { sleep_ms = 4000 }\n",
     )
-    .unwrap();
+    .expect("bench step");
 
     // The floor: one-row transactions committed synchronously, one client.
     let floor = {
@@ -188,7 +188,7 @@ fn main() {
             .spawn()
             .and_then(|mut c| {
                 use std::io::Write;
-                c.stdin.take().unwrap().write_all(script.as_bytes())?;
+                c.stdin.take().expect("bench step").write_all(script.as_bytes())?;
                 c.wait()
             })
             .expect("psql");
@@ -215,7 +215,7 @@ fn main() {
             ),
         )
         .parse()
-        .unwrap();
+        .expect("bench step");
         let per: String = pg::psql_at(
             &url,
             &format!(
@@ -247,7 +247,7 @@ fn main() {
                  WHERE a.run_id = '{run}' ORDER BY 1"
             ),
         );
-        let gaps: Vec<i64> = gaps.lines().map(|l| l.parse().unwrap()).collect();
+        let gaps: Vec<i64> = gaps.lines().map(|l| l.parse().expect("bench step")).collect();
         let total: i64 = pg::psql_at(
             &url,
             &format!(
@@ -255,12 +255,12 @@ fn main() {
             ),
         )
         .parse()
-        .unwrap();
+        .expect("bench step");
         println!(
             "  {workers} worker(s): p50 {} ms, p99 {} ms, max {} ms; {:.2} ms per step end to end",
             percentile(&gaps, 0.5),
             percentile(&gaps, 0.99),
-            gaps.last().unwrap(),
+            gaps.last().expect("bench step"),
             total as f64 / links as f64
         );
         drop(pool);
@@ -282,8 +282,8 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let pid: u32 = victim.rsplit('-').nth(1).unwrap().parse().unwrap();
-    let i = pool.iter().position(|w| w.child.id() == pid).unwrap();
+    let pid: u32 = victim.rsplit('-').nth(1).expect("bench step").parse().expect("bench step");
+    let i = pool.iter().position(|w| w.child.id() == pid).expect("bench step");
     let mut dead = pool.remove(i);
     let _ = dead.child.kill();
     let killed_at = chrono::Utc::now().timestamp_millis();
@@ -294,7 +294,7 @@ fn main() {
         &format!("SELECT started_at FROM step_runs WHERE run_id = '{run}' AND attempt = 2"),
     )
     .parse()
-    .unwrap();
+    .expect("bench step");
     println!(
         "  re-claimed {} ms after the kill (target: lease + 1 s = 4000 ms)",
         started - killed_at
