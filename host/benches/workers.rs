@@ -188,7 +188,10 @@ fn main() {
             .spawn()
             .and_then(|mut c| {
                 use std::io::Write;
-                c.stdin.take().expect("bench step").write_all(script.as_bytes())?;
+                c.stdin
+                    .take()
+                    .expect("bench step")
+                    .write_all(script.as_bytes())?;
                 c.wait()
             })
             .expect("psql");
@@ -247,7 +250,10 @@ fn main() {
                  WHERE a.run_id = '{run}' ORDER BY 1"
             ),
         );
-        let gaps: Vec<i64> = gaps.lines().map(|l| l.parse().expect("bench step")).collect();
+        let gaps: Vec<i64> = gaps
+            .lines()
+            .map(|l| l.parse().expect("bench step"))
+            .collect();
         let total: i64 = pg::psql_at(
             &url,
             &format!(
@@ -282,8 +288,16 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let pid: u32 = victim.rsplit('-').nth(1).expect("bench step").parse().expect("bench step");
-    let i = pool.iter().position(|w| w.child.id() == pid).expect("bench step");
+    let pid: u32 = victim
+        .rsplit('-')
+        .nth(1)
+        .expect("bench step")
+        .parse()
+        .expect("bench step");
+    let i = pool
+        .iter()
+        .position(|w| w.child.id() == pid)
+        .expect("bench step");
     let mut dead = pool.remove(i);
     let _ = dead.child.kill();
     let killed_at = chrono::Utc::now().timestamp_millis();

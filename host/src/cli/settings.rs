@@ -93,15 +93,27 @@ impl Settings {
     }
 
     pub(super) async fn store(&self) -> anyhow::Result<Store> {
-        let url = match &self.database_url {
+        Ok(Store::open(&self.store_url()?).await?)
+    }
+
+    /// The store, if there is one already (a SQLite file is not created for a look).
+    pub(super) async fn existing_store(&self) -> Option<Store> {
+        let url = self.store_url().ok()?;
+        if url.starts_with("sqlite:") && !Store::sqlite_file_exists(&url) {
+            return None;
+        }
+        Store::open(&url).await.ok()
+    }
+
+    fn store_url(&self) -> anyhow::Result<String> {
+        Ok(match &self.database_url {
             Some(url) => url.clone(),
             None => {
                 let dirs = Self::dirs()
                     .context("no home directory: pass --database-url or set ORCH_DATABASE_URL")?;
                 crate::store::default_url(dirs.data_dir())
             }
-        };
-        Ok(Store::open(&url).await?)
+        })
     }
 
     /// Print a command's result on stdout: JSON with `--json`, else the text `human` makes of

@@ -257,6 +257,11 @@ impl Store {
         self.pg
     }
 
+    /// Does the SQLite file a URL names exist?
+    pub fn sqlite_file_exists(url: &str) -> bool {
+        sqlite_path(url).is_some_and(|p| p.exists())
+    }
+
     /// The SQLite file behind the store, if it is one.
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()

@@ -172,6 +172,48 @@ fn three_workers_route_steps_by_label_and_a_step_no_worker_can_run_says_why() {
     );
     let text = orch.orch(&["workers", "list"]).stdout;
     assert_eq!(text.matches("alive").count(), 3, "{text}");
+
+    // `orch validate` knows which labels the workers have had.
+    let checked = orch.orch(&["validate", "wf/nope.toml", "wf/routed.toml"]);
+    assert_eq!(
+        checked.code, 0,
+        "a warning, not an error: {}",
+        checked.stderr
+    );
+    assert!(
+        checked
+            .stderr
+            .contains("step `needs_nope` runs on `nope`, but no worker had `nope` in the last day"),
+        "{}",
+        checked.stderr
+    );
+    assert!(checked.stderr.contains("orch serve --worker-labels nope"));
+    assert!(
+        !checked.stderr.contains("on_gpu"),
+        "gpu is served: {}",
+        checked.stderr
+    );
+}
+
+#[test]
+fn a_second_server_on_one_sqlite_file_is_refused_with_the_way_out() {
+    let orch = Orch::new();
+    workflows_dir(&orch, &[("nope.toml", NOPE)]);
+    let _first = Serve::start(&orch, &[]);
+    let second = orch.orch(&["serve", "--workflows", "wf", "--bind", "127.0.0.1:0"]);
+    assert_eq!(second.code, 1, "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("another `orch serve` already uses the SQLite store"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains("--database-url postgres://"),
+        "{}",
+        second.stderr
+    );
 }
 
 #[test]
