@@ -185,10 +185,38 @@ impl Executor {
             claim.log_seq_base(),
             claim.token,
         ));
-        let prepared = match self.read_needs(shared, step).await? {
-            Err(missing) => Err(missing),
-            Ok(()) => prepare_step(step, resolved, &scope_for(shared, step), masker),
-        };
+        if let Err(need) = self.read_needs(shared, step).await? {
+            // As after a crash of a lone server: the need runs again (at-least-once), and
+            // this step waits for it.
+            let rerun = shared.workflow.steps.get(&need).ok_or_else(|| {
+                ExecError::Internal(format!("step `{need}` is not in the workflow"))
+            })?;
+            let dependants = DagGraph(shared.workflow.dag()).dependants(&need);
+            let why = format!(
+                "interrupted: the outputs of `{need}` held secrets and were kept only by a worker that is gone; `{need}` runs again first"
+            );
+            let rerun = crate::store::QueuedStep {
+                step: need.clone(),
+                plugin: rerun.plugin.to_string(),
+                runs_on: rerun.runs_on.clone(),
+                needs_left: 0,
+                needs_failed: 0,
+            };
+            return Ok(
+                match self
+                    .store
+                    .rerun_need(claim, &rerun, &dependants, &why)
+                    .await?
+                {
+                    Ended::Recorded { .. } => {
+                        tracing::warn!(run = %claim.run_id, "{why}");
+                        ClaimOutcome::Again
+                    }
+                    Ended::Lost(lost) => ClaimOutcome::Lost(lost),
+                },
+            );
+        }
+        let prepared = prepare_step(step, resolved, &scope_for(shared, step), masker);
         let config = match prepared {
             Ok(Prepared::Config(config)) => config,
             Ok(Prepared::Skipped) => {
@@ -424,13 +452,14 @@ impl Executor {
     }
 
     /// Put the finished steps `step` reads into the run's scope, from this worker's memory or
-    /// the store. `Err`: a step's real outputs held secrets and only the worker that ran it
-    /// had them.
+    /// the store. `Err(need)`: that need's real outputs held secrets, which are never stored,
+    /// and the worker that had them is gone.
     async fn read_needs(
         &self,
         shared: &RunShared,
         step: &crate::workflow::Step,
     ) -> Result<Result<(), String>, ExecError> {
+        // `Err(need)`: that need's real outputs are not here.
         let dag = shared.workflow.dag();
         let read: Vec<String> = match step.steps_read() {
             StepsRead::These(ids) => ids.into_iter().map(str::to_string).collect(),
@@ -456,10 +485,7 @@ impl Executor {
             };
             let outputs = match last.status {
                 StepStatus::Succeeded if !last.resumable => {
-                    return Ok(Err(format!(
-                        "step `{}` reads the outputs of `{other}`, which held secrets and were kept only by the worker that ran it (gone since): run the workflow again",
-                        step.id
-                    )));
+                    return Ok(Err(other));
                 }
                 StepStatus::Succeeded => last.outputs.unwrap_or_else(|| json!({})),
                 _ => json!({}),

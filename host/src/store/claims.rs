@@ -549,6 +549,86 @@ impl Store {
         Ok(Ended::Recorded { ready })
     }
 
+    /// The claimed step reads outputs of `need` that no live worker holds: `need` goes back on
+    /// the queue as its next attempt, its dependants still queued wait for it again, and the
+    /// claim is handed back (its attempt recorded `interrupted`, with `why`). Fenced.
+    pub async fn rerun_need(
+        &self,
+        claim: &Claim,
+        need: &QueuedStep,
+        dependants: &[String],
+        why: &str,
+    ) -> Result<Ended, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let fenced = sqlx::query(
+            "UPDATE step_queue SET lease_owner = NULL, lease_token = NULL, lease_until = NULL \
+             WHERE run_id = $1 AND step = $2 AND lease_token = $3",
+        )
+        .bind(&claim.run_id)
+        .bind(&claim.step)
+        .bind(claim.token)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if fenced == 0 {
+            return Ok(Ended::Lost(LeaseLost {
+                run: claim.run_id.clone(),
+                step: claim.step.clone(),
+                token: claim.token,
+            }));
+        }
+        let list = if self.pg {
+            "SELECT jsonb_array_elements_text($2::jsonb)"
+        } else {
+            "SELECT value FROM json_each($2)"
+        };
+        let sql = format!(
+            "UPDATE step_queue SET needs_left = needs_left + 1, ready_at = NULL, affinity = NULL \
+             WHERE run_id = $1 AND step IN ({list})"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&claim.run_id)
+            .bind(serde_json::to_string(dependants).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+        let last: i64 = sqlx::query(
+            "SELECT COALESCE(MAX(attempt), 0) AS last FROM step_runs WHERE run_id = $1 AND step = $2",
+        )
+        .bind(&claim.run_id)
+        .bind(&need.step)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("last")?;
+        sqlx::query(
+            "INSERT INTO step_queue (run_id, step, plugin, runs_on, priority, needs_left, needs_failed, ready_at, attempt, cancelled) \
+             VALUES ($1, $2, $3, $4, 0, 0, 0, $5, $6, 0)",
+        )
+        .bind(&claim.run_id)
+        .bind(&need.step)
+        .bind(&need.plugin)
+        .bind(runs_on_json(&need.runs_on))
+        .bind(now)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        finish_attempt(
+            &mut tx,
+            claim,
+            StepEnd {
+                status: StepStatus::Interrupted,
+                resumable: false,
+                outputs: None,
+                error: Some(why),
+                error_kind: None,
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ended::Recorded { ready: 1 })
+    }
+
     /// A step of `run` ended (`failed` or not): count it off its dependants. Those whose needs
     /// are all decided become ready, or, if a need failed, are recorded upstream-failed here
     /// and counted off their own dependants in turn. Returns how many became ready.

@@ -432,3 +432,63 @@ fn two_workers_fire_each_of_sixty_per_second_ticks_once() {
         assert!(tick_runs.contains(t["run_id"].as_str().unwrap()));
     }
 }
+
+#[test]
+fn a_need_whose_secret_outputs_died_with_the_server_runs_again_first() {
+    let orch = Orch::new();
+    workflows_dir(
+        &orch,
+        &[(
+            "secret.toml",
+            r#"
+            name = "secret"
+            [steps.mint]
+            plugin = "echo"
+            with = { outputs = { token = "tok-${{ run.id }}" }, secret = ["token"] }
+            [steps.slow]
+            plugin = "echo"
+            with = { message = "slow", sleep_ms = 1500 }
+            [steps.use]
+            plugin = "echo"
+            needs = ["mint", "slow"]
+            with = { message = "using ${{ steps.mint.outputs.token }}" }
+            "#,
+        )],
+    );
+    let tok = token(&orch, "t");
+    let mut server = Serve::start(&orch, &[]);
+    let id = trigger_run(&server, &tok, "secret");
+    running_on(&orch, &id, "slow", 1);
+    let minted = wait_for(Duration::from_secs(30), "mint done", || {
+        let d = orch.run_detail(&id);
+        (attempts(&d, "mint").first().map(|a| a.1.as_str()) == Some("succeeded")).then_some(d)
+    });
+    assert!(
+        minted["steps"].to_string().contains("***"),
+        "secret outputs are not stored: {minted}"
+    );
+    server.kill9();
+
+    let _server = Serve::start(&orch, &[]);
+    let d = wait_run_status(&orch, &id, "succeeded", Duration::from_secs(60));
+    let mint: Vec<String> = attempts(&d, "mint").into_iter().map(|a| a.1).collect();
+    assert_eq!(
+        mint,
+        ["succeeded", "succeeded"],
+        "mint ran again for its secret: {d}"
+    );
+    let using: Vec<String> = attempts(&d, "use").into_iter().map(|a| a.1).collect();
+    assert_eq!(using, ["interrupted", "succeeded"], "{d}");
+    let log: Vec<&str> = d["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["step"] == "use")
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        log,
+        ["using ***"],
+        "the real token reached `use`, masked in its log: {d}"
+    );
+}
