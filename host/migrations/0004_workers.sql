@@ -56,3 +56,7 @@ ALTER TABLE step_runs ADD COLUMN worker TEXT;
 -- 1: queued until no other run of its schedule is active (`overlap = "queue"`, catch-up).
 ALTER TABLE runs ADD COLUMN wait_group INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+-- The next log sequence number of a run's claimed steps: taken in the transaction that writes
+-- the lines, so numbers follow commit order across workers.
+ALTER TABLE runs ADD COLUMN log_seq BIGINT NOT NULL DEFAULT 0;
+UPDATE runs SET log_seq = COALESCE((SELECT MAX(seq) + 1 FROM logs WHERE logs.run_id = runs.id), 0);

@@ -179,12 +179,7 @@ impl Executor {
             .plugin(id)
             .ok_or_else(|| ExecError::Internal(format!("step `{id}` has no resolved plugin")))?;
         let masker = &shared.channel.masker;
-        let events = Arc::new(StepEvents::claimed(
-            shared.channel.clone(),
-            id,
-            claim.log_seq_base(),
-            claim.token,
-        ));
+        let events = Arc::new(StepEvents::claimed(shared.channel.clone(), id, claim.token));
         if let Err(need) = self.read_needs(shared, step).await? {
             // As after a crash of a lone server: the need runs again (at-least-once), and
             // this step waits for it.

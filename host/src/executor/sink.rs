@@ -89,15 +89,14 @@ pub(super) struct StepEvents {
     audited: AtomicUsize,
     /// Lines the writer's full queue refused since the last one it took.
     dropped: AtomicU64,
-    /// For a claimed attempt: its lines, numbered and fenced its own way; `None`: numbered
-    /// from the run's counter and written unfenced.
+    /// For a claimed attempt: its lines, fenced by its lease and numbered by the store;
+    /// `None`: numbered from the run's counter here and written unfenced.
     claimed: Option<ClaimedLog>,
 }
 
 /// The log of a claimed attempt: held here and written with the attempt's end (in the
 /// transaction its lease fences), or forwarded to the run's writer while the step runs long.
 struct ClaimedLog {
-    seq: AtomicI64,
     token: i64,
     held: Mutex<Vec<NewLog>>,
     /// Some lines went to the run's writer: flush it before the end gives the lease up.
@@ -120,11 +119,10 @@ impl StepEvents {
         }
     }
 
-    /// A sink for one claimed attempt: lines numbered from `seq_base`, fenced by `token`.
-    pub(super) fn claimed(run: Arc<RunChannel>, step: &str, seq_base: i64, token: i64) -> Self {
+    /// A sink for one claimed attempt: lines fenced by `token` (and numbered when written).
+    pub(super) fn claimed(run: Arc<RunChannel>, step: &str, token: i64) -> Self {
         Self {
             claimed: Some(ClaimedLog {
-                seq: AtomicI64::new(seq_base),
                 token,
                 held: Mutex::new(Vec::new()),
                 forwarded: AtomicBool::new(false),
@@ -146,7 +144,7 @@ impl StepEvents {
     /// A log line of this step for the writer.
     fn record(&self, level: &'static str, message: String) -> Record {
         let (seq, lease) = match &self.claimed {
-            Some(c) => (c.seq.fetch_add(1, Ordering::Relaxed), Some(c.token)),
+            Some(c) => (0, Some(c.token)),
             None => (self.run.seq.fetch_add(1, Ordering::Relaxed), None),
         };
         Record::Log(NewLog {

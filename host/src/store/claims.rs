@@ -47,23 +47,9 @@ pub struct Claim {
     pub step: String,
     pub attempt: u32,
     pub token: i64,
-    /// Position in the claiming batch: with the token, it makes the attempt's log sequence
-    /// numbers unique within the run.
-    pub slot: u32,
     /// The worker whose lease had expired, if the step was taken over.
     pub taken_from: Option<String>,
 }
-
-impl Claim {
-    /// The first log sequence number of this attempt: attempts own disjoint ranges, ordered
-    /// by claim.
-    pub fn log_seq_base(&self) -> i64 {
-        (self.token << 24) | (i64::from(self.slot & 0x3ff) << 14)
-    }
-}
-
-/// The most log lines one claimed attempt numbers (see [`Claim::log_seq_base`]).
-pub const CLAIM_LOG_LINES: i64 = 1 << 14;
 
 /// How a claimed attempt ended.
 #[derive(Clone)]
@@ -373,14 +359,13 @@ impl Store {
         }
         let mut claims = Vec::with_capacity(rows.len());
         let mut plugins = Vec::with_capacity(rows.len());
-        for (slot, (run_id, step, attempt, plugin, previous)) in rows.into_iter().enumerate() {
+        for (run_id, step, attempt, plugin, previous) in rows {
             let claim = Claim {
                 worker: who.worker.to_string(),
                 run_id,
                 step,
                 attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
                 token,
-                slot: slot as u32,
                 taken_from: previous,
             };
             if let Some(previous) = &claim.taken_from {
@@ -534,9 +519,6 @@ impl Store {
                     .await?;
             }
         }
-        // The lease is held (the fenced write above locked the row): the attempt's last log
-        // lines land with its end.
-        super::runs::insert_logs(&mut tx, &claim.run_id, logs, true).await?;
         for grant in grants {
             sqlx::query("INSERT INTO grants_used (run_id, step, grant_text) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(&claim.run_id)
@@ -545,6 +527,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        // The lease is held (the fenced write above locked the row): the attempt's last log
+        // lines land with its end. Last, as numbering them locks the run's counter.
+        super::runs::insert_logs(&mut tx, &claim.run_id, logs, true).await?;
         tx.commit().await?;
         Ok(Ended::Recorded { ready })
     }

@@ -22,8 +22,7 @@ mod ticks;
 mod tokens;
 mod workers;
 pub use claims::{
-    CLAIM_LOG_LINES, Claim, ClaimEnd, Claimer, Ended, Graph, Held, LeaseLost, QueuedStep,
-    WaitingStep,
+    Claim, ClaimEnd, Claimer, Ended, Graph, Held, LeaseLost, QueuedStep, WaitingStep,
 };
 pub use runs::{AttemptRow, GrantsUsed, NewLog, NewRun, StepEnd, new_run_id};
 pub use status::{RunStatus, StepStatus, TickOutcome, Trigger};

@@ -35,6 +35,7 @@ pub struct StepEnd<'a> {
 
 /// A log line to append.
 pub struct NewLog {
+    /// Its place in the run's log (a claimed attempt's lines are numbered when written).
     pub seq: i64,
     /// The lease token of the claimed attempt that wrote it: the line is kept only while the
     /// lease is held.
@@ -484,16 +485,38 @@ impl Store {
     }
 }
 
-/// Insert log lines on a connection (in a transaction). A line of a claimed attempt is kept
-/// only while the attempt's lease is held (unless the caller has just checked it).
+/// Insert log lines on a connection (in a transaction). A line of a claimed attempt (with a
+/// lease) is numbered here, from the run's counter, so numbers follow the order lines are
+/// committed in (a follower reading "after N" misses none, whichever worker wrote them), and
+/// kept only while the attempt's lease is held (unless the caller has just checked it).
 pub(super) async fn insert_logs(
     conn: &mut sqlx::AnyConnection,
     run: &str,
     lines: &[NewLog],
     lease_checked: bool,
 ) -> Result<(), StoreError> {
+    let claimed = lines.iter().filter(|l| l.lease.is_some()).count() as i64;
+    // The counter row stays locked until commit: the next writer numbers after these lines.
+    let mut next = if claimed > 0 {
+        let end: i64 =
+            sqlx::query("UPDATE runs SET log_seq = log_seq + $1 WHERE id = $2 RETURNING log_seq")
+                .bind(claimed)
+                .bind(run)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get("log_seq")?;
+        end - claimed
+    } else {
+        0
+    };
     for line in lines {
-        let lease = line.lease.filter(|_| !lease_checked);
+        let (seq, lease) = match line.lease {
+            Some(token) => {
+                next += 1;
+                (next - 1, Some(token).filter(|_| !lease_checked))
+            }
+            None => (line.seq, None),
+        };
         let sql = if lease.is_some() {
             "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) \
              SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
@@ -503,7 +526,7 @@ pub(super) async fn insert_logs(
         };
         let q = sqlx::query(sql)
             .bind(run)
-            .bind(line.seq)
+            .bind(seq)
             .bind(&line.step)
             .bind(line.attempt)
             .bind(line.ts)

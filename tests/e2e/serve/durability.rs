@@ -1,12 +1,12 @@
 //! What survives: live logs over SSE, a `kill -9` mid-run, a graceful SIGTERM, reloading the
 //! workflow directory.
 
-use super::harness::{GREET, Serve, token, trigger_run, wait_run_status, workflows_dir};
-use crate::harness::http::{get, host_and_path, post_json, request};
-use crate::harness::{Orch, Server, now_ms, wait_for};
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use super::harness::{
+    GREET, Serve, follow_log, token, trigger_run, wait_run_status, workflows_dir,
+};
+use crate::harness::http::{get, post_json, request};
+use crate::harness::{Orch, Server, wait_for};
+use serde_json::json;
 use std::time::Duration;
 
 #[test]
@@ -36,27 +36,7 @@ fn logs_of_a_live_run_stream_as_server_sent_events() {
     let server = Serve::start(&orch, &[]);
     let id = trigger_run(&server, &tok, "slow");
 
-    let url = server.url(&format!("/api/v1/runs/{id}/logs"));
-    let (host, path) = host_and_path(&url);
-    let mut stream = TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {tok}\r\n\r\n"
-    )
-    .unwrap();
-    // Each event with the wall-clock time (ms since the epoch) it arrived at.
-    let mut events: Vec<(i64, String, Value)> = Vec::new();
-    let mut name = String::new();
-    for line in BufReader::new(stream).lines().map_while(Result::ok) {
-        if let Some(n) = line.strip_prefix("event: ") {
-            name = n.to_string();
-        } else if let Some(data) = line.strip_prefix("data: ") {
-            events.push((now_ms(), name.clone(), serde_json::from_str(data).unwrap()));
-            if name == "end" {
-                break;
-            }
-        }
-    }
+    let events = follow_log(&server, &tok, &id);
     let logs: Vec<(i64, &str)> = events
         .iter()
         .filter(|(_, n, _)| n == "log")

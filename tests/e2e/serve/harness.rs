@@ -194,3 +194,34 @@ default = 1
 plugin = "echo"
 with = { message = "hello ${{ inputs.name }}", outputs = { said = "hello ${{ inputs.name }} x${{ inputs.count }}" } }
 "#;
+
+/// Follow run `id`'s log as server-sent events until its `end`: each event with the time (ms
+/// since the epoch) it arrived, its name and its data.
+pub(super) fn follow_log(server: &Serve, token: &str, id: &str) -> Vec<(i64, String, Value)> {
+    use std::io::Write;
+    let url = server.url(&format!("/api/v1/runs/{id}/logs"));
+    let (host, path) = crate::harness::http::host_and_path(&url);
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    let mut name = String::new();
+    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = n.to_string();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            events.push((
+                crate::harness::now_ms(),
+                name.clone(),
+                serde_json::from_str(data).unwrap(),
+            ));
+            if name == "end" {
+                break;
+            }
+        }
+    }
+    events
+}

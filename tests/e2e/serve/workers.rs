@@ -4,7 +4,7 @@
 //! processes, the project's PostgreSQL (and a private cluster where a test restarts it).
 
 use super::harness::{
-    Serve, per_second, ticks, token, trigger_run, wait_run_status, workflows_dir,
+    Serve, follow_log, per_second, ticks, token, trigger_run, wait_run_status, workflows_dir,
 };
 use crate::harness::pg::{PrivatePg, db_url, psql, unique};
 use crate::harness::{Orch, now_ms, signal, wait_for};
@@ -491,4 +491,29 @@ fn a_need_whose_secret_outputs_died_with_the_server_runs_again_first() {
         ["using ***"],
         "the real token reached `use`, masked in its log: {d}"
     );
+}
+
+#[test]
+fn a_log_followed_live_misses_no_line_of_steps_ending_out_of_order_on_two_workers() {
+    let orch = pg_orch();
+    let mut wf = String::from("name = \"lines\"\n");
+    for i in 0..12 {
+        wf.push_str(&format!(
+            "[steps.s{i}]\nplugin = \"echo\"\nwith = {{ message = \"line {i}\", sleep_ms = {} }}\n",
+            (11 - i) % 4 * 300
+        ));
+    }
+    workflows_dir(&orch, &[("lines.toml", &wf)]);
+    let tok = token(&orch, "t");
+    let workers = [Serve::start(&orch, &[]), Serve::start(&orch, &[])];
+    let id = trigger_run(&workers[0], &tok, "lines");
+    let events = follow_log(&workers[1], &tok, &id);
+    let streamed: BTreeSet<String> = events
+        .iter()
+        .filter(|(_, n, _)| n == "log")
+        .map(|(_, _, d)| d["message"].as_str().unwrap().to_string())
+        .collect();
+    let expected: BTreeSet<String> = (0..12).map(|i| format!("line {i}")).collect();
+    assert_eq!(streamed, expected, "{events:?}");
+    assert_eq!(events.last().unwrap().2["status"], "succeeded");
 }
