@@ -14,10 +14,12 @@
 #[path = "../../tests/e2e/harness/pg.rs"]
 mod pg;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Where the workers' logs are, for a failure's message.
+static LOGS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// One `orch serve` worker.
 struct Worker {
@@ -46,39 +48,41 @@ fn orch(dir: &Path, url: &str) -> Command {
 }
 
 fn start_worker(dir: &Path, url: &str, extra: &[&str]) -> Worker {
-    let mut child = orch(dir, url)
-        .args([
-            "serve",
-            "--workflows",
-            "wf",
-            "--bind",
-            "127.0.0.1:0",
-            "--parallel",
-            "32",
-        ])
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = dir.join(format!("worker-{n}.log"));
+    let child = orch(dir, url)
+        .args(["serve", "--workflows", "wf", "--bind", "127.0.0.1:0", "--parallel", "32"])
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("worker log"))
         .spawn()
         .expect("start orch serve");
-    let stderr = child.stderr.take().expect("bench step");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(
-                    addr.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string(),
-                );
-            }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let addr = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(addr) = text.split("listening on http://").nth(1) {
+            break addr.split_whitespace().next().unwrap_or_default().to_string();
         }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("orch serve started");
+        assert!(Instant::now() < deadline, "orch serve did not start: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     Worker { child, addr }
+}
+
+/// The end of every worker's stderr, for a failure.
+fn worker_logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("worker-") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+            out.push_str(&format!("--- {name}\n{tail}\n"));
+        }
+    }
+    out
 }
 
 /// A fresh database on the cluster and a token in it.
@@ -128,15 +132,35 @@ fn wait_done(url: &str, run: &str, within: Duration) {
             "failed" | "cancelled" => panic!("run {run} {status}"),
             _ => {}
         }
-        assert!(Instant::now() < deadline, "run {run} did not end");
+        if Instant::now() >= deadline {
+            let queue = pg::psql_at(
+                url,
+                &format!("SELECT step, needs_left, ready_at, attempt, lease_owner, lease_until, cancelled FROM step_queue WHERE run_id = '{run}' LIMIT 20"),
+            );
+            let open = pg::psql_at(
+                url,
+                &format!("SELECT step, attempt, status, worker FROM step_runs WHERE run_id = '{run}' AND status <> 'succeeded' LIMIT 20"),
+            );
+            let workers = pg::psql_at(url, "SELECT id, heartbeat_at, stopped_at FROM workers");
+            panic!(
+                "run {run} did not end ({status}); queue:\n{queue}\nnot succeeded:\n{open}\nworkers:\n{workers}\n{}",
+                worker_logs(LOGS.get().map(|p| p.as_path()).unwrap_or(Path::new(".")))
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn fan_out(n: usize) -> String {
-    let mut wf = String::from("name = \"fan\"\n");
+/// `n` independent no-op steps; `logged`: each writes one log line.
+fn fan_out(name: &str, n: usize, logged: bool) -> String {
+    let mut wf = format!("name = \"{name}\"\n");
     for i in 0..n {
-        wf.push_str(&format!("[steps.s{i}]\nplugin = \"echo\"\nwith = {{}}\n"));
+        let with = if logged {
+            format!("{{ message = \"step {i}\" }}")
+        } else {
+            "{}".into()
+        };
+        wf.push_str(&format!("[steps.s{i}]\nplugin = \"echo\"\nwith = {with}\n"));
     }
     wf
 }
@@ -165,8 +189,11 @@ fn main() {
     let (fan, links) = if quick { (500, 50) } else { (2000, 200) };
     let pg = pg::PrivatePg::start(true);
     let dir = tempfile::tempdir().expect("temp dir");
+    let _ = LOGS.set(dir.path().to_path_buf());
     std::fs::create_dir(dir.path().join("wf")).expect("bench step");
-    std::fs::write(dir.path().join("wf/fan.toml"), fan_out(fan)).expect("bench step");
+    std::fs::write(dir.path().join("wf/fan.toml"), fan_out("fan", fan, false)).expect("bench step");
+    std::fs::write(dir.path().join("wf/fanlog.toml"), fan_out("fanlog", fan, true))
+        .expect("bench step");
     std::fs::write(dir.path().join("wf/chain.toml"), chain(links)).expect("bench step");
     std::fs::write(
         dir.path().join("wf/long.toml"),
@@ -201,7 +228,7 @@ fn main() {
     println!("postgres floor: {floor:.0} synchronous single-row commits/s (one psql client)");
 
     println!("\nthroughput: fan-out of {fan} no-op steps");
-    for workers in [1, 2, 4] {
+    for (workers, workflow) in [(1, "fan"), (2, "fan"), (4, "fan"), (2, "fanlog")] {
         let (url, token) = database(&pg, dir.path());
         let pool: Vec<Worker> = (0..workers)
             .map(|_| start_worker(dir.path(), &url, &[]))
@@ -209,7 +236,7 @@ fn main() {
         // Warm the component caches with one run first.
         let warm = trigger(&pool[0], &token, "chain");
         wait_done(&url, &warm, Duration::from_secs(300));
-        let run = trigger(&pool[0], &token, "fan");
+        let run = trigger(&pool[0], &token, workflow);
         wait_done(&url, &run, Duration::from_secs(300));
         let span: i64 = pg::psql_at(
             &url,
@@ -225,8 +252,9 @@ fn main() {
                 "SELECT string_agg(n::text, '/' ORDER BY n DESC) FROM (SELECT COUNT(*) AS n FROM step_runs WHERE run_id = '{run}' GROUP BY worker) c"
             ),
         );
+        let logged = if workflow == "fanlog" { ", one log line each" } else { "" };
         println!(
-            "  {workers} worker(s): {fan} steps in {span} ms = {:.0} steps/s (steps per worker {per})",
+            "  {workers} worker(s){logged}: {fan} steps in {span} ms = {:.0} steps/s (steps per worker {per})",
             fan as f64 * 1000.0 / span.max(1) as f64
         );
         drop(pool);

@@ -276,11 +276,13 @@ impl Runner {
             );
             let runner = self.clone();
             self.tasks.spawn(async move {
+                // Forgotten however the task ends (a panic included): its lease then expires
+                // and another attempt runs.
+                let _done = Landed {
+                    runner: runner.clone(),
+                    key: (claim.run_id.clone(), claim.step.clone()),
+                };
                 runner.run_claim(&claim, &control).await;
-                runner
-                    .in_flight()
-                    .remove(&(claim.run_id.clone(), claim.step.clone()));
-                runner.wake.notify_one();
             });
         }
         Ok(n)
@@ -498,9 +500,12 @@ impl Runner {
             {
                 tracing::warn!("cannot record this worker's heartbeat: {e}");
             }
+            let mut tokens: Vec<i64> = self.in_flight().values().map(|f| f.token).collect();
+            tokens.sort_unstable();
+            tokens.dedup();
             match self
                 .store
-                .renew_leases(&self.id, millis(self.config.lease))
+                .renew_leases(&self.id, &tokens, millis(self.config.lease))
                 .await
             {
                 Ok(held) => {
@@ -582,6 +587,19 @@ impl Runner {
         if let Err(e) = self.store.worker_stopped(&self.id).await {
             tracing::error!("cannot record this worker as stopped: {e}");
         }
+    }
+}
+
+/// Takes an attempt off this worker's list when its task ends, and looks for more work.
+struct Landed {
+    runner: Arc<Runner>,
+    key: (String, String),
+}
+
+impl Drop for Landed {
+    fn drop(&mut self) {
+        self.runner.in_flight().remove(&self.key);
+        self.runner.wake.notify_one();
     }
 }
 

@@ -420,17 +420,33 @@ impl Store {
         Ok(claims)
     }
 
-    /// Extend this worker's leases; returns the claims it still holds (with whether their run
-    /// was cancelled). A claim missing from the answer was lost.
-    pub async fn renew_leases(&self, worker: &str, lease_ms: i64) -> Result<Vec<Held>, StoreError> {
-        let rows = sqlx::query(
-            "UPDATE step_queue SET lease_until = $1 WHERE lease_owner = $2 \
-             RETURNING run_id, step, lease_token, cancelled",
-        )
-        .bind(now_ms() + lease_ms)
-        .bind(worker)
-        .fetch_all(&self.pool)
-        .await?;
+    /// Extend the leases of this worker's claims with these tokens (the attempts it is still
+    /// running: a claim whose task died is left to expire); returns the claims it still holds
+    /// (with whether their run was cancelled). A claim missing from the answer was lost.
+    pub async fn renew_leases(
+        &self,
+        worker: &str,
+        tokens: &[i64],
+        lease_ms: i64,
+    ) -> Result<Vec<Held>, StoreError> {
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = if self.pg {
+            "SELECT jsonb_array_elements_text($3::jsonb)::bigint"
+        } else {
+            "SELECT value FROM json_each($3)"
+        };
+        let sql = format!(
+            "UPDATE step_queue SET lease_until = $1 WHERE lease_owner = $2 AND lease_token IN ({list}) \
+             RETURNING run_id, step, lease_token, cancelled"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms() + lease_ms)
+            .bind(worker)
+            .bind(serde_json::to_string(tokens).unwrap_or_default())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(Held {
