@@ -52,7 +52,15 @@ fn start_worker(dir: &Path, url: &str, extra: &[&str]) -> Worker {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let log = dir.join(format!("worker-{n}.log"));
     let child = orch(dir, url)
-        .args(["serve", "--workflows", "wf", "--bind", "127.0.0.1:0", "--parallel", "32"])
+        .args([
+            "serve",
+            "--workflows",
+            "wf",
+            "--bind",
+            "127.0.0.1:0",
+            "--parallel",
+            "32",
+        ])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("worker log"))
@@ -62,9 +70,16 @@ fn start_worker(dir: &Path, url: &str, extra: &[&str]) -> Worker {
     let addr = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if let Some(addr) = text.split("listening on http://").nth(1) {
-            break addr.split_whitespace().next().unwrap_or_default().to_string();
+            break addr
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
         }
-        assert!(Instant::now() < deadline, "orch serve did not start: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "orch serve did not start: {text}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     Worker { child, addr }
@@ -135,11 +150,15 @@ fn wait_done(url: &str, run: &str, within: Duration) {
         if Instant::now() >= deadline {
             let queue = pg::psql_at(
                 url,
-                &format!("SELECT step, needs_left, ready_at, attempt, lease_owner, lease_until, cancelled FROM step_queue WHERE run_id = '{run}' LIMIT 20"),
+                &format!(
+                    "SELECT step, needs_left, ready_at, attempt, lease_owner, lease_until, cancelled FROM step_queue WHERE run_id = '{run}' LIMIT 20"
+                ),
             );
             let open = pg::psql_at(
                 url,
-                &format!("SELECT step, attempt, status, worker FROM step_runs WHERE run_id = '{run}' AND status <> 'succeeded' LIMIT 20"),
+                &format!(
+                    "SELECT step, attempt, status, worker FROM step_runs WHERE run_id = '{run}' AND status <> 'succeeded' LIMIT 20"
+                ),
             );
             let workers = pg::psql_at(url, "SELECT id, heartbeat_at, stopped_at FROM workers");
             panic!(
@@ -192,8 +211,11 @@ fn main() {
     let _ = LOGS.set(dir.path().to_path_buf());
     std::fs::create_dir(dir.path().join("wf")).expect("bench step");
     std::fs::write(dir.path().join("wf/fan.toml"), fan_out("fan", fan, false)).expect("bench step");
-    std::fs::write(dir.path().join("wf/fanlog.toml"), fan_out("fanlog", fan, true))
-        .expect("bench step");
+    std::fs::write(
+        dir.path().join("wf/fanlog.toml"),
+        fan_out("fanlog", fan, true),
+    )
+    .expect("bench step");
     std::fs::write(dir.path().join("wf/chain.toml"), chain(links)).expect("bench step");
     std::fs::write(
         dir.path().join("wf/long.toml"),
@@ -252,7 +274,11 @@ fn main() {
                 "SELECT string_agg(n::text, '/' ORDER BY n DESC) FROM (SELECT COUNT(*) AS n FROM step_runs WHERE run_id = '{run}' GROUP BY worker) c"
             ),
         );
-        let logged = if workflow == "fanlog" { ", one log line each" } else { "" };
+        let logged = if workflow == "fanlog" {
+            ", one log line each"
+        } else {
+            ""
+        };
         println!(
             "  {workers} worker(s){logged}: {fan} steps in {span} ms = {:.0} steps/s (steps per worker {per})",
             fan as f64 * 1000.0 / span.max(1) as f64

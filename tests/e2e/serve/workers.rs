@@ -517,3 +517,37 @@ fn a_log_followed_live_misses_no_line_of_steps_ending_out_of_order_on_two_worker
     assert_eq!(streamed, expected, "{events:?}");
     assert_eq!(events.last().unwrap().2["status"], "succeeded");
 }
+
+#[test]
+fn a_cancel_through_one_worker_stops_the_step_running_on_another() {
+    let orch = pg_orch();
+    workflows_dir(
+        &orch,
+        &[(
+            "slow.toml",
+            "name = \"slow\"\n[steps.wait]\nplugin = \"echo\"\nwith = { sleep_ms = 8000 }\n",
+        )],
+    );
+    let tok = token(&orch, "t");
+    let lease = ["--lease", "3s"];
+    let workers = [Serve::start(&orch, &lease), Serve::start(&orch, &lease)];
+    let id = trigger_run(&workers[0], &tok, "slow");
+    let (runner, _) = running_on(&orch, &id, "wait", 1);
+    let other = workers.iter().find(|w| w.pid() != runner).unwrap();
+    let asked_at = now_ms();
+    let cancel = crate::harness::http::post_json(
+        &other.url(&format!("/api/v1/runs/{id}/cancel")),
+        Some(&tok),
+        &serde_json::json!({}),
+    );
+    assert_eq!(cancel.status, 202, "{}", cancel.body);
+    let d = wait_run_status(&orch, &id, "cancelled", Duration::from_secs(15));
+    let wait = &d["steps"][0];
+    assert_eq!(wait["status"], "cancelled", "{d}");
+    let ended = wait["finished_at"].as_i64().unwrap();
+    assert!(
+        ended - asked_at <= 3000 / 5 * 2 + 1000,
+        "the running worker saw the cancel at its next renewal: {} ms",
+        ended - asked_at
+    );
+}
