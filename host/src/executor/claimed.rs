@@ -187,6 +187,14 @@ impl Executor {
                 ExecError::Internal(format!("step `{need}` is not in the workflow"))
             })?;
             let dependants = DagGraph(shared.workflow.dag()).dependants(&need);
+            if !dependants.contains(&step.id) {
+                // Only a need's own dependants wait for it to run again.
+                let error = format!(
+                    "step `{id}` reads the outputs of `{need}`, which held secrets and were kept only by the worker that ran it (gone since): make `{id}` need `{need}` directly, or run the workflow again"
+                );
+                let end = without_running(StepStatus::Failed, Some(error));
+                return self.end(shared, claim, &events, end, &[], started).await;
+            }
             let why = format!(
                 "interrupted: the outputs of `{need}` held secrets and were kept only by a worker that is gone; `{need}` runs again first"
             );
@@ -196,6 +204,7 @@ impl Executor {
                 runs_on: rerun.runs_on.clone(),
                 needs_left: 0,
                 needs_failed: 0,
+                attempt: 0, // the store numbers it after the attempts recorded
             };
             return Ok(
                 match self

@@ -92,7 +92,6 @@ impl Default for WorkerConfig {
 /// An attempt running here.
 struct InFlight {
     control: Arc<ClaimControl>,
-    token: i64,
     /// When the claim was committed: a renewal asked before it cannot have seen it.
     since: Instant,
 }
@@ -108,8 +107,8 @@ pub(crate) struct Runner {
     /// This worker's id in the `workers` table.
     pub(crate) id: String,
     config: WorkerConfig,
-    /// Attempts running here, by (run, step).
-    in_flight: Mutex<HashMap<(String, String), InFlight>>,
+    /// Attempts running here, by (run, step, lease token).
+    in_flight: Mutex<HashMap<(String, String, i64), InFlight>>,
     /// Runs attached here, by id.
     attached: Mutex<HashMap<String, Arc<RunHandle>>>,
     /// Something may be claimable or startable: look now instead of at the next poll.
@@ -147,7 +146,7 @@ impl Runner {
         }
     }
 
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), InFlight>> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, i64), InFlight>> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -267,10 +266,9 @@ impl Runner {
         for claim in claims {
             let control = Arc::new(ClaimControl::default());
             self.in_flight().insert(
-                (claim.run_id.clone(), claim.step.clone()),
+                (claim.run_id.clone(), claim.step.clone(), claim.token),
                 InFlight {
                     control: control.clone(),
-                    token: claim.token,
                     since: Instant::now(),
                 },
             );
@@ -280,7 +278,7 @@ impl Runner {
                 // and another attempt runs.
                 let _done = Landed {
                     runner: runner.clone(),
-                    key: (claim.run_id.clone(), claim.step.clone()),
+                    key: (claim.run_id.clone(), claim.step.clone(), claim.token),
                 };
                 runner.run_claim(&claim, &control).await;
             });
@@ -292,7 +290,12 @@ impl Runner {
     async fn run_claim(&self, claim: &Claim, control: &ClaimControl) {
         let handle = match self.attach(&claim.run_id).await {
             Ok(handle) => handle,
-            Err(error) => {
+            Err(Unattached::Store(e)) => {
+                // The store may be back soon: the lease runs out and the step is claimed again.
+                tracing::warn!(run = %claim.run_id, step = %claim.step, "cannot read the run: {e}");
+                return;
+            }
+            Err(Unattached::Cannot(error)) => {
                 tracing::error!(run = %claim.run_id, step = %claim.step, "{error}");
                 self.fail_claim(claim, &error).await;
                 return;
@@ -303,6 +306,9 @@ impl Runner {
             Ok(ClaimOutcome::Again) => {}
             Ok(ClaimOutcome::Lost(lost)) => {
                 eprintln!("orch serve: {lost} (another worker took it over)");
+            }
+            Err(crate::executor::ExecError::Store(e)) => {
+                tracing::warn!(run = %claim.run_id, step = %claim.step, "the run store failed under the step (its lease runs out, then it runs again): {e}");
             }
             Err(e) => {
                 let error = format!("{e:#}");
@@ -327,7 +333,7 @@ impl Runner {
     }
 
     /// The run as this worker runs it, attached once.
-    async fn attach(&self, run_id: &str) -> Result<Arc<RunHandle>, String> {
+    async fn attach(&self, run_id: &str) -> Result<Arc<RunHandle>, Unattached> {
         if let Some(handle) = self.attached().get(run_id) {
             return Ok(handle.clone());
         }
@@ -335,13 +341,13 @@ impl Runner {
             .store
             .run(run_id)
             .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("run {run_id} is not recorded"))?;
+            .map_err(Unattached::Store)?
+            .ok_or_else(|| Unattached::Cannot(format!("run {run_id} is not recorded")))?;
         let served = self.registry.get(&row.workflow).ok_or_else(|| {
-            format!(
+            Unattached::Cannot(format!(
                 "workflow `{}` is not served by this worker (removed, renamed or invalid): fix its file and trigger again",
                 row.workflow
-            )
+            ))
         })?;
         let handle = self
             .executor
@@ -354,19 +360,22 @@ impl Runner {
                 secret_store: self.secret_store.clone(),
                 observer: Arc::new(self.metrics.observer(&row.workflow)),
             })
-            .map_err(|e| format!("{e:#}"))?;
-        let handle = Arc::new(handle);
-        self.attached()
+            .map_err(|e| Unattached::Cannot(format!("{e:#}")))?;
+        // Two attempts of one run attaching at once share whichever got in first.
+        Ok(self
+            .attached()
             .entry(run_id.to_string())
-            .or_insert(handle.clone());
-        Ok(handle)
+            .or_insert_with(|| Arc::new(handle))
+            .clone())
     }
 
     /// Record a claimed step failed without running it (its run cannot be attached here).
     async fn fail_claim(&self, claim: &Claim, error: &str) {
         let served = match self.store.run(&claim.run_id).await {
             Ok(Some(row)) => self.registry.get(&row.workflow),
-            _ => None,
+            Ok(None) => None,
+            // The lease runs out and the step is claimed again.
+            Err(_) => return,
         };
         match served {
             Some(served) => self.fail_claim_with(claim, &served.workflow, error).await,
@@ -434,12 +443,13 @@ impl Runner {
                 .finish_run(&run.id, RunStatus::Failed, Some(&error))
                 .await;
         };
-        let done = if run.status == RunStatus::Queued {
-            HashMap::new()
+        let attempts = if run.status == RunStatus::Queued {
+            Vec::new()
         } else {
-            decided_steps(&self.store.attempts(&run.id).await?)
+            self.store.attempts(&run.id).await?
         };
-        let steps = queued_steps(&served.workflow, &done);
+        let done = decided_steps(&attempts);
+        let steps = queued_steps(&served.workflow, &done, &attempts);
         let graph = crate::executor::DagGraph(served.workflow.dag());
         if self.store.start_run_steps(&run.id, &steps, &graph).await? {
             if !done.is_empty() {
@@ -471,7 +481,7 @@ impl Runner {
             self.metrics.set_queue_depth(self.queue_depth());
         }
         let idle: Vec<String> = {
-            let busy: HashSet<String> = self.in_flight().keys().map(|(r, _)| r.clone()).collect();
+            let busy: HashSet<String> = self.in_flight().keys().map(|k| k.0.clone()).collect();
             self.attached()
                 .keys()
                 .filter(|r| !busy.contains(*r))
@@ -500,7 +510,7 @@ impl Runner {
             {
                 tracing::warn!("cannot record this worker's heartbeat: {e}");
             }
-            let mut tokens: Vec<i64> = self.in_flight().values().map(|f| f.token).collect();
+            let mut tokens: Vec<i64> = self.in_flight().keys().map(|k| k.2).collect();
             tokens.sort_unstable();
             tokens.dedup();
             match self
@@ -514,11 +524,11 @@ impl Runner {
                         .map(|h| ((h.run_id, h.step), (h.token, h.cancelled)))
                         .collect();
                     for (key, flight) in self.in_flight().iter() {
-                        match held.get(key) {
-                            Some((token, true)) if *token == flight.token => {
+                        match held.get(&(key.0.clone(), key.1.clone())) {
+                            Some((token, true)) if *token == key.2 => {
                                 flight.control.stop(Stop::Cancelled);
                             }
-                            Some((token, false)) if *token == flight.token => {}
+                            Some((token, false)) if *token == key.2 => {}
                             _ if flight.since > asked => {}
                             _ => {
                                 eprintln!(
@@ -545,7 +555,7 @@ impl Runner {
             return Ok(Cancelled::NotActive);
         }
         // Steps running here stop now; elsewhere at their worker's next renewal.
-        for ((run, _), flight) in self.in_flight().iter() {
+        for ((run, _, _), flight) in self.in_flight().iter() {
             if run == run_id {
                 flight.control.stop(Stop::Cancelled);
             }
@@ -590,10 +600,18 @@ impl Runner {
     }
 }
 
+/// Why a claimed step's run could not be attached.
+enum Unattached {
+    /// The store failed: try again later.
+    Store(StoreError),
+    /// The run cannot run here (not recorded, workflow not served, a secret missing).
+    Cannot(String),
+}
+
 /// Takes an attempt off this worker's list when its task ends, and looks for more work.
 struct Landed {
     runner: Arc<Runner>,
-    key: (String, String),
+    key: (String, String, i64),
 }
 
 impl Drop for Landed {
@@ -630,7 +648,13 @@ fn decided_steps(attempts: &[crate::store::AttemptRow]) -> HashMap<String, StepS
 fn queued_steps(
     workflow: &ResolvedWorkflow,
     done: &HashMap<String, StepStatus>,
+    attempts: &[crate::store::AttemptRow],
 ) -> Vec<QueuedStep> {
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    for a in attempts {
+        let n = last.entry(a.step.as_str()).or_default();
+        *n = (*n).max(a.attempt);
+    }
     workflow
         .steps
         .values()
@@ -645,6 +669,7 @@ fn queued_steps(
                 .iter()
                 .filter(|n| done.get(*n).is_some_and(|st| st.is_failure()))
                 .count() as i64,
+            attempt: last.get(s.id.as_str()).copied().unwrap_or(0),
         })
         .collect()
 }

@@ -18,6 +18,8 @@ pub struct QueuedStep {
     /// Needs not decided yet, and decided needs that failed.
     pub needs_left: i64,
     pub needs_failed: i64,
+    /// The last attempt recorded (0: none): the next claim is the one after.
+    pub attempt: i64,
 }
 
 /// The DAG of a run as the store needs it to decide dependants.
@@ -125,7 +127,8 @@ impl Store {
         // the run running and steps queued.
         let started = sqlx::query(
             "UPDATE runs SET status = $1, error = NULL, started_at = COALESCE(started_at, $2) \
-             WHERE id = $3 AND (status = $4 OR (status IN ($1, $5) AND NOT EXISTS (SELECT 1 FROM step_queue WHERE run_id = $3)))",
+             WHERE id = $3 AND cancel_requested = 0 \
+             AND (status = $4 OR (status IN ($1, $5) AND NOT EXISTS (SELECT 1 FROM step_queue WHERE run_id = $3)))",
         )
         .bind(RunStatus::Running.as_str())
         .bind(now)
@@ -158,7 +161,6 @@ impl Store {
                     b + 8
                 ));
             }
-            sql.push_str(" ON CONFLICT DO NOTHING");
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run);
             for s in chunk {
                 let ready = (s.needs_left == 0 && s.needs_failed == 0).then_some(now);
@@ -169,7 +171,7 @@ impl Store {
                     .bind(s.needs_left)
                     .bind(s.needs_failed)
                     .bind(ready)
-                    .bind(0_i64);
+                    .bind(s.attempt);
             }
             q.execute(&mut *tx).await?;
         }
@@ -579,40 +581,43 @@ impl Store {
                 token: claim.token,
             }));
         }
-        let list = if self.pg {
-            "SELECT jsonb_array_elements_text($2::jsonb)"
-        } else {
-            "SELECT value FROM json_each($2)"
-        };
-        let sql = format!(
-            "UPDATE step_queue SET needs_left = needs_left + 1, ready_at = NULL, affinity = NULL \
-             WHERE run_id = $1 AND step IN ({list})"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        // Another dependant may have put the need back already: then this one already
+        // waits for it (counted with the others), and only hands its claim back.
+        let queued = sqlx::query("SELECT 1 AS one FROM step_queue WHERE run_id = $1 AND step = $2")
             .bind(&claim.run_id)
-            .bind(serde_json::to_string(dependants).unwrap_or_default())
+            .bind(&need.step)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !queued {
+            let list = if self.pg {
+                "SELECT jsonb_array_elements_text($2::jsonb)"
+            } else {
+                "SELECT value FROM json_each($2)"
+            };
+            let sql = format!(
+                "UPDATE step_queue SET needs_left = needs_left + 1, ready_at = NULL, affinity = NULL \
+                 WHERE run_id = $1 AND step IN ({list})"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&claim.run_id)
+                .bind(serde_json::to_string(dependants).unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO step_queue (run_id, step, plugin, runs_on, priority, needs_left, needs_failed, ready_at, attempt, cancelled) \
+                 SELECT $1, $2, $3, $4, 0, 0, 0, $5, \
+                   (SELECT COALESCE(MAX(attempt), 0) FROM step_runs WHERE run_id = $1 AND step = $2), \
+                   cancel_requested FROM runs WHERE id = $1",
+            )
+            .bind(&claim.run_id)
+            .bind(&need.step)
+            .bind(&need.plugin)
+            .bind(runs_on_json(&need.runs_on))
+            .bind(now)
             .execute(&mut *tx)
             .await?;
-        let last: i64 = sqlx::query(
-            "SELECT COALESCE(MAX(attempt), 0) AS last FROM step_runs WHERE run_id = $1 AND step = $2",
-        )
-        .bind(&claim.run_id)
-        .bind(&need.step)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("last")?;
-        sqlx::query(
-            "INSERT INTO step_queue (run_id, step, plugin, runs_on, priority, needs_left, needs_failed, ready_at, attempt, cancelled) \
-             VALUES ($1, $2, $3, $4, 0, 0, 0, $5, $6, 0)",
-        )
-        .bind(&claim.run_id)
-        .bind(&need.step)
-        .bind(&need.plugin)
-        .bind(runs_on_json(&need.runs_on))
-        .bind(now)
-        .bind(last)
-        .execute(&mut *tx)
-        .await?;
+        }
         finish_attempt(
             &mut tx,
             claim,
@@ -774,19 +779,7 @@ impl Store {
     pub async fn request_cancel(&self, run: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let asked = sqlx::query(
-            "UPDATE runs SET cancel_requested = 1 WHERE id = $1 AND status IN ($2, $3, $4) AND cancel_requested = 0",
-        )
-        .bind(run)
-        .bind(RunStatus::Queued.as_str())
-        .bind(RunStatus::Running.as_str())
-        .bind(RunStatus::Interrupted.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if asked == 0 {
-            return Ok(false);
-        }
+        // Queue rows before the run's row: the order a step's end takes them in (no deadlock).
         sqlx::query(
             "DELETE FROM step_queue WHERE run_id = $1 AND (lease_owner IS NULL OR lease_until < $2)",
         )
@@ -798,6 +791,21 @@ impl Store {
             .bind(run)
             .execute(&mut *tx)
             .await?;
+        let asked = sqlx::query(
+            "UPDATE runs SET cancel_requested = 1 WHERE id = $1 AND status IN ($2, $3, $4) AND cancel_requested = 0",
+        )
+        .bind(run)
+        .bind(RunStatus::Queued.as_str())
+        .bind(RunStatus::Running.as_str())
+        .bind(RunStatus::Interrupted.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if asked == 0 {
+            // Not active (or asked before): nothing changes.
+            tx.rollback().await?;
+            return Ok(false);
+        }
         sqlx::query(
             "UPDATE step_runs SET status = $1, error = $2, finished_at = $3 \
              WHERE run_id = $4 AND finished_at IS NULL \

@@ -233,16 +233,17 @@ impl Store {
     }
 
     /// Runs a worker may start now, oldest first: queued runs (those that wait for their
-    /// schedule's previous run only once none is running), and running or interrupted runs
-    /// with nothing on the queue (recorded before the queue existed, or left by a crash
-    /// between their start and their steps).
+    /// schedule's previous run only once none is running), and served runs running or
+    /// interrupted with nothing on the queue (recorded before the queue existed, or whose last
+    /// step's end was recorded but not the run's). `orch run`'s own runs are never taken.
     pub async fn runs_to_start(&self, limit: i64) -> Result<Vec<RunRow>, StoreError> {
         let rows = sqlx::query(concat!(
             select_runs!(),
-            " r WHERE (r.status = $1 AND (r.wait_group = 0 OR NOT EXISTS (\
+            " r WHERE r.cancel_requested = 0 AND ((r.status = $1 AND (r.wait_group = 0 OR NOT EXISTS (\
                  SELECT 1 FROM runs o WHERE o.workflow = r.workflow AND o.trigger_detail = r.trigger_detail \
                  AND o.id <> r.id AND (o.status IN ($2, $3) OR (o.status = $1 AND o.created_at < r.created_at))))) \
-               OR (r.status IN ($2, $3) AND NOT EXISTS (SELECT 1 FROM step_queue q WHERE q.run_id = r.id)) \
+               OR (r.status IN ($2, $3) AND r.trigger_kind <> 'cli' \
+                   AND NOT EXISTS (SELECT 1 FROM step_queue q WHERE q.run_id = r.id))) \
              ORDER BY r.created_at, r.id LIMIT $4"
         ))
         .bind(RunStatus::Queued.as_str())

@@ -551,3 +551,32 @@ fn a_cancel_through_one_worker_stops_the_step_running_on_another() {
         ended - asked_at
     );
 }
+
+#[test]
+fn a_run_of_orch_run_on_a_served_store_is_left_to_the_cli() {
+    let orch = Orch::new();
+    workflows_dir(
+        &orch,
+        &[(
+            "cli.toml",
+            "name = \"cli\"\n[steps.a]\nplugin = \"echo\"\nwith = { message = \"a\", sleep_ms = 2500 }\n[steps.b]\nplugin = \"echo\"\nneeds = [\"a\"]\nwith = { message = \"b\" }\n",
+        )],
+    );
+    let tok = token(&orch, "t");
+    let server = Serve::start(&orch, &[]);
+    let ran = orch.orch(&["--json", "run", "wf/cli.toml"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let id = ran.report()["run_id"].as_str().unwrap().to_string();
+    let d = orch.run_detail(&id);
+    assert_eq!(d["status"], "succeeded");
+    let steps = d["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "each step once, by the CLI: {d}");
+    assert!(
+        steps.iter().all(|s| s["worker"].is_null()),
+        "no worker took the CLI's run over: {d}"
+    );
+    // And the server's queue is clear: its own runs still go through.
+    let served = trigger_run(&server, &tok, "cli");
+    wait_run_status(&orch, &served, "succeeded", Duration::from_secs(30));
+    assert!(!server.stderr().contains("ERROR"), "{}", server.stderr());
+}
