@@ -1,6 +1,5 @@
 -- Scale-out: the steps workers claim (one row from a run's start to the step's end), the
--- workers themselves, named leases (the scheduler's), the lease token counter, and which
--- worker ran each attempt.
+-- workers themselves, named leases (the scheduler's), and which worker ran each attempt.
 CREATE TABLE step_queue (
     run_id TEXT NOT NULL REFERENCES runs (id),
     step TEXT NOT NULL,
@@ -13,7 +12,7 @@ CREATE TABLE step_queue (
     needs_failed INTEGER NOT NULL,
     -- When the step may be claimed; NULL while it waits for its needs.
     ready_at BIGINT,
-    -- The last attempt claimed.
+    -- The last attempt claimed; its number is the lease token that fences its writes.
     attempt INTEGER NOT NULL,
     lease_owner TEXT,
     lease_token BIGINT,
@@ -45,12 +44,6 @@ CREATE TABLE leases (
     owner TEXT NOT NULL,
     until_at BIGINT NOT NULL
 );
-
-CREATE TABLE counters (
-    name TEXT PRIMARY KEY,
-    value BIGINT NOT NULL
-);
-INSERT INTO counters (name, value) VALUES ('lease_token', 0);
 
 ALTER TABLE step_runs ADD COLUMN worker TEXT;
 -- 1: queued until no other run of its schedule is active (`overlap = "queue"`, catch-up).

@@ -510,12 +510,10 @@ impl Runner {
             {
                 tracing::warn!("cannot record this worker's heartbeat: {e}");
             }
-            let mut tokens: Vec<i64> = self.in_flight().keys().map(|k| k.2).collect();
-            tokens.sort_unstable();
-            tokens.dedup();
+            let running: Vec<(String, String, i64)> = self.in_flight().keys().cloned().collect();
             match self
                 .store
-                .renew_leases(&self.id, &tokens, millis(self.config.lease))
+                .renew_leases(&self.id, &running, millis(self.config.lease))
                 .await
             {
                 Ok(held) => {

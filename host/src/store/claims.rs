@@ -40,7 +40,7 @@ pub struct Claimer<'a> {
     pub lease_ms: i64,
 }
 
-/// A step claimed by a worker: its attempt runs under `token`.
+/// A step claimed by a worker: its attempt runs under `token` (the attempt's number).
 #[derive(Debug, Clone)]
 pub struct Claim {
     /// The worker holding it.
@@ -77,7 +77,9 @@ pub enum ClaimEnd<'a> {
 /// The lease of a claim was lost (expired and taken over, or the run was cancelled and the
 /// row removed): nothing of the attempt was committed.
 #[derive(Debug, thiserror::Error)]
-#[error("lost the lease of step `{step}` of run {run} (token {token}): its result is not recorded")]
+#[error(
+    "lost the lease of step `{step}` of run {run} (attempt {token}): its result is not recorded"
+)]
 pub struct LeaseLost {
     pub run: String,
     pub step: String,
@@ -251,7 +253,7 @@ impl Store {
         Ok(())
     }
 
-    /// Is anything claimable now (a cheap check before taking the token counter's lock)?
+    /// Is anything claimable now (a cheap read before a claiming transaction)?
     pub async fn any_ready(&self) -> Result<bool, StoreError> {
         let row = sqlx::query(
             "SELECT 1 AS one FROM step_queue WHERE ready_at <= $1 AND (lease_until IS NULL OR lease_until < $1) AND cancelled = 0 LIMIT 1",
@@ -263,24 +265,19 @@ impl Store {
     }
 
     /// Claim up to `max` ready steps this worker may run, ordered by priority and ready time:
-    /// each gets a new attempt (recorded `running` under this worker) and the batch's lease
-    /// token. A step whose previous lease expired has that attempt closed `interrupted`.
+    /// each gets a new attempt (recorded `running` under this worker), whose number is its
+    /// lease token (a step's attempts only go up, so a later claim always fences out an earlier
+    /// one). A step whose previous lease expired has that attempt closed `interrupted`.
     pub async fn claim(&self, who: &Claimer<'_>, max: usize) -> Result<Vec<Claim>, StoreError> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let token: i64 = sqlx::query(
-            "UPDATE counters SET value = value + 1 WHERE name = 'lease_token' RETURNING value",
-        )
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("value")?;
         let labels_fit = if self.pg {
-            "q.runs_on::jsonb <@ $6::jsonb"
+            "q.runs_on::jsonb <@ $5::jsonb"
         } else {
-            "NOT EXISTS (SELECT 1 FROM json_each(q.runs_on) r WHERE r.value NOT IN (SELECT value FROM json_each($6)))"
+            "NOT EXISTS (SELECT 1 FROM json_each(q.runs_on) r WHERE r.value NOT IN (SELECT value FROM json_each($5)))"
         };
         let lock = if self.pg {
             "FOR UPDATE SKIP LOCKED"
@@ -290,16 +287,15 @@ impl Store {
         let candidates = format!(
             "SELECT q.run_id, q.step, q.lease_owner AS previous FROM step_queue q \
                WHERE q.ready_at <= $1 AND (q.lease_until IS NULL OR q.lease_until < $1) AND q.cancelled = 0 \
-               AND ((q.runs_on = '[]' AND $7 = 1) OR (q.runs_on <> '[]' AND {labels_fit})) \
+               AND ((q.runs_on = '[]' AND $6 = 1) OR (q.runs_on <> '[]' AND {labels_fit})) \
                AND (q.affinity IS NULL OR q.affinity = $2 OR q.affinity NOT IN \
-                    (SELECT id FROM workers WHERE heartbeat_at >= $8 AND stopped_at IS NULL)) \
-               ORDER BY q.priority DESC, q.ready_at LIMIT $5 {lock}"
+                    (SELECT id FROM workers WHERE heartbeat_at >= $7 AND stopped_at IS NULL)) \
+               ORDER BY q.priority DESC, q.ready_at LIMIT $4 {lock}"
         );
         let bind = |sql: String| {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(now)
                 .bind(who.worker)
-                .bind(token)
                 .bind(now + who.lease_ms)
                 .bind(max as i64)
                 .bind(runs_on_json(who.labels))
@@ -310,7 +306,8 @@ impl Store {
             // One statement: the locked candidates are taken in place.
             let sql = format!(
                 "WITH c AS ({candidates}) \
-                 UPDATE step_queue SET lease_owner = $2, lease_token = $3, lease_until = $4, attempt = step_queue.attempt + 1 \
+                 UPDATE step_queue SET lease_owner = $2, lease_until = $3, \
+                   attempt = step_queue.attempt + 1, lease_token = step_queue.attempt + 1 \
                  FROM c WHERE step_queue.run_id = c.run_id AND step_queue.step = c.step \
                  RETURNING step_queue.run_id, step_queue.step, step_queue.attempt, step_queue.plugin, c.previous"
             );
@@ -335,11 +332,10 @@ impl Store {
             for p in &picked {
                 let (run, step): (String, String) = (p.try_get("run_id")?, p.try_get("step")?);
                 let taken = sqlx::query(
-                    "UPDATE step_queue SET lease_owner = $1, lease_token = $2, lease_until = $3, attempt = attempt + 1 \
-                     WHERE run_id = $4 AND step = $5 RETURNING attempt, plugin",
+                    "UPDATE step_queue SET lease_owner = $1, lease_until = $2, attempt = attempt + 1, lease_token = attempt + 1 \
+                     WHERE run_id = $3 AND step = $4 RETURNING attempt, plugin",
                 )
                 .bind(who.worker)
-                .bind(token)
                 .bind(now + who.lease_ms)
                 .bind(&run)
                 .bind(&step)
@@ -367,7 +363,7 @@ impl Store {
                 run_id,
                 step,
                 attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                token,
+                token: attempt,
                 taken_from: previous,
             };
             if let Some(previous) = &claim.taken_from {
@@ -422,31 +418,33 @@ impl Store {
         Ok(claims)
     }
 
-    /// Extend the leases of this worker's claims with these tokens (the attempts it is still
-    /// running: a claim whose task died is left to expire); returns the claims it still holds
-    /// (with whether their run was cancelled). A claim missing from the answer was lost.
+    /// Extend the leases of these claims of this worker, `(run, step, token)` (the attempts it
+    /// is still running: a claim whose task died is left to expire); returns the claims it
+    /// still holds (with whether their run was cancelled). A claim missing from the answer
+    /// was lost.
     pub async fn renew_leases(
         &self,
         worker: &str,
-        tokens: &[i64],
+        claims: &[(String, String, i64)],
         lease_ms: i64,
     ) -> Result<Vec<Held>, StoreError> {
-        if tokens.is_empty() {
+        if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let list = if self.pg {
-            "SELECT jsonb_array_elements_text($3::jsonb)::bigint"
+        let held = if self.pg {
+            "(run_id, step, lease_token) IN (SELECT c->>0, c->>1, (c->>2)::bigint FROM jsonb_array_elements($3::jsonb) c)"
         } else {
-            "SELECT value FROM json_each($3)"
+            "EXISTS (SELECT 1 FROM json_each($3) c WHERE json_extract(c.value, '$[0]') = run_id \
+             AND json_extract(c.value, '$[1]') = step AND json_extract(c.value, '$[2]') = lease_token)"
         };
         let sql = format!(
-            "UPDATE step_queue SET lease_until = $1 WHERE lease_owner = $2 AND lease_token IN ({list}) \
+            "UPDATE step_queue SET lease_until = $1 WHERE lease_owner = $2 AND {held} \
              RETURNING run_id, step, lease_token, cancelled"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now_ms() + lease_ms)
             .bind(worker)
-            .bind(serde_json::to_string(tokens).unwrap_or_default())
+            .bind(serde_json::to_string(claims).unwrap_or_default())
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
