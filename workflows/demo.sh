@@ -64,6 +64,7 @@ serve_pid=$!
 servers+=("$serve_pid")
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null 2>&1 && break; sleep 0.2; done
 $orch trigger hello --server http://127.0.0.1:18080 --token "$token" --input who=api --wait
+$orch workers list # this server is the one worker (SQLite); on PostgreSQL, every `orch serve`
 $orch schedule list --workflows workflows
 kill -TERM "$serve_pid" && wait "$serve_pid" || true
 $orch token revoke demo

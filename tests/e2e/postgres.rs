@@ -271,7 +271,8 @@ fn a_generated_password_is_stored_for_later_and_appears_nowhere_else() {
     }
 
     // PostgreSQL store, rotated again (a new generated password), JSON output.
-    orch.database_url = admin_url();
+    let store_url = crate::harness::pg::new_database("store");
+    orch.database_url = store_url.clone();
     let json = orch.orch(&["--json", "run", file, "-i", &format!("user={user}")]);
     assert_eq!(json.code, 0, "{}", json.stderr);
     let rotated = orch
@@ -282,11 +283,14 @@ fn a_generated_password_is_stored_for_later_and_appears_nowhere_else() {
     assert_ne!(rotated, password);
     assert!(can_log_in(&user, &rotated));
     let run_id = json.report()["run_id"].as_str().unwrap().to_string();
-    let dump = psql(&format!(
-        "SELECT concat_ws(' ', (SELECT string_agg(r::text, ' ') FROM runs r WHERE id = '{run_id}'), \
+    let dump = psql_at(
+        &store_url,
+        &format!(
+            "SELECT concat_ws(' ', (SELECT string_agg(r::text, ' ') FROM runs r WHERE id = '{run_id}'), \
          (SELECT string_agg(s::text, ' ') FROM step_runs s WHERE run_id = '{run_id}'), \
          (SELECT string_agg(l::text, ' ') FROM logs l WHERE run_id = '{run_id}'))"
-    ));
+        ),
+    );
     assert!(dump.contains(&user), "the dump has the run: {dump}");
     assert!(
         !dump.contains(&rotated),

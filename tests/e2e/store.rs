@@ -1,12 +1,12 @@
 //! The run store: the same scenario on SQLite and on the project's test PostgreSQL (started by
 //! tests/services.sh; the PostgreSQL case fails, never skips, when it is not running).
 
-use crate::harness::pg::admin_url;
+use crate::harness::pg::new_database;
 use crate::harness::{Orch, step};
 
 #[test]
 fn runs_are_recorded_and_read_back_on_postgres() {
-    records_and_reads_back(Some(admin_url()));
+    records_and_reads_back(Some(new_database("store")));
 }
 
 #[test]

@@ -111,8 +111,10 @@ pub(crate) struct Runner {
     in_flight: Mutex<HashMap<(String, String, i64), InFlight>>,
     /// Runs attached here, by id.
     attached: Mutex<HashMap<String, Arc<RunHandle>>>,
-    /// Something may be claimable or startable: look now instead of at the next poll.
+    /// Something may be claimable: look now instead of at the next poll.
     wake: Notify,
+    /// A run may be startable (one was recorded, or one of a schedule ended).
+    start: Notify,
     queue_depth: AtomicUsize,
     tasks: TaskTracker,
     /// Stop claiming (SIGTERM).
@@ -140,6 +142,7 @@ impl Runner {
             in_flight: Mutex::default(),
             attached: Mutex::default(),
             wake: Notify::new(),
+            start: Notify::new(),
             queue_depth: AtomicUsize::new(0),
             tasks: TaskTracker::new(),
             drain: CancellationToken::new(),
@@ -173,7 +176,7 @@ impl Runner {
 
     /// A run was recorded `queued`: start it (its admission was recorded with it).
     pub(crate) fn submit(&self) {
-        self.wake.notify_one();
+        self.start.notify_one();
     }
 
     /// Register this worker and pick up what a previous process left: on SQLite (one
@@ -220,6 +223,7 @@ impl Runner {
                 if let Err(e) = self.start_runs().await {
                     tracing::error!("cannot start queued runs: {e}");
                 }
+                start_runs = false;
             }
             let claimed = match self.claim().await {
                 Ok(n) => n,
@@ -230,18 +234,22 @@ impl Runner {
             };
             if claimed > 0 {
                 idle = Duration::from_millis(5);
-                start_runs = false;
                 continue;
             }
-            start_runs = tokio::select! {
+            let woken = tokio::select! {
                 () = self.drain.cancelled() => break,
+                () = self.start.notified() => {
+                    start_runs = true;
+                    true
+                }
                 () = self.wake.notified() => true,
                 () = tokio::time::sleep(idle) => false,
             };
-            idle = (idle * 2).min(MAX_IDLE_POLL);
-            if start_runs {
-                idle = Duration::from_millis(5);
-            }
+            idle = if woken {
+                Duration::from_millis(5)
+            } else {
+                (idle * 2).min(MAX_IDLE_POLL)
+            };
         }
     }
 
@@ -325,7 +333,7 @@ impl Runner {
                 tracing::info!(run, "run {status}");
                 self.attached().remove(run);
                 // A run of a schedule ended: the next one of its group may start.
-                self.wake.notify_one();
+                self.start.notify_one();
             }
             Ok(None) => {}
             Err(e) => tracing::error!(run, "cannot record the end of the run: {e}"),

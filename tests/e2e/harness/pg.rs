@@ -46,6 +46,14 @@ pub(crate) fn unique(prefix: &str) -> String {
     )
 }
 
+/// A new, empty database on the project's PostgreSQL (named `PREFIX_...`): its URL. A run
+/// store of its own, migrated by whichever orch opens it first.
+pub(crate) fn new_database(prefix: &str) -> String {
+    let db = unique(prefix);
+    psql(&format!("CREATE DATABASE {db}"));
+    db_url(&db)
+}
+
 /// The admin URL pointed at database `db`.
 pub(crate) fn db_url(db: &str) -> String {
     let mut url = url::Url::parse(&admin_url()).expect("ORCH_TEST_POSTGRES_URL is a URL");

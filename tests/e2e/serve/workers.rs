@@ -6,7 +6,7 @@
 use super::harness::{
     Serve, follow_log, per_second, ticks, token, trigger_run, wait_run_status, workflows_dir,
 };
-use crate::harness::pg::{PrivatePg, db_url, psql, unique};
+use crate::harness::pg::{PrivatePg, new_database};
 use crate::harness::{Orch, now_ms, signal, wait_for};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -14,10 +14,8 @@ use std::time::Duration;
 
 /// A sandbox whose store is a new database on the project's PostgreSQL.
 fn pg_orch() -> Orch {
-    let db = unique("workers");
-    psql(&format!("CREATE DATABASE {db}"));
     let mut orch = Orch::new();
-    orch.database_url = db_url(&db);
+    orch.database_url = new_database("workers");
     orch
 }
 
