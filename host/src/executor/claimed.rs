@@ -181,44 +181,9 @@ impl Executor {
         let masker = &shared.channel.masker;
         let events = Arc::new(StepEvents::claimed(shared.channel.clone(), id, claim.token));
         if let Err(need) = self.read_needs(shared, step).await? {
-            // As after a crash of a lone server: the need runs again (at-least-once), and
-            // this step waits for it.
-            let rerun = shared.workflow.steps.get(&need).ok_or_else(|| {
-                ExecError::Internal(format!("step `{need}` is not in the workflow"))
-            })?;
-            let dependants = DagGraph(shared.workflow.dag()).dependants(&need);
-            if !dependants.contains(&step.id) {
-                // Only a need's own dependants wait for it to run again.
-                let error = format!(
-                    "step `{id}` reads the outputs of `{need}`, which held secrets and were kept only by the worker that ran it (gone since): make `{id}` need `{need}` directly, or run the workflow again"
-                );
-                let end = without_running(StepStatus::Failed, Some(error));
-                return self.end(shared, claim, &events, end, &[], started).await;
-            }
-            let why = format!(
-                "interrupted: the outputs of `{need}` held secrets and were kept only by a worker that is gone; `{need}` runs again first"
-            );
-            let rerun = crate::store::QueuedStep {
-                step: need.clone(),
-                plugin: rerun.plugin.to_string(),
-                runs_on: rerun.runs_on.clone(),
-                needs_left: 0,
-                needs_failed: 0,
-                attempt: 0, // the store numbers it after the attempts recorded
-            };
-            return Ok(
-                match self
-                    .store
-                    .rerun_need(claim, &rerun, &dependants, &why)
-                    .await?
-                {
-                    Ended::Recorded { .. } => {
-                        tracing::warn!(run = %claim.run_id, "{why}");
-                        ClaimOutcome::Again
-                    }
-                    Ended::Lost(lost) => ClaimOutcome::Lost(lost),
-                },
-            );
+            return self
+                .rerun_lost_need(shared, claim, &events, &need, started)
+                .await;
         }
         let prepared = prepare_step(step, resolved, &scope_for(shared, step), masker);
         let config = match prepared {
@@ -324,6 +289,58 @@ impl Executor {
             );
         }
         self.end(shared, claim, &events, end, &used, started).await
+    }
+
+    /// The claimed step reads outputs of `need` that only a gone worker had (they held
+    /// secrets, which are never stored). As after a crash of a lone server, the need runs
+    /// again (at-least-once) and this step waits for it; a step that reads it without needing
+    /// it directly fails, saying so.
+    async fn rerun_lost_need(
+        &self,
+        shared: &RunShared,
+        claim: &Claim,
+        events: &StepEvents,
+        need: &str,
+        started: Instant,
+    ) -> Result<ClaimOutcome, ExecError> {
+        let (id, need) = (claim.step.as_str(), need.to_string());
+        let rerun =
+            shared.workflow.steps.get(&need).ok_or_else(|| {
+                ExecError::Internal(format!("step `{need}` is not in the workflow"))
+            })?;
+        let dependants = DagGraph(shared.workflow.dag()).dependants(&need);
+        if !dependants.iter().any(|d| d == id) {
+            // Only a need's own dependants wait for it to run again.
+            let error = format!(
+                "step `{id}` reads the outputs of `{need}`, which held secrets and were kept only by the worker that ran it (gone since): make `{id}` need `{need}` directly, or run the workflow again"
+            );
+            let end = without_running(StepStatus::Failed, Some(error));
+            return self.end(shared, claim, events, end, &[], started).await;
+        }
+        let why = format!(
+            "interrupted: the outputs of `{need}` held secrets and were kept only by a worker that is gone; `{need}` runs again first"
+        );
+        let rerun = crate::store::QueuedStep {
+            step: need.clone(),
+            plugin: rerun.plugin.to_string(),
+            runs_on: rerun.runs_on.clone(),
+            needs_left: 0,
+            needs_failed: 0,
+            attempt: 0, // the store numbers it after the attempts recorded
+        };
+        Ok(
+            match self
+                .store
+                .rerun_need(claim, &rerun, &dependants, &why)
+                .await?
+            {
+                Ended::Recorded { .. } => {
+                    tracing::warn!(run = %claim.run_id, "{why}");
+                    ClaimOutcome::Again
+                }
+                Ended::Lost(lost) => ClaimOutcome::Lost(lost),
+            },
+        )
     }
 
     /// Record a claimed step as ended without running it (it cannot run on this worker).
