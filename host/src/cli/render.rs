@@ -241,8 +241,7 @@ pub(super) fn tokens(tokens: &[TokenRow]) -> String {
 }
 
 /// `orch workers list` output.
-pub(super) fn workers(workers: &[crate::store::WorkerRow]) -> String {
-    let now = crate::store::now_ms();
+pub(super) fn workers(workers: &[crate::store::WorkerRow], now: i64) -> String {
     let mut t = plain_table(&[
         "worker",
         "labels",

@@ -14,7 +14,7 @@ use crate::capability::{Granter, Masker};
 use crate::dag::Dag;
 use crate::resolve::ResolvedWorkflow;
 use crate::store::{
-    Claim, ClaimEnd, Ended, Graph, LeaseLost, NewLog, StepStatus, StoreError, Trigger, now_ms,
+    Claim, ClaimEnd, Ended, Graph, LeaseLost, NewLog, StepStatus, StoreError, Trigger,
 };
 use crate::workflow::StepsRead;
 use serde_json::{Map, Value as Json, json};
@@ -244,7 +244,7 @@ impl Executor {
                     status: StepStatus::Interrupted,
                     error: &error,
                     error_kind: None,
-                    ready_at: now_ms(),
+                    ready_at: self.store.now(),
                 };
                 let graph = DagGraph(shared.workflow.dag());
                 return Ok(
@@ -272,7 +272,8 @@ impl Executor {
                 status: StepStatus::Retrying,
                 error: record.error.unwrap_or_default(),
                 error_kind: record.error_kind,
-                ready_at: now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+                ready_at: self.store.now()
+                    + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
             };
             let graph = DagGraph(shared.workflow.dag());
             return Ok(

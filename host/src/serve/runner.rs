@@ -182,6 +182,7 @@ impl Runner {
     /// Register this worker and pick up what a previous process left: on SQLite (one
     /// process) leases held by a dead process are released at once.
     pub(crate) async fn register(&self) -> Result<(), StoreError> {
+        self.sync_clock().await?;
         let row = WorkerRow {
             id: self.id.clone(),
             host: hostname(),
@@ -511,6 +512,9 @@ impl Runner {
         let every = self.config.lease / 5;
         loop {
             let asked = Instant::now();
+            if let Err(e) = self.sync_clock().await {
+                tracing::warn!("cannot read the run store's clock: {e}");
+            }
             if let Err(e) = self
                 .store
                 .worker_heartbeat(&self.id, self.drain.is_cancelled())
@@ -550,6 +554,17 @@ impl Runner {
             }
             tokio::time::sleep(every).await;
         }
+    }
+
+    /// Follow the store's clock (leases are timed by it, not by this host's).
+    async fn sync_clock(&self) -> Result<(), StoreError> {
+        let offset = self.store.sync_clock().await?;
+        if offset.abs() > 1000 {
+            tracing::warn!(
+                "this host's clock is {offset} ms off the run store's: leases follow the store's"
+            );
+        }
+        Ok(())
     }
 
     /// Cancel a run, on whichever worker its steps run.

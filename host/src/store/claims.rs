@@ -5,7 +5,7 @@
 //! dependants (ready, or upstream-failed), so any worker moves any run forward.
 
 use super::runs::parse;
-use super::{NewLog, RunStatus, StepEnd, StepStatus, Store, StoreError, now_ms};
+use super::{NewLog, RunStatus, StepEnd, StepStatus, Store, StoreError};
 use sqlx::Row;
 
 /// A step put on the queue when its run starts.
@@ -123,7 +123,7 @@ impl Store {
         steps: &[QueuedStep],
         graph: &dyn Graph,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         // The conditional update takes the run's row lock: a second starter waits, then sees
         // the run running and steps queued.
@@ -208,7 +208,7 @@ impl Store {
             .bind(step)
             .execute(&mut *tx)
             .await?;
-        let now = now_ms();
+        let now = self.now();
         sqlx::query(
             "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at, finished_at, error) \
              VALUES ($1, $2, 0, $3, $4, $5, $5, $6)",
@@ -227,7 +227,7 @@ impl Store {
     /// Give up on a run whose workflow no worker can load: its queued steps are removed,
     /// running attempts closed, and the run recorded failed with `error`.
     pub async fn abandon_run(&self, run: &str, error: &str) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM step_queue WHERE run_id = $1")
             .bind(run)
@@ -258,7 +258,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT 1 AS one FROM step_queue WHERE ready_at <= $1 AND (lease_until IS NULL OR lease_until < $1) AND cancelled = 0 LIMIT 1",
         )
-        .bind(now_ms())
+        .bind(self.now())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
@@ -272,7 +272,7 @@ impl Store {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         let labels_fit = if self.pg {
             "q.runs_on::jsonb <@ $5::jsonb"
@@ -442,7 +442,7 @@ impl Store {
              RETURNING run_id, step, lease_token, cancelled"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now_ms() + lease_ms)
+            .bind(self.now() + lease_ms)
             .bind(worker)
             .bind(serde_json::to_string(claims).unwrap_or_default())
             .fetch_all(&self.pool)
@@ -469,7 +469,7 @@ impl Store {
         grants: &[String],
         graph: &dyn Graph,
     ) -> Result<Ended, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let lost = || {
             Ended::Lost(LeaseLost {
                 run: claim.run_id.clone(),
@@ -560,7 +560,7 @@ impl Store {
         dependants: &[String],
         why: &str,
     ) -> Result<Ended, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         let fenced = sqlx::query(
             "UPDATE step_queue SET lease_owner = NULL, lease_token = NULL, lease_until = NULL \
@@ -645,7 +645,7 @@ impl Store {
         affinity: Option<&str>,
         graph: &dyn Graph,
     ) -> Result<usize, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let list = if self.pg {
             "SELECT jsonb_array_elements_text($2::jsonb)"
         } else {
@@ -760,7 +760,7 @@ impl Store {
         )
         .bind(status.as_str())
         .bind(error)
-        .bind(now_ms())
+        .bind(self.now())
         .bind(run)
         .bind(RunStatus::Running.as_str())
         .bind(RunStatus::Interrupted.as_str())
@@ -775,7 +775,7 @@ impl Store {
     /// are flagged for their workers (who see it at their next renewal). `false`: the run is
     /// not queued or running.
     pub async fn request_cancel(&self, run: &str) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         // Queue rows before the run's row: the order a step's end takes them in (no deadlock).
         sqlx::query(
@@ -822,7 +822,7 @@ impl Store {
     /// Steps of cancelled runs whose worker stopped renewing: removed, so the run can end.
     /// Returns the runs touched.
     pub async fn sweep_cancelled(&self) -> Result<Vec<String>, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let rows = sqlx::query(
             "DELETE FROM step_queue WHERE cancelled = 1 AND (lease_owner IS NULL OR lease_until < $1) RETURNING run_id, step",
         )
@@ -852,7 +852,7 @@ impl Store {
     /// Release every lease (their attempts recorded `interrupted`): at the start of the only
     /// process that may use a SQLite store, whatever held them is gone.
     pub async fn release_all_leases(&self, why: &str) -> Result<u64, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE step_runs SET status = $1, error = $2, finished_at = $3 \
@@ -883,7 +883,7 @@ impl Store {
              AND (lease_owner IS NULL OR lease_until < $2) ORDER BY ready_at, step",
         )
         .bind(run)
-        .bind(now_ms())
+        .bind(self.now())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -905,7 +905,7 @@ impl Store {
                (SELECT COUNT(*) FROM step_queue WHERE ready_at IS NOT NULL AND (lease_owner IS NULL OR lease_until < $1)) AS ready, \
                (SELECT COUNT(*) FROM step_queue WHERE lease_owner IS NOT NULL AND lease_until >= $1) AS held",
         )
-        .bind(now_ms())
+        .bind(self.now())
         .fetch_one(&self.pool)
         .await?;
         Ok((row.try_get("ready")?, row.try_get("held")?))

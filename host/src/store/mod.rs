@@ -68,9 +68,17 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, by this host's clock (`ORCH_CLOCK_SKEW_MS` shifts it: a
+/// fault-injection knob for tests of workers whose clocks disagree).
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let skew = *SKEW.get_or_init(|| {
+        std::env::var("ORCH_CLOCK_SKEW_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    });
+    chrono::Utc::now().timestamp_millis() + skew
 }
 
 /// The default database: `orch.db` in the user's data directory.
@@ -86,6 +94,9 @@ pub struct Store {
     pg: bool,
     /// The SQLite file, if the store is one.
     file: Option<std::path::PathBuf>,
+    /// The database's clock minus this host's (ms): leases and ready times are read and
+    /// written by one clock, whatever the workers' hosts think the time is.
+    clock_offset: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// A run as listed.
@@ -248,7 +259,34 @@ impl Store {
             pool,
             pg: !sqlite,
             file: sqlite_path(url),
+            clock_offset: Default::default(),
         })
+    }
+
+    /// Now, by the store's clock (ms since the epoch): the database's on PostgreSQL (as of the
+    /// last [`Store::sync_clock`]), this host's on SQLite.
+    pub fn now(&self) -> i64 {
+        now_ms() + self.clock_offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Measure the database's clock against this host's (PostgreSQL; SQLite is on this host):
+    /// the offset, in ms, [`Store::now`] applies from now on.
+    pub async fn sync_clock(&self) -> Result<i64, StoreError> {
+        if !self.pg {
+            return Ok(0);
+        }
+        let sent = now_ms();
+        let db: i64 = sqlx::Row::try_get(
+            &sqlx::query("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint AS ms")
+                .fetch_one(&self.pool)
+                .await?,
+            "ms",
+        )?;
+        let received = now_ms();
+        let offset = db - (sent + received) / 2;
+        self.clock_offset
+            .store(offset, std::sync::atomic::Ordering::Relaxed);
+        Ok(offset)
     }
 
     /// Is this a store several worker processes may share (PostgreSQL)?

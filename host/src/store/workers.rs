@@ -2,7 +2,7 @@
 //! and the runs waiting for a worker to start them.
 
 use super::runs::run_row;
-use super::{RunRow, RunStatus, Store, StoreError, now_ms};
+use super::{RunRow, RunStatus, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -50,7 +50,7 @@ impl Store {
         if waiting.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now_ms();
+        let now = self.now();
         let live: Vec<WorkerRow> = self
             .workers(now - ALIVE_WITHIN_MS)
             .await?
@@ -108,7 +108,7 @@ impl Store {
 
     /// Register (or re-register) a worker.
     pub async fn register_worker(&self, w: &WorkerRow) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.now();
         sqlx::query(
             "INSERT INTO workers (id, host, pid, labels, untagged, version, started_at, heartbeat_at, draining) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0)",
@@ -128,7 +128,7 @@ impl Store {
     /// A worker is alive (and whether it is draining).
     pub async fn worker_heartbeat(&self, id: &str, draining: bool) -> Result<(), StoreError> {
         sqlx::query("UPDATE workers SET heartbeat_at = $1, draining = $2 WHERE id = $3")
-            .bind(now_ms())
+            .bind(self.now())
             .bind(i32::from(draining))
             .bind(id)
             .execute(&self.pool)
@@ -138,7 +138,7 @@ impl Store {
 
     /// A worker stopped cleanly: it holds nothing any more.
     pub async fn worker_stopped(&self, id: &str) -> Result<(), StoreError> {
-        let now = now_ms();
+        let now = self.now();
         sqlx::query("UPDATE workers SET stopped_at = $1, heartbeat_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
@@ -159,7 +159,7 @@ impl Store {
              FROM workers w WHERE w.heartbeat_at >= $1 ORDER BY w.started_at DESC, w.id",
         )
         .bind(since)
-        .bind(now_ms())
+        .bind(self.now())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -190,7 +190,7 @@ impl Store {
         owner: &str,
         ttl_ms: i64,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         sqlx::query(
             "INSERT INTO leases (name, owner, until_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
@@ -278,7 +278,7 @@ impl Store {
             "SELECT COUNT(*) AS n FROM workers WHERE id <> $1 AND stopped_at IS NULL AND heartbeat_at >= $2",
         )
         .bind(me)
-        .bind(now_ms() - alive_within_ms)
+        .bind(self.now() - alive_within_ms)
         .fetch_one(&self.pool)
         .await?
         .try_get::<i64, _>("n")?;

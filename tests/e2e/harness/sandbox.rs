@@ -113,6 +113,18 @@ impl Orch {
             .expect("start orch")
     }
 
+    /// [`Orch::spawn`] with more environment variables for this one process.
+    pub(crate) fn spawn_with(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start orch")
+    }
+
     /// Start `orch ARGS` with its output read as it comes, to wait for a line before acting.
     pub(crate) fn start(&self, args: &[&str]) -> Running {
         Running::new(self.spawn(args))

@@ -19,6 +19,11 @@ pub(super) struct Serve {
 impl Serve {
     /// Serve `orch`'s `wf/` directory on a free port.
     pub(super) fn start(orch: &Orch, extra: &[&str]) -> Self {
+        Self::start_with(orch, extra, &[])
+    }
+
+    /// Serve with more environment variables for this server only.
+    pub(super) fn start_with(orch: &Orch, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut args = vec![
             "serve",
             "--workflows",
@@ -29,7 +34,7 @@ impl Serve {
             "200ms",
         ];
         args.extend_from_slice(extra);
-        let mut child = orch.spawn(&args);
+        let mut child = orch.spawn_with(&args, env);
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -578,3 +578,30 @@ fn a_run_of_orch_run_on_a_served_store_is_left_to_the_cli() {
     wait_run_status(&orch, &served, "succeeded", Duration::from_secs(30));
     assert!(!server.stderr().contains("ERROR"), "{}", server.stderr());
 }
+
+#[test]
+fn a_worker_whose_clock_runs_ahead_does_not_take_over_live_leases() {
+    let orch = pg_orch();
+    workflows_dir(&orch, &[("long.toml", LONG)]);
+    let tok = token(&orch, "t");
+    let lease = ["--lease", "3s"];
+    let honest = Serve::start(&orch, &lease);
+    let id = trigger_run(&honest, &tok, "long");
+    running_on(&orch, &id, "long", 1);
+    // A host whose clock is 30 s ahead: every lease looks long expired by its own clock.
+    let ahead = Serve::start_with(&orch, &lease, &[("ORCH_CLOCK_SKEW_MS", "30000")]);
+    let d = wait_run_status(&orch, &id, "succeeded", Duration::from_secs(60));
+    assert_eq!(
+        attempts(&d, "long"),
+        [(1, "succeeded".to_string(), honest.pid())],
+        "the live lease held: {d}"
+    );
+    assert!(
+        ahead.stderr().contains("ms off the run store's"),
+        "{}",
+        ahead.stderr()
+    );
+    // It still works, by the store's clock.
+    let next = trigger_run(&ahead, &tok, "long");
+    wait_run_status(&orch, &next, "succeeded", Duration::from_secs(60));
+}

@@ -9,8 +9,10 @@ pub(super) async fn workers(settings: &Settings, command: WorkersCommand) -> Res
     match command {
         WorkersCommand::List { since } => {
             let since_ms = i64::try_from(since.as_millis()).unwrap_or(i64::MAX / 2);
-            let workers = store.workers(crate::store::now_ms() - since_ms).await?;
-            settings.emit(workers.as_slice(), render::workers)?;
+            store.sync_clock().await?;
+            let now = store.now();
+            let workers = store.workers(now - since_ms).await?;
+            settings.emit(workers.as_slice(), |w| render::workers(w, now))?;
         }
     }
     Ok(())
