@@ -944,3 +944,192 @@ pub(super) fn runs_on_json(labels: &[String]) -> String {
     sorted.dedup();
     serde_json::to_string(&sorted).unwrap_or_else(|_| "[]".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewRun, Trigger};
+    use std::collections::HashMap;
+
+    /// A DAG by hand: step → needs.
+    struct Dag(HashMap<&'static str, Vec<&'static str>>);
+
+    impl Graph for Dag {
+        fn dependants(&self, step: &str) -> Vec<String> {
+            let mut out: Vec<String> = self
+                .0
+                .iter()
+                .filter(|(_, needs)| needs.contains(&step))
+                .map(|(s, _)| s.to_string())
+                .collect();
+            out.sort();
+            out
+        }
+        fn needs(&self, step: &str) -> Vec<String> {
+            self.0[step].iter().map(|s| s.to_string()).collect()
+        }
+    }
+
+    async fn store_with_run(dag: &Dag) -> (tempfile::TempDir, Store, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("o.db").display()))
+            .await
+            .unwrap();
+        let id = crate::store::new_run_id();
+        store
+            .create_run(NewRun {
+                id: &id,
+                workflow: "w",
+                workflow_path: "w.toml",
+                inputs: &serde_json::json!({}),
+                trigger: Trigger::Http,
+                trigger_detail: None,
+                status: RunStatus::Queued,
+                wait_group: false,
+            })
+            .await
+            .unwrap();
+        let steps: Vec<QueuedStep> = dag
+            .0
+            .iter()
+            .map(|(s, needs)| QueuedStep {
+                step: s.to_string(),
+                plugin: "echo".into(),
+                runs_on: vec![],
+                needs_left: needs.len() as i64,
+                needs_failed: 0,
+                attempt: 0,
+            })
+            .collect();
+        assert!(store.start_run_steps(&id, &steps, dag).await.unwrap());
+        assert!(
+            !store.start_run_steps(&id, &steps, dag).await.unwrap(),
+            "a run starts once"
+        );
+        (dir, store, id)
+    }
+
+    fn worker(id: &str) -> Claimer<'_> {
+        Claimer {
+            worker: id,
+            labels: &[],
+            untagged: true,
+            lease_ms: 60_000,
+        }
+    }
+
+    fn end(status: StepStatus) -> ClaimEnd<'static> {
+        ClaimEnd::Final {
+            end: StepEnd {
+                status,
+                resumable: true,
+                outputs: None,
+                error: None,
+                error_kind: None,
+            },
+            outputs_here: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_step_fails_its_dependants_in_cascade_and_the_rest_runs_on() {
+        let dag = Dag(HashMap::from([
+            ("a", vec![]),
+            ("b", vec!["a"]),
+            ("c", vec!["a"]),
+            ("d", vec!["b", "c"]),
+            ("e", vec![]),
+        ]));
+        let (_dir, store, run) = store_with_run(&dag).await;
+        let claims = store.claim(&worker("w1"), 10).await.unwrap();
+        let mut names: Vec<&str> = claims.iter().map(|c| c.step.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "e"], "only steps without needs are ready");
+        let a = claims.iter().find(|c| c.step == "a").unwrap();
+        let ended = store
+            .end_claim(a, end(StepStatus::Failed), &[], &[], &dag)
+            .await
+            .unwrap();
+        assert!(matches!(ended, Ended::Recorded { ready: 0 }), "{ended:?}");
+        let attempts = store.attempts(&run).await.unwrap();
+        let status = |s: &str| attempts.iter().find(|a| a.step == s).map(|a| a.status);
+        for s in ["b", "c", "d"] {
+            assert_eq!(status(s), Some(StepStatus::UpstreamFailed), "{s}");
+        }
+        let d = store.get_run(&run).await.unwrap();
+        let d_error = d
+            .steps
+            .iter()
+            .find(|s| s.step == "d")
+            .unwrap()
+            .error
+            .clone();
+        assert_eq!(
+            d_error.as_deref(),
+            Some("not run: needed step `b`, `c` failed")
+        );
+        assert_eq!(
+            store.finish_run_if_done(&run).await.unwrap(),
+            None,
+            "e runs"
+        );
+        let e = claims.iter().find(|c| c.step == "e").unwrap();
+        store
+            .end_claim(e, end(StepStatus::Succeeded), &[], &[], &dag)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.finish_run_if_done(&run).await.unwrap(),
+            Some(RunStatus::Failed)
+        );
+        assert_eq!(store.finish_run_if_done(&run).await.unwrap(), None, "once");
+    }
+
+    #[tokio::test]
+    async fn a_taken_over_claim_is_fenced_out_and_its_attempt_closed() {
+        let dag = Dag(HashMap::from([("only", vec![])]));
+        let (_dir, store, run) = store_with_run(&dag).await;
+        let short = Claimer {
+            lease_ms: 0,
+            ..worker("w1")
+        };
+        let first = store.claim(&short, 1).await.unwrap().remove(0);
+        assert_eq!((first.attempt, first.token), (1, 1));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // The lease ran out: another worker takes the step as attempt 2.
+        let second = store.claim(&worker("w2"), 1).await.unwrap().remove(0);
+        assert_eq!(
+            (second.attempt, second.taken_from.as_deref()),
+            (2, Some("w1"))
+        );
+        let late = store
+            .end_claim(&first, end(StepStatus::Succeeded), &[], &[], &dag)
+            .await
+            .unwrap();
+        assert!(matches!(late, Ended::Lost(_)), "{late:?}");
+        let held = store
+            .renew_leases("w1", &[(run.clone(), "only".into(), 1)], 60_000)
+            .await
+            .unwrap();
+        assert!(held.is_empty(), "w1 holds nothing");
+        store
+            .end_claim(&second, end(StepStatus::Succeeded), &[], &[], &dag)
+            .await
+            .unwrap();
+        let attempts: Vec<(i64, StepStatus)> = store
+            .attempts(&run)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.attempt, a.status))
+            .collect();
+        assert_eq!(
+            attempts,
+            [(1, StepStatus::Interrupted), (2, StepStatus::Succeeded)]
+        );
+        assert_eq!(
+            store.finish_run_if_done(&run).await.unwrap(),
+            Some(RunStatus::Succeeded)
+        );
+    }
+}
