@@ -144,25 +144,13 @@ impl Store {
             return Ok(false);
         }
         for chunk in steps.chunks(500) {
-            let mut sql = String::from(
-                "INSERT INTO step_queue (run_id, step, plugin, runs_on, priority, needs_left, needs_failed, ready_at, attempt, cancelled) VALUES ",
+            let sql = format!(
+                "INSERT INTO step_queue (run_id, step, plugin, runs_on, priority, needs_left, needs_failed, ready_at, attempt, cancelled) VALUES {}",
+                values(chunk.len(), 2, 7, |p| format!(
+                    "($1, {}, {}, {}, 0, {}, {}, {}, {}, 0)",
+                    p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+                ))
             );
-            for i in 0..chunk.len() {
-                let b = i * 7;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "($1, ${}, ${}, ${}, 0, ${}, ${}, ${}, ${}, 0)",
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                ));
-            }
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run);
             for s in chunk {
                 let ready = (s.needs_left == 0 && s.needs_failed == 0).then_some(now);
@@ -386,22 +374,13 @@ impl Store {
             claims.push(claim);
         }
         // The new attempts, in one statement.
-        let mut sql = String::from(
-            "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at, worker) VALUES ",
+        let sql = format!(
+            "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at, worker) VALUES {}",
+            values(claims.len(), 4, 4, |p| format!(
+                "({}, {}, {}, {}, $1, $2, $3)",
+                p[0], p[1], p[2], p[3]
+            ))
         );
-        for i in 0..claims.len() {
-            let b = i * 4;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, $1, $2, $3)",
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7
-            ));
-        }
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(StepStatus::Running.as_str())
             .bind(now)
@@ -935,6 +914,20 @@ async fn finish_attempt(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// The tuples of a multi-row `VALUES`: `rows` rows of `width` numbered placeholders each,
+/// numbered from `$first` (the ones before are shared by every row); `tuple` writes one row.
+fn values(rows: usize, first: usize, width: usize, tuple: impl Fn(&[String]) -> String) -> String {
+    (0..rows)
+        .map(|r| {
+            let own: Vec<String> = (0..width)
+                .map(|i| format!("${}", first + r * width + i))
+                .collect();
+            tuple(&own)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Labels as the queue stores them: a sorted JSON array.
