@@ -45,6 +45,8 @@ install_packages() {
   command -v htpasswd >/dev/null || need+=(apache2-utils)
   command -v ps >/dev/null || need+=(procps)
   python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v chromedriver >/dev/null || need+=(chromium-driver)
   ((${#need[@]})) || return 0
   log "apt-get install ${need[*]}"
   mkdir -p /etc/postgresql-common # no default cluster on 5432: we make our own

@@ -125,7 +125,10 @@ async fn triggers(quick: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = start(dir.path(), &[("triggered.toml".into(), TRIGGERED.into())]).await?;
     let (token, hash) = orch::bench::new_token();
-    server.store.insert_token("bench", "bench", &hash).await?;
+    server
+        .store
+        .insert_token("bench", "bench", &hash, orch::store::Scope::Run)
+        .await?;
     let url = format!("{}/api/v1/workflows/triggered/runs", server.base);
     let client = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(64)

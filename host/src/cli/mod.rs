@@ -244,7 +244,12 @@ pub enum WorkersCommand {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a token; it is printed once and stored hashed.
-    Create { name: String },
+    Create {
+        name: String,
+        /// It may see runs, workflows and logs (API and web page) but not trigger or cancel.
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Tokens (never their values).
     List,
     /// Revoke tokens by id or name.

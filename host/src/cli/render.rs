@@ -227,11 +227,12 @@ pub(super) fn plain_table(header: &[&str]) -> Table {
 
 /// `orch token list` output.
 pub(super) fn tokens(tokens: &[TokenRow]) -> String {
-    let mut t = plain_table(&["id", "name", "created", "last used", "revoked"]);
+    let mut t = plain_table(&["id", "name", "scope", "created", "last used", "revoked"]);
     for token in tokens {
         t.add_row([
             token.id.clone(),
             token.name.clone(),
+            token.scope.as_str().to_string(),
             time(token.created_at),
             token.last_used_at.map(time).unwrap_or_default(),
             token.revoked_at.map(time).unwrap_or_default(),
@@ -252,15 +253,7 @@ pub(super) fn workers(workers: &[crate::store::WorkerRow], now: i64) -> String {
         "started",
     ]);
     for w in workers {
-        let state = if w.stopped_at.is_some() {
-            "stopped"
-        } else if !w.alive(now, crate::store::ALIVE_WITHIN_MS) {
-            "lost"
-        } else if w.draining {
-            "draining"
-        } else {
-            "alive"
-        };
+        let state = w.state(now);
         let mut labels = w.labels.join(",");
         if !w.untagged {
             labels.push_str(" (tagged only)");

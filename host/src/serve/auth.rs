@@ -36,6 +36,12 @@ pub(crate) fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A pasted token without surrounding blanks or a `Bearer ` prefix.
+pub(crate) fn bearer_free_token(pasted: &str) -> &str {
+    let pasted = pasted.trim();
+    pasted.strip_prefix("Bearer ").unwrap_or(pasted).trim()
+}
+
 /// The bearer token of a request, if any.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers

@@ -9,6 +9,7 @@ pub(crate) mod metrics;
 pub(crate) mod registry;
 pub(crate) mod runner;
 pub(crate) mod scheduler;
+mod web;
 
 use crate::capability::secret_store::SecretStore;
 use crate::executor::Executor;
@@ -47,11 +48,15 @@ pub struct ServeConfig {
 /// What the API handlers, the runner and the scheduler share.
 pub(crate) struct AppState {
     pub store: Store,
+    /// Compiles and instantiates plugins (the web page's Plan asks them).
+    pub runtime: Arc<Runtime>,
     pub registry: Arc<Registry>,
     pub runner: Arc<Runner>,
     pub metrics: Arc<Metrics>,
     pub process_env: HashMap<String, String>,
     pub secret_store: Option<SecretStore>,
+    /// The web page's DAG layouts, one per workflow shape.
+    pub layouts: web::LayoutCache,
     /// Log streams open per token, against [`api::MAX_STREAMS_PER_TOKEN`].
     pub streams: std::sync::Mutex<HashMap<String, usize>>,
 }
@@ -69,7 +74,7 @@ impl AppState {
         let registry = Arc::new(Registry::default());
         let metrics = Arc::new(Metrics::default());
         let executor = Executor {
-            runtime,
+            runtime: runtime.clone(),
             store: store.clone(),
             max_parallel: config.worker.max_steps,
         };
@@ -83,11 +88,13 @@ impl AppState {
         ));
         Arc::new(Self {
             store,
+            runtime,
             registry,
             runner,
             metrics,
             process_env,
             secret_store,
+            layouts: Default::default(),
             streams: Default::default(),
         })
     }
@@ -162,7 +169,7 @@ pub async fn serve(
         reloaded,
         background.clone(),
     ));
-    let app = api::router(state, config.body_limit);
+    let app = api::router(state.clone(), config.body_limit).merge(web::router(state));
     // SSE streams may hold connections open: they get a second after the stop, no more.
     let http = tokio::spawn(listen::serve_http(
         listener,

@@ -452,11 +452,8 @@ impl Runner {
                 .finish_run(&run.id, RunStatus::Failed, Some(&error))
                 .await;
         };
-        let attempts = if run.status == RunStatus::Queued {
-            Vec::new()
-        } else {
-            self.store.attempts(&run.id).await?
-        };
+        // A queued re-run may already hold the steps it keeps from the run it repeats.
+        let attempts = self.store.attempts(&run.id).await?;
         let done = decided_steps(&attempts);
         let steps = queued_steps(&served.workflow, &done, &attempts);
         let graph = crate::executor::DagGraph(served.workflow.dag());

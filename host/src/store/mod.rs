@@ -24,10 +24,10 @@ mod workers;
 pub use claims::{
     Claim, ClaimEnd, Claimer, Ended, Graph, Held, LeaseLost, QueuedStep, WaitingStep,
 };
-pub use runs::{AttemptRow, GrantsUsed, NewLog, NewRun, StepEnd, new_run_id};
+pub use runs::{AttemptRow, GrantsUsed, NewLog, NewRun, RunFilter, StepEnd, new_run_id};
 pub use status::{RunStatus, StepStatus, TickOutcome, Trigger};
 pub use ticks::{NewTick, TickRow};
-pub use tokens::TokenRow;
+pub use tokens::{Caller, Scope, Session, TokenRow};
 pub use workers::{ALIVE_WITHIN_MS, WorkerRow};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -33,6 +33,15 @@ pub struct StepEnd<'a> {
     pub error_kind: Option<&'a str>,
 }
 
+/// Which runs a listing shows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunFilter<'a> {
+    pub workflow: Option<&'a str>,
+    pub status: Option<RunStatus>,
+    /// Only runs created before this one (the next page).
+    pub before: Option<&'a str>,
+}
+
 /// A log line to append.
 pub struct NewLog {
     /// Its place in the run's log (a claimed attempt's lines are numbered when written).
@@ -286,6 +295,69 @@ impl Store {
         rows.iter().map(run_row).collect()
     }
 
+    /// A page of runs, newest first: of one workflow and/or one status, older than the run
+    /// `before` (ids sort by creation).
+    pub async fn runs_page(
+        &self,
+        filter: &RunFilter<'_>,
+        limit: i64,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let mut sql = String::from(concat!(select_runs!(), " WHERE 1 = 1"));
+        let mut binds = Vec::new();
+        for (column, value) in [
+            ("workflow", filter.workflow),
+            ("status", filter.status.map(RunStatus::as_str)),
+            ("id", filter.before),
+        ] {
+            if let Some(value) = value {
+                binds.push(value);
+                let op = if column == "id" { "<" } else { "=" };
+                sql += &format!(" AND {column} {op} ${}", binds.len());
+            }
+        }
+        sql += &format!(" ORDER BY id DESC LIMIT ${}", binds.len() + 1);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// Record `run` (queued) as a re-run of the run `of`. With `keep_succeeded`, the steps that
+    /// succeeded or were skipped in `of` and kept their real outputs are copied into it in the
+    /// same transaction, so only the failed steps and what follows them run again (a step
+    /// whose outputs held a secret was never stored in full, so it runs again too). How many
+    /// steps were copied.
+    pub async fn record_rerun(
+        &self,
+        run: NewRun<'_>,
+        of: &str,
+        keep_succeeded: bool,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_run(&mut tx, &run).await?;
+        let mut copied = 0;
+        if keep_succeeded {
+            copied = sqlx::query(
+                "INSERT INTO step_runs (run_id, step, attempt, plugin, status, outputs, resumable, started_at, finished_at, worker) \
+                 SELECT $1, s.step, 1, s.plugin, s.status, s.outputs, s.resumable, $2, $2, s.worker FROM step_runs s \
+                 WHERE s.run_id = $3 AND s.attempt = (SELECT MAX(attempt) FROM step_runs m WHERE m.run_id = s.run_id AND m.step = s.step) \
+                 AND ((s.status = $4 AND s.resumable = 1) OR s.status = $5)",
+            )
+            .bind(run.id)
+            .bind(now_ms())
+            .bind(of)
+            .bind(StepStatus::Succeeded.as_str())
+            .bind(StepStatus::Skipped.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(copied)
+    }
+
     /// The most recent runs of one workflow (or all), newest first.
     pub async fn list_runs_of(
         &self,
@@ -328,6 +400,22 @@ impl Store {
         id: &str,
         after: Option<i64>,
     ) -> Result<RunDetail, StoreError> {
+        self.run_detail(id, Some(after)).await
+    }
+
+    /// A run with its steps, audit and used grants, without its log (the web page reads the
+    /// log apart, by step).
+    pub async fn get_run_without_log(&self, id: &str) -> Result<RunDetail, StoreError> {
+        self.run_detail(id, None).await
+    }
+
+    /// `log`: `None`, no log lines; `Some(None)` the last page, `Some(Some(seq))` the page
+    /// after `seq`.
+    async fn run_detail(
+        &self,
+        id: &str,
+        log: Option<Option<i64>>,
+    ) -> Result<RunDetail, StoreError> {
         let pattern = format!("{}%", id.replace(['%', '_'], ""));
         let rows = sqlx::query(concat!(
             select_runs!(),
@@ -364,9 +452,10 @@ impl Store {
             })
         })
         .collect::<Result<_, StoreError>>()?;
-        let logs = match after {
-            Some(after) => self.logs_after(&run.id, after, DETAIL_LOG_LINES).await?,
-            None => {
+        let logs = match log {
+            None => Vec::new(),
+            Some(Some(after)) => self.logs_after(&run.id, after, DETAIL_LOG_LINES).await?,
+            Some(None) => {
                 let mut last: Vec<LogRow> = sqlx::query_as(
                     "SELECT seq, step, attempt, ts, level, message FROM logs WHERE run_id = $1 ORDER BY seq DESC LIMIT $2",
                 )
@@ -446,6 +535,29 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(attempt_row).transpose()
+    }
+
+    /// The last `limit` log lines of a run (of one step, if given) before sequence number
+    /// `before` (`None`: the end), in order: a log's tail, then older pages on demand.
+    pub async fn log_tail(
+        &self,
+        run: &str,
+        step: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let mut lines: Vec<LogRow> = sqlx::query_as(
+            "SELECT seq, step, attempt, ts, level, message FROM logs \
+             WHERE run_id = $1 AND ($2 IS NULL OR step = $2) AND seq < $3 ORDER BY seq DESC LIMIT $4",
+        )
+        .bind(run)
+        .bind(step)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        lines.reverse();
+        Ok(lines)
     }
 
     /// Log lines of a run after sequence number `after`, in order (for following a live run).

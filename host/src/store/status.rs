@@ -118,6 +118,8 @@ vocabulary! {
         Cron,
         Http,
         Webhook,
+        /// The web page's Run button (or a re-run from it).
+        Web,
     }
 }
 

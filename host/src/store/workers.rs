@@ -30,6 +30,19 @@ impl WorkerRow {
         self.stopped_at.is_none() && self.heartbeat_at >= now - within_ms
     }
 
+    /// `stopped`, `lost` (silent too long), `draining` or `alive`.
+    pub fn state(&self, now: i64) -> &'static str {
+        if self.stopped_at.is_some() {
+            "stopped"
+        } else if !self.alive(now, ALIVE_WITHIN_MS) {
+            "lost"
+        } else if self.draining {
+            "draining"
+        } else {
+            "alive"
+        }
+    }
+
     /// Can it run a step that needs `runs_on`?
     pub fn can_run(&self, runs_on: &[String]) -> bool {
         if runs_on.is_empty() {

@@ -3,6 +3,7 @@
 //! binary.
 
 mod audit;
+pub(crate) mod browser;
 pub(crate) mod http;
 pub(crate) mod pg;
 mod sandbox;

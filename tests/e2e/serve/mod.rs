@@ -5,4 +5,5 @@ mod api;
 mod durability;
 mod harness;
 mod schedules;
+mod web;
 mod workers;

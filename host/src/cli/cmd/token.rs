@@ -5,22 +5,29 @@ use crate::cli::TokenCommand;
 use crate::cli::render;
 use crate::cli::settings::Settings;
 use crate::serve::auth;
+use crate::store::Scope;
 
 pub(super) async fn token(settings: &Settings, command: TokenCommand) -> Result<(), CliError> {
     let store = settings.store().await?;
     match command {
-        TokenCommand::Create { name } => {
+        TokenCommand::Create { name, read_only } => {
             let (token, hash) = auth::new_token();
             let id = uuid::Uuid::now_v7().simple().to_string();
-            store.insert_token(&id, &name, &hash).await?;
+            let scope = if read_only { Scope::Read } else { Scope::Run };
+            store.insert_token(&id, &name, &hash, scope).await?;
             if settings.json {
                 println!(
                     "{}",
-                    serde_json::json!({"id": id, "name": name, "token": token})
+                    serde_json::json!({"id": id, "name": name, "scope": scope, "token": token})
                 );
             } else {
                 // A note for the human, on stderr, so stdout is the token alone.
-                eprintln!("created token `{name}` ({id}); it is shown once, keep it:");
+                let what = if read_only {
+                    "read-only token"
+                } else {
+                    "token"
+                };
+                eprintln!("created {what} `{name}` ({id}); it is shown once, keep it:");
                 println!("{token}");
             }
         }

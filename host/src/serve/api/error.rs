@@ -71,6 +71,23 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Its status code.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What the client is told (`internal error` for a 5xx).
+    pub(crate) fn message(&self) -> &str {
+        self.body["error"].as_str().unwrap_or(INTERNAL_ERROR)
+    }
+
+    /// What went wrong on the server, for its log (5xx only).
+    pub(crate) fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
+
 /// The detail of a 5xx answer, carried from the handler to the request's log line; never sent.
 #[derive(Clone)]
 pub(crate) struct InternalDetail(pub(crate) String);

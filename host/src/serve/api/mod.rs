@@ -10,9 +10,11 @@ mod triggers;
 mod tests;
 
 pub(crate) use error::ApiError;
+pub(crate) use runs::log_events;
 
 use super::AppState;
 use super::auth;
+use crate::store::Scope;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
@@ -192,6 +194,16 @@ pub(crate) fn openapi_document() -> Json {
 #[derive(Clone)]
 struct Caller(String);
 
+/// What a read-only token is told when it tries to change something.
+pub(crate) fn read_only_refusal(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "token `{name}` is read-only: it can see runs but not trigger or cancel them (use a token made without --read-only)"
+        ),
+    )
+}
+
 /// Log streams (`follow`) one token may hold open at once: each polls the store.
 pub(crate) const MAX_STREAMS_PER_TOKEN: usize = 8;
 
@@ -209,7 +221,10 @@ async fn require_token(
         .into_response();
     };
     let caller: ApiResult<String> = match state.store.use_token(&auth::hash_token(token)).await {
-        Ok(Some(name)) => Ok(name),
+        Ok(Some(caller)) if caller.scope == Scope::Read && req.method() != http::Method::GET => {
+            Err(read_only_refusal(&caller.name))
+        }
+        Ok(Some(caller)) => Ok(caller.name),
         Ok(None) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unknown or revoked token",

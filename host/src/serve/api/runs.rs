@@ -59,33 +59,41 @@ pub(super) async fn cancel_run(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let run = state.store.get_run(&id).await?.run;
-    if run.status.is_final() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("run {} already ended: {}", run.id, run.status),
-        ));
-    }
-    let status = match state.runner.cancel(&run.id).await? {
-        Cancelled::Running => "cancelling",
-        Cancelled::Waiting => RunStatus::Cancelled.as_str(),
-        Cancelled::NotActive => {
-            state
-                .store
-                .finish_run(
-                    &run.id,
-                    RunStatus::Cancelled,
-                    Some("cancelled before it started"),
-                )
-                .await?;
-            RunStatus::Cancelled.as_str()
-        }
-    };
+    let (id, status) = state.cancel_run(&id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(json!({"id": run.id, "status": status})),
+        axum::Json(json!({"id": id, "status": status})),
     )
         .into_response())
+}
+
+impl AppState {
+    /// Cancel a queued or running run: its id and where it stands now (`cancelling` while its
+    /// running steps stop).
+    pub(crate) async fn cancel_run(&self, id: &str) -> Result<(String, &'static str), ApiError> {
+        let run = self.store.get_run(id).await?.run;
+        if run.status.is_final() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("run {} already ended: {}", run.id, run.status),
+            ));
+        }
+        let status = match self.runner.cancel(&run.id).await? {
+            Cancelled::Running => "cancelling",
+            Cancelled::Waiting => RunStatus::Cancelled.as_str(),
+            Cancelled::NotActive => {
+                self.store
+                    .finish_run(
+                        &run.id,
+                        RunStatus::Cancelled,
+                        Some("cancelled before it started"),
+                    )
+                    .await?;
+                RunStatus::Cancelled.as_str()
+            }
+        };
+        Ok((run.id, status))
+    }
 }
 
 #[derive(Deserialize)]
@@ -105,20 +113,34 @@ pub(super) async fn run_logs(
     Extension(Caller(caller)): Extension<Caller>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let run = state.store.get_run(&id).await?.run;
-    let slot = StreamSlot::take(&state, caller)?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(-1);
+    log_events(state, &id, after, None, q.follow, caller).await
+}
+
+/// A run's log lines after `after` (of one step, if given) as server-sent events, held as one
+/// of `caller`'s open streams.
+pub(crate) async fn log_events(
+    state: Arc<AppState>,
+    run: &str,
+    after: i64,
+    step: Option<String>,
+    follow: bool,
+    caller: String,
+) -> ApiResult {
+    let run = state.store.get_run(run).await?.run;
+    let slot = StreamSlot::take(&state, caller)?;
     let start = Follow {
         state,
         run: run.id,
         after,
+        step,
         buffer: VecDeque::new(),
         ended: false,
-        follow: q.follow,
+        follow,
         _slot: slot,
     };
     let stream = futures::stream::unfold(start, |mut f| async move {
@@ -135,8 +157,10 @@ pub(super) async fn run_logs(
 struct Follow {
     state: Arc<AppState>,
     run: String,
-    /// The last line sent (its `seq`); `-1` before any.
+    /// The last line read (its `seq`); `-1` before any.
     after: i64,
+    /// Only this step's lines.
+    step: Option<String>,
     buffer: VecDeque<LogRow>,
     ended: bool,
     /// Wait for new lines until the run ends; otherwise end after the lines recorded so far.
@@ -186,6 +210,9 @@ impl Follow {
         loop {
             if let Some(line) = self.buffer.pop_front() {
                 self.after = line.seq;
+                if self.step.as_ref().is_some_and(|s| *s != line.step) {
+                    continue;
+                }
                 let event = SseEvent::default()
                     .event("log")
                     .id(line.seq.to_string())

@@ -5,7 +5,7 @@ use super::super::registry::Scan;
 use super::super::{AppState, ServeConfig, auth};
 use super::{Access, ROUTES, router};
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::{NewRun, RunStatus, Store, Trigger, new_run_id};
+use crate::store::{NewRun, RunStatus, Scope, Store, Trigger, new_run_id};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
@@ -86,7 +86,11 @@ impl App {
             .unwrap();
         assert!(scan.rejected.is_empty(), "{:?}", scan.rejected);
         let (token, hash) = auth::new_token();
-        state.store.insert_token("t-ci", "ci", &hash).await.unwrap();
+        state
+            .store
+            .insert_token("t-ci", "ci", &hash, Scope::Run)
+            .await
+            .unwrap();
         Self {
             router: router(state.clone(), config.body_limit),
             dir,
@@ -264,7 +268,7 @@ async fn requests_without_a_live_token_get_401_with_www_authenticate() {
     let (old, hash) = auth::new_token();
     app.state
         .store
-        .insert_token("t-old", "old", &hash)
+        .insert_token("t-old", "old", &hash, Scope::Run)
         .await
         .unwrap();
     assert_eq!(app.state.store.revoke_token("old").await.unwrap(), 1);
@@ -281,6 +285,29 @@ async fn requests_without_a_live_token_get_401_with_www_authenticate() {
         assert!(error.starts_with(says), "{token:?}: {error}");
     }
     assert_eq!(app.run_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_read_only_token_sees_runs_but_cannot_trigger_or_cancel() {
+    let app = App::new(&[("greet.toml", GREET)]).await;
+    let (viewer, hash) = auth::new_token();
+    app.state
+        .store
+        .insert_token("t-view", "viewer", &hash, Scope::Read)
+        .await
+        .unwrap();
+    let body = json!({"inputs": {"name": "x"}}).to_string();
+    let refused = app.call("POST", TRIGGER, Some(&viewer), &body).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let error = refused.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("`viewer` is read-only"), "{error}");
+    assert_eq!(app.run_count().await, 0);
+    let listed = app.call("GET", "/api/v1/runs", Some(&viewer), "").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let cancel = app
+        .call("POST", "/api/v1/runs/nope/cancel", Some(&viewer), "")
+        .await;
+    assert_eq!(cancel.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

@@ -140,7 +140,7 @@ pub(super) async fn webhook(
 
 impl AppState {
     /// The served workflow `name`; 404 naming the closest served name.
-    fn served(&self, name: &str) -> Result<Arc<Served>, ApiError> {
+    pub(crate) fn served(&self, name: &str) -> Result<Arc<Served>, ApiError> {
         self.registry.get(name).ok_or_else(|| {
             let names: Vec<String> = self
                 .registry
@@ -169,13 +169,28 @@ impl AppState {
         detail: Option<&str>,
         delivery: Option<&str>,
     ) -> ApiResult {
-        if self.runner.stopping() {
-            return Err(ApiError::server(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "a trigger came in while the server stops",
-                Some("the server is stopping: try again once it is back"),
-            ));
-        }
+        let id = self
+            .queue_run(wf, inputs, trigger, detail, delivery)
+            .await?;
+        let url = format!("/api/v1/runs/{id}");
+        Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, url.clone())],
+            axum::Json(json!({"id": id, "status": RunStatus::Queued, "url": url})),
+        )
+            .into_response())
+    }
+
+    /// Record a queued run (and its delivery) and hand it to the runner; its id once committed.
+    pub(crate) async fn queue_run(
+        &self,
+        wf: &Workflow,
+        inputs: Map<String, Json>,
+        trigger: Trigger,
+        detail: Option<&str>,
+        delivery: Option<&str>,
+    ) -> Result<String, ApiError> {
+        self.refuse_when_stopping()?;
         let id = new_run_id();
         let inputs = Json::Object(inputs);
         let run = NewRun {
@@ -199,12 +214,54 @@ impl AppState {
             Err(e) => return Err(e.into()),
         }
         self.runner.submit();
-        let url = format!("/api/v1/runs/{id}");
-        Ok((
-            StatusCode::ACCEPTED,
-            [(header::LOCATION, url.clone())],
-            axum::Json(json!({"id": id, "status": RunStatus::Queued, "url": url})),
-        )
-            .into_response())
+        Ok(id)
+    }
+
+    /// Run again the recorded run `of` with the same inputs: all of it, or (`from_failed`) only
+    /// its failed steps and what follows them. The new run's id.
+    pub(crate) async fn rerun(
+        &self,
+        of: &str,
+        from_failed: bool,
+        detail: &str,
+    ) -> Result<String, ApiError> {
+        self.refuse_when_stopping()?;
+        let old = self.store.get_run(of).await?.run;
+        let served = self.served(&old.workflow)?;
+        if from_failed && old.status != RunStatus::Failed {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "run {} is {}, not failed: re-run all of it instead",
+                    old.id, old.status
+                ),
+            ));
+        }
+        let id = new_run_id();
+        let detail = format!("{detail}; re-run of {}", old.id);
+        let run = NewRun {
+            id: &id,
+            workflow: &served.workflow.name,
+            workflow_path: &served.workflow.source.path,
+            inputs: &old.inputs,
+            trigger: Trigger::Web,
+            trigger_detail: Some(&detail),
+            status: RunStatus::Queued,
+            wait_group: false,
+        };
+        self.store.record_rerun(run, &old.id, from_failed).await?;
+        self.runner.submit();
+        Ok(id)
+    }
+
+    fn refuse_when_stopping(&self) -> Result<(), ApiError> {
+        if self.runner.stopping() {
+            return Err(ApiError::server(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "a trigger came in while the server stops",
+                Some("the server is stopping: try again once it is back"),
+            ));
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,132 @@
+// orch web page: live run state (recolour the server-drawn DAG, update the step table),
+// the selected log streamed as server-sent events, and repeatable rows of array inputs.
+// Everything here enhances pages that already work without it.
+(function () {
+  "use strict";
+
+  function badge(status) {
+    var span = document.createElement("span");
+    span.className = "badge st-" + status;
+    span.textContent = status.replace(/_/g, " ");
+    return span;
+  }
+
+  function setStatusClass(el, status) {
+    el.setAttribute("class", (el.getAttribute("class") || "").replace(/\bst-[a-z_]+/g, "").trim() + " st-" + status);
+  }
+
+  function applyState(run, state) {
+    run.dataset.status = state.status;
+    var top = document.getElementById("run-status");
+    if (top) top.replaceChildren(badge(state.status));
+    var dur = document.getElementById("run-duration");
+    if (dur) dur.textContent = state.duration || "";
+    Object.keys(state.steps).forEach(function (id) {
+      var s = state.steps[id];
+      var sel = '[data-step="' + CSS.escape(id) + '"]';
+      var node = document.querySelector("svg.dag a.node" + sel);
+      if (node) {
+        setStatusClass(node, s.status);
+        var meta = node.querySelector(".meta");
+        if (meta) meta.textContent = s.meta;
+        var title = node.querySelector("title");
+        if (title) title.textContent = id + ": " + s.status;
+      }
+      var row = document.querySelector("table.steps tr" + sel);
+      if (row) {
+        row.querySelector(".c-status").replaceChildren(badge(s.status));
+        row.querySelector(".c-attempts").textContent = s.attempts;
+        row.querySelector(".c-duration").textContent = s.duration || "";
+      }
+    });
+    document.querySelectorAll("[data-when]").forEach(function (form) {
+      var when = form.dataset.when;
+      form.hidden = !((when === "active" && !state.final) || (when === "final" && state.final) ||
+        (when === "failed" && state.status === "failed"));
+    });
+  }
+
+  function followRun(run) {
+    var url = "/runs/" + encodeURIComponent(run.dataset.run) + "/state";
+    var timer = null;
+    function poll() {
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+        .then(function (state) {
+          applyState(run, state);
+          if (!state.final) timer = setTimeout(poll, 1000);
+        })
+        .catch(function () { timer = setTimeout(poll, 3000); });
+    }
+    var status = run.dataset.status;
+    if (status !== "succeeded" && status !== "failed" && status !== "cancelled") poll();
+    return function () { clearTimeout(timer); };
+  }
+
+  function logTime(ms) {
+    var d = new Date(ms);
+    return d.toISOString().substring(11, 23);
+  }
+
+  function streamLog(log) {
+    if (!log.dataset.live || !window.EventSource) return;
+    var source = new EventSource(log.dataset.stream);
+    source.addEventListener("log", function (e) {
+      var l = JSON.parse(e.data);
+      var empty = document.getElementById("log-empty");
+      if (empty) empty.remove();
+      var stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
+      var line = document.createElement("div");
+      line.className = "line lv-" + l.level;
+      line.dataset.seq = l.seq;
+      var ts = document.createElement("span"); ts.className = "ts"; ts.textContent = logTime(l.ts);
+      var step = document.createElement("span"); step.className = "step";
+      step.textContent = l.step + (l.attempt > 1 ? "#" + l.attempt : "");
+      var msg = document.createElement("span"); msg.className = "msg"; msg.textContent = l.message;
+      line.append(ts, step, msg);
+      log.appendChild(line);
+      if (stick) log.scrollTop = log.scrollHeight;
+    });
+    source.addEventListener("end", function () { source.close(); });
+  }
+
+  function renumber(list) {
+    var name = list.closest("fieldset").querySelector("legend").firstChild.textContent.trim();
+    list.querySelectorAll(".row").forEach(function (row, i) {
+      row.querySelector("input").setAttribute("aria-label", name + ", item " + (i + 1));
+      row.querySelector(".remove").setAttribute("aria-label", "Remove item " + (i + 1) + " of " + name);
+    });
+  }
+
+  document.addEventListener("click", function (e) {
+    var add = e.target.closest("[data-add]");
+    if (add) {
+      var list = add.parentElement.querySelector(".row-list");
+      var last = list.querySelector(".row:last-child");
+      var row = last.cloneNode(true);
+      row.querySelector("input").value = "";
+      list.appendChild(row);
+      renumber(list);
+      row.querySelector("input").focus();
+      return;
+    }
+    var remove = e.target.closest(".row .remove");
+    if (remove) {
+      var rows = remove.closest(".row-list");
+      var row2 = remove.closest(".row");
+      if (rows.querySelectorAll(".row").length > 1) row2.remove();
+      else row2.querySelector("input").value = "";
+      renumber(rows);
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var run = document.getElementById("run");
+    if (run) followRun(run);
+    var log = document.getElementById("log");
+    if (log) {
+      log.scrollTop = log.scrollHeight;
+      streamLog(log);
+    }
+  });
+})();
