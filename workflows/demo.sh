@@ -64,6 +64,14 @@ serve_pid=$!
 servers+=("$serve_pid")
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null 2>&1 && break; sleep 0.2; done
 $orch trigger hello --server http://127.0.0.1:18080 --token "$token" --input who=api --wait
+# The web page: the demo signs in as a browser would and reads the runs list.
+jar=$(mktemp)
+nonce=$(curl -sf -c "$jar" http://127.0.0.1:18080/login | sed -n 's/.*name="login_csrf" value="\([0-9a-f]*\)".*/\1/p')
+curl -sf -b "$jar" -c "$jar" -o /dev/null -d "login_csrf=$nonce&token=$token" http://127.0.0.1:18080/login
+curl -sf -b "$jar" http://127.0.0.1:18080/ | grep -q 'table class="runs"' && echo "web page: runs list rendered"
+rm -f "$jar"
+echo "Open http://127.0.0.1:18080/ in a browser and sign in with the token $token"
+if [ -t 0 ]; then read -rp "Press Enter to stop the server... " _; fi
 $orch workers list # this server is the one worker (SQLite); on PostgreSQL, every `orch serve`
 $orch schedule list --workflows workflows
 kill -TERM "$serve_pid" && wait "$serve_pid" || true

@@ -5,8 +5,13 @@
 //! 3. schedule lateness over 300 ticks: 5 per-second schedules for 60 s (recorded_at - fire_at),
 //!    with missed and duplicate ticks counted.
 //!
+//! 4. the web page: a signed-in browser's GET of the run page of a 1000-step fan-out (the
+//!    DAG drawn as SVG, the step table, the log tail), its live-state poll and the workflow
+//!    page, rendered server-side (request sent -> whole body received).
+//!
 //! Every triggered run also executes (an `echo` step), as in production.
-//! `cargo bench --bench serve` (add `-- --quick` for a 2 s latency run and 20 s of ticks).
+//! `cargo bench --bench serve` (add `-- --quick` for a 2 s latency run and 20 s of ticks;
+//! `-- web` for the web page alone).
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -240,8 +245,145 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let web_only = std::env::args().any(|a| a == "web");
     runtime.block_on(async {
-        triggers(quick).await?;
-        lateness(quick).await
+        if !web_only {
+            triggers(quick).await?;
+            lateness(quick).await?;
+        }
+        web_pages().await
     })
+}
+
+/// A fan-out of `n` no-op steps after one root step.
+fn fan_out(n: usize) -> String {
+    let mut text = String::from(
+        "name = \"fan\"\n[steps.root]\nplugin = \"echo\"\nwith = { message = \"root\" }\n",
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "[steps.part_{i:04}]\nplugin = \"echo\"\nneeds = [\"root\"]\nwith = {{ message = \"part {i}\" }}\n"
+        ));
+    }
+    text
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// GET `url` with `cookie`; the time to the whole body (ms) and its size.
+async fn get_page(client: &HttpClient, url: &str, cookie: &str) -> anyhow::Result<(f64, usize)> {
+    let request = http::Request::get(url)
+        .header("cookie", cookie)
+        .body(Full::new(Bytes::new()))?;
+    let sent = Instant::now();
+    let response = client.request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    let took = sent.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(status == 200, "GET {url} answered {status}");
+    Ok((took, body.len()))
+}
+
+/// Sign in with `token` as a browser does; the session cookie.
+async fn sign_in(client: &HttpClient, base: &str, token: &str) -> anyhow::Result<String> {
+    let form = client.get(format!("{base}/login").parse()?).await?;
+    let nonce = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("orch_login="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no sign-in cookie"))?;
+    let request = http::Request::post(format!("{base}/login"))
+        .header("cookie", format!("orch_login={nonce}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(format!(
+            "login_csrf={nonce}&token={token}"
+        ))))?;
+    let signed = client.request(request).await?;
+    signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| {
+            c.split(';')
+                .next()
+                .filter(|c| c.starts_with("orch_session="))
+        })
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("sign-in refused: {}", signed.status()))
+}
+
+async fn web_pages() -> anyhow::Result<()> {
+    let steps = 1000;
+    let dir = tempfile::tempdir()?;
+    let server = start(dir.path(), &[("fan.toml".into(), fan_out(steps))]).await?;
+    let (token, hash) = orch::bench::new_token();
+    server
+        .store
+        .insert_token("bench", "bench", &hash, orch::store::Scope::Run)
+        .await?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = http::Request::post(format!("{}/api/v1/workflows/fan/runs", server.base))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))?;
+    let queued = client.request(request).await?.into_body().collect().await?;
+    let queued: serde_json::Value = serde_json::from_slice(&queued.to_bytes())?;
+    let id = queued["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no run id: {queued}"))?
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let run = server.store.run(&id).await?;
+        if run.as_ref().is_some_and(|r| r.status.is_final()) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the fan-out did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cookie = sign_in(&client, &server.base, &token).await?;
+    let pages = [
+        ("run page", format!("{}/runs/{id}", server.base)),
+        (
+            "run state (live poll)",
+            format!("{}/runs/{id}/state", server.base),
+        ),
+        ("workflow page", format!("{}/workflows/fan", server.base)),
+        ("runs list", format!("{}/", server.base)),
+    ];
+    println!(
+        "web page, a {steps}-step fan-out run ({} steps), SQLite store:",
+        steps + 1
+    );
+    for (i, (what, url)) in pages.iter().enumerate() {
+        // The first GET of the run page lays the DAG out (then cached per workflow shape).
+        let (cold, _) = get_page(&client, url, &cookie).await?;
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..30 {
+            let (took, bytes) = get_page(&client, url, &cookie).await?;
+            times.push(took);
+            size = bytes;
+        }
+        times.sort_by(f64::total_cmp);
+        let cold = if i == 0 {
+            format!(", first (layout not cached) {cold:.1} ms")
+        } else {
+            String::new()
+        };
+        println!(
+            "  {what}: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms over 30 GETs, {} KB{cold}",
+            percentile(&times, 0.5),
+            percentile(&times, 0.95),
+            times.last().copied().unwrap_or_default(),
+            size / 1024
+        );
+    }
+    server.stop.cancel();
+    server.handle.await??;
+    Ok(())
 }

@@ -14,17 +14,29 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A chain whose first step logs, then works for a while: the page is open before it ends.
+/// A small ETL whose first step logs, then works for a while: the page is open before it ends.
 const SLOW: &str = r#"
 name = "slow"
-description = "A first step that takes its time, then a second"
-[steps.first]
+description = "Extract for a while, transform three ways, load"
+[steps.extract]
 plugin = "echo"
-with = { message = "first: working", sleep_ms = 6000 }
-[steps.second]
+with = { message = "extract: reading the source", sleep_ms = 6000 }
+[steps.clean]
 plugin = "echo"
-needs = ["first"]
-with = { message = "second: done" }
+needs = ["extract"]
+with = { message = "clean: 120 rows" }
+[steps.enrich]
+plugin = "echo"
+needs = ["extract"]
+with = { message = "enrich: 120 rows" }
+[steps.score]
+plugin = "echo"
+needs = ["extract"]
+with = { message = "score: 120 rows" }
+[steps.load]
+plugin = "echo"
+needs = ["clean", "enrich", "score"]
+with = { message = "load: done" }
 "#;
 
 /// A step that would run for minutes: cancelled from the page.
@@ -202,28 +214,28 @@ async fn the_web_page_plans_runs_follows_and_cancels_in_a_real_browser() {
         .unwrap();
     browser.wait_css("#run", WAIT).await;
     browser.js("window.__sameDocument = 42; return 1").await;
-    let second = browser.find(r#"a.node[data-step="second"]"#).await;
-    let class = second.attr("class").await.unwrap().unwrap_or_default();
+    let load = browser.find(r#"a.node[data-step="load"]"#).await;
+    let class = load.attr("class").await.unwrap().unwrap_or_default();
     assert!(
         class.contains("st-pending"),
-        "second has not run yet: {class}"
+        "load has not run yet: {class}"
     );
     browser
         .wait_js(
-            r#"return document.querySelector('a.node[data-step="first"]').classList.contains('st-running')
-                && document.getElementById('log').textContent.includes('first: working')"#,
+            r#"return document.querySelector('a.node[data-step="extract"]').classList.contains('st-running')
+                && document.getElementById('log').textContent.includes('extract: reading the source')"#,
             WAIT,
-            "first runs and its log line shows",
+            "extract runs and its log line shows",
         )
         .await;
     browser.screenshot("run-live").await;
     browser
         .wait_js(
-            r#"return document.querySelector('a.node[data-step="second"]').classList.contains('st-succeeded')
-                && document.getElementById('log').textContent.includes('second: done')
+            r#"return [...document.querySelectorAll('svg.dag a.node')].every(n => n.classList.contains('st-succeeded'))
+                && document.getElementById('log').textContent.includes('load: done')
                 && document.querySelector('#run-status').textContent.includes('succeeded')"#,
             WAIT,
-            "second turns green and logs",
+            "every node turns green and load logs",
         )
         .await;
     assert_eq!(
@@ -336,7 +348,7 @@ async fn the_web_page_plans_runs_follows_and_cancels_in_a_real_browser() {
 fn session(server: &Serve, token: &str) -> (String, String) {
     let form = request("GET", &server.url("/login"), None, &[], b"");
     let nonce = cookie_value(&form.head, "orch_login");
-    let body = format!("login_csrf={nonce}&next=%2Fworkflows%2Fhello&token={token}");
+    let body = format!("login_csrf={nonce}&next=%2F&token={token}");
     let signed = request(
         "POST",
         &server.url("/login"),
@@ -353,9 +365,10 @@ fn session(server: &Serve, token: &str) -> (String, String) {
         "orch_session={}",
         cookie_value(&signed.head, "orch_session")
     );
+    // Every page's sign-out form carries the session's CSRF token.
     let page = request(
         "GET",
-        &server.url("/workflows/hello"),
+        &server.url("/"),
         None,
         &[("Cookie", cookie.clone())],
         b"",
@@ -481,4 +494,136 @@ fn read_only_tokens_look_but_do_not_run_and_every_post_needs_the_csrf_token() {
     assert_eq!(orch.orch(&["token", "revoke", "web-admin"]).code, 0);
     let after = request("GET", &server.url("/"), None, &[("Cookie", cookie)], b"");
     assert_eq!(after.status, 303, "signed out by the revocation");
+}
+
+#[test]
+fn a_failed_run_is_run_again_from_its_failed_step_with_the_same_inputs() {
+    let orch = Orch::new();
+    let flaky = format!(
+        r#"
+name = "flaky"
+[inputs.label]
+type = "string"
+default = "x"
+[steps.first]
+plugin = "echo"
+with = {{ message = "first ran for ${{{{ inputs.label }}}}", outputs = {{ made = "${{{{ inputs.label }}}}-made" }} }}
+[steps.check]
+plugin = "{fail}"
+needs = ["first"]
+if = "env.BROKEN == 'yes'"
+with = {{ kind = "failed", message = "broken on purpose" }}
+[steps.last]
+plugin = "echo"
+needs = ["check"]
+with = {{ message = "last read ${{{{ steps.first.outputs.made }}}}" }}
+"#,
+        fail = crate::harness::example("fail")
+    );
+    workflows_dir(&orch, &[("flaky.toml", &flaky)]);
+    orch.write("wf/.env", "BROKEN=yes\n");
+    let admin = token(&orch, "web-admin");
+    let server = Serve::start(&orch, &[]);
+    let (cookie, csrf) = session(&server, &admin);
+    let started = post_form(
+        &server,
+        "/workflows/flaky/run",
+        &cookie,
+        &format!("csrf={csrf}&in.label=%3Cb%3Eblue%3C%2Fb%3E"),
+    );
+    assert_eq!(started.status, 303, "{}", started.body);
+    let first_run = location(&started).trim_start_matches("/runs/").to_string();
+    super::harness::wait_run_status(&orch, &first_run, "failed", WAIT);
+
+    // Fixed outside orch; re-run from the failed step: `first` is kept, not run again.
+    orch.write("wf/.env", "BROKEN=no\n");
+    let again = post_form(
+        &server,
+        &format!("/runs/{first_run}/rerun"),
+        &cookie,
+        &format!("csrf={csrf}&from=failed"),
+    );
+    assert_eq!(again.status, 303, "{}", again.body);
+    let second_run = location(&again).trim_start_matches("/runs/").to_string();
+    assert_ne!(second_run, first_run);
+    let done = super::harness::wait_run_status(&orch, &second_run, "succeeded", WAIT);
+    assert_eq!(done["inputs"]["label"], "<b>blue</b>", "the same inputs");
+    assert!(
+        done["trigger_detail"]
+            .as_str()
+            .unwrap()
+            .contains(&first_run)
+    );
+    let status = |step: &str| {
+        done["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rfind(|s| s["step"] == step)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status("first"), "succeeded");
+    assert_eq!(status("check"), "skipped");
+    assert_eq!(status("last"), "succeeded");
+    let logs: Vec<String> = done["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !logs.iter().any(|l| l.contains("first ran")),
+        "first was not run again: {logs:?}"
+    );
+    assert!(
+        logs.contains(&"last read <b>blue</b>-made".to_string()),
+        "{logs:?}"
+    );
+    // What a run logs or is given is text on the page, never markup.
+    let page = request(
+        "GET",
+        &server.url(&format!("/runs/{second_run}?step=last")),
+        None,
+        &[("Cookie", cookie.clone())],
+        b"",
+    );
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("last read &lt;b&gt;blue&lt;/b&gt;-made"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<b>blue"), "escaped everywhere");
+
+    // A whole re-run runs everything again.
+    let whole = post_form(
+        &server,
+        &format!("/runs/{second_run}/rerun"),
+        &cookie,
+        &format!("csrf={csrf}"),
+    );
+    let third_run = location(&whole).trim_start_matches("/runs/").to_string();
+    let done = super::harness::wait_run_status(&orch, &third_run, "succeeded", WAIT);
+    let logs = done["logs"].to_string();
+    assert!(logs.contains("first ran for <b>blue</b>"), "{logs}");
+    // Re-running from a failed step needs a failed run.
+    let refused = post_form(
+        &server,
+        &format!("/runs/{third_run}/rerun"),
+        &cookie,
+        &format!("csrf={csrf}&from=failed"),
+    );
+    assert_eq!(refused.status, 409);
+    assert!(refused.body.contains("not failed"), "{}", refused.body);
+}
+
+fn location(response: &crate::harness::http::Response) -> String {
+    response
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap()
+        .trim()
+        .to_string()
 }

@@ -153,10 +153,15 @@ pub(super) struct NodeState<'a> {
     pub status: &'a str,
     pub attempts: i64,
     pub ms: Option<i64>,
+    /// Shown instead of the status line (the plugin, on a workflow's page).
+    pub note: Option<&'a str>,
 }
 
 /// The second line of a node: status, attempts beyond the first, duration.
 pub(super) fn node_meta(state: &NodeState<'_>) -> String {
+    if let Some(note) = state.note {
+        return note.to_string();
+    }
     let mut meta = state.status.replace('_', " ");
     if state.attempts > 1 {
         let _ = write!(meta, " ×{}", state.attempts);
@@ -179,6 +184,7 @@ pub(super) fn svg(
         status: "pending",
         attempts: 0,
         ms: None,
+        note: None,
     };
     html! {
         svg.dag xmlns="http://www.w3.org/2000/svg" role="img" aria-label=(label)
@@ -267,6 +273,7 @@ mod tests {
                 status: "succeeded",
                 attempts: 2,
                 ms: Some(1500),
+                note: None,
             },
         )]);
         let svg = svg(&l, "dag", &states, |id| format!("?step={id}")).into_string();

@@ -182,6 +182,7 @@ impl StepSummary<'_> {
             status: self.last.status.as_str(),
             attempts: self.attempts,
             ms: self.ms,
+            note: None,
         }
     }
 }
@@ -337,7 +338,7 @@ async fn render_run(
                                     td.c-status { (badge(sum.map_or("pending", |x| x.last.status.as_str()))) }
                                     td.c-attempts { (sum.map_or(0, |x| x.attempts)) }
                                     td.c-duration { (sum.and_then(|x| x.ms).map(duration).unwrap_or_default()) }
-                                    td.mono.muted { (sum.and_then(|x| x.last.worker.as_deref()).unwrap_or("")) }
+                                    td.c-worker.mono.muted { (sum.and_then(|x| x.last.worker.as_deref()).unwrap_or("")) }
                                 }
                             }
                         }
@@ -492,6 +493,7 @@ pub(super) async fn state(
                     "attempts": s.attempts,
                     "duration": s.ms.map(duration),
                     "meta": dag::node_meta(&node),
+                    "worker": s.last.worker,
                 }),
             )
         })

@@ -219,10 +219,27 @@ async fn workflow_page(
         .await
         .unwrap_or_default();
     let layout = state.layouts.get(wf.dag());
+    let plugins: Vec<(&str, String)> = wf
+        .steps
+        .values()
+        .map(|s| (s.id.as_str(), s.plugin.to_string()))
+        .collect();
+    let notes: HashMap<&str, dag::NodeState<'_>> = plugins
+        .iter()
+        .map(|(id, plugin)| {
+            let state = dag::NodeState {
+                status: "pending",
+                attempts: 0,
+                ms: None,
+                note: Some(plugin.rsplit('/').next().unwrap_or(plugin)),
+            };
+            (*id, state)
+        })
+        .collect();
     let graph = dag::svg(
         &layout,
         &format!("Steps of {} and what they need", wf.name),
-        &HashMap::new(),
+        &notes,
         |_| "#steps".to_string(),
     );
     let now = chrono::Utc::now();
@@ -606,7 +623,96 @@ pub(super) async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::html_pattern;
+    use super::{FormValues, html_pattern};
+    use serde_json::json;
+
+    fn workflow() -> crate::workflow::Workflow {
+        let text = r#"
+name = "kinds"
+[inputs.items]
+type = "array"
+[inputs.mode]
+type = "string"
+options = ["fast", "thorough"]
+default = "fast"
+[inputs.batch]
+type = "number"
+default = 500
+[inputs.dry]
+type = "boolean"
+[inputs.note]
+type = "string"
+regex = "^[a-z]*$"
+[steps.show]
+plugin = "echo"
+"#;
+        crate::workflow::parse(std::path::Path::new("kinds.toml"), text).unwrap()
+    }
+
+    fn posted(pairs: &[(&str, &str)]) -> FormValues {
+        let fields: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        FormValues::posted(&fields)
+    }
+
+    #[test]
+    fn a_form_becomes_typed_inputs() {
+        let wf = workflow();
+        let values = posted(&[
+            ("csrf", "x"),
+            ("in.items", "a"),
+            ("in.items", ""),
+            ("in.items", "b"),
+            ("in.mode", "\"thorough\""),
+            ("in.batch", "25"),
+            ("in.dry", "true"),
+            ("in.note", "ok"),
+        ])
+        .resolve(&wf)
+        .unwrap();
+        assert_eq!(
+            serde_json::Value::Object(values),
+            json!({"items": ["a", "b"], "mode": "thorough", "batch": 25, "dry": true, "note": "ok"})
+        );
+        // Unchecked box, empty number: false and the default.
+        let values = posted(&[("in.batch", ""), ("in.note", "")])
+            .resolve(&wf)
+            .unwrap();
+        assert_eq!(values["dry"], false);
+        assert_eq!(values["batch"], 500);
+        assert_eq!(values["mode"], "fast");
+    }
+
+    #[test]
+    fn each_bad_field_is_named_with_the_apis_message() {
+        let wf = workflow();
+        let errors = posted(&[
+            ("in.batch", "many"),
+            ("in.mode", "\"turbo\""),
+            ("in.note", "No!"),
+        ])
+        .resolve(&wf)
+        .unwrap_err();
+        let by = |name: &str| {
+            errors
+                .iter()
+                .find(|e| e.name == name)
+                .map(|e| e.message.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(by("batch"), "expected a number, got `many`");
+        assert!(
+            by("mode").contains("is not one of the options"),
+            "{errors:?}"
+        );
+        assert!(
+            by("note").contains("does not match the regex"),
+            "{errors:?}"
+        );
+        assert_eq!(errors.len(), 3, "{errors:?}");
+    }
 
     #[test]
     fn a_regex_loses_its_anchors_as_a_pattern() {

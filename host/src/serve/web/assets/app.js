@@ -37,6 +37,7 @@
         row.querySelector(".c-status").replaceChildren(badge(s.status));
         row.querySelector(".c-attempts").textContent = s.attempts;
         row.querySelector(".c-duration").textContent = s.duration || "";
+        row.querySelector(".c-worker").textContent = s.worker || "";
       }
     });
     document.querySelectorAll("[data-when]").forEach(function (form) {
