@@ -324,35 +324,36 @@ impl Store {
         rows.iter().map(run_row).collect()
     }
 
-    /// Record `run` (queued) as a re-run of the run `of`. With `keep_succeeded`, the steps that
-    /// succeeded or were skipped in `of` and kept their real outputs are copied into it in the
-    /// same transaction, so only the failed steps and what follows them run again (a step
-    /// whose outputs held a secret was never stored in full, so it runs again too). How many
-    /// steps were copied.
+    /// Record `run` (queued) as a re-run of the run `of`, in one transaction with the last
+    /// attempts of the steps to `keep` from it (with their recorded outputs): those do not
+    /// run again. How many steps were copied.
     pub async fn record_rerun(
         &self,
         run: NewRun<'_>,
         of: &str,
-        keep_succeeded: bool,
+        keep: &[String],
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         insert_run(&mut tx, &run).await?;
         let mut copied = 0;
-        if keep_succeeded {
-            copied = sqlx::query(
+        let now = now_ms();
+        for chunk in keep.chunks(500) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+            let sql = format!(
                 "INSERT INTO step_runs (run_id, step, attempt, plugin, status, outputs, resumable, started_at, finished_at, worker) \
                  SELECT $1, s.step, 1, s.plugin, s.status, s.outputs, s.resumable, $2, $2, s.worker FROM step_runs s \
                  WHERE s.run_id = $3 AND s.attempt = (SELECT MAX(attempt) FROM step_runs m WHERE m.run_id = s.run_id AND m.step = s.step) \
-                 AND ((s.status = $4 AND s.resumable = 1) OR s.status = $5)",
-            )
-            .bind(run.id)
-            .bind(now_ms())
-            .bind(of)
-            .bind(StepStatus::Succeeded.as_str())
-            .bind(StepStatus::Skipped.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+                 AND s.step IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(run.id)
+                .bind(now)
+                .bind(of);
+            for step in chunk {
+                q = q.bind(step);
+            }
+            copied += q.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(copied)

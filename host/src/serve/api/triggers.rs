@@ -8,7 +8,8 @@ use super::Caller;
 use super::error::{ApiError, ApiResult};
 use crate::capability::Masker;
 use crate::capability::secrets;
-use crate::store::{NewRun, RunStatus, StoreError, Trigger, new_run_id};
+use crate::resolve::ResolvedWorkflow;
+use crate::store::{AttemptRow, NewRun, RunStatus, StepStatus, StoreError, Trigger, new_run_id};
 use crate::workflow::inputs;
 use crate::workflow::{Workflow, did_you_mean};
 use axum::body::Bytes;
@@ -18,6 +19,7 @@ use axum::response::IntoResponse;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 #[derive(Deserialize, Default)]
@@ -217,8 +219,11 @@ impl AppState {
         Ok(id)
     }
 
-    /// Run again the recorded run `of` with the same inputs: all of it, or (`from_failed`) only
-    /// its failed steps and what follows them. The new run's id.
+    /// Run again the recorded run `of` with the same inputs (checked against the workflow as
+    /// served now): all of it, or (`from_failed`) only what did not succeed. A step is kept
+    /// when its last attempt succeeded with its real outputs recorded (or was skipped) and
+    /// every step it needs is kept too: a step downstream of one that runs again runs again.
+    /// Kept steps are matched by id in the workflow as served now. The new run's id.
     pub(crate) async fn rerun(
         &self,
         of: &str,
@@ -228,6 +233,7 @@ impl AppState {
         self.refuse_when_stopping()?;
         let old = self.store.get_run(of).await?.run;
         let served = self.served(&old.workflow)?;
+        let wf = &served.workflow;
         if from_failed && old.status != RunStatus::Failed {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -237,19 +243,30 @@ impl AppState {
                 ),
             ));
         }
+        let given: IndexMap<String, Json> = old
+            .inputs
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let inputs = Json::Object(inputs::resolve(&wf.inputs, &given).map_err(ApiError::inputs)?);
+        let keep = if from_failed {
+            kept_steps(wf, &self.store.attempts(&old.id).await?)
+        } else {
+            Vec::new()
+        };
         let id = new_run_id();
         let detail = format!("{detail}; re-run of {}", old.id);
         let run = NewRun {
             id: &id,
-            workflow: &served.workflow.name,
-            workflow_path: &served.workflow.source.path,
-            inputs: &old.inputs,
+            workflow: &wf.name,
+            workflow_path: &wf.source.path,
+            inputs: &inputs,
             trigger: Trigger::Web,
             trigger_detail: Some(&detail),
             status: RunStatus::Queued,
             wait_group: false,
         };
-        self.store.record_rerun(run, &old.id, from_failed).await?;
+        self.store.record_rerun(run, &old.id, &keep).await?;
         self.runner.submit();
         Ok(id)
     }
@@ -264,4 +281,29 @@ impl AppState {
         }
         Ok(())
     }
+}
+
+/// The steps of a failed run a re-run keeps, in order: see [`AppState::rerun`].
+fn kept_steps(wf: &ResolvedWorkflow, attempts: &[AttemptRow]) -> Vec<String> {
+    let mut last: HashMap<&str, &AttemptRow> = HashMap::new();
+    for a in attempts {
+        let entry = last.entry(a.step.as_str()).or_insert(a);
+        if a.attempt >= entry.attempt {
+            *entry = a;
+        }
+    }
+    let dag = wf.dag();
+    let mut kept: HashSet<&str> = HashSet::new();
+    let mut order = Vec::new();
+    for id in dag.order() {
+        let Some(node) = dag.node(id) else { continue };
+        let done = last.get(id).is_some_and(|a| {
+            (a.status == StepStatus::Succeeded && a.resumable) || a.status == StepStatus::Skipped
+        });
+        if done && dag.needs(node).iter().all(|&n| kept.contains(dag.id(n))) {
+            kept.insert(id);
+            order.push(id.to_string());
+        }
+    }
+    order
 }

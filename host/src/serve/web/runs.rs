@@ -524,11 +524,18 @@ fn minus_one() -> i64 {
 pub(super) async fn stream(
     State(state): State<Arc<AppState>>,
     viewer: Viewer,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
 ) -> Response {
     let step = q.step.filter(|s| !s.is_empty());
-    super::super::api::log_events(state, &id, q.after, step, true, viewer.caller.name)
+    // A reconnecting EventSource says where it stopped: no line is sent twice.
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(q.after);
+    super::super::api::log_events(state, &id, after, step, true, viewer.caller.name)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }

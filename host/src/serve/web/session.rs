@@ -214,6 +214,12 @@ pub(super) async fn login(
             StatusCode::FORBIDDEN,
         );
     }
+    // A new sign-in replaces the browser's previous session.
+    if let Some(old) = cookie(&headers, SESSION_COOKIE)
+        && let Err(e) = state.store.close_session(&hash_token(&old)).await
+    {
+        return page::from_api(None, e.into());
+    }
     let token = bearer_free_token(field(&fields, "token").unwrap_or_default());
     let id = random_hex();
     let csrf = random_hex();
@@ -276,7 +282,15 @@ pub(super) async fn logout(
 /// Where to go after signing in: a path of this site only (not `//evil.example`).
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        // Browsers drop tabs and newlines from URLs: `/\t/evil` would become `//evil`.
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+        {
+            n
+        }
         _ => "/",
     }
 }

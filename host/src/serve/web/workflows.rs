@@ -123,15 +123,18 @@ impl FormValues {
             let raw = self.get(name);
             let parsed = match spec.kind {
                 InputKind::Boolean => Ok(Some(Json::Bool(raw.iter().any(|v| v == "true")))),
-                InputKind::Array => Ok(Some(Json::Array(
-                    raw.iter()
+                InputKind::Array => {
+                    let rows: Vec<Json> = raw
+                        .iter()
                         .filter(|v| !v.trim().is_empty())
                         .map(|v| Json::String(v.clone()))
-                        .collect(),
-                ))),
+                        .collect();
+                    // No rows for a required array is no value, as an empty field is.
+                    Ok((!(rows.is_empty() && spec.required)).then_some(Json::Array(rows)))
+                }
                 _ => match raw.last().map(String::as_str) {
-                    None | Some("") if spec.kind == InputKind::Number => Ok(None),
                     None => Ok(None),
+                    Some("") if spec.kind == InputKind::Number || spec.required => Ok(None),
                     Some(v) if spec.options.is_some() => Ok(Some(
                         serde_json::from_str(v).unwrap_or(Json::String(v.into())),
                     )),
@@ -677,7 +680,7 @@ plugin = "echo"
             json!({"items": ["a", "b"], "mode": "thorough", "batch": 25, "dry": true, "note": "ok"})
         );
         // Unchecked box, empty number: false and the default.
-        let values = posted(&[("in.batch", ""), ("in.note", "")])
+        let values = posted(&[("in.batch", ""), ("in.note", "x"), ("in.items", "a")])
             .resolve(&wf)
             .unwrap();
         assert_eq!(values["dry"], false);
@@ -711,7 +714,21 @@ plugin = "echo"
             by("note").contains("does not match the regex"),
             "{errors:?}"
         );
-        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            by("items").contains("required array input is missing"),
+            "{errors:?}"
+        );
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        // A required field left empty is missing, not an empty value.
+        let errors = posted(&[("in.note", ""), ("in.items", "a")])
+            .resolve(&wf)
+            .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("required string input is missing")
+        );
     }
 
     #[test]

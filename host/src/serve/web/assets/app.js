@@ -47,17 +47,31 @@
     });
   }
 
+  // The session ended (signed out elsewhere, token revoked): reloading leads to sign-in.
+  function signedOut(status) {
+    if (status === 401) window.location.reload();
+    return status === 401;
+  }
+
   function followRun(run) {
     var url = "/runs/" + encodeURIComponent(run.dataset.run) + "/state";
     var timer = null;
     function poll() {
       fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+        .then(function (r) {
+          if (signedOut(r.status)) return null;
+          if (r.status >= 400 && r.status < 500) throw new Error("gone");
+          if (!r.ok) throw new Error(r.status);
+          return r.json();
+        })
         .then(function (state) {
+          if (!state) return;
           applyState(run, state);
+          // An interrupted run that carries on (a server restarted) gets its log stream back.
+          if (state.status === "running" && log && !log.source) streamLog(log);
           if (!state.final) timer = setTimeout(poll, 1000);
         })
-        .catch(function () { timer = setTimeout(poll, 3000); });
+        .catch(function (e) { if (e.message !== "gone") timer = setTimeout(poll, 3000); });
     }
     var status = run.dataset.status;
     if (status !== "succeeded" && status !== "failed" && status !== "cancelled") poll();
@@ -69,9 +83,16 @@
     return d.toISOString().substring(11, 23);
   }
 
+  var log = null;
+
   function streamLog(log) {
     if (!log.dataset.live || !window.EventSource) return;
-    var source = new EventSource(log.dataset.stream);
+    // From the last line shown (a reopened stream goes on from there).
+    var last = log.querySelector(".line:last-child");
+    var url = log.dataset.stream;
+    if (last) url = url.replace(/after=-?\d+/, "after=" + last.dataset.seq);
+    var source = new EventSource(url);
+    log.source = source;
     source.addEventListener("log", function (e) {
       var l = JSON.parse(e.data);
       var empty = document.getElementById("log-empty");
@@ -88,8 +109,16 @@
       log.appendChild(line);
       if (stick) log.scrollTop = log.scrollHeight;
     });
-    source.addEventListener("end", function () { source.close(); });
+    function stop() { source.close(); log.source = null; }
+    source.addEventListener("end", stop);
+    // The server's own `error` event carries data; a dropped connection does not, and the
+    // browser reconnects from the last line it got (Last-Event-ID).
+    source.addEventListener("error", function (e) { if (e.data) stop(); });
   }
+
+  document.addEventListener("htmx:responseError", function (e) {
+    signedOut(e.detail.xhr.status);
+  });
 
   function renumber(list) {
     var name = list.closest("fieldset").querySelector("legend").firstChild.textContent.trim();
@@ -122,12 +151,12 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
-    var run = document.getElementById("run");
-    if (run) followRun(run);
-    var log = document.getElementById("log");
+    log = document.getElementById("log");
     if (log) {
       log.scrollTop = log.scrollHeight;
       streamLog(log);
     }
+    var run = document.getElementById("run");
+    if (run) followRun(run);
   });
 })();
