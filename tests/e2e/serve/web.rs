@@ -108,6 +108,16 @@ async fn sign_in(browser: &Browser, server: &Serve, token: &str) {
     assert_eq!(browser.path().await, "/");
 }
 
+/// Start `workflow` with its form's defaults: the run's page once it shows.
+async fn run_from_form(browser: &Browser, server: &Serve, workflow: &str) {
+    browser
+        .goto(&server.url(&format!("/workflows/{workflow}")))
+        .await;
+    let run = browser.wait_css("button.primary", WAIT).await;
+    run.click().await.unwrap();
+    browser.wait_css("#run", WAIT).await;
+}
+
 /// The ids (or names) of form controls without a label.
 async fn unlabelled(browser: &Browser) -> Value {
     browser
@@ -205,14 +215,7 @@ async fn the_web_page_plans_runs_follows_and_cancels_in_a_real_browser() {
     assert_eq!(recorded[0]["trigger"], "web");
 
     // A slower run, watched live: the nodes recolour and the log lines arrive, no reload.
-    browser.goto(&server.url("/workflows/slow")).await;
-    browser
-        .wait_css("button.primary", WAIT)
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser.wait_css("#run", WAIT).await;
+    run_from_form(&browser, &server, "slow").await;
     browser.js("window.__sameDocument = 42; return 1").await;
     let load = browser.find(r#"a.node[data-step="load"]"#).await;
     let class = load.attr("class").await.unwrap().unwrap_or_default();
@@ -246,14 +249,7 @@ async fn the_web_page_plans_runs_follows_and_cancels_in_a_real_browser() {
     browser.screenshot("run").await;
 
     // A long run, cancelled from its page.
-    browser.goto(&server.url("/workflows/long")).await;
-    browser
-        .wait_css("button.primary", WAIT)
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser.wait_css("#run", WAIT).await;
+    run_from_form(&browser, &server, "long").await;
     let long_run = browser.path().await;
     browser
         .wait_js(

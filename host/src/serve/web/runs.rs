@@ -271,13 +271,7 @@ async fn render_run(
         tail.remove(0);
     }
     let last_seq = tail.last().map_or(-1, |l| l.seq);
-    let step_query = step
-        .as_deref()
-        .map(|s| {
-            let s: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
-            format!("&step={s}")
-        })
-        .unwrap_or_default();
+    let step_query = step_query(step.as_deref());
     let final_ = run.status.is_final();
     let body = html! {
         div.heading #run data-run=(run.id) data-status=(run.status.as_str()) {
@@ -404,6 +398,15 @@ async fn render_run(
     ))
 }
 
+/// `&step=STEP` for a URL, or nothing.
+fn step_query(step: Option<&str>) -> String {
+    step.map(|s| {
+        let s: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+        format!("&step={s}")
+    })
+    .unwrap_or_default()
+}
+
 fn older_button(base: &str, step_query: &str, before: i64) -> Markup {
     html! {
         button.link.older type="button"
@@ -457,13 +460,7 @@ pub(super) async fn older_lines(
         page.remove(0);
     }
     let base = format!("/runs/{id}");
-    let step_query = step
-        .as_deref()
-        .map(|s| {
-            let s: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
-            format!("&step={s}")
-        })
-        .unwrap_or_default();
+    let step_query = step_query(step.as_deref());
     let markup = html! {
         @if more { (older_button(&base, &step_query, page.first().map_or(0, |l| l.seq))) }
         (lines(&page))

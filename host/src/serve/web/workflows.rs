@@ -519,15 +519,10 @@ pub(super) async fn plan(
     Path(name): Path<String>,
     axum::Form(fields): axum::Form<Vec<(String, String)>>,
 ) -> Response {
-    let fields = match session::checked(&viewer, fields, Needs::Run) {
-        Ok(f) => f,
+    let (served, values) = match posted_form(&state, &viewer, &name, fields) {
+        Ok(posted) => posted,
         Err(refused) => return *refused,
     };
-    let served = match state.served(&name) {
-        Ok(s) => s,
-        Err(e) => return page::from_api(Some(&viewer), e),
-    };
-    let values = FormValues::posted(&fields);
     let outcome = match values.resolve(&served.workflow) {
         Err(errors) => Outcome { errors, plan: None },
         Ok(inputs) => Outcome {
@@ -546,6 +541,20 @@ pub(super) async fn plan(
         return Html(section.into_string()).into_response();
     }
     workflow_page(&state, &viewer, &served, &values, &outcome, status).await
+}
+
+/// A POSTed form of workflow `name`, checked (CSRF, scope): the workflow and the values.
+fn posted_form(
+    state: &AppState,
+    viewer: &Viewer,
+    name: &str,
+    fields: Vec<(String, String)>,
+) -> Result<(Arc<Served>, FormValues), Box<Response>> {
+    let fields = session::checked(viewer, fields, Needs::Run)?;
+    let served = state
+        .served(name)
+        .map_err(|e| Box::new(page::from_api(Some(viewer), e)))?;
+    Ok((served, FormValues::posted(&fields)))
 }
 
 /// Ask every step's plugin what a run with these inputs would change.
@@ -581,15 +590,10 @@ pub(super) async fn run(
     Path(name): Path<String>,
     axum::Form(fields): axum::Form<Vec<(String, String)>>,
 ) -> Response {
-    let fields = match session::checked(&viewer, fields, Needs::Run) {
-        Ok(f) => f,
+    let (served, values) = match posted_form(&state, &viewer, &name, fields) {
+        Ok(posted) => posted,
         Err(refused) => return *refused,
     };
-    let served = match state.served(&name) {
-        Ok(s) => s,
-        Err(e) => return page::from_api(Some(&viewer), e),
-    };
-    let values = FormValues::posted(&fields);
     match values.resolve(&served.workflow) {
         Err(errors) => {
             let outcome = Outcome { errors, plan: None };
