@@ -70,7 +70,8 @@ nonce=$(curl -sf -c "$jar" http://127.0.0.1:18080/login | sed -n 's/.*name="logi
 curl -sf -b "$jar" -c "$jar" -o /dev/null -d "login_csrf=$nonce&token=$token" http://127.0.0.1:18080/login
 curl -sf -b "$jar" http://127.0.0.1:18080/ | grep -q 'table class="runs"' && echo "web page: runs list rendered"
 rm -f "$jar"
-echo "Open http://127.0.0.1:18080/ in a browser and sign in with the token $token"
+mkdir -p target/demo && (umask 077 && printf '%s\n' "$token" >target/demo/web-token)
+echo "Open http://127.0.0.1:18080/ in a browser and sign in with the token in target/demo/web-token"
 if [ -t 0 ]; then read -rp "Press Enter to stop the server... " _; fi
 $orch workers list # this server is the one worker (SQLite); on PostgreSQL, every `orch serve`
 $orch schedule list --workflows workflows
