@@ -430,29 +430,7 @@ impl Store {
             [one] => run_row(one)?,
             _ => return Err(StoreError::Ambiguous(id.into())),
         };
-        let steps = sqlx::query(
-            "SELECT step, attempt, plugin, status, outputs, error, error_kind, started_at, finished_at, worker \
-             FROM step_runs WHERE run_id = $1 ORDER BY started_at, step, attempt",
-        )
-        .bind(&run.id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(StepRow {
-                step: r.try_get("step")?,
-                attempt: r.try_get("attempt")?,
-                plugin: r.try_get("plugin")?,
-                status: parse(r, "status")?,
-                outputs: r.try_get::<Option<String>, _>("outputs")?.and_then(|s| serde_json::from_str(&s).ok()),
-                error: r.try_get("error")?,
-                error_kind: r.try_get("error_kind")?,
-                started_at: r.try_get("started_at")?,
-                finished_at: r.try_get("finished_at")?,
-                worker: r.try_get("worker")?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
+        let steps = self.step_rows(&run.id, None).await?;
         let logs = match log {
             None => Vec::new(),
             Some(Some(after)) => self.logs_after(&run.id, after, DETAIL_LOG_LINES).await?,
@@ -509,6 +487,43 @@ impl Store {
             logs_after,
             audit,
         })
+    }
+
+    /// A run's step attempts in the order they started; with `since` (ms), only those that
+    /// started or ended since then, or are still open (what a live page needs to redraw).
+    pub async fn step_rows(
+        &self,
+        run: &str,
+        since: Option<i64>,
+    ) -> Result<Vec<StepRow>, StoreError> {
+        sqlx::query(
+            "SELECT step, attempt, plugin, status, outputs, error, error_kind, started_at, finished_at, worker \
+             FROM step_runs WHERE run_id = $1 \
+             AND ($2 IS NULL OR started_at >= $2 OR finished_at >= $2 OR finished_at IS NULL) \
+             ORDER BY started_at, step, attempt",
+        )
+        .bind(run)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StepRow {
+                step: r.try_get("step")?,
+                attempt: r.try_get("attempt")?,
+                plugin: r.try_get("plugin")?,
+                status: parse(r, "status")?,
+                outputs: r
+                    .try_get::<Option<String>, _>("outputs")?
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+                error: r.try_get("error")?,
+                error_kind: r.try_get("error_kind")?,
+                started_at: r.try_get("started_at")?,
+                finished_at: r.try_get("finished_at")?,
+                worker: r.try_get("worker")?,
+            })
+        })
+        .collect()
     }
 
     /// Every recorded attempt of a run's steps, in order.

@@ -602,6 +602,40 @@ with = {{ message = "last read ${{{{ steps.first.outputs.made }}}}" }}
         page.body
     );
     assert!(!page.body.contains("<b>blue"), "escaped everywhere");
+    // The page's live poll: every step at first, then only what changed since its `now`.
+    let state_of = |query: &str| {
+        let url = server.url(&format!("/runs/{second_run}/state{query}"));
+        let answer = request("GET", &url, None, &[("Cookie", cookie.clone())], b"");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.json()
+    };
+    let all = state_of("");
+    assert_eq!(all["steps"].as_object().unwrap().len(), 5, "{all}");
+    assert_eq!(all["steps"]["last"]["status"], "succeeded");
+    let later = all["now"].as_i64().unwrap() + 60_000;
+    let quiet = state_of(&format!("?since={later}"));
+    assert_eq!(
+        quiet["steps"],
+        serde_json::json!({}),
+        "nothing changed since"
+    );
+    assert_eq!(quiet["status"], "succeeded");
+    // Pages are sent compressed to a browser that takes gzip.
+    let zipped = request(
+        "GET",
+        &server.url(&format!("/runs/{second_run}")),
+        None,
+        &[
+            ("Cookie", cookie.clone()),
+            ("Accept-Encoding", "gzip".to_string()),
+        ],
+        b"",
+    );
+    assert!(
+        zipped.head.contains("content-encoding: gzip"),
+        "{}",
+        zipped.head
+    );
 
     // A whole re-run runs everything again.
     let whole = post_form(

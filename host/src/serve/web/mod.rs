@@ -18,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use std::sync::Arc;
+use tower_http::compression::CompressionLayer;
 
 pub(crate) use dag::LayoutCache;
 
@@ -41,6 +42,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/assets/{file}", get(assets::serve))
+        // A 1000-step run page is ~700 KB of HTML; gzip sends a tenth (event streams are left
+        // alone by the default predicate).
+        .layer(CompressionLayer::new().gzip(true))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }

@@ -468,18 +468,40 @@ pub(super) async fn older_lines(
     Html(markup.into_string()).into_response()
 }
 
-/// Where a run stands, for the page's script: the run's status and each step's node.
+#[derive(Deserialize, Default)]
+pub(super) struct StateQuery {
+    /// The `now` of the previous answer: only steps changed since then are sent.
+    since: Option<i64>,
+}
+
+/// How far back a `since` poll looks before the time it names: a step stamped just before a
+/// poll may be committed just after it.
+const SINCE_MARGIN_MS: i64 = 10_000;
+
+/// Where a run stands, for the page's script: the run's status and the node of each step that
+/// changed since the last poll (all of them on the first).
 pub(super) async fn state(
     State(state): State<Arc<AppState>>,
     _viewer: Viewer,
     Path(id): Path<String>,
+    Query(q): Query<StateQuery>,
 ) -> Response {
-    let detail = match state.store.get_run_without_log(&id).await {
-        Ok(d) => d,
+    let now = state.store.now();
+    let read = async {
+        let run = state
+            .store
+            .run(&id)
+            .await?
+            .ok_or_else(|| crate::store::StoreError::NoSuchRun(id.clone()))?;
+        let since = q.since.map(|t| t - SINCE_MARGIN_MS);
+        let steps = state.store.step_rows(&run.id, since).await?;
+        Ok::<_, crate::store::StoreError>((run, steps))
+    };
+    let (run, rows) = match read.await {
+        Ok(read) => read,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let now = state.store.now();
-    let steps: serde_json::Map<String, serde_json::Value> = summarize(&detail.steps, now)
+    let steps: serde_json::Map<String, serde_json::Value> = summarize(&rows, now)
         .iter()
         .map(|(id, s)| {
             let node = s.node();
@@ -495,11 +517,11 @@ pub(super) async fn state(
             )
         })
         .collect();
-    let run = &detail.run;
     axum::Json(json!({
+        "now": now,
         "status": run.status,
         "final": run.status.is_final(),
-        "duration": run_duration(run, now),
+        "duration": run_duration(&run, now),
         "error": run.error,
         "steps": steps,
     }))

@@ -56,8 +56,10 @@
   function followRun(run) {
     var url = "/runs/" + encodeURIComponent(run.dataset.run) + "/state";
     var timer = null;
+    var since = null; // the server's `now` of the last answer: later polls carry only changes
     function poll() {
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      var query = since === null ? "" : "?since=" + since;
+      fetch(url + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (r) {
           if (signedOut(r.status)) return null;
           if (r.status >= 400 && r.status < 500) throw new Error("gone");
@@ -66,6 +68,7 @@
         })
         .then(function (state) {
           if (!state) return;
+          since = state.now;
           applyState(run, state);
           // An interrupted run that carries on (a server restarted) gets its log stream back.
           if (state.status === "running" && log && !log.source) streamLog(log);
