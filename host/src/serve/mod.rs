@@ -57,6 +57,8 @@ pub(crate) struct AppState {
     pub secret_store: Option<SecretStore>,
     /// The web page's DAG layouts, one per workflow shape.
     pub layouts: web::LayoutCache,
+    /// Plans the web page runs at once (each asks every plugin of a workflow).
+    pub plans: tokio::sync::Semaphore,
     /// Log streams open per token, against [`api::MAX_STREAMS_PER_TOKEN`].
     pub streams: std::sync::Mutex<HashMap<String, usize>>,
 }
@@ -95,6 +97,7 @@ impl AppState {
             process_env,
             secret_store,
             layouts: Default::default(),
+            plans: tokio::sync::Semaphore::new(web::MAX_PLANS),
             streams: Default::default(),
         })
     }

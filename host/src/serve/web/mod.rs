@@ -22,6 +22,10 @@ use tower_http::compression::CompressionLayer;
 
 pub(crate) use dag::LayoutCache;
 
+/// Plans run at once from the page; more are asked to wait (each instantiates every plugin
+/// of a workflow and may reach its services).
+pub(crate) const MAX_PLANS: usize = 2;
+
 /// The page's routes; the API keeps `/api/v1`, `/healthz` and `/metrics`.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()

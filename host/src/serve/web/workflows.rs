@@ -563,6 +563,12 @@ async fn plan_run(
     served: &Served,
     inputs: serde_json::Map<String, Json>,
 ) -> Result<PlanReport, String> {
+    let Ok(_slot) = state.plans.try_acquire() else {
+        return Err(format!(
+            "{} plans are being made already: try again in a moment",
+            super::MAX_PLANS
+        ));
+    };
     let spec = RunSpec {
         workflow: served.workflow.clone(),
         inputs,
