@@ -135,6 +135,13 @@ pub(crate) const ROUTES: &[Route] = &[
     },
     Route {
         method: Method::Post,
+        path: "/api/v1/runs/{id}/rerun",
+        summary: "Run a recorded run again with the same inputs; body {\"from\": \"failed\"} keeps the steps that succeeded (and all they need); 202 with the new run's id",
+        access: Access::Token,
+        handler: |m| on(m, runs::rerun_run),
+    },
+    Route {
+        method: Method::Post,
         path: "/api/v1/webhooks/{name}",
         summary: "Trigger a run from a signed webhook delivery (X-Hub-Signature-256, delivery id header)",
         access: Access::Public,

@@ -5,7 +5,7 @@ use super::super::AppState;
 use super::super::runner::Cancelled;
 use super::error::{ApiError, ApiResult, INTERNAL_ERROR};
 use super::{Caller, MAX_STREAMS_PER_TOKEN};
-use crate::store::{LogRow, RunStatus};
+use crate::store::{LogRow, RunStatus, Trigger};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -63,6 +63,51 @@ pub(super) async fn cancel_run(
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({"id": id, "status": status})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RerunBody {
+    /// `failed`: keep what succeeded, run the failed steps and what follows them.
+    from: Option<String>,
+}
+
+pub(super) async fn rerun_run(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Extension(Caller(caller)): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let body: RerunBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RerunBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
+        })?
+    };
+    let from_failed = match body.from.as_deref() {
+        None => false,
+        Some("failed") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "`from` is `{other}`: only \"failed\" is known (or leave it out to run everything)"
+                ),
+            ));
+        }
+    };
+    let detail = format!("token {caller}");
+    let new = state
+        .rerun(&id, from_failed, Trigger::Http, &detail)
+        .await?;
+    let url = format!("/api/v1/runs/{new}");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(axum::http::header::LOCATION, url.clone())],
+        axum::Json(json!({"id": new, "status": RunStatus::Queued, "url": url})),
     )
         .into_response())
 }

@@ -311,6 +311,57 @@ async fn a_read_only_token_sees_runs_but_cannot_trigger_or_cancel() {
 }
 
 #[tokio::test]
+async fn a_recorded_run_is_run_again_with_its_inputs() {
+    let app = App::new(&[("greet.toml", GREET)]).await;
+    let failed = app.ended_run(RunStatus::Failed).await;
+    let again = app
+        .authed(
+            "POST",
+            &format!("/api/v1/runs/{failed}/rerun"),
+            json!({"from": "failed"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    let id = again.json()["id"].as_str().unwrap().to_string();
+    let run = app.state.store.run(&id).await.unwrap().unwrap();
+    assert_eq!(
+        run.inputs,
+        json!({"name": "x", "count": 1}),
+        "the same inputs, checked"
+    );
+    assert_eq!(run.trigger, Trigger::Http);
+    assert!(run.trigger_detail.unwrap().contains(&failed));
+    // Only a failed run is re-run from its failed steps; an unknown `from` is refused.
+    let ok = app.ended_run(RunStatus::Succeeded).await;
+    let refused = app
+        .authed(
+            "POST",
+            &format!("/api/v1/runs/{ok}/rerun"),
+            json!({"from": "failed"}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    let refused = app
+        .authed(
+            "POST",
+            &format!("/api/v1/runs/{ok}/rerun"),
+            json!({"from": "middle"}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let whole = app
+        .call(
+            "POST",
+            &format!("/api/v1/runs/{ok}/rerun"),
+            Some(&app.token),
+            "",
+        )
+        .await;
+    assert_eq!(whole.status, StatusCode::ACCEPTED, "{}", whole.body);
+    assert_eq!(app.run_count().await, 4);
+}
+
+#[tokio::test]
 async fn a_trigger_missing_an_input_gets_422_naming_it_and_records_nothing() {
     let app = App::new(&[("greet.toml", GREET)]).await;
     let missing = app.authed("POST", TRIGGER, json!({})).await;

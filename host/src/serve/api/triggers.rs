@@ -228,6 +228,7 @@ impl AppState {
         &self,
         of: &str,
         from_failed: bool,
+        trigger: Trigger,
         detail: &str,
     ) -> Result<String, ApiError> {
         self.refuse_when_stopping()?;
@@ -261,7 +262,7 @@ impl AppState {
             workflow: &wf.name,
             workflow_path: &wf.source.path,
             inputs: &inputs,
-            trigger: Trigger::Web,
+            trigger,
             trigger_detail: Some(&detail),
             status: RunStatus::Queued,
             wait_group: false,

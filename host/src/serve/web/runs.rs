@@ -6,7 +6,7 @@ use super::super::api::ApiError;
 use super::dag::{self, NodeState};
 use super::page::{self, Nav, Shell, badge, duration, time};
 use super::session::{self, Needs, Viewer};
-use crate::store::{LogRow, RunFilter, RunRow, RunStatus, StepRow, StepStatus};
+use crate::store::{LogRow, RunFilter, RunRow, RunStatus, StepRow, StepStatus, Trigger};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -585,7 +585,10 @@ pub(super) async fn rerun(
         Err(refused) => return *refused,
     };
     let from_failed = session::field(&fields, "from") == Some("failed");
-    match state.rerun(&id, from_failed, &viewer.detail()).await {
+    match state
+        .rerun(&id, from_failed, Trigger::Web, &viewer.detail())
+        .await
+    {
         Ok(new) => Redirect::to(&format!("/runs/{new}")).into_response(),
         Err(e) => page::from_api(Some(&viewer), e),
     }
