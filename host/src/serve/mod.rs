@@ -172,7 +172,8 @@ pub async fn serve(
         reloaded,
         background.clone(),
     ));
-    let app = api::router(state.clone(), config.body_limit).merge(web::router(state));
+    let app =
+        api::router(state.clone(), config.body_limit).merge(web::router(state, config.body_limit));
     // SSE streams may hold connections open: they get a second after the stop, no more.
     let http = tokio::spawn(listen::serve_http(
         listener,

@@ -250,7 +250,7 @@ async fn require_token(
 /// Log the detail of every 5xx answer with the request it answered (the client only sees
 /// "internal error"). One event with the request's fields, not a span: a span's callsite can be
 /// cached as disabled by whichever subscriber saw it first.
-async fn log_internal_errors(req: Request, next: Next) -> Response {
+pub(crate) async fn log_internal_errors(req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let mut response = next.run(req).await;
     if let Some(InternalDetail(detail)) = response.extensions_mut().remove::<InternalDetail>() {

@@ -12,7 +12,7 @@ mod workflows;
 
 use super::AppState;
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -26,8 +26,9 @@ pub(crate) use dag::LayoutCache;
 /// of a workflow and may reach its services).
 pub(crate) const MAX_PLANS: usize = 2;
 
-/// The page's routes; the API keeps `/api/v1`, `/healthz` and `/metrics`.
-pub(crate) fn router(state: Arc<AppState>) -> Router {
+/// The page's routes; the API keeps `/api/v1`, `/healthz` and `/metrics`. Forms above
+/// `body_limit` bytes get 413, as API bodies do.
+pub(crate) fn router(state: Arc<AppState>, body_limit: usize) -> Router {
     Router::new()
         .route("/", get(runs::list))
         .route("/runs/{id}", get(runs::show))
@@ -49,7 +50,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         // A 1000-step run page is ~700 KB of HTML; gzip sends a tenth (event streams are left
         // alone by the default predicate).
         .layer(CompressionLayer::new().gzip(true))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(super::api::log_internal_errors))
         .with_state(state)
 }
 
