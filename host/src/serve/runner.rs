@@ -641,14 +641,8 @@ impl Drop for Landed {
 
 /// Steps of a recorded run already decided (their last attempt is final).
 fn decided_steps(attempts: &[crate::store::AttemptRow]) -> HashMap<String, StepStatus> {
-    let mut last: HashMap<&str, &crate::store::AttemptRow> = HashMap::new();
-    for a in attempts {
-        let entry = last.entry(a.step.as_str()).or_insert(a);
-        if a.attempt >= entry.attempt {
-            *entry = a;
-        }
-    }
-    last.into_iter()
+    crate::store::AttemptRow::last_of_each(attempts)
+        .into_iter()
         .filter(|(_, a)| {
             matches!(
                 a.status,

@@ -75,6 +75,21 @@ pub struct AttemptRow {
     pub resumable: bool,
 }
 
+impl AttemptRow {
+    /// The last recorded attempt of each step.
+    pub fn last_of_each(attempts: &[AttemptRow]) -> std::collections::HashMap<&str, &AttemptRow> {
+        let mut last: std::collections::HashMap<&str, &AttemptRow> =
+            std::collections::HashMap::new();
+        for a in attempts {
+            let entry = last.entry(a.step.as_str()).or_insert(a);
+            if a.attempt >= entry.attempt {
+                *entry = a;
+            }
+        }
+        last
+    }
+}
+
 impl Store {
     /// Record a new run.
     pub async fn create_run(&self, run: NewRun<'_>) -> Result<(), StoreError> {

@@ -197,6 +197,34 @@ pub(crate) fn openapi_document() -> Json {
     })
 }
 
+/// An optional JSON body: none (or only blanks) is `T::default()`; bad JSON is 400.
+fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// The 202 of a run just queued: its id, status and where to read it.
+fn queued(id: &str) -> Response {
+    let url = format!("/api/v1/runs/{id}");
+    (
+        StatusCode::ACCEPTED,
+        [(axum::http::header::LOCATION, url.clone())],
+        axum::Json(json!({"id": id, "status": crate::store::RunStatus::Queued, "url": url})),
+    )
+        .into_response()
+}
+
+/// Where a reconnecting EventSource stopped (`Last-Event-ID`), if it says.
+pub(crate) fn last_event_id(headers: &axum::http::HeaderMap) -> Option<i64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Who triggered a request (the token's name), for `trigger_detail`.
 #[derive(Clone)]
 struct Caller(String);

@@ -80,13 +80,7 @@ pub(super) async fn rerun_run(
     Extension(Caller(caller)): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let body: RerunBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RerunBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
-        })?
-    };
+    let body: RerunBody = super::optional_json(&body)?;
     let from_failed = match body.from.as_deref() {
         None => false,
         Some("failed") => true,
@@ -103,13 +97,7 @@ pub(super) async fn rerun_run(
     let new = state
         .rerun(&id, from_failed, Trigger::Http, &detail)
         .await?;
-    let url = format!("/api/v1/runs/{new}");
-    Ok((
-        StatusCode::ACCEPTED,
-        [(axum::http::header::LOCATION, url.clone())],
-        axum::Json(json!({"id": new, "status": RunStatus::Queued, "url": url})),
-    )
-        .into_response())
+    Ok(super::queued(&new))
 }
 
 impl AppState {
@@ -158,11 +146,7 @@ pub(super) async fn run_logs(
     Extension(Caller(caller)): Extension<Caller>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(-1);
+    let after = super::last_event_id(&headers).unwrap_or(-1);
     log_events(state, &id, after, None, q.follow, caller).await
 }
 

@@ -14,12 +14,11 @@ use crate::workflow::inputs;
 use crate::workflow::{Workflow, did_you_mean};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use indexmap::IndexMap;
 use serde::Deserialize;
-use serde_json::{Map, Value as Json, json};
-use std::collections::{HashMap, HashSet};
+use serde_json::{Map, Value as Json};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 #[derive(Deserialize, Default)]
@@ -40,13 +39,7 @@ pub(super) async fn trigger(
     body: Bytes,
 ) -> ApiResult {
     let served = state.served(&name)?;
-    let body: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
-        TriggerBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
-        })?
-    };
+    let body: TriggerBody = super::optional_json(&body)?;
     let wf = &served.workflow;
     let mut given = inputs::parse_cli_pairs(&wf.inputs, &body.args).map_err(ApiError::inputs)?;
     given.extend(body.inputs);
@@ -174,13 +167,7 @@ impl AppState {
         let id = self
             .queue_run(wf, inputs, trigger, detail, delivery)
             .await?;
-        let url = format!("/api/v1/runs/{id}");
-        Ok((
-            StatusCode::ACCEPTED,
-            [(header::LOCATION, url.clone())],
-            axum::Json(json!({"id": id, "status": RunStatus::Queued, "url": url})),
-        )
-            .into_response())
+        Ok(super::queued(&id))
     }
 
     /// Record a queued run (and its delivery) and hand it to the runner; its id once committed.
@@ -286,13 +273,7 @@ impl AppState {
 
 /// The steps of a failed run a re-run keeps, in order: see [`AppState::rerun`].
 fn kept_steps(wf: &ResolvedWorkflow, attempts: &[AttemptRow]) -> Vec<String> {
-    let mut last: HashMap<&str, &AttemptRow> = HashMap::new();
-    for a in attempts {
-        let entry = last.entry(a.step.as_str()).or_insert(a);
-        if a.attempt >= entry.attempt {
-            *entry = a;
-        }
-    }
+    let last = AttemptRow::last_of_each(attempts);
     let dag = wf.dag();
     let mut kept: HashSet<&str> = HashSet::new();
     let mut order = Vec::new();

@@ -549,11 +549,7 @@ pub(super) async fn stream(
 ) -> Response {
     let step = q.step.filter(|s| !s.is_empty());
     // A reconnecting EventSource says where it stopped: no line is sent twice.
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(q.after);
+    let after = super::super::api::last_event_id(&headers).unwrap_or(q.after);
     super::super::api::log_events(state, &id, after, step, true, viewer.caller.name)
         .await
         .unwrap_or_else(IntoResponse::into_response)
