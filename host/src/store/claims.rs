@@ -124,7 +124,7 @@ impl Store {
         graph: &dyn Graph,
     ) -> Result<bool, StoreError> {
         let now = self.now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // The conditional update takes the run's row lock: a second starter waits, then sees
         // the run running and steps queued.
         let started = sqlx::query(
@@ -216,7 +216,7 @@ impl Store {
     /// running attempts closed, and the run recorded failed with `error`.
     pub async fn abandon_run(&self, run: &str, error: &str) -> Result<(), StoreError> {
         let now = self.now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM step_queue WHERE run_id = $1")
             .bind(run)
             .execute(&mut *tx)
@@ -261,7 +261,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = self.now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let labels_fit = if self.pg {
             "q.runs_on::jsonb <@ $5::jsonb"
         } else {
@@ -456,7 +456,7 @@ impl Store {
                 token: claim.token,
             })
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut ready = 0;
         match end {
             ClaimEnd::Again {
@@ -540,7 +540,7 @@ impl Store {
         why: &str,
     ) -> Result<Ended, StoreError> {
         let now = self.now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let fenced = sqlx::query(
             "UPDATE step_queue SET lease_owner = NULL, lease_token = NULL, lease_until = NULL \
              WHERE run_id = $1 AND step = $2 AND lease_token = $3",
@@ -755,7 +755,7 @@ impl Store {
     /// not queued or running.
     pub async fn request_cancel(&self, run: &str) -> Result<bool, StoreError> {
         let now = self.now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Queue rows before the run's row: the order a step's end takes them in (no deadlock).
         sqlx::query(
             "DELETE FROM step_queue WHERE run_id = $1 AND (lease_owner IS NULL OR lease_until < $2)",
@@ -832,7 +832,7 @@ impl Store {
     /// process that may use a SQLite store, whatever held them is gone.
     pub async fn release_all_leases(&self, why: &str) -> Result<u64, StoreError> {
         let now = self.now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE step_runs SET status = $1, error = $2, finished_at = $3 \
              WHERE finished_at IS NULL AND EXISTS (SELECT 1 FROM step_queue q \

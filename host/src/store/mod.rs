@@ -263,6 +263,20 @@ impl Store {
         })
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock when it begins (`BEGIN
+    /// IMMEDIATE`): a deferred one that reads first and writes second fails at once with
+    /// "database is locked" if another connection wrote in between, where waiting (the busy
+    /// timeout) is right.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(if self.pg {
+            self.pool.begin().await?
+        } else {
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        })
+    }
+
     /// Now, by the store's clock (ms since the epoch): the database's on PostgreSQL (as of the
     /// last [`Store::sync_clock`]), this host's on SQLite.
     pub fn now(&self) -> i64 {

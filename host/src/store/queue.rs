@@ -12,7 +12,7 @@ impl Store {
         run: NewRun<'_>,
         delivery: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if let Some(delivery) = delivery {
             sqlx::query(
                 "INSERT INTO webhook_deliveries (workflow, delivery, received_at, run_id) VALUES ($1, $2, $3, $4)",

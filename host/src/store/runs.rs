@@ -217,7 +217,7 @@ impl Store {
 
     /// Append log lines in one transaction.
     pub async fn append_logs(&self, run: &str, lines: &[NewLog]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_logs(&mut tx, run, lines, false).await?;
         tx.commit().await?;
         Ok(())
@@ -230,7 +230,7 @@ impl Store {
         step: &str,
         grants: &[String],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for grant in grants {
             sqlx::query("INSERT INTO grants_used (run_id, step, grant_text) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(run)
@@ -348,7 +348,7 @@ impl Store {
         of: &str,
         keep: &[String],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_run(&mut tx, &run).await?;
         let mut copied = 0;
         let now = now_ms();

@@ -40,7 +40,7 @@ impl Store {
         tick: NewTick<'_>,
         run: Option<NewRun<'_>>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO schedule_ticks (workflow, schedule, cron, fire_at, recorded_at, outcome, reason, run_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -157,7 +157,7 @@ impl Store {
             return Ok(None);
         };
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM web_sessions WHERE expires_at < $1")
             .bind(now)
             .execute(&mut *tx)
