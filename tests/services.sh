@@ -98,6 +98,7 @@ start_kafka() {
 busybox_rootfs() {
   local rootfs; rootfs=$(mktemp -d)
   mkdir -p "$rootfs"/{bin,etc,tmp,www,root}
+  chmod 755 "$rootfs" && chmod 1777 "$rootfs/tmp" # jobs may run as another user
   cp /bin/busybox "$rootfs/bin/busybox"
   for a in $(/bin/busybox --list); do [ -e "$rootfs/bin/$a" ] || ln -s busybox "$rootfs/bin/$a"; done
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"

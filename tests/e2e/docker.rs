@@ -35,6 +35,7 @@ macro_rules! on_both_engines {
         }
     };
 }
+pub(crate) use on_both_engines;
 
 on_both_engines!(
     deploy_from_scratch_then_nothing_then_only_the_changed_service,
@@ -48,12 +49,12 @@ on_both_engines!(
     another_workflows_volumes_and_networks_are_out_of_reach_unless_listed,
 );
 
-fn on(engine: Engine, test: fn()) {
+pub(crate) fn on(engine: Engine, test: fn()) {
     ENGINE.set(engine);
     test()
 }
 
-fn docker_host() -> String {
+pub(crate) fn docker_host() -> String {
     let var = match ENGINE.get() {
         Engine::Podman => "ORCH_TEST_DOCKER_HOST",
         Engine::Dockerd => "ORCH_TEST_DOCKERD_HOST",
@@ -63,11 +64,11 @@ fn docker_host() -> String {
     })
 }
 
-fn image() -> String {
+pub(crate) fn image() -> String {
     std::env::var("ORCH_TEST_IMAGE").unwrap_or_else(|_| "localhost/busybox:latest".into())
 }
 
-fn block<T>(f: impl Future<Output = T>) -> T {
+pub(crate) fn block<T>(f: impl Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,7 +78,7 @@ fn block<T>(f: impl Future<Output = T>) -> T {
 
 /// Retry while podman reports a just-exited container as `stopped` (not a Docker state, so
 /// bollard cannot parse it); it settles to `exited` within moments.
-async fn settled<T, Fut: Future<Output = Result<T, bollard::errors::Error>>>(
+pub(crate) async fn settled<T, Fut: Future<Output = Result<T, bollard::errors::Error>>>(
     mut f: impl FnMut() -> Fut,
 ) -> T {
     for _ in 0..50 {
@@ -92,7 +93,7 @@ async fn settled<T, Fut: Future<Output = Result<T, bollard::errors::Error>>>(
     panic!("the engine never settled")
 }
 
-fn engine() -> Docker {
+pub(crate) fn engine() -> Docker {
     Docker::connect_with_host(&docker_host()).unwrap()
 }
 

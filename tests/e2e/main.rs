@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly by design")]
 
 mod authoring;
+mod container;
 mod docker;
 mod faults;
 mod harness;

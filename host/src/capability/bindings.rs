@@ -17,5 +17,6 @@ wasmtime::component::bindgen!({
         "orch:plugin/postgres.connection": crate::capability::postgres::PgSession,
         "orch:plugin/kafka.client": crate::capability::kafka::KafkaClient,
         "orch:plugin/docker.engine": crate::capability::docker::DockerEngine,
+        "orch:plugin/docker.log-stream": crate::capability::docker::LogStream,
     },
 });

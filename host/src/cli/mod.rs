@@ -490,7 +490,12 @@ pub fn main() -> ExitCode {
             return e.report().into();
         }
     };
-    match runtime.block_on(cmd::dispatch(cli)) {
+    let outcome = runtime.block_on(async {
+        let outcome = cmd::dispatch(cli).await;
+        crate::capability::docker::settle_jobs().await;
+        outcome
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => e.report().into(),
     }

@@ -50,7 +50,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Workflow, LoadError> {
     };
     let raw: authored::WorkflowToml =
         toml::from_str(text).map_err(|e| invalid(vec![toml_diagnostic(&e)]))?;
-    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    // `wf.toml` has the parent "", which names no directory.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     validate::validate(raw, source.clone(), dir).map_err(invalid)
 }
 

@@ -4,6 +4,7 @@
 use super::DockerEngine;
 use super::OWNER_LABEL;
 use super::errors::{classify, settled};
+use super::job::{self, LogStream};
 use super::policy::{self, Refused, Site, VolumeFacts, tagged};
 use super::spec::{self, create_body, label_filters};
 use crate::capability::bindings::orch::plugin::docker::{
@@ -20,7 +21,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListImagesOptions,
     ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, StopContainerOptions, WaitContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions,
 };
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ use wasmtime::component::Resource;
 impl ConnectionView<'_> {
     /// Run `call` on the engine behind `handle`: a stale handle traps, anything `call` returns
     /// is the guest's answer.
-    async fn with_engine<T>(
+    pub(super) async fn with_engine<T>(
         &mut self,
         handle: Resource<DockerEngine>,
         call: impl AsyncFnOnce(&DockerEngine) -> Result<T, Error>,
@@ -47,7 +48,7 @@ impl DockerEngine {
 
     /// Check `spec` against the policy, told what it needs of the engine: the driver options
     /// of the volumes it mounts (a local volume can be a bind in disguise).
-    async fn vet(&self, spec: &mut ContainerSpec) -> Result<(), Error> {
+    pub(super) async fn vet(&self, spec: &mut ContainerSpec) -> Result<(), Error> {
         let mut site = self.site();
         let named = |m: &&Mount| m.kind == MountKind::Volume && !m.source.is_empty();
         for m in spec.mounts.iter().filter(named) {
@@ -94,7 +95,7 @@ impl DockerEngine {
     }
 
     /// The container, if this connection created it.
-    async fn owned_container(
+    pub(super) async fn owned_container(
         &self,
         id: &str,
         verb: &str,
@@ -397,6 +398,7 @@ impl HostEngine for ConnectionView<'_> {
             engine
                 .gate
                 .write(|| format!("create container `{}`", spec.name))?;
+            job::refuse_host_labels(&spec.labels)?;
             engine.vet(&mut spec).await?;
             let options = CreateContainerOptions {
                 name: Some(spec.name.clone()),
@@ -492,7 +494,9 @@ impl HostEngine for ConnectionView<'_> {
                 v: false,
                 link: false,
             };
-            Ok(engine.docker.remove_container(&id, Some(options)).await?)
+            engine.docker.remove_container(&id, Some(options)).await?;
+            engine.forget_job(&id);
+            Ok(())
         })
         .await
     }
@@ -516,17 +520,7 @@ impl HostEngine for ConnectionView<'_> {
     ) -> wasmtime::Result<Result<i64, Error>> {
         self.with_engine(engine, async |engine| {
             engine.owned_container(&id, "wait for").await?;
-            let options = WaitContainerOptions {
-                condition: "not-running".into(),
-            };
-            let mut wait = engine.docker.wait_container(&id, Some(options));
-            match wait.next().await {
-                Some(Ok(exit)) => Ok(exit.status_code),
-                // A non-zero exit comes back as this error; it is an answer, not a failure.
-                Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
-                Some(Err(e)) => Err(e.into()),
-                None => Err(Error::Engine(format!("wait on `{id}` returned nothing"))),
-            }
+            job::exit_code(&engine.docker, &id).await
         })
         .await
     }
@@ -589,6 +583,41 @@ impl HostEngine for ConnectionView<'_> {
             Ok((inspected.exit_code.unwrap_or(-1), out.finish()))
         })
         .await
+    }
+
+    async fn create_job(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        spec: ContainerSpec,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        ConnectionView::create_job(self, engine, spec).await
+    }
+
+    async fn follow_logs(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+    ) -> wasmtime::Result<Result<Resource<LogStream>, Error>> {
+        ConnectionView::follow_logs(self, engine, id).await
+    }
+
+    async fn wait_for(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+        timeout_ms: u64,
+    ) -> wasmtime::Result<Result<Option<i64>, Error>> {
+        ConnectionView::wait_for(self, engine, id, timeout_ms).await
+    }
+
+    async fn read_file(
+        &mut self,
+        engine: Resource<DockerEngine>,
+        id: String,
+        path: String,
+        max_bytes: u32,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        ConnectionView::read_file(self, engine, id, path, max_bytes).await
     }
 
     async fn drop(&mut self, engine: Resource<DockerEngine>) -> wasmtime::Result<()> {

@@ -3,6 +3,7 @@
 
 mod engine;
 mod errors;
+mod job;
 mod policy;
 mod spec;
 
@@ -11,7 +12,14 @@ use crate::capability::bindings::orch::plugin::docker::{Error, Host};
 use crate::workflow::ConnectionKind;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
+#[allow(
+    unreachable_pub,
+    reason = "bindgen! re-exports its `with` types with `pub use`"
+)]
+pub use job::LogStream;
+pub(crate) use job::settle as settle_jobs;
 use policy::{Policy, PolicyGate};
+use std::sync::Mutex;
 use std::time::Duration;
 use wasmtime::component::{Linker, Resource};
 
@@ -38,13 +46,16 @@ pub struct DockerEngine {
     /// The [`OWNER_LABEL`] value of what this connection creates: `WORKFLOW/CONNECTION`, or its
     /// `owner` setting (workflows that manage one project together share it).
     owner: String,
+    /// Job containers created through this handle and not yet removed by the guest; removed
+    /// when the handle drops ([`job`]).
+    jobs: Mutex<Vec<String>>,
 }
 
 async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, Error> {
     let connection = gate.open::<Error>(name, ConnectionKind::Docker)?;
-    let Some(host) = connection.setting("host") else {
+    let Some(host) = connection.setting("host").filter(|h| !h.trim().is_empty()) else {
         return Err(Error::Engine(format!(
-            "connection `{name}` has no `host` (unix:///var/run/docker.sock or tcp://host:2375)"
+            "connection `{name}` has no `host`, or it rendered empty (set it to unix:///var/run/docker.sock or tcp://host:2375)"
         )));
     };
     let policy = Policy::from_settings(&connection.settings)
@@ -75,7 +86,7 @@ async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, 
             )));
         }
     }
-    Ok(DockerEngine {
+    let engine = DockerEngine {
         docker,
         local: host.starts_with("unix://"),
         policy,
@@ -85,7 +96,10 @@ async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, 
             sink: gate.sink.clone(),
         },
         owner,
-    })
+        jobs: Mutex::default(),
+    };
+    job::sweep(&engine).await;
+    Ok(engine)
 }
 
 impl Host for ConnectionView<'_> {
