@@ -10,7 +10,7 @@ rank() {
   case "$1" in
     dag | store | alloc | oci) echo 0 ;;
     workflow) echo 1 ;;
-    capability) echo 2 ;;
+    capability | import) echo 2 ;;
     runtime) echo 3 ;;
     resolve) echo 4 ;;
     executor) echo 5 ;;

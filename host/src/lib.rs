@@ -22,6 +22,7 @@ pub mod dag;
 pub mod executor;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod import;
 pub mod oci;
 pub mod resolve;
 mod runtime;

@@ -152,6 +152,34 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
+    /// Bring a pipeline from another tool across as workflows.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// A `.gitlab-ci.yml` and its local includes: workflows, `.env.example` and a report of
+    /// what did not translate.
+    Gitlab {
+        /// The pipeline file.
+        #[arg(default_value = ".gitlab-ci.yml")]
+        file: PathBuf,
+        /// Where to write (default: the pipeline's directory, so its paths stay relative).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// One workflow per CI file (each local include its own) instead of one for all.
+        #[arg(long)]
+        split: bool,
+        /// The workflow's name (default: the pipeline's directory name).
+        #[arg(long, conflicts_with = "split")]
+        name: Option<String>,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Where a server is, for commands that can call one.

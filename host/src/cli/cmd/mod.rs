@@ -2,6 +2,7 @@
 //! [`CliError`] for the edge to show. [`dispatch`] picks it.
 
 mod graph;
+mod import;
 mod lock;
 mod plan;
 mod plugin;
@@ -57,6 +58,7 @@ pub(super) async fn dispatch(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Init { dir } => super::schema::init(&dir),
+        Command::Import { command } => import::import(&settings, command).await,
         Command::Lock {
             path,
             suggest: Some(runs),
