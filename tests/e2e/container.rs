@@ -5,7 +5,7 @@
 //! of its own, so its containers are told apart by their owner label.
 
 use crate::docker::{Engine, block, docker_host, engine, image, on, on_both_engines, settled};
-use crate::harness::{Orch, Ran, step, unique};
+use crate::harness::{Orch, Ran, example, step, unique};
 use bollard::query_parameters::ListContainersOptions;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -17,6 +17,7 @@ on_both_engines!(
     a_timeout_stops_the_job_and_removes_it,
     the_connection_policy_refuses_before_anything_runs,
     a_job_left_by_a_killed_orch_is_removed_at_the_next_start,
+    hostile_job_calls_are_bounded_checked_and_cleaned_up,
 );
 
 /// One test's workflow around a `container` step.
@@ -349,5 +350,121 @@ fn a_job_left_by_a_killed_orch_is_removed_at_the_next_start() {
         log.iter()
             .any(|l| l.contains("removed job container") && l.contains(&pid)),
         "{log:#?}"
+    );
+}
+
+/// A container made by hand (no orch label), for a plugin to reach for; removed when dropped.
+struct Foreign(String);
+
+impl Foreign {
+    fn start() -> Self {
+        let name = unique("foreign").replace('_', "-");
+        block(async {
+            use bollard::models::ContainerCreateBody;
+            use bollard::query_parameters::CreateContainerOptions;
+            let docker = engine();
+            let options = CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            };
+            let body = ContainerCreateBody {
+                image: Some(image()),
+                cmd: Some(vec!["sleep".into(), "300".into()]),
+                ..Default::default()
+            };
+            docker.create_container(Some(options), body).await.unwrap();
+            docker.start_container(&name, None).await.unwrap();
+        });
+        Foreign(name)
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        block(async {
+            let options = bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            let _ = engine().remove_container(&self.0, Some(options)).await;
+        });
+    }
+}
+
+/// A hostile plugin (plugins/examples/docker-jobs) on the job calls: host labels and names
+/// cannot be forged, a job is never privileged, reads are capped (1 MiB per log read, 4 MiB
+/// per file), other containers are out of reach, a plan cannot create one, and a plugin that
+/// traps with a job running leaves nothing behind.
+fn hostile_job_calls_are_bounded_checked_and_cleaned_up() {
+    let job = Job::new("ctr-hostile");
+    let foreign = Foreign::start();
+    let steps = |trap: bool| {
+        format!(
+            r#"
+            [steps.probe]
+            plugin = "{}"
+            allow = ["docker"]
+            timeout = "2m"
+            with = {{ connection = "docker", image = "IMAGE", foreign = "{}", trap = {trap} }}
+            "#,
+            example("docker-jobs"),
+            foreign.0
+        )
+    };
+    let ran = job.run("", &steps(false));
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let report = ran.report();
+    let out = &step(&report, "probe")["outputs"];
+    let text = |k: &str| out[k].as_str().unwrap_or_default().to_string();
+    assert!(
+        text("forged_label").contains("`orch.job` is set by the host"),
+        "{out}"
+    );
+    assert!(text("named").contains("leave `name` empty"), "{out}");
+    assert!(text("privileged").starts_with("Error::Denied"), "{out}");
+    let first = out["first_read_bytes"].as_u64().unwrap();
+    assert!(
+        first > 0 && first <= 1 << 20,
+        "one read is at most 1 MiB: {first}"
+    );
+    assert_eq!(
+        out["total_bytes"],
+        3 << 20,
+        "every byte arrives, a read at a time"
+    );
+    assert_eq!(text("exit"), "ok: Some(0)");
+    assert!(
+        text("big_file").contains("larger than 4194304 bytes"),
+        "{out}"
+    );
+    assert_eq!(text("small_file"), "ok: Some(\"small\\n\")");
+    assert!(text("directory").contains("not a regular file"), "{out}");
+    assert_eq!(text("missing"), "ok: None");
+    for k in ["foreign_logs", "foreign_wait", "foreign_file"] {
+        assert!(text(k).starts_with("Error::Denied"), "{k}: {out}");
+    }
+    assert_eq!(
+        job.containers(),
+        HashMap::new(),
+        "jobs removed with the handle"
+    );
+
+    let file = job.orch.dir.path().join("workflow.toml");
+    let plan = job.orch.orch(&["plan", file.to_str().unwrap()]);
+    assert!(
+        plan.stdout
+            .contains("may not create job container of image")
+            && plan.stdout.contains("during `plan`"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(job.containers(), HashMap::new(), "a plan creates no job");
+
+    let trapped = job.run("", &steps(true));
+    assert_eq!(trapped.code, 1, "{}\n{}", trapped.stdout, trapped.stderr);
+    assert_eq!(
+        job.containers(),
+        HashMap::new(),
+        "a trapped plugin's job is removed"
     );
 }

@@ -106,17 +106,17 @@ fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
 
 /// A container of the project as the engine sees it.
 #[derive(Debug, Clone)]
-struct Seen {
-    id: String,
-    state: String,
-    exit_code: i64,
-    health: Option<String>,
-    labels: HashMap<String, String>,
-    env: Vec<String>,
+pub(crate) struct Seen {
+    pub(crate) id: String,
+    pub(crate) state: String,
+    pub(crate) exit_code: i64,
+    pub(crate) health: Option<String>,
+    pub(crate) labels: HashMap<String, String>,
+    pub(crate) env: Vec<String>,
 }
 
 /// The project's containers by service.
-fn containers(project: &str) -> BTreeMap<String, Seen> {
+pub(crate) fn containers(project: &str) -> BTreeMap<String, Seen> {
     block(async {
         let docker = engine();
         let options = ListContainersOptions {
@@ -200,7 +200,7 @@ impl Drop for Project {
 
 /// Remove a project's containers, networks and volumes from the engine. Best effort and never
 /// a panic (a panic while a failed test unwinds would abort the whole test binary).
-fn remove_project(project: &str) {
+pub(crate) fn remove_project(project: &str) {
     let project = project.to_string();
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -7,7 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::Duration;
 
-fn bootstrap() -> String {
+pub(crate) fn bootstrap() -> String {
     std::env::var("ORCH_TEST_KAFKA").expect(
         "ORCH_TEST_KAFKA is not set: run `bash tests/services.sh start` and source its env file",
     )
@@ -23,7 +23,7 @@ fn consumer(group: &str) -> BaseConsumer {
 }
 
 /// Partition count of `topic` on the broker (0: no such topic).
-fn partitions(topic: &str) -> usize {
+pub(crate) fn partitions(topic: &str) -> usize {
     let metadata = consumer("orch-test")
         .fetch_metadata(None, Duration::from_secs(5))
         .unwrap();
@@ -34,7 +34,7 @@ fn partitions(topic: &str) -> usize {
         .map_or(0, |t| t.partitions().len())
 }
 
-fn committed(group: &str, topic: &str, partitions: usize) -> Vec<i64> {
+pub(crate) fn committed(group: &str, topic: &str, partitions: usize) -> Vec<i64> {
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
         tpl.add_partition(topic, p);

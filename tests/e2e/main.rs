@@ -8,6 +8,7 @@ mod faults;
 mod harness;
 mod hostile;
 mod http;
+mod import;
 mod kafka;
 mod oci;
 mod ollama;

@@ -284,11 +284,7 @@ type Flags = Vec<(String, Option<String>)>;
 
 /// Parse `args` with `with_value` flags taking the next word (or `--flag=value`); the flags in
 /// order and the other words. `None` if a flag is not in `known`.
-fn flags(
-    args: &[String],
-    with_value: &[&str],
-    known: &[&str],
-) -> Option<(Flags, Vec<String>)> {
+fn flags(args: &[String], with_value: &[&str], known: &[&str]) -> Option<(Flags, Vec<String>)> {
     let mut out = Vec::new();
     let mut rest = Vec::new();
     let mut i = 0;
