@@ -36,6 +36,9 @@ $orch plan workflows/deploy.toml
 $orch run workflows/deploy.toml
 $orch run workflows/deploy.toml # no change
 $orch run workflows/deploy.toml --input 'profiles=["dev"]'
+# A job no built-in plugin covers, in a container (removed afterwards), its outputs read back.
+$orch plan workflows/container.toml
+$orch run workflows/container.toml --input day=2026-12-07
 # The seed pipeline's Ollama job and an LLM pipeline. No Ollama binary is reachable here:
 # tests/servers/ollama.py speaks Ollama's documented HTTP API (fake models, deterministic
 # answers); tests/servers/httpbin.py is the data source. Point OLLAMA_URL at a real server to
@@ -55,6 +58,12 @@ $orch plan workflows/ollama.toml --input pull=llama3.2
 $orch run workflows/ollama.toml --input pull=llama3.2
 $orch run workflows/ollama.toml --input pull=llama3.2 # already pulled: skipped
 $orch run workflows/llm-summarise.toml
+# A GitLab pipeline of the seed's shape brought across: its `docker exec psql/kafka-*.sh/ollama`
+# lines become postgres, kafka and ollama steps; what did not translate is in the report.
+$orch import gitlab tests/fixtures/gitlab/seed/.gitlab-ci.yml --out target/demo/import --name datalab --force
+sed -n '/^## Not translated/,/^## Before/p' target/demo/import/import-report.md
+PG_ADMIN_URL=$ORCH_TEST_POSTGRES_URL DB_PASSWORD=demo-imported-pw \
+  $orch plan target/demo/import/datalab.toml --input postgres_db_user=imported --input kafka_topic=imported
 $orch runs list --limit 5
 # Service mode: serve this directory, trigger a run over the API and follow it, show the
 # schedules, then stop gracefully (SIGTERM).

@@ -1,5 +1,6 @@
 //! Deploy a 10-service compose project through the `deploy` plugin, and redeploy it unchanged,
-//! against the same calls made directly from the host with bollard, in one run (figures go to
+//! against the same calls made directly from the host with bollard, in one run; then one-off
+//! jobs through the `container` plugin against the same job run with bollard (figures go to
 //! BENCHMARKS.md). Needs the project's Docker-API engine:
 //!
 //!     bash tests/services.sh start && source "$(bash tests/services.sh env)"
@@ -8,8 +9,10 @@
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, WaitContainerOptions,
 };
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -154,6 +157,98 @@ async fn through_plugin(
     Ok((took[0], took[1]))
 }
 
+/// The job both paths run: a line of output and an output file.
+const JOB: &str = "echo loading; echo rows=3 >> /tmp/orch-output";
+const JOBS: usize = 10;
+
+/// What the `container` plugin asks of the engine, called directly: create, start, follow the
+/// output to its end, wait, read the output file, remove.
+async fn native_job(docker: &Docker, image: &str) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(vec!["sh".into(), "-e".into(), "-c".into(), JOB.into()]),
+        env: Some(vec!["ORCH_OUTPUT=/tmp/orch-output".into()]),
+        ..Default::default()
+    };
+    let id = docker
+        .create_container(None::<CreateContainerOptions>, body)
+        .await?
+        .id;
+    docker.start_container(&id, None).await?;
+    let options = LogsOptions {
+        follow: true,
+        stdout: true,
+        stderr: true,
+        tail: "all".into(),
+        ..Default::default()
+    };
+    let mut logs = docker.logs(&id, Some(options));
+    while let Some(chunk) = logs.next().await {
+        chunk?;
+    }
+    let wait = WaitContainerOptions {
+        condition: "not-running".into(),
+    };
+    let _ = docker.wait_container(&id, Some(wait)).next().await;
+    let options = DownloadFromContainerOptions {
+        path: "/tmp/orch-output".into(),
+    };
+    let mut file = docker.download_from_container(&id, Some(options));
+    while let Some(chunk) = file.next().await {
+        chunk?;
+    }
+    let force = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    docker.remove_container(&id, Some(force)).await?;
+    Ok(start.elapsed())
+}
+
+/// [`JOBS`] jobs as `container` steps, one run each: their step durations.
+async fn plugin_jobs(dir: &Path, host: &str, image: &str) -> anyhow::Result<Vec<Duration>> {
+    let workflow = format!(
+        r#"
+        name = "jobs-bench"
+        [connections.docker]
+        kind = "docker"
+        host = "{host}"
+        images = ["localhost/*"]
+        [steps.job]
+        plugin = "container"
+        allow = ["docker"]
+        with = {{ connection = "docker", image = "{image}", script = ["{JOB}"] }}
+        "#
+    );
+    let prepared = Prepared::new(dir, &workflow, 8).await?;
+    let mut took = Vec::new();
+    for _ in 0..JOBS {
+        let report = prepared.run(Default::default(), Default::default()).await?;
+        took.push(step_duration(&report, "job"));
+    }
+    Ok(took)
+}
+
+fn jobs(rt: &tokio::runtime::Runtime, host: &str, image: &str) -> anyhow::Result<()> {
+    println!("## container jobs ({JOBS} each, alternating rounds)");
+    let docker = Docker::connect_with_host(host)?;
+    let (mut plugin, mut native) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let tmp = tempfile::tempdir()?;
+        plugin.extend(rt.block_on(plugin_jobs(tmp.path(), host, image))?);
+        for _ in 0..JOBS {
+            native.push(rt.block_on(native_job(&docker, image))?);
+        }
+    }
+    let (p, n) = (median(plugin), median(native));
+    println!(
+        "one job (medians): container plugin {p:.2?}; direct bollard {n:.2?}; ratio {:.2} (target <= 1.2)",
+        p.as_secs_f64() / n.as_secs_f64()
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     orch::alloc::keep_freed_pages_mapped();
     let host = std::env::var("ORCH_TEST_DOCKER_HOST").expect(
@@ -207,5 +302,5 @@ fn main() -> anyhow::Result<()> {
             plugin.as_secs_f64() / native.as_secs_f64()
         );
     }
-    Ok(())
+    jobs(&rt, &host, &image)
 }

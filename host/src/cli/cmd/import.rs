@@ -35,7 +35,7 @@ pub(super) async fn import(settings: &Settings, command: ImportCommand) -> Resul
         .cloned()
         .collect();
     println!(
-        "{} job notes in {} (read it before the first run)",
+        "{} entries on what did not translate exactly: {} (read it before the first run)",
         imported.untranslated(),
         out.join("import-report.md").display()
     );

@@ -1,10 +1,12 @@
 //! `orch import gitlab`: a `.gitlab-ci.yml` (with its local includes) as orch workflows.
 //! [`load`] reads the pipeline, [`shell`] recognises the lines built-in plugins do better,
-//! [`rules`] turns `rules:` into CEL, and [`translate`] puts it together.
+//! [`rules`] turns `rules:` into CEL, [`steps`] makes the steps a job becomes, and
+//! [`translate`] puts it together.
 
 mod load;
 mod rules;
 mod shell;
+mod steps;
 mod translate;
 
 use super::{ImportError, Imported, Options};
