@@ -488,14 +488,19 @@ impl HostEngine for ConnectionView<'_> {
     ) -> wasmtime::Result<Result<(), Error>> {
         self.with_engine(engine, async |engine| {
             engine.gate.write(|| format!("remove container `{id}`"))?;
-            engine.owned_container(&id, "remove").await?;
+            let found = engine.owned_container(&id, "remove").await?;
+            let name = found.name.as_deref().unwrap_or(&id).trim_start_matches('/');
+            // A job goes with its anonymous volumes, as when the host removes it.
+            let job = engine.is_job(name);
             let options = RemoveContainerOptions {
                 force,
-                v: false,
+                v: job,
                 link: false,
             };
             engine.docker.remove_container(&id, Some(options)).await?;
-            engine.forget_job(&id);
+            if job {
+                engine.forget_job(name);
+            }
             Ok(())
         })
         .await

@@ -172,10 +172,21 @@ async fn remove(docker: &Docker, id: &str) -> Result<(), BollardError> {
 }
 
 impl DockerEngine {
-    /// Stop tracking a job the guest removed itself.
-    pub(super) fn forget_job(&self, id: &str) {
+    fn track_job(&self, name: &str) {
         let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        jobs.retain(|j| j != id);
+        jobs.push(name.to_string());
+    }
+
+    /// Whether `name` is a job created through this handle and not yet removed.
+    pub(super) fn is_job(&self, name: &str) -> bool {
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        jobs.iter().any(|j| j == name)
+    }
+
+    /// Stop tracking a job the guest removed itself.
+    pub(super) fn forget_job(&self, name: &str) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        jobs.retain(|j| j != name);
     }
 
     /// A client whose requests may last as long as a job.
@@ -193,9 +204,9 @@ impl Drop for DockerEngine {
         }
         let docker = self.docker.clone();
         let work = async move {
-            for id in jobs {
-                if let Err(e) = remove(&docker, &id).await {
-                    tracing::warn!(%id, "cannot remove job container: {e}");
+            for name in jobs {
+                if let Err(e) = remove(&docker, &name).await {
+                    tracing::warn!(%name, "cannot remove job container: {e}");
                 }
             }
         };
@@ -337,10 +348,16 @@ impl ConnectionView<'_> {
                 name: Some(spec.name.clone()),
                 ..Default::default()
             };
-            let created = engine.docker.create_container(Some(options), body).await?;
-            let mut jobs = engine.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-            jobs.push(created.id.clone());
-            Ok(created.id)
+            // Tracked by name before the engine is asked: a step dropped while the create is
+            // under way still has its job removed.
+            engine.track_job(&spec.name);
+            match engine.docker.create_container(Some(options), body).await {
+                Ok(created) => Ok(created.id),
+                Err(e) => {
+                    engine.forget_job(&spec.name);
+                    Err(e.into())
+                }
+            }
         }
         .await)
     }

@@ -46,8 +46,8 @@ pub struct DockerEngine {
     /// The [`OWNER_LABEL`] value of what this connection creates: `WORKFLOW/CONNECTION`, or its
     /// `owner` setting (workflows that manage one project together share it).
     owner: String,
-    /// Job containers created through this handle and not yet removed by the guest; removed
-    /// when the handle drops ([`job`]).
+    /// Names of the job containers created through this handle and not yet removed by the
+    /// guest; removed when the handle drops ([`job`]).
     jobs: Mutex<Vec<String>>,
 }
 
