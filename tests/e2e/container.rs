@@ -433,6 +433,11 @@ fn hostile_job_calls_are_bounded_checked_and_cleaned_up() {
         "every byte arrives, a read at a time"
     );
     assert_eq!(text("exit"), "ok: Some(0)");
+    assert_eq!(out["streams_opened"], 7, "8 streams per handle: {out}");
+    assert!(
+        text("stream_refused").contains("8 log streams are open"),
+        "{out}"
+    );
     assert!(
         text("big_file").contains("larger than 4194304 bytes"),
         "{out}"

@@ -5,6 +5,7 @@
 //! same host that opens the connection removes them ([`sweep`]).
 
 use super::errors::settled;
+use super::policy::Refused;
 use super::spec::create_body;
 use super::{DockerEngine, OWNER_LABEL};
 use crate::capability::LogLevel;
@@ -21,7 +22,8 @@ use bollard::query_parameters::{
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
@@ -41,6 +43,8 @@ const CHUNKS: usize = 32;
 /// Requests that last as long as the job: following its output, waiting for its exit (the
 /// engine client's own timeout would cut them at [`super::REQUEST_TIMEOUT`]).
 const JOB_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Log streams one engine handle may hold open at once.
+const MAX_STREAMS: usize = 8;
 /// How often one process looks for jobs left by dead ones, per connection owner.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -54,28 +58,34 @@ pub(crate) async fn settle() {
     let _ = tokio::time::timeout(Duration::from_secs(30), REAPER.wait()).await;
 }
 
-/// This process as a job holder: `HOSTNAME/BOOT-ID/PID/START-TIME`. Two processes with the same
-/// hostname and boot id share a process table, so one can tell whether the other still runs.
+/// This process as a job holder: `HOSTNAME/BOOT-ID/PID-NAMESPACE/PID/START-TIME`. Processes
+/// that share all three of the first share a process table, so one can tell whether the other
+/// still runs (containers share the boot id, and may share the hostname, but not the pid
+/// namespace).
 fn holder() -> &'static str {
     static HOLDER: OnceLock<String> = OnceLock::new();
     HOLDER.get_or_init(|| {
         let pid = std::process::id().to_string();
         let start = process_start(&pid).unwrap_or_default();
-        format!("{}/{}/{pid}/{start}", machine().0, machine().1)
+        format!("{}/{pid}/{start}", machine())
     })
 }
 
-/// Hostname and boot id, as the kernel gives them.
-fn machine() -> &'static (String, String) {
-    static MACHINE: OnceLock<(String, String)> = OnceLock::new();
+/// `HOSTNAME/BOOT-ID/PID-NAMESPACE` as the kernel gives them; empty parts where it does not.
+fn machine() -> &'static str {
+    static MACHINE: OnceLock<String> = OnceLock::new();
     MACHINE.get_or_init(|| {
         let read = |path| {
             std::fs::read_to_string(path)
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default()
         };
-        (
-            read("/proc/sys/kernel/hostname"),
+        let namespace = std::fs::read_link("/proc/self/ns/pid")
+            .map(|l| l.to_string_lossy().replace(['/', ':', '[', ']'], ""))
+            .unwrap_or_default();
+        format!(
+            "{}/{}/{namespace}",
+            read("/proc/sys/kernel/hostname").replace('/', "_"),
             read("/proc/sys/kernel/random/boot_id"),
         )
     })
@@ -93,12 +103,13 @@ fn process_start(pid: &str) -> Option<String> {
 /// Whether the job's holder is a process of this machine that no longer runs. A holder on
 /// another machine (or in another container) is never judged from here.
 fn holder_is_gone(holder: &str) -> bool {
-    let parts: Vec<&str> = holder.split('/').collect();
-    let [host, boot, pid, start] = parts[..] else {
+    let mut parts = holder.rsplitn(3, '/');
+    let (Some(start), Some(pid), Some(place)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
-    let (my_host, my_boot) = machine();
-    if host != my_host || boot != my_boot || start.is_empty() {
+    // Without /proc nothing can be told apart: judge nothing.
+    let known = machine().split('/').all(|p| !p.is_empty());
+    if !known || place != machine() || start.is_empty() || pid.is_empty() {
         return false;
     }
     process_start(pid).as_deref() != Some(start)
@@ -148,7 +159,7 @@ pub(super) async fn sweep(engine: &DockerEngine) {
                 LogLevel::Warn,
                 &format!(
                     "removed job container `{name}` left by orch process {} (it stopped while the job ran)",
-                    holder.split('/').nth(2).unwrap_or("?")
+                    holder.rsplit('/').nth(1).unwrap_or("?")
                 ),
             ),
             Err(e) => tracing::warn!(%name, "cannot remove leftover job container: {e}"),
@@ -253,6 +264,27 @@ pub struct LogStream {
     failed: Option<Error>,
     ended: bool,
     _follow: AbortOnDropHandle<()>,
+    /// Counted against [`MAX_STREAMS`] until dropped.
+    _slot: Option<StreamSlot>,
+}
+
+/// One of an engine handle's [`MAX_STREAMS`] log streams, given back when dropped.
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    fn take(open: &Arc<AtomicUsize>) -> Option<Self> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_STREAMS).then_some(n + 1)
+        })
+        .ok()?;
+        Some(StreamSlot(open.clone()))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl LogStream {
@@ -371,6 +403,11 @@ impl ConnectionView<'_> {
         if let Err(e) = engine.owned_container(&id, "read the logs of").await {
             return Ok(Err(e));
         }
+        let Some(slot) = StreamSlot::take(&engine.streams) else {
+            return Ok(Err(Error::Engine(format!(
+                "{MAX_STREAMS} log streams are open on this engine handle; drop one first"
+            ))));
+        };
         let docker = engine.patient();
         let (tx, chunks) = mpsc::channel(CHUNKS);
         let follow = tokio::spawn(async move {
@@ -396,6 +433,7 @@ impl ConnectionView<'_> {
             failed: None,
             ended: false,
             _follow: AbortOnDropHandle::new(follow),
+            _slot: Some(slot),
         };
         Ok(Ok(self.table.push(stream)?))
     }
@@ -425,7 +463,15 @@ impl ConnectionView<'_> {
         max_bytes: u32,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
         self.with_engine(handle, async |engine| {
-            engine.owned_container(&id, "read a file of").await?;
+            let found = engine.owned_container(&id, "read a file of").await?;
+            let name = found.name.as_deref().unwrap_or(&id).trim_start_matches('/');
+            // Files of other containers (a shared service's secrets) are not for reading.
+            if !engine.is_job(name) {
+                return Err(engine.gate.refuse(Refused::Never {
+                    what: format!("read a file of container `{name}`"),
+                    how: "only the step's own job containers (create-job) can be read".into(),
+                }));
+            }
             let max = max_bytes.min(MAX_FILE) as usize;
             let options = DownloadFromContainerOptions { path: path.clone() };
             let mut stream = engine.docker.download_from_container(&id, Some(options));
@@ -520,13 +566,25 @@ mod tests {
     #[test]
     fn only_dead_processes_of_this_machine_lose_their_jobs() {
         assert!(!holder_is_gone(holder()), "this process runs");
-        let (host, boot) = machine();
-        assert!(holder_is_gone(&format!("{host}/{boot}/999999999/1")));
-        let reused = format!("{host}/{boot}/{}/1", std::process::id());
+        let here = machine();
+        let [host, boot, ns] = here.split('/').collect::<Vec<_>>()[..] else {
+            panic!("{here}")
+        };
+        assert!(holder_is_gone(&format!("{here}/999999999/1")));
+        let reused = format!("{here}/{}/1", std::process::id());
         assert!(holder_is_gone(&reused), "same pid, other start time");
-        assert!(!holder_is_gone(&format!("elsewhere/{boot}/999999999/1")));
-        assert!(!holder_is_gone(&format!("{host}/other-boot/999999999/1")));
+        assert!(!holder_is_gone(&format!(
+            "elsewhere/{boot}/{ns}/999999999/1"
+        )));
+        assert!(!holder_is_gone(&format!(
+            "{host}/other-boot/{ns}/999999999/1"
+        )));
+        assert!(
+            !holder_is_gone(&format!("{host}/{boot}/pid4026532000/999999999/1")),
+            "another pid namespace (a container on this host) is not judged"
+        );
         assert!(!holder_is_gone("garbage"));
+        assert!(!holder_is_gone("a/b/c/d"));
     }
 
     #[test]
@@ -543,6 +601,7 @@ mod tests {
                 failed: None,
                 ended: false,
                 _follow: AbortOnDropHandle::new(tokio::spawn(async {})),
+                _slot: None,
             };
             let quiet = stream.read(8, Duration::from_millis(10)).await.unwrap();
             assert!(quiet.bytes.is_empty() && !quiet.ended);

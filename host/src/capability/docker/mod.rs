@@ -19,7 +19,8 @@ use bollard::errors::Error as BollardError;
 pub use job::LogStream;
 pub(crate) use job::settle as settle_jobs;
 use policy::{Policy, PolicyGate};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Linker, Resource};
 
@@ -49,6 +50,8 @@ pub struct DockerEngine {
     /// Names of the job containers created through this handle and not yet removed by the
     /// guest; removed when the handle drops ([`job`]).
     jobs: Mutex<Vec<String>>,
+    /// Log streams open on this handle (each holds an engine connection and a buffer).
+    streams: Arc<AtomicUsize>,
 }
 
 async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, Error> {
@@ -97,8 +100,12 @@ async fn open_engine(gate: &ConnectionGate, name: &str) -> Result<DockerEngine, 
         },
         owner,
         jobs: Mutex::default(),
+        streams: Arc::default(),
     };
-    job::sweep(&engine).await;
+    // A plan changes nothing, leftovers included.
+    if !engine.gate.granter.planning() {
+        job::sweep(&engine).await;
+    }
     Ok(engine)
 }
 

@@ -94,6 +94,19 @@ impl Step for DockerJobs {
             }
         }
         cx.output("total_bytes", total);
+        // `logs` is still open: at most 7 more.
+        let mut streams = Vec::new();
+        for _ in 0..20 {
+            match engine.follow_logs(&id) {
+                Ok(s) => streams.push(s),
+                Err(e) => {
+                    cx.output("stream_refused", answer(Err::<(), _>(e)));
+                    break;
+                }
+            }
+        }
+        cx.output("streams_opened", streams.len());
+        drop(streams);
         cx.output("exit", answer(engine.wait_for(&id, 30_000)));
         cx.output(
             "big_file",
