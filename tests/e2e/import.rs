@@ -297,6 +297,18 @@ fn an_odd_pipeline_becomes_container_steps_that_run_and_keep_its_secret_out() {
     let manual = orch.orch(&["--json", "run", "odd.toml", "-i", "run_publish=true"]);
     assert_eq!(manual.code, 0, "{}\n{}", manual.stdout, manual.stderr);
     assert_eq!(step(&manual.report(), "publish")["status"], "succeeded");
+    // The rule reads the pipeline variable LEVEL, now an input a run may set.
+    let debug = orch.orch(&[
+        "--json",
+        "run",
+        "odd.toml",
+        "-i",
+        "run_publish=true",
+        "-i",
+        "level=debug",
+    ]);
+    assert_eq!(debug.code, 0, "{}\n{}", debug.stdout, debug.stderr);
+    assert_eq!(step(&debug.report(), "publish")["status"], "skipped");
 }
 
 #[test]
@@ -319,6 +331,14 @@ fn broken_pipelines_are_refused_with_where_and_why_and_nothing_is_overwritten() 
         (
             "include:\n  - local: ci/postgres.yml\n    inputs:\n      db_usr: x\n",
             "gives input `db_usr`, which its `spec:inputs` does not declare",
+        ),
+        (
+            "a:\n  needs: [b]\n  script: [echo]\nb:\n  needs: [a]\n  script: [echo]\n",
+            "`needs` form a cycle: a -> b -> a",
+        ),
+        (
+            "a:\n  script: [!reference [.nope, script]]\n",
+            "`!reference [.nope, script]` points at nothing",
         ),
     ];
     for (text, expected) in cases {

@@ -55,6 +55,13 @@ pub(crate) struct SpecInput {
     pub regex: Option<String>,
 }
 
+impl SpecInput {
+    /// The name of the workflow input: GitLab allows `-` in names, CEL does not.
+    pub(crate) fn orch_name(&self) -> String {
+        self.name.replace('-', "_")
+    }
+}
+
 /// A job as it will run: every `extends`, `default:` and merge applied.
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
@@ -107,7 +114,7 @@ pub(crate) fn load(path: &Path) -> Result<Pipeline, ImportError> {
     // The root's own inputs stay symbolic: they become the workflow's inputs.
     let values: IndexMap<String, String> = inputs
         .iter()
-        .map(|i| (i.name.clone(), format!("${{{{inputs.{}}}}}", i.name)))
+        .map(|i| (i.name.clone(), format!("${{{{inputs.{}}}}}", i.orch_name())))
         .collect();
     loader.pipeline.inputs = inputs;
     loader.file(&name, body, &values, 0)?;
@@ -172,35 +179,46 @@ impl Loader {
     ) -> Result<(), ImportError> {
         let mut body = body;
         interpolate(&mut body, file, values)?;
-        let Value::Mapping(body) = body else {
+        let Value::Mapping(mut body) = body else {
             return Err(invalid(
                 file,
                 "the file is not a mapping of keywords and jobs",
             ));
         };
+        // What a file includes comes first; its own keys merge on top (the includer wins, and
+        // a later include over an earlier one), as GitLab merges them.
+        if let Some(include) = body.remove("include") {
+            self.includes(file, &include, depth)?;
+        }
         for (key, value) in body {
             let Some(key) = key.as_str().map(str::to_string) else {
                 return Err(invalid(file, "a top-level key is not a string"));
             };
-            if key == "include" {
-                self.includes(file, &value, depth)?;
-            } else if GLOBAL_KEYS.contains(&key.as_str()) {
-                // The including file wins over what it includes, as in GitLab.
-                if depth == 0 || !self.globals.contains_key(key.as_str()) {
-                    self.globals.insert(Value::String(key), value);
-                } else if key == "variables" {
-                    merge_missing(&mut self.globals, "variables", value);
+            if GLOBAL_KEYS.contains(&key.as_str()) {
+                match (self.globals.get_mut(key.as_str()), value) {
+                    (Some(Value::Mapping(have)), Value::Mapping(more)) => deep_merge(have, more),
+                    (_, value) => {
+                        self.globals.insert(Value::String(key), value);
+                    }
                 }
-            } else {
-                let Value::Mapping(job) = value else {
-                    self.pipeline.notes.push(Note::at(
-                        file,
-                        &key,
-                        "not a job (its value is not a mapping); ignored",
-                    ));
-                    continue;
-                };
-                self.jobs.insert(key, (file.to_string(), job));
+                continue;
+            }
+            let Value::Mapping(job) = value else {
+                self.pipeline.notes.push(Note::at(
+                    file,
+                    &key,
+                    "not a job (its value is not a mapping); ignored",
+                ));
+                continue;
+            };
+            match self.jobs.get_mut(&key) {
+                Some((defined_in, existing)) => {
+                    deep_merge(existing, job);
+                    *defined_in = file.to_string();
+                }
+                None => {
+                    self.jobs.insert(key, (file.to_string(), job));
+                }
             }
         }
         Ok(())
@@ -299,6 +317,12 @@ impl Loader {
 
     fn finish(mut self) -> Result<Pipeline, ImportError> {
         let root_file = self.pipeline.files.first().cloned().unwrap_or_default();
+        let snapshot = self.jobs.clone();
+        for (file, body) in self.jobs.values_mut() {
+            for (_, value) in body.iter_mut() {
+                resolve_references(value, &snapshot, file, 0)?;
+            }
+        }
         let globals = std::mem::take(&mut self.globals);
         self.pipeline.stages = match globals.get("stages") {
             Some(v) => lines(v),
@@ -396,6 +420,69 @@ impl Loader {
     }
 }
 
+/// Replace each `!reference [job, key, ...]` with what it points at; lists that held
+/// references are flattened one level (a script or rules list of lists is one list).
+fn resolve_references(
+    value: &mut Value,
+    jobs: &IndexMap<String, (String, Mapping)>,
+    file: &str,
+    depth: usize,
+) -> Result<(), ImportError> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "reference" => {
+            let path = lines(&tagged.value);
+            let mut found = path
+                .first()
+                .and_then(|job| jobs.get(job))
+                .map(|(_, body)| Value::Mapping(body.clone()));
+            for key in path.iter().skip(1) {
+                found = found.and_then(|v| v.get(key.as_str()).cloned());
+            }
+            let Some(mut found) = found else {
+                return Err(invalid(
+                    file,
+                    format!(
+                        "`!reference [{}]` points at nothing an imported file defines",
+                        path.join(", ")
+                    ),
+                ));
+            };
+            if depth >= MAX_DEPTH {
+                return Err(invalid(
+                    file,
+                    format!("`!reference` nests deeper than {MAX_DEPTH}"),
+                ));
+            }
+            resolve_references(&mut found, jobs, file, depth + 1)?;
+            *value = found;
+        }
+        Value::Sequence(items) => {
+            let mut had_reference = false;
+            for item in items.iter_mut() {
+                had_reference |= matches!(item, Value::Tagged(t) if t.tag == "reference");
+                resolve_references(item, jobs, file, depth)?;
+            }
+            if had_reference {
+                let flat: Vec<Value> = std::mem::take(items)
+                    .into_iter()
+                    .flat_map(|item| match item {
+                        Value::Sequence(inner) => inner,
+                        other => vec![other],
+                    })
+                    .collect();
+                *items = flat;
+            }
+        }
+        Value::Mapping(map) => {
+            for (_, v) in map.iter_mut() {
+                resolve_references(v, jobs, file, depth)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// `inherit: default: false` (or a list without `key`) turns defaults off.
 fn inherits(body: &Mapping, key: &str) -> bool {
     match body.get("inherit").and_then(|i| i.get("default")) {
@@ -413,18 +500,6 @@ fn deep_merge(into: &mut Mapping, from: Mapping) {
             (_, v) => {
                 into.insert(k, v);
             }
-        }
-    }
-}
-
-/// Add the entries of mapping `value` that `into[key]` lacks.
-fn merge_missing(into: &mut Mapping, key: &str, value: Value) {
-    let (Some(Value::Mapping(have)), Value::Mapping(more)) = (into.get_mut(key), value) else {
-        return;
-    };
-    for (k, v) in more {
-        if !have.contains_key(&k) {
-            have.insert(k, v);
         }
     }
 }

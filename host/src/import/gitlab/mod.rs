@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 /// Read the pipeline at `path` and translate it.
 pub(crate) fn import(path: &Path, options: &Options) -> Result<Imported, ImportError> {
     let pipeline = load::load(path)?;
-    Ok(translate::translate(pipeline, options))
+    translate::translate(pipeline, options)
 }
 
 /// `${{ … }}` parts of a text.

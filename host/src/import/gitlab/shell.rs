@@ -106,6 +106,13 @@ pub(crate) fn words(line: &str, expand: &dyn Fn(&str) -> Option<String>) -> Opti
             }
             (_, '$') => {
                 let (text, used) = variable(&chars[i..], expand)?;
+                // Unquoted, a shell splits the value into words: not a simple command any more.
+                if quote.is_none()
+                    && !text.starts_with("${{")
+                    && text.contains([' ', '\t', '\n', '*', '?'])
+                {
+                    return None;
+                }
                 word.push_str(&text);
                 in_word = true;
                 i += used;
@@ -430,7 +437,16 @@ fn psql(via: Via, args: &[String]) -> Option<Action> {
         .filter(|(f, _)| f == "-c" || f == "--command")
         .filter_map(|(_, v)| v.clone())
         .collect();
-    if sql.is_empty() || rest.len() > 1 {
+    // A URL or `key=value` connection string as the database: its password would be copied.
+    if sql.is_empty() || rest.len() > 1 || rest.iter().any(|r| r.contains("://") || r.contains('='))
+    {
+        return None;
+    }
+    // Dollar quoting and comments need a real SQL lexer to split: leave them to psql.
+    if sql
+        .iter()
+        .any(|s| s.contains("$$") || s.contains("--") || s.contains("/*"))
+    {
         return None;
     }
     let statements: Vec<Sql> = sql
@@ -438,7 +454,13 @@ fn psql(via: Via, args: &[String]) -> Option<Action> {
         .flat_map(|s| split_sql(s))
         .map(|s| statement(&s))
         .collect();
-    if statements.is_empty() {
+    // Other SQL runs as written through the `sql` action: no inputs spliced into its text (an
+    // injection), no password copied into the workflow.
+    let unsafe_other = |s: &Sql| match s {
+        Sql::Other(sql) => sql.contains("${{") || sql.to_ascii_uppercase().contains("PASSWORD"),
+        _ => false,
+    };
+    if statements.is_empty() || statements.iter().any(unsafe_other) {
         return None;
     }
     Some(Action::Psql {
@@ -488,7 +510,7 @@ static CREATE_ROLE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("valid regex")
 });
 static ROLE_OPTION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?is)\s*(LOGIN|PASSWORD\s+'((?:[^']|'')*)'|PASSWORD\s+(\$\{\{[^}]*\}\}))")
+    Regex::new(r"(?is)^\s*(LOGIN\b|PASSWORD\s+'((?:[^']|'')*)'|PASSWORD\s+(\$\{\{[^}]*\}\}))")
         .expect("valid regex")
 });
 static CREATE_DB: LazyLock<Regex> = LazyLock::new(|| {
@@ -678,6 +700,7 @@ mod tests {
         words(line, &|name| match name {
             "PW" => Some("${{secrets.PW}}".into()),
             "CI_COMMIT_SHA" => None,
+            "ARGS" => Some("-U a -d b".into()),
             other => Some(format!("<{other}>")),
         })
     }
@@ -794,6 +817,19 @@ mod tests {
             "a role without LOGIN is plain SQL"
         );
         assert!(matches!(action("docker info"), Some(Action::Noise(_))));
+        for line in [
+            r#"psql "postgres://u:pw@h/db" -c "CREATE DATABASE x""#, // a URL as the database
+            r#"psql -c "ALTER USER x PASSWORD 'pw'""#,               // a password in other SQL
+            r#"psql -c "DELETE FROM t WHERE id = ${{inputs.id}}""#,  // an input in other SQL
+            r#"psql -c "DO $$ BEGIN PERFORM 1; END $$""#,
+            "psql $ARGS -c \"CREATE DATABASE x\"", // `$ARGS` splits into words
+        ] {
+            assert_eq!(action(line), None, "{line}");
+        }
+        assert!(
+            action(r#"psql -c "CREATE ROLE r NOLOGIN PASSWORD 'x'""#).is_none(),
+            "NOLOGIN is not LOGIN"
+        );
         assert!(matches!(action("echo hi"), Some(Action::Noise(_))));
     }
 }

@@ -9,6 +9,7 @@ use crate::import::model::{Connection, EnvEntry, Step};
 use indexmap::IndexMap;
 use regex::Regex;
 use serde_norway::Value;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::LazyLock;
 use toml::Value as Toml;
@@ -74,27 +75,27 @@ impl Translator<'_> {
         }
         let mut env: IndexMap<String, String> = IndexMap::new();
         let mut lines = Vec::new();
+        let assigned = assigned_in(script);
         for line in script {
             if line.contains("docker ")
                 && (line.contains("docker exec") || line.contains("docker run"))
             {
-                self.note(file, format!("{job}: `{line}`"), "drives a Docker engine from inside the job: that reaches the engine outside orch's docker policy");
+                self.note(file, format!("{job}: `{}`", scrub(line)), "drives a Docker engine from inside the job: that reaches the engine outside orch's docker policy");
             }
-            // Inputs reach the shell as variables, never spliced into its text.
-            let line = INPUT_TEMPLATE
-                .replace_all(line, |c: &regex::Captures<'_>| {
-                    let var = format!("INPUT_{}", c[1].to_uppercase());
-                    env.insert(var.clone(), format!("${{{{ inputs.{} }}}}", &c[1]));
-                    format!("${{{var}}}")
-                })
-                .into_owned();
+            let line = inputs_as_variables(line, &mut env);
+            let line = self.withhold_passwords(file, job, &line, &mut env);
             for c in SHELL_VAR.captures_iter(&line) {
                 let var = c
                     .get(1)
                     .or(c.get(2))
                     .map(|m| m.as_str().to_string())
                     .unwrap_or_default();
-                if env.contains_key(&var) || variables.contains_key(&var) {
+                // The script's own variables, and lower-case ones (shell locals by custom;
+                // CI/CD variables are upper case), are not asked of `.env`.
+                let local = assigned.contains(&var)
+                    || var.chars().any(|c| c.is_ascii_lowercase())
+                    || WELL_KNOWN.contains(&var.as_str());
+                if local || env.contains_key(&var) || variables.contains_key(&var) {
                     continue;
                 }
                 let value = match var.as_str() {
@@ -105,7 +106,6 @@ impl Translator<'_> {
                         Some("${{ run.id }}".to_string())
                     }
                     "CI_PROJECT_NAME" => Some(dir_name(&self.root)),
-                    "ORCH_OUTPUT" | "HOME" | "PATH" | "PWD" | "USER" => None,
                     v if v.starts_with("CI_") || v.starts_with("GITLAB_") => {
                         self.note(
                             file,
@@ -126,6 +126,8 @@ impl Translator<'_> {
         for (k, v) in variables {
             let value = if is_secret(k, v) {
                 format!("${{{{ secrets.{k} }}}}")
+            } else if let Some(input) = self.variable_input(k, v) {
+                format!("${{{{ inputs.{input} }}}}")
             } else {
                 INPUT_TEMPLATE
                     .replace_all(v, "$${{ inputs.$1 }}")
@@ -157,6 +159,51 @@ impl Translator<'_> {
             with,
             ..Step::default()
         }
+    }
+
+    /// `line` with literal passwords (in a URL, or `PASSWORD '...'` in SQL) replaced by shell
+    /// variables read from secrets: the workflow never holds them.
+    fn withhold_passwords(
+        &mut self,
+        file: &str,
+        job: &str,
+        line: &str,
+        env: &mut IndexMap<String, String>,
+    ) -> String {
+        static URL_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+            Regex::new(r#"([A-Za-z][A-Za-z0-9+.-]*://[^/@\s:'"]+:)([^/@\s'"$]+)(@)"#)
+                .expect("valid regex")
+        });
+        static SQL_PASSWORD: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"(?i)(PASSWORD\s+')([^'$]+)(')").expect("valid regex"));
+        let mut out = line.to_string();
+        for (pattern, base) in [
+            (&*URL_PASSWORD, "URL_PASSWORD"),
+            (&*SQL_PASSWORD, "SQL_PASSWORD"),
+        ] {
+            while let Some(c) = pattern.captures(&out) {
+                let mut name = base.to_string();
+                let mut n = 2;
+                while env.contains_key(&name) || self.env.contains_key(&name) {
+                    name = format!("{base}_{n}");
+                    n += 1;
+                }
+                let whole = c.get(0).map_or(0..0, |m| m.range());
+                let replaced = format!("{}${{{name}}}{}", &c[1], &c[3]);
+                out.replace_range(whole, &replaced);
+                env.insert(name.clone(), format!("${{{{ secrets.{name} }}}}"));
+                self.need_env(
+                    &format!("${{{{ secrets.{name} }}}}"),
+                    &format!("a password job `{job}` had in its script"),
+                );
+                self.note(
+                    file,
+                    format!("{job}: a literal password"),
+                    format!("replaced by `${name}`, read from the secret `{name}`: set it in .env"),
+                );
+            }
+        }
+        out
     }
 
     /// A path of the repository as the workflow sees it: (guest path, `allow` grant).
@@ -223,7 +270,7 @@ impl Translator<'_> {
                 if !services.is_empty() {
                     self.note(
                         file,
-                        format!("{job}: `{line}`"),
+                        format!("{job}: `{}`", scrub(line)),
                         format!(
                             "`deploy` converges the whole project, not only {}",
                             services.join(", ")
@@ -299,7 +346,7 @@ impl Translator<'_> {
                                     pw
                                 } else {
                                     let name = format!("{}_PASSWORD", env_name(&user));
-                                    self.note(file, format!("{job}: `{line}`"), format!("a literal password was not copied; set `{name}` in .env"));
+                                    self.note(file, format!("{job}: `{}`", scrub(line)), format!("a literal password was not copied; set `{name}` in .env"));
                                     format!("${{{{secrets.{name}}}}}")
                                 };
                                 self.need_env(&pw, &format!("the password `{job}` sets"));
@@ -542,6 +589,98 @@ impl Translator<'_> {
     }
 }
 
+/// `line` with each `${{inputs.x}}` as the shell variable `$INPUT_X` (recorded in `env`):
+/// inputs reach the shell as values, never spliced into its text. Inside single quotes, where
+/// a shell expands nothing, the quotes are closed around it: `'"${INPUT_X}"'`.
+fn inputs_as_variables(line: &str, env: &mut IndexMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut quote: Option<char> = None;
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        if let Some(m) = INPUT_TEMPLATE
+            .captures(rest)
+            .filter(|m| m.get(0).is_some_and(|w| w.start() == 0))
+        {
+            let name = &m[1];
+            let var = format!("INPUT_{}", name.to_uppercase());
+            env.insert(var.clone(), format!("${{{{ inputs.{name} }}}}"));
+            if quote == Some('\'') {
+                out.push_str(&format!("'\"${{{var}}}\"'"));
+            } else {
+                out.push_str(&format!("${{{var}}}"));
+            }
+            rest = &rest[m[0].len()..];
+            continue;
+        }
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), _) if q == c => quote = None,
+            (None | Some('"'), '\\') => {
+                out.push(c);
+                rest = &rest[1..];
+                if let Some(next) = rest.chars().next() {
+                    out.push(next);
+                    rest = &rest[next.len_utf8()..];
+                }
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// Variables a shell or image sets itself, never asked of `.env`.
+const WELL_KNOWN: &[&str] = &[
+    "ORCH_OUTPUT",
+    "HOME",
+    "PATH",
+    "PWD",
+    "OLDPWD",
+    "USER",
+    "SHELL",
+    "HOSTNAME",
+    "TERM",
+    "LANG",
+    "IFS",
+    "RANDOM",
+    "SECONDS",
+    "LINENO",
+    "UID",
+    "EUID",
+    "PPID",
+    "TMPDIR",
+];
+
+/// Names a script assigns (`X=`, `export X=`, `for X in`, `read X`): its own, not the pipeline's.
+fn assigned_in(script: &[String]) -> BTreeSet<String> {
+    static ASSIGNED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:^|[\s;&|(])([A-Za-z_][A-Za-z0-9_]*)=|\bfor\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\b|\bread\s+(?:-\S+\s+)*([A-Za-z_][A-Za-z0-9_]*)")
+            .expect("valid regex")
+    });
+    script
+        .iter()
+        .flat_map(|line| ASSIGNED.captures_iter(line).collect::<Vec<_>>())
+        .filter_map(|c| {
+            c.get(1)
+                .or(c.get(2))
+                .or(c.get(3))
+                .map(|m| m.as_str().to_string())
+        })
+        .collect()
+}
+
+/// `line` with literal passwords (in URLs, `PASSWORD '...'`) shown as `***`, for the report.
+pub(super) fn scrub(line: &str) -> String {
+    static PASSWORDS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"(?i)([A-Za-z][A-Za-z0-9+.-]*://[^/@\s:'"]+:|PASSWORD\s+')([^/@\s'"$]+)"#)
+            .expect("valid regex")
+    });
+    PASSWORDS.replace_all(line, "${1}***").into_owned()
+}
+
 /// `${{inputs.x}}` as written in the workflow: `${{ inputs.x }}`.
 pub(crate) fn pretty(text: &str) -> String {
     static TEMPLATE: LazyLock<Regex> =
@@ -621,4 +760,33 @@ fn compose_facts(path: &Path) -> (Vec<String>, Option<String>) {
     }
     let name = doc.get("name").and_then(Value::as_str).map(str::to_string);
     (images, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_reach_the_shell_as_variables_whatever_the_quoting() {
+        let mut env = IndexMap::new();
+        let line = inputs_as_variables(
+            r#"curl -d '{"n":"${{inputs.n}}"}' "$URL/${{inputs.path}}" x\'${{inputs.n}}"#,
+            &mut env,
+        );
+        assert_eq!(
+            line,
+            r#"curl -d '{"n":"'"${INPUT_N}"'"}' "$URL/${INPUT_PATH}" x\'${INPUT_N}"#
+        );
+        assert_eq!(env["INPUT_N"], "${{ inputs.n }}");
+        assert_eq!(env["INPUT_PATH"], "${{ inputs.path }}");
+    }
+
+    #[test]
+    fn passwords_are_never_quoted_in_the_report() {
+        assert_eq!(
+            scrub(r#"psql "postgres://app:s3cr3t@db/x" -c "ALTER USER a PASSWORD 'hunter2'""#),
+            r#"psql "postgres://app:***@db/x" -c "ALTER USER a PASSWORD '***'""#
+        );
+        assert_eq!(scrub("echo $PASSWORD"), "echo $PASSWORD");
+    }
 }

@@ -5,9 +5,10 @@
 use super::load::{self, Job, Pipeline, lines, one_line, scalar, variable};
 use super::rules::{self, Var};
 use super::shell::{self, Action};
+use super::steps::scrub;
 use super::{template_to_cel, templates_in};
 use crate::import::model::{Connection, EnvEntry, Input, Step, Workflow};
-use crate::import::{Imported, JobRow, Note, Options};
+use crate::import::{ImportError, Imported, JobRow, Note, Options};
 use indexmap::{IndexMap, IndexSet};
 use regex::Regex;
 use serde_norway::Value;
@@ -108,8 +109,10 @@ fn unsupported(key: &str) -> Option<&'static str> {
 }
 
 /// Translate the pipeline into workflows.
-pub(crate) fn translate(pipeline: Pipeline, options: &Options) -> Imported {
+pub(crate) fn translate(pipeline: Pipeline, options: &Options) -> Result<Imported, ImportError> {
+    let variable_inputs = variable_inputs(&pipeline);
     let mut t = Translator {
+        variable_inputs,
         options,
         root: pipeline.root.clone(),
         notes: pipeline.notes.clone(),
@@ -147,6 +150,9 @@ pub(super) struct Translator<'a> {
     jobs: IndexMap<String, Translated>,
     /// The variables of the job being translated (global ones included).
     pub(super) job_variables: IndexMap<String, String>,
+    /// Pipeline variables a rule reads, as inputs (variable → input name), so that a run can
+    /// set them as a pipeline run could.
+    pub(super) variable_inputs: IndexMap<String, String>,
     /// Credentials already reported as not copied.
     pub(super) withheld: BTreeSet<String>,
 }
@@ -221,17 +227,19 @@ impl Translator<'_> {
             return None;
         }
         let stage_name = get("stage").map(scalar).unwrap_or_else(|| "test".into());
+        // `.pre` before every stage, `.post` after.
+        let last = self.pipeline.stages.len() + 1;
         let stage = match self.pipeline.stages.iter().position(|s| *s == stage_name) {
-            Some(i) => i,
+            Some(i) => i + 1,
             None if stage_name == ".pre" => 0,
-            None if stage_name == ".post" => self.pipeline.stages.len(),
+            None if stage_name == ".post" => last,
             None => {
                 self.note(
                     &file,
                     format!("{name}.stage: {stage_name}"),
                     "not in `stages`; placed last",
                 );
-                self.pipeline.stages.len()
+                last
             }
         };
         let variables = self.variables(&file, &name, get("variables"));
@@ -249,7 +257,16 @@ impl Translator<'_> {
                 condition = Some(manual_gate.clone());
                 gate_used = true;
             }
-            Some(w @ ("on_failure" | "always" | "delayed")) => {
+            Some("on_failure") => {
+                // Translated, it would run on every green run (a rollback, a page).
+                self.rows.push(JobRow::new(
+                    &name,
+                    &file,
+                    "not translated (`when: on_failure`: orch runs no step because another failed)",
+                ));
+                return None;
+            }
+            Some(w @ ("always" | "delayed")) => {
                 self.note(
                     &file,
                     format!("{name}.when: {w}"),
@@ -363,7 +380,7 @@ impl Translator<'_> {
         for (line, why) in dropped {
             self.note(
                 &file,
-                format!("{name}: `{line}`"),
+                format!("{name}: `{}`", scrub(&line)),
                 format!("dropped: it {why}"),
             );
         }
@@ -430,8 +447,12 @@ impl Translator<'_> {
                     .filter_map(|n| match n {
                         Value::String(s) => Some(s.clone()),
                         Value::Mapping(m) => match m.get("job") {
-                            Some(job) => Some(scalar(job)),
-                            None => {
+                            Some(job)
+                                if m.get("project").is_none() && m.get("pipeline").is_none() =>
+                            {
+                                Some(scalar(job))
+                            }
+                            _ => {
                                 self.note(
                                     &file,
                                     format!("{name}.needs: {}", one_line(n)),
@@ -519,6 +540,9 @@ impl Translator<'_> {
             if is_secret(name, value) {
                 return Var::Cel(format!("secrets.{name}"));
             }
+            if let Some(input) = self.variable_input(name, value) {
+                return Var::Cel(format!("inputs.{input}"));
+            }
             return Var::Cel(template_to_cel(value));
         }
         match name {
@@ -540,11 +564,22 @@ impl Translator<'_> {
     fn shell_value(&self, name: &str, variables: &IndexMap<String, String>) -> Option<String> {
         match variables.get(name) {
             Some(value) if is_secret(name, value) => Some(format!("${{{{secrets.{name}}}}}")),
+            Some(value) if self.variable_input(name, value).is_some() => {
+                let input = self.variable_input(name, value).unwrap_or_default();
+                Some(format!("${{{{inputs.{input}}}}}"))
+            }
             Some(value) => Some(value.clone()),
             None if name.starts_with("CI_") || name.starts_with("GITLAB_") || name == "CI" => None,
             None if SECRET_NAME.is_match(name) => Some(format!("${{{{secrets.{name}}}}}")),
             None => Some(format!("${{{{env.{name}}}}}")),
         }
+    }
+
+    /// The input standing for pipeline variable `name`, if a rule reads it and the job has not
+    /// set it to `value` of its own.
+    pub(super) fn variable_input(&self, name: &str, value: &str) -> Option<&str> {
+        let input = self.variable_inputs.get(name)?;
+        (self.pipeline.variables.get(name).map(String::as_str) == Some(value)).then_some(input)
     }
 
     /// Record what `.env` must define for a template in the output.
@@ -562,7 +597,7 @@ impl Translator<'_> {
     }
 
     /// Needs, workflows, and the report.
-    fn finish(mut self) -> Imported {
+    fn finish(mut self) -> Result<Imported, ImportError> {
         // Stage order: a job without `needs` waits for every job of the earlier stages.
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         let last_step = |t: &Translated| t.steps.last().map(|s| s.id.clone());
@@ -596,6 +631,12 @@ impl Translator<'_> {
                 format!("{name}.needs: {n}"),
                 "that job was not translated (see above); the need was dropped",
             );
+        }
+        if let Some(cycle) = needs_cycle(&needs_of) {
+            return Err(ImportError::Invalid {
+                file: self.pipeline.files.first().cloned().unwrap_or_default(),
+                message: format!("the jobs' `needs` form a cycle: {cycle}; GitLab refuses it too"),
+            });
         }
         let reduced = transitive_reduction(&needs_of);
         // Group into workflows.
@@ -679,9 +720,24 @@ impl Translator<'_> {
                 .pipeline
                 .inputs
                 .iter()
-                .filter(|i| !self.options.split || used.contains(&i.name))
+                .filter(|i| !self.options.split || used.contains(&i.orch_name()))
                 .map(input)
                 .collect();
+            inputs.extend(
+                self.variable_inputs
+                    .iter()
+                    .filter(|(_, i)| used.contains(*i))
+                    .map(|(var, name)| Input {
+                        name: name.clone(),
+                        kind: "string".into(),
+                        default: self.pipeline.variables.get(var).cloned().map(Toml::String),
+                        description: Some(format!(
+                            "GitLab variable `{var}` (rules read it; a run may set it)"
+                        )),
+                        options: vec![],
+                        regex: None,
+                    }),
+            );
             inputs.extend(
                 self.manual_inputs
                     .iter()
@@ -701,15 +757,78 @@ impl Translator<'_> {
             });
         }
         let env: Vec<EnvEntry> = self.env.into_values().collect();
-        Imported {
+        Ok(Imported {
             source: self.pipeline.files.first().cloned().unwrap_or_default(),
             files_read: self.pipeline.files,
             workflows,
             env,
             rows: self.rows,
             notes: self.notes,
+        })
+    }
+}
+
+/// Pipeline variables (not credentials, not templates) that some job's rules read: each an
+/// input named like it (lower case), defaulting to its value.
+fn variable_inputs(pipeline: &Pipeline) -> IndexMap<String, String> {
+    let mut read = BTreeSet::new();
+    for job in &pipeline.jobs {
+        let rules = job.body.get("rules").and_then(Value::as_sequence);
+        for rule in rules.into_iter().flatten() {
+            if let Some(text) = rule.get("if").and_then(Value::as_str) {
+                for c in SHELL_VAR.captures_iter(text) {
+                    read.insert(c.get(1).or(c.get(2)).map_or("", |m| m.as_str()).to_string());
+                }
+            }
         }
     }
+    let taken: BTreeSet<String> = pipeline.inputs.iter().map(|i| i.orch_name()).collect();
+    pipeline
+        .variables
+        .iter()
+        .filter(|(k, v)| read.contains(*k) && !is_secret(k, v) && !v.contains("${{"))
+        .map(|(k, _)| {
+            let lower = k.to_lowercase();
+            let name = if taken.contains(&lower) {
+                format!("var_{lower}")
+            } else {
+                lower
+            };
+            (k.clone(), name)
+        })
+        .collect()
+}
+
+/// A cycle in `needs`, as `a -> b -> a`, if there is one.
+fn needs_cycle(needs: &IndexMap<String, Vec<String>>) -> Option<String> {
+    fn visit(
+        n: &str,
+        needs: &IndexMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<String> {
+        if let Some(at) = path.iter().position(|p| p == n) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(n.to_string());
+            return Some(cycle.join(" -> "));
+        }
+        if done.contains(n) {
+            return None;
+        }
+        path.push(n.to_string());
+        for m in needs.get(n).into_iter().flatten() {
+            if let Some(cycle) = visit(m, needs, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(n.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    needs
+        .keys()
+        .find_map(|n| visit(n, needs, &mut Vec::new(), &mut done))
 }
 
 /// Drop the needs implied by other needs.
@@ -766,7 +885,7 @@ fn input(i: &load::SpecInput) -> Input {
         }
     };
     Input {
-        name: i.name.clone(),
+        name: i.orch_name(),
         kind: i.kind.clone(),
         default: i.default.as_ref().and_then(toml),
         description: i.description.clone(),
