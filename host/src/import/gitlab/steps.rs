@@ -264,6 +264,12 @@ impl Translator<'_> {
                 });
                 let compose_path = self.root.join(&compose);
                 let (images, name) = compose_facts(&compose_path);
+                if images.iter().any(|i| i == "*") {
+                    self.note(file, format!("{job}: {compose}"), "an image is set by a variable with no default: the docker connection allows any image (`*`); narrow its `images`");
+                }
+                if !compose_path.is_file() {
+                    self.note(file, format!("{job}: {compose}"), "not found beside the pipeline: the connection's `images` is empty until you list the compose file's images");
+                }
                 let project = project
                     .or(name)
                     .unwrap_or_else(|| dir_name(compose_path.parent().unwrap_or(&self.root)));
