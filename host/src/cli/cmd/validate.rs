@@ -15,7 +15,8 @@ pub(super) async fn validate(settings: &Settings, files: &[PathBuf]) -> Result<(
         match check(settings, &runtime, file).await {
             Ok((steps, labels)) => {
                 if !settings.json {
-                    println!("ok: {} ({steps} steps)", file.display());
+                    let noun = if steps == 1 { "step" } else { "steps" };
+                    println!("ok: {} ({steps} {noun})", file.display());
                 }
                 routed.extend(labels);
             }

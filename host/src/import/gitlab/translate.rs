@@ -756,6 +756,20 @@ impl Translator<'_> {
                 steps,
             });
         }
+        let root = self.pipeline.files.first().cloned().unwrap_or_default();
+        for (var, input) in &self.variable_inputs {
+            let value = self
+                .pipeline
+                .variables
+                .get(var)
+                .cloned()
+                .unwrap_or_default();
+            self.notes.push(Note::at(
+                &root,
+                format!("variables.{var}"),
+                format!("a rule reads it: it became the input `{input}` (default `{value}`), which a run may set, as a pipeline run could"),
+            ));
+        }
         let env: Vec<EnvEntry> = self.env.into_values().collect();
         Ok(Imported {
             source: self.pipeline.files.first().cloned().unwrap_or_default(),
