@@ -76,11 +76,21 @@ async fn warn_unserved_labels(settings: &Settings, routed: &[Routed]) {
     let Ok(workers) = store.workers(crate::store::now_ms() - day).await else {
         return;
     };
+    // One warning per file and label set, naming its steps.
+    let mut groups: Vec<(&Routed, Vec<&str>)> = Vec::new();
     for r in routed {
-        let fits = workers.iter().any(|w| w.can_run(&r.labels));
-        if fits {
+        if workers.iter().any(|w| w.can_run(&r.labels)) {
             continue;
         }
+        match groups
+            .iter_mut()
+            .find(|(g, _)| g.file == r.file && g.labels == r.labels)
+        {
+            Some((_, steps)) => steps.push(&r.step),
+            None => groups.push((r, vec![&r.step])),
+        }
+    }
+    for (r, steps) in groups {
         let seen: std::collections::BTreeSet<&str> = workers
             .iter()
             .flat_map(|w| w.labels.iter().map(String::as_str))
@@ -96,11 +106,14 @@ async fn warn_unserved_labels(settings: &Settings, routed: &[Routed]) {
         } else {
             format!("no worker had `{}`", missing.join("`, `"))
         };
+        let who = match steps.len() {
+            1 => format!("step `{}` runs", steps[0]),
+            _ => format!("steps `{}` run", steps.join("`, `")),
+        };
         eprintln!(
-            "warning: {}: step `{}` runs on `{}`, but {what} in the last day ({} workers seen): \
+            "warning: {}: {who} on `{}`, but {what} in the last day ({} workers seen): \
              it will wait until one runs, e.g. `orch serve --worker-labels {}`",
             r.file.display(),
-            r.step,
             r.labels.join("`, `"),
             workers.len(),
             r.labels.join(",")
