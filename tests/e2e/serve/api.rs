@@ -427,3 +427,61 @@ fn serve_refuses_a_plugin_that_differs_from_the_lock() {
         "{rejected}"
     );
 }
+
+/// Containers of workflow `workflow`'s `docker` connection on the test podman engine.
+fn job_containers(workflow: &str) -> Vec<String> {
+    crate::docker::block(async {
+        let docker = crate::docker::engine();
+        let owner = format!("orch.connection={workflow}/docker");
+        let options = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(std::collections::HashMap::from([(
+                "label".to_string(),
+                vec![owner],
+            )])),
+            ..Default::default()
+        };
+        crate::docker::settled(|| docker.list_containers(Some(options.clone())))
+            .await
+            .into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .collect()
+    })
+}
+
+#[test]
+fn cancelling_a_run_removes_its_running_container_job() {
+    let orch = Orch::new();
+    let workflow = crate::harness::unique("ctr-cancel").replace('_', "-");
+    workflows_dir(
+        &orch,
+        &[(
+            "job.toml",
+            &format!(
+                "name = \"{workflow}\"\n[connections.docker]\nkind = \"docker\"\nhost = \"${{{{ env.DOCKER_HOST }}}}\"\nimages = [\"localhost/*\"]\n[steps.long]\nplugin = \"container\"\nallow = [\"docker\"]\nwith = {{ connection = \"docker\", image = \"{}\", script = [\"echo started\", \"sleep 300\"] }}\n",
+                crate::docker::image()
+            ),
+        )],
+    );
+    let tok = token(&orch, "t");
+    let server = Serve::start_with(
+        &orch,
+        &[],
+        &[("DOCKER_HOST", &crate::docker::docker_host())],
+    );
+    let id = trigger_run(&server, &tok, &workflow);
+    wait_for(Duration::from_secs(60), "the job container", || {
+        (!job_containers(&workflow).is_empty()).then_some(())
+    });
+    let cancel = post_json(
+        &server.url(&format!("/api/v1/runs/{id}/cancel")),
+        Some(&tok),
+        &json!({}),
+    );
+    assert_eq!(cancel.status, 202, "{}", cancel.body);
+    wait_run_status(&orch, &id, "cancelled", Duration::from_secs(30));
+    // Removed by the host when the cancelled step dropped its engine handle.
+    wait_for(Duration::from_secs(30), "the job container to go", || {
+        job_containers(&workflow).is_empty().then_some(())
+    });
+}
