@@ -9,8 +9,8 @@
 mod output;
 mod script;
 
-use orch_sdk::docker::{self, ContainerSpec, Mount, MountKind, NetworkAttachment, PullPolicy};
-use orch_sdk::{ChangeKind, Cx, Step, StepError};
+use orch_sdk::docker::{self, ContainerSpec, Mount, MountKind, NetworkAttachment};
+use orch_sdk::{ChangeKind, Cx, Pull, Step, StepError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -68,16 +68,6 @@ struct Config {
     pull: Pull,
 }
 
-/// Mirrors the host's pull policy so that the schema lists the choices.
-#[derive(Deserialize, schemars::JsonSchema, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum Pull {
-    #[default]
-    Missing,
-    Always,
-    Never,
-}
-
 fn default_mount_at() -> String {
     "/work".into()
 }
@@ -104,12 +94,7 @@ impl Step for Container {
             return Ok(());
         }
         orch_sdk::log::info(format!("running `{}`: {what}", config.image));
-        let pull = match config.pull {
-            Pull::Missing => PullPolicy::Missing,
-            Pull::Always => PullPolicy::Always,
-            Pull::Never => PullPolicy::Never,
-        };
-        engine.ensure_image(&config.image, pull)?;
+        engine.ensure_image(&config.image, config.pull.into())?;
         let id = engine.create_job(&spec)?;
         let timeout = config.timeout_secs.map(Duration::from_secs);
         let finished = run(&engine, &id, timeout).and_then(|(code, tail)| {

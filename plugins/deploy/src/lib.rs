@@ -40,8 +40,8 @@ pub mod fuzz {
     }
 }
 
-use orch_sdk::docker::{self, PullPolicy};
-use orch_sdk::{Cx, Step, StepError};
+use orch_sdk::docker;
+use orch_sdk::{Cx, Pull, Step, StepError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -80,16 +80,6 @@ struct Config {
     #[serde(default = "default_timeout")]
     #[schemars(range(min = 1))]
     timeout_secs: u32,
-}
-
-/// Mirrors the host's pull policy so that the schema lists the choices.
-#[derive(Deserialize, serde::Serialize, schemars::JsonSchema, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum Pull {
-    #[default]
-    Missing,
-    Always,
-    Never,
 }
 
 fn default_timeout() -> u32 {
@@ -132,11 +122,7 @@ impl Step for Deploy {
             ));
         }
         let options = converge::Options {
-            pull: match config.pull {
-                Pull::Missing => PullPolicy::Missing,
-                Pull::Always => PullPolicy::Always,
-                Pull::Never => PullPolicy::Never,
-            },
+            pull: config.pull.into(),
             remove_orphans: config.remove_orphans,
             timeout: Duration::from_secs(u64::from(config.timeout_secs)),
         };

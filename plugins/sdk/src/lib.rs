@@ -343,6 +343,33 @@ impl From<kafka::Error> for StepError {
     }
 }
 
+/// When to pull an image, as a step's `with` says it (`"missing"`, the default, `"always"` or
+/// `"never"`): the host's [`docker::PullPolicy`] with a schema that lists the choices.
+#[derive(
+    serde::Deserialize, serde::Serialize, schemars::JsonSchema, Default, Clone, Copy, Debug,
+)]
+#[serde(rename_all = "lowercase")]
+#[allow(
+    missing_docs,
+    reason = "documented on the type; variant docs would change the schema"
+)]
+pub enum Pull {
+    #[default]
+    Missing,
+    Always,
+    Never,
+}
+
+impl From<Pull> for docker::PullPolicy {
+    fn from(pull: Pull) -> Self {
+        match pull {
+            Pull::Missing => docker::PullPolicy::Missing,
+            Pull::Always => docker::PullPolicy::Always,
+            Pull::Never => docker::PullPolicy::Never,
+        }
+    }
+}
+
 impl From<docker::Error> for StepError {
     /// An unreachable engine is retryable; denials, missing objects and refusals are not.
     fn from(e: docker::Error) -> Self {
