@@ -64,11 +64,7 @@ impl Translator<'_> {
         };
         self.docker_connection(connections, Some(&image));
         if let Some(c) = connections.get_mut("docker") {
-            let repo = self
-                .root
-                .canonicalize()
-                .unwrap_or_else(|_| self.root.clone());
-            let repo = repo.display().to_string();
+            let repo = self.root.display().to_string();
             if !c.bind_paths.contains(&repo) {
                 c.bind_paths.push(repo);
             }
@@ -208,17 +204,8 @@ impl Translator<'_> {
 
     /// A path of the repository as the workflow sees it: (guest path, `allow` grant).
     pub(super) fn guest(&self, repo_relative: &str) -> (String, String) {
-        let repo = self
-            .root
-            .canonicalize()
-            .unwrap_or_else(|_| self.root.clone());
-        let target = normalize(&repo.join(repo_relative));
-        let out = self
-            .options
-            .out
-            .canonicalize()
-            .unwrap_or_else(|_| self.options.out.clone());
-        match target.strip_prefix(&out) {
+        let target = normalize(&self.root.join(repo_relative));
+        match target.strip_prefix(&self.out) {
             Ok(rel) if rel.as_os_str().is_empty() => (".".into(), "./".into()),
             Ok(rel) => (rel.display().to_string(), format!("./{}", rel.display())),
             Err(_) => (target.display().to_string(), target.display().to_string()),

@@ -114,7 +114,15 @@ pub(crate) fn translate(pipeline: Pipeline, options: &Options) -> Result<Importe
     let mut t = Translator {
         variable_inputs,
         options,
-        root: pipeline.root.clone(),
+        // Resolved once: every path written is derived from these two.
+        root: pipeline
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| pipeline.root.clone()),
+        out: options
+            .out
+            .canonicalize()
+            .unwrap_or_else(|_| options.out.clone()),
         notes: pipeline.notes.clone(),
         rows: Vec::new(),
         env: IndexMap::new(),
@@ -141,7 +149,10 @@ struct Translated {
 
 pub(super) struct Translator<'a> {
     pub(super) options: &'a Options,
+    /// The pipeline's directory, resolved.
     pub(super) root: std::path::PathBuf,
+    /// The output directory, resolved if it exists already.
+    pub(super) out: std::path::PathBuf,
     pub(super) pipeline: Pipeline,
     pub(super) notes: Vec<Note>,
     pub(super) rows: Vec<JobRow>,
@@ -564,8 +575,7 @@ impl Translator<'_> {
     fn shell_value(&self, name: &str, variables: &IndexMap<String, String>) -> Option<String> {
         match variables.get(name) {
             Some(value) if is_secret(name, value) => Some(format!("${{{{secrets.{name}}}}}")),
-            Some(value) if self.variable_input(name, value).is_some() => {
-                let input = self.variable_input(name, value).unwrap_or_default();
+            Some(value) if let Some(input) = self.variable_input(name, value) => {
                 Some(format!("${{{{inputs.{input}}}}}"))
             }
             Some(value) => Some(value.clone()),
