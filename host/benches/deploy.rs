@@ -250,7 +250,7 @@ fn jobs(rt: &tokio::runtime::Runtime, host: &str, image: &str) -> anyhow::Result
 }
 
 fn main() -> anyhow::Result<()> {
-    orch::alloc::keep_freed_pages_mapped();
+    orch::alloc::configure();
     let host = std::env::var("ORCH_TEST_DOCKER_HOST").expect(
         "ORCH_TEST_DOCKER_HOST: run `bash tests/services.sh start` and source its env file",
     );

@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 mod common;
 use common::median;
 
+// The allocator and settings of the `orch` binary, so the bench measures what the CLI runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn p(v: &[Duration], q: f64) -> Duration {
     let mut v = v.to_vec();
     v.sort();
@@ -98,6 +102,7 @@ async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duratio
 }
 
 fn main() -> anyhow::Result<()> {
+    orch::alloc::configure();
     let tmp = tempfile::tempdir()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -107,7 +107,7 @@ async fn serve() -> anyhow::Result<u16> {
 }
 
 fn main() -> anyhow::Result<()> {
-    orch::alloc::keep_freed_pages_mapped();
+    orch::alloc::configure();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

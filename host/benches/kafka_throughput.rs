@@ -136,7 +136,7 @@ async fn natively(bootstrap: &str, topic: &str) -> anyhow::Result<(Duration, Dur
 }
 
 fn main() -> anyhow::Result<()> {
-    orch::alloc::keep_freed_pages_mapped();
+    orch::alloc::configure();
     let bootstrap = std::env::var("ORCH_TEST_KAFKA")
         .expect("ORCH_TEST_KAFKA: run `bash tests/services.sh start` and source its env file");
     let records: Vec<serde_json::Value> = (0..RECORDS)

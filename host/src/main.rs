@@ -6,7 +6,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    orch::alloc::keep_freed_pages_mapped();
+    orch::alloc::configure();
     // The compile child (`Runtime::compile_in_child`), not a command for people.
     if std::env::args_os().nth(1).is_some_and(|a| a == "__compile") {
         return orch::compile_child();

@@ -5,6 +5,7 @@ use crate::executor::{Event, Observer};
 use crate::store::StepStatus;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,12 +26,16 @@ impl TerminalObserver {
         Self { bars }
     }
 
-    fn line(&self, text: String) {
+    fn line(&self, mut text: String) {
         match &self.bars {
             Some((multi, _)) => {
                 let _ = multi.println(text);
             }
-            None => eprintln!("{text}"),
+            // One write per line (`eprintln!` makes one per piece: stderr is unbuffered).
+            None => {
+                text.push('\n');
+                let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            }
         }
     }
 
@@ -70,8 +75,8 @@ impl Observer for TerminalObserver {
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(step.clone(), bar);
                 }
-                None if *attempt > 1 => eprintln!("▶ {step} (attempt {attempt})"),
-                None => eprintln!("▶ {step}"),
+                None if *attempt > 1 => self.line(format!("▶ {step} (attempt {attempt})")),
+                None => self.line(format!("▶ {step}")),
             },
             Event::StepLog {
                 step,

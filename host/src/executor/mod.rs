@@ -373,6 +373,13 @@ impl<'a> Finished<'a> {
 impl RunShared {
     /// A step reached its final state: publish it to later expressions and observers.
     fn conclude(&self, step: Finished<'_>) -> StepReport {
+        let report = self.publish(step);
+        self.announce(&report);
+        report
+    }
+
+    /// Make a step's outcome what later steps' expressions read.
+    fn publish(&self, step: Finished<'_>) -> StepReport {
         let Finished {
             id,
             status,
@@ -389,12 +396,6 @@ impl RunShared {
                 id.to_string(),
                 json!({"status": status.as_str(), "outputs": real_outputs}),
             );
-        self.channel.observer.event(&Event::StepFinished {
-            step: id.to_string(),
-            status,
-            duration,
-            error: error.clone(),
-        });
         StepReport {
             id: id.to_string(),
             status,
@@ -403,5 +404,15 @@ impl RunShared {
             error,
             outputs: masked_outputs,
         }
+    }
+
+    /// Tell observers a step finished (once its end is recorded).
+    fn announce(&self, report: &StepReport) {
+        self.channel.observer.event(&Event::StepFinished {
+            step: report.id.clone(),
+            status: report.status,
+            duration: report.duration,
+            error: report.error.clone(),
+        });
     }
 }

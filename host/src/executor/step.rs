@@ -3,11 +3,11 @@
 
 use super::outputs::{collect_outputs, recordable_outputs, store_secret_outputs};
 use super::sink::StepEvents;
-use super::{Event, ExecError, Finished, RunShared, StepReport};
+use super::{Event, ExecError, RunShared};
 use crate::capability::{Denial, Granter, LogLevel, Masker, StepSink};
 use crate::resolve::ResolvedPlugin;
 use crate::runtime::{Fault, Invocation, StepContext};
-use crate::store::{StepEnd, StepStatus};
+use crate::store::{StepEnd, StepStatus, StepWrite};
 use crate::workflow::expr::Scope;
 use crate::workflow::{Step, StepsRead};
 use serde_json::{Map, Value as Json, json};
@@ -271,34 +271,35 @@ pub(super) fn announce_retry(
     });
 }
 
-/// Run one step to its end: prepare it, then attempts with retries.
-pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport, ExecError> {
-    let step = &shared.workflow.steps[id];
+/// A step whose first attempt the walk recorded as started: the attempts it ran and how the
+/// last one ended, not yet recorded (the walk records it with the other changes ready then).
+pub(super) struct Ran {
+    pub node: crate::dag::Node,
+    pub attempt: u32,
+    pub end: AttemptEnd,
+    pub used: Vec<String>,
+    pub duration: std::time::Duration,
+}
+
+/// Run a prepared step's attempts until one is final. A retried attempt's end and the next
+/// one's start are recorded here, each before what follows it.
+pub(super) async fn run_prepared(
+    shared: &RunShared,
+    node: crate::dag::Node,
+    config: String,
+    mut attempt: u32,
+) -> Result<Ran, ExecError> {
     let started = Instant::now();
-    let masker = &shared.channel.masker;
+    let id = shared.workflow.dag.id(node);
+    let step = &shared.workflow.steps[id];
     let resolved = shared
         .workflow
         .plugin(id)
         .ok_or_else(|| ExecError::Internal(format!("step `{id}` has no resolved plugin")))?;
-    let config = match prepare_step(step, resolved, &scope_for(shared, step), masker) {
-        Ok(Prepared::Config(config)) => config,
-        Ok(Prepared::Skipped) => {
-            return finish_without_running(shared, step, StepStatus::Skipped, None).await;
-        }
-        Err(error) => {
-            return finish_without_running(shared, step, StepStatus::Failed, Some(error)).await;
-        }
-    };
     let events = Arc::new(StepEvents::new(shared.channel.clone(), id));
     let granter = Arc::new(Granter::new(id, step.allow.clone()));
-    let plugin_name = step.plugin.to_string();
-    let run = shared.run_id.as_str();
-    let mut attempt = shared.next_attempt.get(id).copied().unwrap_or(1);
+    let plugin = step.plugin.to_string();
     loop {
-        shared
-            .store
-            .start_step(run, id, attempt, &plugin_name, StepStatus::Running)
-            .await?;
         let of = AttemptOf {
             step,
             plugin: resolved,
@@ -308,68 +309,42 @@ pub(super) async fn run_step(shared: &RunShared, id: &str) -> Result<StepReport,
             attempt,
         };
         let (end, used) = run_attempt(shared, &of).await;
-        if !used.is_empty() {
-            shared.store.grants_used(run, id, &used).await?;
-        }
+        let AttemptEnd::Fault {
+            message,
+            retry: true,
+            ..
+        } = &end
+        else {
+            return Ok(Ran {
+                node,
+                attempt,
+                end,
+                used,
+                duration: started.elapsed(),
+            });
+        };
+        let retried = StepWrite::End {
+            step: id,
+            attempt,
+            plugin: &plugin,
+            end: end.record(),
+            used: &used,
+        };
         shared
             .store
-            .finish_step(run, id, attempt, end.record())
+            .record_steps(&shared.run_id, &[retried])
             .await?;
-        match end {
-            AttemptEnd::Returned {
-                status,
-                real,
-                masked,
-                error,
-                ..
-            } => {
-                return Ok(shared.conclude(Finished {
-                    id,
-                    status,
-                    real_outputs: real,
-                    masked_outputs: masked,
-                    attempts: attempt,
-                    duration: started.elapsed(),
-                    error,
-                }));
-            }
-            AttemptEnd::Fault { message, retry, .. } => {
-                if !retry {
-                    return Ok(shared.conclude(Finished {
-                        attempts: attempt,
-                        duration: started.elapsed(),
-                        ..Finished::without_outputs(id, StepStatus::Failed, Some(message))
-                    }));
-                }
-                let delay = step.retry.delay_before(attempt + 1);
-                announce_retry(shared, &events, id, attempt, &message, delay);
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-        }
+        let delay = step.retry.delay_before(attempt + 1);
+        announce_retry(shared, &events, id, attempt, message, delay);
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+        let next = StepWrite::Start {
+            step: id,
+            attempt,
+            plugin: &plugin,
+        };
+        shared.store.record_steps(&shared.run_id, &[next]).await?;
     }
-}
-
-/// Record a step decided without calling its plugin (skipped, failed before it started,
-/// upstream-failed) as attempt 0.
-pub(super) async fn finish_without_running(
-    shared: &RunShared,
-    step: &Step,
-    status: StepStatus,
-    error: Option<String>,
-) -> Result<StepReport, ExecError> {
-    let plugin = step.plugin.to_string();
-    let (run, id) = (&shared.run_id, &step.id);
-    shared.store.start_step(run, id, 0, &plugin, status).await?;
-    let end = StepEnd {
-        status,
-        resumable: false,
-        outputs: None,
-        error: error.as_deref(),
-        error_kind: None,
-    };
-    shared.store.finish_step(run, id, 0, end).await?;
-    Ok(shared.conclude(Finished::without_outputs(id, status, error)))
 }
 
 /// A step's error masked: the host's own words about it (a denial) with what the step could

@@ -24,8 +24,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
@@ -41,6 +42,14 @@ const COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_HOSTCALL_BYTES: usize = 128 << 20;
 /// How long a plugin may take to start and describe itself (`orch validate`, serve's load check).
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Plugin instances alive at once in one process; a step past this waits for a slot. The
+/// pooling allocator reserves (address space only) this many sandboxes when the runtime starts
+/// and reuses them, so a step maps, faults in and unmaps no memory, tables or fiber stack:
+/// that was most of a no-op step's kernel time (BENCHMARKS.md, "The engine at the floor").
+const INSTANCE_SLOTS: u32 = 256;
+/// Bytes of a reused linear memory that are zeroed in place rather than given back to the
+/// kernel and faulted in again (a Rust plugin's stack and data fit).
+const KEEP_RESIDENT: usize = 2 << 20;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +206,33 @@ fn engine_config() -> Config {
     wasm
 }
 
+/// The pool of sandboxes the runtime reuses. The compile child keeps the default on-demand
+/// allocator: the pool reserves terabytes of address space, which its `RLIMIT_AS` refuses, and
+/// allocation does not change compiled code, so what it compiles loads here.
+fn pooled(mut config: Config) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(INSTANCE_SLOTS)
+        // A Rust component is ~3 core instances, a componentize-py one ~10.
+        .total_core_instances(INSTANCE_SLOTS * 16)
+        .total_memories(INSTANCE_SLOTS * 2)
+        .total_tables(INSTANCE_SLOTS * 4)
+        .total_stacks(INSTANCE_SLOTS)
+        .max_tables_per_module(4)
+        .max_memories_per_module(1)
+        // wasm32's own ceiling; a step's `limits.memory` is enforced below it by `MemoryCap`.
+        .max_memory_size(4 << 30)
+        .table_elements(1 << 17)
+        .max_core_instance_size(16 << 20)
+        .max_component_instance_size(16 << 20)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(64 << 10)
+        // Linux 6.7+: reset only the pages a step dirtied, in place.
+        .pagemap_scan(wasmtime::Enabled::Auto);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
 /// Settings of the runtime.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
@@ -210,6 +246,8 @@ pub struct Runtime {
     linker: Linker<StepState>,
     cache: ComponentCache,
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
+    /// One permit per pooled sandbox: a step waits here rather than fail when all are in use.
+    slots: Arc<Semaphore>,
     ticker_stop: Arc<AtomicBool>,
     /// The `orch` binary that compiles in a child process (`load_async`); `None`: in process.
     compiler: Option<PathBuf>,
@@ -224,7 +262,7 @@ impl Drop for Runtime {
 impl Runtime {
     /// Build the engine (epoch interruption + fuel) and the linker (every host interface).
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config())?;
+        let engine = Engine::new(&pooled(engine_config()))?;
 
         let mut linker = Linker::new(&engine);
         crate::capability::link(&mut linker)?;
@@ -246,6 +284,7 @@ impl Runtime {
             cache: ComponentCache::new(config.cache_dir),
             compiler: None,
             loaded: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(INSTANCE_SLOTS as usize)),
             ticker_stop,
         })
     }
@@ -385,14 +424,14 @@ impl Runtime {
         };
         let deadline = tokio::time::Instant::now() + DESCRIBE_TIMEOUT;
         let started = self.instantiate(plugin, limits, granter, sink, Arc::default());
-        let (mut store, instance, _pipes) = within(deadline, DESCRIBE_TIMEOUT, started).await??;
+        let mut sandbox = within(deadline, DESCRIBE_TIMEOUT, started).await??;
         let result = within(
             deadline,
             DESCRIBE_TIMEOUT,
-            instance.call_describe(&mut store),
+            sandbox.instance.call_describe(&mut sandbox.store),
         )
         .await;
-        let limiter = store.data().limiter;
+        let limiter = sandbox.store.data().limiter;
         match result {
             Err(timeout) => Err(timeout.during("describe")),
             Ok(Err(e)) => Err(classify_trap(e, limiter, None, "describe")),
@@ -437,16 +476,19 @@ impl Runtime {
         let sink = inv.sink.clone();
         let deadline = tokio::time::Instant::now() + inv.timeout;
         let started = self.instantiate(plugin, inv.limits, inv.granter, inv.sink, inv.connections);
-        let (mut store, instance, pipes) = within(deadline, inv.timeout, started).await??;
+        let mut sandbox = within(deadline, inv.timeout, started).await??;
         let ctx = (&inv.ctx).into();
+        let Sandbox {
+            store, instance, ..
+        } = &mut sandbox;
         let result = within(
             deadline,
             inv.timeout,
-            export(&instance, &mut store, &ctx, inv.config),
+            export(instance, store, &ctx, inv.config),
         )
         .await;
-        pipes.drain_into(sink.as_ref());
-        let limiter = store.data().limiter;
+        sandbox.pipes.drain_into(sink.as_ref());
+        let limiter = sandbox.store.data().limiter;
         match result {
             Err(timeout) => Err(timeout.during(name)),
             Ok(Err(trap)) => Err(classify_trap(trap, limiter, inv.limits.fuel, name)),
@@ -462,14 +504,25 @@ impl Runtime {
         granter: Arc<Granter>,
         sink: Arc<dyn StepSink>,
         connections: Arc<Connections>,
-    ) -> Result<(Store<StepState>, Step, Pipes), Fault> {
+    ) -> Result<Sandbox, Fault> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Fault::Instantiate("the runtime is shutting down".into()))?;
         let (mut store, pipes) = self.sandbox(limits, granter, sink, connections)?;
         let instance = plugin
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| classify_trap(e, store.data().limiter, limits.fuel, "instantiation"))?;
-        Ok((store, instance, pipes))
+        Ok(Sandbox {
+            store,
+            instance,
+            pipes,
+            _slot: slot,
+        })
     }
 
     /// A fresh store: WASI with only the granted directories and sockets, the gates, the
@@ -536,6 +589,15 @@ impl Runtime {
         store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
         Ok((store, pipes))
     }
+}
+
+/// One instance in its store, holding its pool slot. Fields drop in order: the store gives its
+/// memory back to the pool before the permit lets the next step take it.
+struct Sandbox {
+    store: Store<StepState>,
+    instance: Step,
+    pipes: Pipes,
+    _slot: OwnedSemaphorePermit,
 }
 
 /// The deadline passed; `during` names what was running.

@@ -24,7 +24,7 @@ mod workers;
 pub use claims::{
     Claim, ClaimEnd, Claimer, Ended, Graph, Held, LeaseLost, QueuedStep, WaitingStep,
 };
-pub use runs::{AttemptRow, GrantsUsed, NewLog, NewRun, RunFilter, StepEnd, new_run_id};
+pub use runs::{AttemptRow, GrantsUsed, NewLog, NewRun, RunFilter, StepEnd, StepWrite, new_run_id};
 pub use status::{RunStatus, StepStatus, TickOutcome, Trigger};
 pub use ticks::{NewTick, TickRow};
 pub use tokens::{Caller, Scope, Session, TokenRow};
@@ -229,6 +229,8 @@ impl Store {
         let url = &with_create_mode(url);
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 8 })
+            // A SQLite file does not drop a connection: no ping before each query.
+            .test_before_acquire(!sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {

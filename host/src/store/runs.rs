@@ -33,6 +33,110 @@ pub struct StepEnd<'a> {
     pub error_kind: Option<&'a str>,
 }
 
+/// A change to one step attempt's record, for [`Store::record_steps`].
+pub enum StepWrite<'a> {
+    /// The attempt starts (`running`).
+    Start {
+        step: &'a str,
+        attempt: u32,
+        plugin: &'a str,
+    },
+    /// The attempt ended, with the grants it used. Attempt 0 of a step decided without its
+    /// plugin (skipped, upstream-failed, failed before it started) is written here alone.
+    End {
+        step: &'a str,
+        attempt: u32,
+        plugin: &'a str,
+        end: StepEnd<'a>,
+        used: &'a [String],
+    },
+}
+
+/// Log lines written by one statement (7 values each).
+const LOG_ROWS_PER_STATEMENT: usize = 128;
+
+/// Attempts written by one statement (11 values each: far below both databases' limits on
+/// bound values).
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// Insert or close attempts: a start inserts the row, an end updates it (or inserts it, for
+/// attempt 0, started and ended at once).
+async fn upsert_attempts(
+    conn: &mut sqlx::AnyConnection,
+    run: &str,
+    writes: &[StepWrite<'_>],
+) -> Result<(), StoreError> {
+    let sql = values_sql(
+        "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at, outputs, error, error_kind, finished_at, resumable)",
+        11,
+        writes.len(),
+        " ON CONFLICT (run_id, step, attempt) DO UPDATE SET status = excluded.status, \
+         outputs = excluded.outputs, error = excluded.error, error_kind = excluded.error_kind, \
+         finished_at = excluded.finished_at, resumable = excluded.resumable",
+    );
+    let now = now_ms();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for write in writes {
+        q = match write {
+            StepWrite::Start {
+                step,
+                attempt,
+                plugin,
+            } => q
+                .bind(run)
+                .bind(*step)
+                .bind(i64::from(*attempt))
+                .bind(*plugin)
+                .bind(StepStatus::Running.as_str())
+                .bind(now)
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(None::<i64>)
+                .bind(0i32),
+            StepWrite::End {
+                step,
+                attempt,
+                plugin,
+                end,
+                ..
+            } => q
+                .bind(run)
+                .bind(*step)
+                .bind(i64::from(*attempt))
+                .bind(*plugin)
+                .bind(end.status.as_str())
+                .bind(now)
+                .bind(end.outputs.map(|o| o.to_string()))
+                .bind(end.error.map(str::to_string))
+                .bind(end.error_kind.map(str::to_string))
+                .bind(Some(now))
+                .bind(i32::from(end.resumable)),
+        };
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// `head VALUES ($1, .., $cols), .. tail` for `rows` rows: the placeholders both databases
+/// take (sqlx's `QueryBuilder` writes `?` for `Any`, which PostgreSQL refuses).
+fn values_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 5 + 8);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..cols {
+            let sep = if col == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", row * cols + col + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
 /// Which runs a listing shows.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RunFilter<'a> {
@@ -143,54 +247,48 @@ impl Store {
         Ok(())
     }
 
-    /// Record the start of a step attempt (`running`), or a step decided without running
-    /// (`skipped`, `upstream_failed`, attempt 0), closed by [`Store::finish_step`] at once.
-    pub async fn start_step(
+    /// Record changes to step attempts that are ready at the same moment (attempts that
+    /// start, attempts that ended and the grants they used) in one transaction: one statement
+    /// for up to [`ROWS_PER_STATEMENT`] attempts, so a chain step costs one commit and a
+    /// fan-out far fewer than one per step.
+    pub async fn record_steps(
         &self,
         run: &str,
-        step: &str,
-        attempt: u32,
-        plugin: &str,
-        status: StepStatus,
+        writes: &[StepWrite<'_>],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(run)
-        .bind(step)
-        .bind(attempt as i64)
-        .bind(plugin)
-        .bind(status.as_str())
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Record how a step attempt ended.
-    pub async fn finish_step(
-        &self,
-        run: &str,
-        step: &str,
-        attempt: u32,
-        end: StepEnd<'_>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE step_runs SET status = $1, outputs = $2, error = $3, error_kind = $4, finished_at = $5, resumable = $6 \
-             WHERE run_id = $7 AND step = $8 AND attempt = $9",
-        )
-        .bind(end.status.as_str())
-        .bind(end.outputs.map(|o| o.to_string()))
-        .bind(end.error)
-        .bind(end.error_kind)
-        .bind(now_ms())
-        .bind(i32::from(end.resumable))
-        .bind(run)
-        .bind(step)
-        .bind(attempt as i64)
-        .execute(&self.pool)
-        .await?;
+        let used: Vec<(&str, &str)> = writes
+            .iter()
+            .flat_map(|w| match w {
+                StepWrite::End { step, used, .. } => {
+                    used.iter().map(|g| (*step, g.as_str())).collect()
+                }
+                StepWrite::Start { .. } => Vec::new(),
+            })
+            .collect();
+        let chunks = writes.chunks(ROWS_PER_STATEMENT);
+        if used.is_empty() && chunks.len() == 1 {
+            // One statement is atomic by itself: no BEGIN and COMMIT round trips.
+            let mut conn = self.pool.acquire().await?;
+            return upsert_attempts(&mut conn, run, writes).await;
+        }
+        let mut tx = self.write_tx().await?;
+        for chunk in chunks {
+            upsert_attempts(&mut tx, run, chunk).await?;
+        }
+        for chunk in used.chunks(ROWS_PER_STATEMENT) {
+            let sql = values_sql(
+                "INSERT INTO grants_used (run_id, step, grant_text)",
+                3,
+                chunk.len(),
+                " ON CONFLICT DO NOTHING",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (step, grant) in chunk {
+                q = q.bind(run).bind(*step).bind(*grant);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -215,30 +313,14 @@ impl Store {
         Ok(())
     }
 
-    /// Append log lines in one transaction.
+    /// Append log lines in one transaction (one statement, when they fit in one).
     pub async fn append_logs(&self, run: &str, lines: &[NewLog]) -> Result<(), StoreError> {
+        if lines.len() <= LOG_ROWS_PER_STATEMENT && lines.iter().all(|l| l.lease.is_none()) {
+            let mut conn = self.pool.acquire().await?;
+            return insert_logs(&mut conn, run, lines, false).await;
+        }
         let mut tx = self.write_tx().await?;
         insert_logs(&mut tx, run, lines, false).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Record the grants a step used in one attempt (see `grants_used` in the migrations).
-    pub async fn grants_used(
-        &self,
-        run: &str,
-        step: &str,
-        grants: &[String],
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
-        for grant in grants {
-            sqlx::query("INSERT INTO grants_used (run_id, step, grant_text) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(run)
-                .bind(step)
-                .bind(grant)
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -652,20 +734,39 @@ pub(super) async fn insert_logs(
     } else {
         0
     };
-    for line in lines {
-        let (seq, lease) = match line.lease {
-            Some(token) => {
-                next += 1;
-                (next - 1, Some(token).filter(|_| !lease_checked))
-            }
-            None => (line.seq, None),
-        };
-        let sql = if lease.is_some() {
+    // Lines of no claimed attempt: many to a statement.
+    let (free, leased): (Vec<&NewLog>, Vec<&NewLog>) =
+        lines.iter().partition(|l| l.lease.is_none());
+    for chunk in free.chunks(LOG_ROWS_PER_STATEMENT) {
+        let sql = values_sql(
+            "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message)",
+            7,
+            chunk.len(),
+            "",
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for line in chunk {
+            q = q
+                .bind(run)
+                .bind(line.seq)
+                .bind(&line.step)
+                .bind(line.attempt)
+                .bind(line.ts)
+                .bind(line.level)
+                .bind(&line.message);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    for line in leased {
+        next += 1;
+        let seq = next - 1;
+        // Fenced here unless the caller's transaction already checked the lease.
+        let sql = if lease_checked {
+            "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        } else {
             "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) \
              SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
              (SELECT 1 FROM step_queue WHERE run_id = $1 AND step = $3 AND lease_token = $8)"
-        } else {
-            "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         };
         let q = sqlx::query(sql)
             .bind(run)
@@ -675,7 +776,7 @@ pub(super) async fn insert_logs(
             .bind(line.ts)
             .bind(line.level)
             .bind(&line.message);
-        match lease {
+        match line.lease.filter(|_| !lease_checked) {
             Some(token) => q.bind(token),
             None => q,
         }
