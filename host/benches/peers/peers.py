@@ -21,6 +21,7 @@ Every measured run is a fresh process; "wall" is process start to exit, timed wi
 run call, measured inside the process, and where the tool records one, the run's own duration.
 """
 
+import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -111,6 +112,12 @@ class Bench:
         for name, (shape, n, work_ms) in ALL_DAGS.items():
             orch_workflow(self.workflows / f"{name}.toml", shape, n, work_ms)
         self.samples = []  # dicts: dag, tool, setup, rep, wall_s, call_s, own_s, status
+        self.orch_sha = self.orch_digest()
+
+    def orch_digest(self):
+        """To notice a rebuild of the binary while the benchmark runs (it would mix two builds)."""
+        with open(self.orch, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()[:12]
 
     def state_dir(self, tool, setup):
         if self.fresh:
@@ -201,10 +208,9 @@ class Bench:
             except md.PackageNotFoundError:
                 v[p] = "not installed"
         v["orch"] = subprocess.run([self.orch, "--version"], capture_output=True, text=True).stdout.strip()
-        v["orch"] = v["orch"].removeprefix("orch ")
+        v["orch"] = v["orch"].removeprefix("orch ") + f" ({self.orch}, sha256 {self.orch_sha}…"
         git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
-        if git.returncode == 0:
-            v["orch"] += f" (binary {self.orch}; repository at {git.stdout.strip()})"
+        v["orch"] += f"; repository at {git.stdout.strip()})" if git.returncode == 0 else ")"
         return v
 
     def table(self, started, load_before):
@@ -222,6 +228,10 @@ class Bench:
         out.append("")
         out.append("Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".")
         out.append("")
+        now = self.orch_digest()
+        if now != self.orch_sha:
+            out += [f"**The orch binary changed during the run** (sha256 {self.orch_sha}… at the start, {now}… "
+                    "at the end): orch's rows mix two builds. Run again with nothing rebuilding it.", ""]
         out.append("| DAG | tool / set-up | runs | wall (median) | wall per step | run call (median) | "
                    "recorded run (median) | wall × orch | recorded × orch |")
         out.append("|---|---|---|---|---|---|---|---|---|")

@@ -5,6 +5,7 @@
 //! themselves ([`link`]).
 
 pub(crate) mod bindings;
+mod clock;
 pub(crate) mod connections;
 pub(crate) mod docker;
 pub(crate) mod grants;
@@ -40,6 +41,7 @@ pub trait StepSink: Send + Sync {
 /// orch's own (log, postgres, kafka, docker).
 pub(crate) fn link(linker: &mut Linker<StepState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    clock::add_to_linker(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     log::add_to_linker(linker)?;
     postgres::add_to_linker(linker)?;

@@ -102,7 +102,7 @@ pub struct PluginInfo {
     pub name: String,
     pub version: String,
     pub description: String,
-    /// JSON Schema (draft 2020-12) of the step's `with` table, as JSON text.
+    /// JSON Schema (draft-07, or any draft naming itself in `$schema`) of the step's `with` table, as JSON text.
     pub config_schema: String,
 }
 

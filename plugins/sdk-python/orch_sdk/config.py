@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 
 from .errors import InvalidConfig
 
-SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
 
 _SCALARS = {str: "string", bool: "boolean", int: "integer", float: "number"}
 
@@ -124,7 +124,7 @@ class _SchemaBuilder:
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
             if tp in self.stack:
                 self.recursive.setdefault(tp.__name__, tp)
-                return {"$ref": f"#/$defs/{tp.__name__}"}
+                return {"$ref": f"#/definitions/{tp.__name__}"}
             return self.object(tp)
         raise TypeError(
             f"{where}: type {tp!r} is not supported in a config "
@@ -134,7 +134,7 @@ class _SchemaBuilder:
 
 
 def schema(cls) -> dict:
-    """The JSON Schema (draft 2020-12) of config dataclass `cls`; None gives any object.
+    """The JSON Schema (draft-07) of config dataclass `cls`; None gives any object.
 
     Raises TypeError naming the field when a field's type cannot be expressed.
     """
@@ -150,7 +150,7 @@ def schema(cls) -> dict:
         for name, target in pending:
             defs[name] = builder.object(target)
     if defs:
-        root["$defs"] = defs
+        root["definitions"] = defs
     return root
 
 

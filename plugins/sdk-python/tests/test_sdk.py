@@ -58,7 +58,7 @@ class SchemaTest(unittest.TestCase):
     def test_types(self):
         s = orch_sdk.schema(Config)
         props = s["properties"]
-        self.assertEqual(s["$schema"], "https://json-schema.org/draft/2020-12/schema")
+        self.assertEqual(s["$schema"], "http://json-schema.org/draft-07/schema#")
         self.assertFalse(s["additionalProperties"])
         self.assertEqual(s["description"], "Test config.")
         self.assertEqual(props["action"], {"type": "string", "enum": ["a", "b"], "default": "a"})
@@ -68,8 +68,8 @@ class SchemaTest(unittest.TestCase):
         self.assertEqual(props["env"]["additionalProperties"], {"type": "string"})
         self.assertEqual(props["limit"]["type"], ["integer", "null"])
         self.assertEqual(props["servers"]["items"]["required"], ["host"])
-        self.assertEqual(s["$defs"]["Tree"]["properties"]["children"]["items"],
-                         {"$ref": "#/$defs/Tree"})
+        self.assertEqual(s["definitions"]["Tree"]["properties"]["children"]["items"],
+                         {"$ref": "#/definitions/Tree"})
         self.assertNotIn("required", s)
         self.assertEqual(orch_sdk.schema(Required)["required"], ["who"])
         json.dumps(s)

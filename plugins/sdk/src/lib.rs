@@ -81,9 +81,13 @@ pub trait Step {
     fn step(cx: &mut Cx, config: Self::Config<'_>) -> Result<(), StepError>;
 
     /// The config schema as JSON text; derived from [`Step::Config`] unless overridden.
+    /// Draft-07: the host compiles its meta-schema in ~2 ms where draft 2020-12's takes
+    /// ~13 ms, and every `orch run` and `orch validate` compiles one.
     fn schema() -> String {
-        serde_json::to_string(&schemars::schema_for!(Self::Config<'static>))
-            .unwrap_or_else(|_| "{}".into())
+        let schema = schemars::generate::SchemaSettings::draft07()
+            .into_generator()
+            .into_root_schema_for::<Self::Config<'static>>();
+        serde_json::to_string(&schema).unwrap_or_else(|_| "{}".into())
     }
 }
 
