@@ -2,16 +2,18 @@
 //!
 //!     cargo bench --bench engine
 //!
-//! 1. Per-step overhead of a 40-step chain of no-op steps: (run time - step work) / steps, where
-//!    step work is the time spent inside the plugin call itself (measured separately as the
-//!    median `run` call on a warm instance pre).
-//! 2. Throughput of a 1000-step fan-out (independent no-op steps).
-//! 3. Plugin load with and without the compiled-component cache; per-step instantiate + call.
-//! 4. `orch run` wall time for a one-step workflow with a warm cache (the real binary).
-//! 5. Validation of 10 000 and 100 000-step chains (each step reads its predecessor's output),
-//!    and the DAG alone: linear, so 10x the steps should cost ~10x the time.
+//! 1. Plugin load with and without the compiled-component cache; per-step instantiate + call.
+//! 2. Per-step overhead of a 40-step chain of no-op steps: (run time - step work) / steps, where
+//!    step work is the median `run` call on a warm instance pre.
+//! 3. The same chain where each step sleeps 10 ms: what a step that waits costs beyond its wait.
+//! 4. Throughput of a 1000-step fan-out (independent no-op steps, 8 at a time).
+//! 5. Growth: 1 000, 10 000 and 100 000-step chains and fan-outs, each parsed, validated,
+//!    resolved and run; time per step and the process's peak RSS growth per step.
+//! 6. The real binary: `orch run` of a one-step workflow (process start to exit, warm cache),
+//!    and the per-step cost of a 40-step chain from the CLI, (wall(40) - wall(1)) / 39.
 //!
-//! The run store is SQLite in a temp dir in every case.
+//! The run store is SQLite in a temp dir in every case; every state change is committed before
+//! the next action, as in production.
 
 use orch::executor::{Executor, RunSpec, Silent};
 use orch::resolve;
@@ -35,15 +37,29 @@ fn p(v: &[Duration], q: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * q).round() as usize]
 }
 
-fn chain(n: usize) -> String {
+/// `n` echo steps, each needing the one before; each sleeping `sleep_ms` if not 0.
+fn chain(n: usize, sleep_ms: u64) -> String {
     let mut s = String::from("name = \"chain\"\n");
     for i in 0..n {
         s.push_str(&format!("[steps.s{i}]\nplugin = \"echo\"\n"));
         if i > 0 {
             s.push_str(&format!("needs = [\"s{}\"]\n", i - 1));
         }
+        if sleep_ms > 0 {
+            s.push_str(&format!("with = {{ sleep_ms = {sleep_ms} }}\n"));
+        }
     }
     s
+}
+
+/// The process's peak resident set so far (`VmHWM`), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// A chain in which every step reads the previous step's output (reference checks walk the DAG).
@@ -81,10 +97,17 @@ fn fan_out(n: usize) -> String {
 }
 
 async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duration {
+    run_timed(executor, runtime, text).await.1
+}
+
+/// Parse, validate and resolve `text`, then run it: (preparation time, run time).
+async fn run_timed(executor: &Executor, runtime: &Runtime, text: &str) -> (Duration, Duration) {
+    let t = Instant::now();
     let wf = orch::workflow::parse(Path::new("bench.toml"), text).expect("valid workflow");
     let workflow = resolve::resolve(runtime, &Default::default(), wf)
         .await
         .expect("plugins resolve");
+    let prepared = t.elapsed();
     let spec = RunSpec {
         workflow: Arc::new(workflow),
         inputs: Default::default(),
@@ -98,7 +121,7 @@ async fn run_once(executor: &Executor, runtime: &Runtime, text: &str) -> Duratio
     let report = executor.run(spec, Arc::new(Silent)).await.expect("run");
     let took = start.elapsed();
     assert!(report.succeeded());
-    took
+    (prepared, took)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -144,13 +167,22 @@ fn main() -> anyhow::Result<()> {
         let step_work = median(per_call.clone());
 
         // 40-step chain.
-        let chain_text = chain(40);
+        let chain_text = chain(40, 0);
         run_once(&executor, &runtime, &chain_text).await; // warm-up
         let mut chains = Vec::new();
         for _ in 0..20 {
             chains.push(run_once(&executor, &runtime, &chain_text).await);
         }
         let per_step: Vec<Duration> = chains.iter().map(|d| d.saturating_sub(step_work * 40) / 40).collect();
+
+        // 40-step chain of steps that each wait 10 ms.
+        let sleepy = chain(40, 10);
+        run_once(&executor, &runtime, &sleepy).await;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            let took = run_once(&executor, &runtime, &sleepy).await;
+            waits.push(took.saturating_sub(Duration::from_millis(400)) / 40);
+        }
 
         // 1000-step fan-out.
         let fan_text = fan_out(1000);
@@ -177,10 +209,39 @@ fn main() -> anyhow::Result<()> {
             per_step.iter().max().copied().unwrap_or_default()
         );
         println!(
+            "40 steps of 10 ms each: overhead per step beyond its wait {:.2?} median, {:.2?} max (10 runs)",
+            median(waits.clone()),
+            waits.iter().max().copied().unwrap_or_default()
+        );
+        println!(
             "1000-step fan-out: {:.2?} median (5 runs) = {:.0} steps/s",
             fan,
             1000.0 / fan.as_secs_f64()
         );
+
+        // Growth: time and memory per step from 1k to 100k steps.
+        println!("\n## growth (parse + validate + resolve, then run; peak RSS growth per step)");
+        for (kind, make) in [
+            ("chain", (|n| chain(n, 0)) as fn(usize) -> String),
+            ("fan-out", fan_out as fn(usize) -> String),
+        ] {
+            for n in [1_000, 10_000, 100_000] {
+                let text = make(n);
+                let before = peak_rss();
+                let (prepared, ran) = run_timed(&executor, &runtime, &text).await;
+                let grown = peak_rss().saturating_sub(before);
+                println!(
+                    "{kind:>8} {n:>7}: prepare {:>9.2?} ({:>6.2?}/step), run {:>9.2?} ({:>6.2?}/step, {:>6.0} steps/s), peak RSS +{:>5.1} MiB ({:.0} B/step)",
+                    prepared,
+                    prepared / n as u32,
+                    ran,
+                    ran / n as u32,
+                    n as f64 / ran.as_secs_f64(),
+                    grown as f64 / (1 << 20) as f64,
+                    grown as f64 / n as f64
+                );
+            }
+        }
         anyhow::Ok(())
     })?;
 
@@ -212,9 +273,10 @@ fn main() -> anyhow::Result<()> {
         dir.join("one.toml"),
         "name = \"one\"\n[steps.hello]\nplugin = \"echo\"\nwith = { message = \"hi\" }\n",
     )?;
-    let run = || {
+    std::fs::write(dir.join("chain40.toml"), chain(40, 0))?;
+    let run_file = |file: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_orch"))
-            .args(["run", "one.toml"])
+            .args(["run", file])
             .current_dir(dir)
             .env(
                 "ORCH_DATABASE_URL",
@@ -223,18 +285,26 @@ fn main() -> anyhow::Result<()> {
             .env("ORCH_CACHE_DIR", dir.join("cli-cache"))
             .output()
     };
-    run()?; // fills the cache and creates the store
-    let mut walls = Vec::new();
+    run_file("one.toml")?; // fills the cache and creates the store
+    let (mut walls, mut chains) = (Vec::new(), Vec::new());
+    // Alternating, so drift hits both alike.
     for _ in 0..20 {
-        let t = Instant::now();
-        let out = run()?;
-        walls.push(t.elapsed());
-        assert!(out.status.success());
+        for (file, into) in [("one.toml", &mut walls), ("chain40.toml", &mut chains)] {
+            let t = Instant::now();
+            let out = run_file(file)?;
+            into.push(t.elapsed());
+            assert!(out.status.success());
+        }
     }
+    let (one, forty) = (median(walls.clone()), median(chains));
     println!(
         "`orch run` one-step workflow, warm cache:  {:>9.2?} median, {:.2?} max (20 runs)",
-        median(walls.clone()),
+        one,
         walls.iter().max().copied().unwrap_or_default()
+    );
+    println!(
+        "`orch run` 40-step chain: {forty:.2?} median; per step from the CLI (wall(40) - wall(1)) / 39 = {:.2?}",
+        forty.saturating_sub(one) / 39
     );
     Ok(())
 }
