@@ -52,7 +52,13 @@ fn chain(n: usize, sleep_ms: u64) -> String {
     s
 }
 
-/// The process's peak resident set so far (`VmHWM`), in bytes.
+/// Reset the process's peak resident set to what it holds now (Linux: `5` to `clear_refs`), so
+/// each size's peak is its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident set since the last reset (`VmHWM`), in bytes.
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -227,6 +233,7 @@ fn main() -> anyhow::Result<()> {
         ] {
             for n in [1_000, 10_000, 100_000] {
                 let text = make(n);
+                reset_peak_rss();
                 let before = peak_rss();
                 let (prepared, ran) = run_timed(&executor, &runtime, &text).await;
                 let grown = peak_rss().saturating_sub(before);

@@ -246,6 +246,12 @@ impl Store {
                         sqlx::query("PRAGMA foreign_keys = ON")
                             .execute(&mut *conn)
                             .await?;
+                        // Pages are read from a mapping, not copied in by `pread`: each pooled
+                        // connection re-reads what another one changed, and those syscalls were
+                        // 7% of a long chain's CPU (BENCHMARKS.md, "The engine at the floor").
+                        sqlx::query("PRAGMA mmap_size = 268435456")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
