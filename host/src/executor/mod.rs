@@ -18,9 +18,10 @@ use crate::capability::Masker;
 use crate::capability::connections::{ConnectionError, Connections};
 use crate::capability::secret_store::SecretStore;
 use crate::capability::secrets::{self, LookupError};
-use crate::resolve::ResolvedWorkflow;
+use crate::resolve::{ResolvedPlugin, ResolvedWorkflow};
 use crate::runtime::Runtime;
 use crate::store::{NewRun, RunStatus, StepStatus, Store, StoreError, Trigger, new_run_id};
+use crate::workflow::Step;
 use crate::workflow::expr::Scope;
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
@@ -371,6 +372,16 @@ impl<'a> Finished<'a> {
 }
 
 impl RunShared {
+    /// A step of the run and its resolved plugin.
+    fn step(&self, node: crate::dag::Node) -> Result<(&Step, &ResolvedPlugin), ExecError> {
+        let id = self.workflow.dag.id(node);
+        let plugin = self
+            .workflow
+            .plugin(id)
+            .ok_or_else(|| ExecError::Internal(format!("step `{id}` has no resolved plugin")))?;
+        Ok((&self.workflow.steps[id], plugin))
+    }
+
     /// A step reached its final state: publish it to later expressions and observers.
     fn conclude(&self, step: Finished<'_>) -> StepReport {
         let report = self.publish(step);

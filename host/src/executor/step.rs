@@ -290,12 +290,8 @@ pub(super) async fn run_prepared(
     mut attempt: u32,
 ) -> Result<Ran, ExecError> {
     let started = Instant::now();
-    let id = shared.workflow.dag.id(node);
-    let step = &shared.workflow.steps[id];
-    let resolved = shared
-        .workflow
-        .plugin(id)
-        .ok_or_else(|| ExecError::Internal(format!("step `{id}` has no resolved plugin")))?;
+    let (step, resolved) = shared.step(node)?;
+    let id = step.id.as_str();
     let events = Arc::new(StepEvents::new(shared.channel.clone(), id));
     let granter = Arc::new(Granter::new(id, step.allow.clone()));
     let plugin = step.plugin.to_string();

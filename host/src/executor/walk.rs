@@ -229,12 +229,7 @@ fn publish_ran(shared: &RunShared, ran: &mut Ran) -> StepReport {
 /// Evaluate a ready step's `if` and render its config against the outputs it reads; the
 /// error is why it fails without running.
 fn prepare(shared: &RunShared, node: Node) -> Result<Result<Prepared, String>, ExecError> {
-    let id = shared.workflow.dag.id(node);
-    let step = &shared.workflow.steps[id];
-    let resolved = shared
-        .workflow
-        .plugin(id)
-        .ok_or_else(|| ExecError::Internal(format!("step `{id}` has no resolved plugin")))?;
+    let (step, resolved) = shared.step(node)?;
     let scope = scope_for(shared, step);
     Ok(prepare_step(step, resolved, &scope, &shared.channel.masker))
 }
