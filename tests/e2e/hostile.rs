@@ -433,6 +433,34 @@ fn a_plugin_cannot_pin_host_memory_with_handles() {
     );
 }
 
+/// R2 for orch's own `wasi:clocks/monotonic-clock` (exact sleeps): each pending sleep is an
+/// entry in the same bounded table, so a plugin that keeps subscribing fails saying so, and one
+/// that keeps a few is fine.
+#[test]
+fn a_plugin_cannot_pin_host_memory_with_pending_sleeps() {
+    let orch = Orch::new();
+    let run = |count: u32| {
+        orch.run(
+            &format!(
+                "name = \"sleeps\"\n[steps.hoard]\nplugin = \"{}\"\nwith = {{ count = {count}, sleeps = true }}\n",
+                crate::harness::example("hoard")
+            ),
+            &[],
+        )
+    };
+    let few = run(100);
+    assert_eq!(few.code, 0, "{}", few.stdout);
+    assert_eq!(step(&few.report(), "hoard")["outputs"]["kept"], 100);
+
+    let many = run(1_000_000);
+    assert_eq!(many.code, 1, "{}", many.stdout);
+    let failed = step(&many.report(), "hoard").clone();
+    assert_eq!(
+        failed["error"], "held more than 2048 host resources (handles) at once",
+        "{failed}"
+    );
+}
+
 /// PL1: a plugin's `plan` has its step's grants but can change nothing: its SQL runs alone in a
 /// read-only transaction (also when it smuggles a `COMMIT`), and POSTs, Kafka records and
 /// Docker writes are denied, naming `plan`. The same writes go through in `run`.
