@@ -138,24 +138,24 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let cache = tmp.path().join("cache");
-        let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(cache.clone()) })?);
+        let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(cache.clone()), ..Default::default() })?);
         let store = Store::open(&format!("sqlite://{}", tmp.path().join("bench.db").display())).await?;
         let executor = Executor { runtime: runtime.clone(), store, max_parallel: 8 };
 
         // Plugin load: cold (compile + write cache) vs warm (deserialize from cache).
         let echo = orch::bench::builtin_plugin("echo").expect("echo is built in");
-        let cold_runtime = Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cold")) })?;
+        let cold_runtime = Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cold")), ..Default::default() })?;
         let t = Instant::now();
         orch::bench::load_plugin(&cold_runtime, "echo", echo).map_err(anyhow::Error::msg)?;
         let cold = t.elapsed();
         let mut warm = Vec::new();
         for _ in 0..20 {
-            let fresh = Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cold")) })?;
+            let fresh = Runtime::new(RuntimeConfig { cache_dir: Some(tmp.path().join("cold")), ..Default::default() })?;
             let t = Instant::now();
             orch::bench::load_plugin(&fresh, "echo", echo).map_err(anyhow::Error::msg)?;
             warm.push(t.elapsed());
         }
-        let no_cache_runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+        let no_cache_runtime = Runtime::new(RuntimeConfig::default())?;
         let t = Instant::now();
         orch::bench::load_plugin(&no_cache_runtime, "echo", echo).map_err(anyhow::Error::msg)?;
         let uncached = t.elapsed();

@@ -83,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         let cache = scratch.path().join(format!("cache-{}", name.len()));
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(cache.clone()),
+            ..Default::default()
         })?;
         let t = Instant::now();
         orch::bench::load_plugin(&runtime, name, bytes).map_err(anyhow::Error::msg)?;
@@ -91,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..5 {
             let fresh = Runtime::new(RuntimeConfig {
                 cache_dir: Some(cache.clone()),
+                ..Default::default()
             })?;
             let t = Instant::now();
             orch::bench::load_plugin(&fresh, name, bytes).map_err(anyhow::Error::msg)?;

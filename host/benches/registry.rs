@@ -74,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         pulls.push(t.elapsed());
         let runtime = orch::Runtime::new(orch::RuntimeConfig {
             cache_dir: Some(scratch.path().join(format!("components-{i}"))),
+            ..Default::default()
         })?;
         let t = Instant::now();
         orch::bench::load_plugin(&runtime, "postgres", &bytes).map_err(anyhow::Error::msg)?;

@@ -73,6 +73,7 @@ async fn start(dir: &std::path::Path, files: &[(String, String)]) -> anyhow::Res
     let store = Store::open(&format!("sqlite://{}", dir.join("serve.db").display())).await?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         cache_dir: Some(dir.join("cache")),
+        ..Default::default()
     })?);
     let port = free_port();
     let config = ServeConfig {

@@ -33,5 +33,5 @@ pub mod workflow;
 /// `orch __compile OUT`: the child that compiles one component (see `Runtime::compile_in_child`).
 #[doc(hidden)]
 pub use runtime::compile_child;
-pub use runtime::{Runtime, RuntimeConfig};
+pub use runtime::{MAX_SANDBOXES, Runtime, RuntimeConfig};
 pub use serve::{ServeConfig, WorkerConfig, serve};

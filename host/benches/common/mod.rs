@@ -23,6 +23,7 @@ impl Prepared {
     pub async fn new(dir: &Path, toml: &str, max_parallel: usize) -> anyhow::Result<Self> {
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             cache_dir: Some(dir.join("cache")),
+            ..Default::default()
         })?);
         let store = Store::open(&format!("sqlite://{}", dir.join("bench.db").display())).await?;
         let workflow = orch::workflow::parse(&dir.join("bench.toml"), toml)

@@ -59,15 +59,17 @@ fn inputs(wf: &Workflow, pairs: &[String]) -> Result<Map<String, Json>, CliError
     inputs::resolve(&wf.inputs, &given).map_err(invalid)
 }
 
-/// Everything before a run or a plan: workflow, inputs, runtime, plugins.
+/// Everything before a run or a plan: workflow, inputs, runtime (with room for `sandboxes`
+/// plugin instances at once), plugins.
 pub(super) async fn run_spec(
     settings: &Settings,
     file: &Path,
     pairs: &[String],
+    sandboxes: u32,
 ) -> Result<(Arc<Runtime>, RunSpec), CliError> {
     let wf = workflow(file)?;
     let inputs = inputs(&wf, pairs)?;
-    let runtime = Arc::new(settings.runtime()?);
+    let runtime = Arc::new(settings.runtime(sandboxes)?);
     let workflow = plugins(settings, &runtime, wf).await?;
     let spec = RunSpec {
         workflow: Arc::new(workflow),

@@ -24,6 +24,9 @@ pub(super) struct Settings {
     pub(super) locked: bool,
 }
 
+/// Sandboxes for a command that loads plugins to describe or plan with them, not to run steps.
+pub(super) const FEW_SANDBOXES: u32 = 4;
+
 impl Settings {
     pub(super) fn new(cli: &Cli) -> Self {
         Self {
@@ -40,12 +43,18 @@ impl Settings {
         directories::ProjectDirs::from("dev", "orch", "orch")
     }
 
-    pub(super) fn runtime(&self) -> anyhow::Result<Runtime> {
+    /// The wasm runtime, with room for `sandboxes` plugin instances at once (see
+    /// [`RuntimeConfig::sandboxes`]; [`FEW_SANDBOXES`] for a command that only describes or
+    /// plans).
+    pub(super) fn runtime(&self, sandboxes: u32) -> anyhow::Result<Runtime> {
         let cache_dir = self
             .cache_dir
             .clone()
             .or_else(|| Self::dirs().map(|d| d.cache_dir().join("components")));
-        let runtime = Runtime::new(RuntimeConfig { cache_dir })?;
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir,
+            sandboxes,
+        })?;
         // Plugins compile in a child of this binary, bounded in time and memory.
         Ok(match std::env::current_exe() {
             Ok(exe) => runtime.compile_in_child(exe),
@@ -94,6 +103,12 @@ impl Settings {
 
     pub(super) async fn store(&self) -> anyhow::Result<Store> {
         Ok(Store::open(&self.store_url()?).await?)
+    }
+
+    /// Open the store on a task of its own, so that it opens while the caller does other work.
+    pub(super) fn open_store_soon(&self) -> tokio::task::JoinHandle<anyhow::Result<Store>> {
+        let url = self.store_url();
+        tokio::spawn(async move { Ok(Store::open(&url?).await?) })
     }
 
     /// The store, if there is one already (a SQLite file is not created for a look).

@@ -126,7 +126,7 @@ impl ResolvedPlugin {
 }
 
 fn describe_error(e: &jsonschema::ValidationError<'_>) -> String {
-    let path = e.instance_path.to_string();
+    let path = e.instance_path().to_string();
     if path.is_empty() {
         e.to_string()
     } else {
@@ -211,11 +211,11 @@ pub async fn resolve(
         let templated = template_paths(&step.with, String::new());
         if let Some(schema) = &entry.schema {
             for error in schema.iter_errors(&skeleton) {
-                let path = error.instance_path.to_string();
+                let path = error.instance_path().to_string();
                 // Known only at run time (checked again after rendering): errors at a templated
                 // value, and "no variant matches" errors above one.
                 let combinator = matches!(
-                    error.kind,
+                    error.kind(),
                     jsonschema::error::ValidationErrorKind::OneOfNotValid { .. }
                         | jsonschema::error::ValidationErrorKind::AnyOf { .. }
                 );
@@ -226,7 +226,7 @@ pub async fn resolve(
                     continue;
                 }
                 let with_span = step.spans.with.clone().unwrap_or(step.spans.step.clone());
-                let (key, help) = match &error.kind {
+                let (key, help) = match error.kind() {
                     jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
                         let first = unexpected.first().cloned();
                         let known = schema_properties(&entry.info.config_schema, &path);

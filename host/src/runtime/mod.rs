@@ -42,11 +42,12 @@ const COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_HOSTCALL_BYTES: usize = 128 << 20;
 /// How long a plugin may take to start and describe itself (`orch validate`, serve's load check).
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Plugin instances alive at once in one process; a step past this waits for a slot. The
-/// pooling allocator reserves (address space only) this many sandboxes when the runtime starts
-/// and reuses them, so a step maps, faults in and unmaps no memory, tables or fiber stack:
-/// that was most of a no-op step's kernel time (BENCHMARKS.md, "The engine at the floor").
-const INSTANCE_SLOTS: u32 = 256;
+/// Plugin instances alive at once in one process, at most; a step past the runtime's count
+/// waits for a slot. The pooling allocator reserves (address space only) that many sandboxes
+/// when the runtime starts and reuses them, so a step maps, faults in and unmaps no memory,
+/// tables or fiber stack: that was most of a no-op step's kernel time (BENCHMARKS.md, "The
+/// engine at the floor").
+pub const MAX_SANDBOXES: u32 = 256;
 /// Bytes of a reused linear memory that are zeroed in place rather than given back to the
 /// kernel and faulted in again (a Rust plugin's stack and data fit).
 const KEEP_RESIDENT: usize = 2 << 20;
@@ -209,14 +210,14 @@ fn engine_config() -> Config {
 /// The pool of sandboxes the runtime reuses. The compile child keeps the default on-demand
 /// allocator: the pool reserves terabytes of address space, which its `RLIMIT_AS` refuses, and
 /// allocation does not change compiled code, so what it compiles loads here.
-fn pooled(mut config: Config) -> Config {
+fn pooled(mut config: Config, slots: u32) -> Config {
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(INSTANCE_SLOTS)
+    pool.total_component_instances(slots)
         // A Rust component is ~3 core instances, a componentize-py one ~10.
-        .total_core_instances(INSTANCE_SLOTS * 16)
-        .total_memories(INSTANCE_SLOTS * 2)
-        .total_tables(INSTANCE_SLOTS * 4)
-        .total_stacks(INSTANCE_SLOTS)
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 2)
+        .total_tables(slots * 4)
+        .total_stacks(slots)
         .max_tables_per_module(4)
         .max_memories_per_module(1)
         // wasm32's own ceiling; a step's `limits.memory` is enforced below it by `MemoryCap`.
@@ -234,10 +235,23 @@ fn pooled(mut config: Config) -> Config {
 }
 
 /// Settings of the runtime.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Where compiled components are cached; `None` disables the disk cache.
     pub cache_dir: Option<PathBuf>,
+    /// Plugin instances alive at once (capped at [`MAX_SANDBOXES`]): the most steps that run at
+    /// once, plus one for a `describe`. Each pooled sandbox costs its fiber stack's guard page
+    /// when the runtime starts (~5 µs), so `orch run` of a few steps asks for few.
+    pub sandboxes: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            sandboxes: MAX_SANDBOXES,
+        }
+    }
 }
 
 /// The engine, linker and compiled-plugin cache shared by all steps of a process.
@@ -262,7 +276,8 @@ impl Drop for Runtime {
 impl Runtime {
     /// Build the engine (epoch interruption + fuel) and the linker (every host interface).
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let engine = Engine::new(&pooled(engine_config()))?;
+        let slots = config.sandboxes.clamp(1, MAX_SANDBOXES);
+        let engine = Engine::new(&pooled(engine_config(), slots))?;
 
         let mut linker = Linker::new(&engine);
         crate::capability::link(&mut linker)?;
@@ -284,7 +299,7 @@ impl Runtime {
             cache: ComponentCache::new(config.cache_dir),
             compiler: None,
             loaded: Mutex::new(HashMap::new()),
-            slots: Arc::new(Semaphore::new(INSTANCE_SLOTS as usize)),
+            slots: Arc::new(Semaphore::new(slots as usize)),
             ticker_stop,
         })
     }

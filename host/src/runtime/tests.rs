@@ -14,7 +14,7 @@ impl StepSink for Quiet {
 }
 
 fn runtime() -> Runtime {
-    Runtime::new(RuntimeConfig { cache_dir: None }).unwrap()
+    Runtime::new(RuntimeConfig::default()).unwrap()
 }
 
 const MIB: u64 = 1 << 20;

@@ -5,7 +5,7 @@
 use super::{Lang, artifact, kit};
 
 use crate::cli::CliError;
-use crate::cli::settings::Settings;
+use crate::cli::settings::{FEW_SANDBOXES, Settings};
 use crate::workflow::PluginRef;
 use std::path::Path;
 use std::process::Command;
@@ -29,7 +29,7 @@ pub(in crate::cli) async fn build(settings: &Settings, dir: &Path) -> Result<(),
     let built = started.elapsed();
     let size = std::fs::metadata(&out)?.len();
     let started = Instant::now();
-    let runtime = settings.runtime()?;
+    let runtime = settings.runtime(FEW_SANDBOXES)?;
     let reference = PluginRef::File {
         path: out.clone(),
         sha256: None,

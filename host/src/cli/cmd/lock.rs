@@ -4,7 +4,7 @@
 use crate::cli::CliError;
 use crate::cli::prepare;
 use crate::cli::render;
-use crate::cli::settings::Settings;
+use crate::cli::settings::{FEW_SANDBOXES, Settings};
 use crate::resolve::lock::{Lock, LockedPlugin, LockedStep, PluginDiff, source_key, steps_of};
 use crate::resolve::{self, Sources};
 use std::collections::BTreeMap;
@@ -72,7 +72,7 @@ pub(super) async fn compute(
     let mut sources: Sources = settings.sources(dir.clone())?;
     sources.lock = Some(Arc::new(pins));
     sources.locked = false;
-    let runtime = settings.runtime()?;
+    let runtime = settings.runtime(FEW_SANDBOXES)?;
     let mut plugins: BTreeMap<String, LockedPlugin> = BTreeMap::new();
     let mut steps: Vec<LockedStep> = Vec::new();
     for file in &files {

@@ -4,7 +4,7 @@ use crate::cli::CliError;
 use crate::cli::prepare;
 use crate::cli::progress::TerminalObserver;
 use crate::cli::render;
-use crate::cli::settings::Settings;
+use crate::cli::settings::{FEW_SANDBOXES, Settings};
 use crate::executor::{self, Observer, Silent};
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ pub(super) async fn plan(
     file: &Path,
     pairs: &[String],
 ) -> Result<(), CliError> {
-    let (runtime, spec) = prepare::run_spec(settings, file, pairs).await?;
+    let (runtime, spec) = prepare::run_spec(settings, file, pairs, FEW_SANDBOXES).await?;
     // Planning changes nothing and records nothing: the store is not opened.
     let observer: Arc<dyn Observer> = if settings.json {
         Arc::new(Silent)

@@ -5,7 +5,7 @@ use crate::cli::CliError;
 use crate::cli::PluginCommand;
 use crate::cli::authoring;
 use crate::cli::render;
-use crate::cli::settings::Settings;
+use crate::cli::settings::{FEW_SANDBOXES, Settings};
 use crate::oci::WasmConfig;
 use crate::resolve::lock::{Lock, PluginDiff};
 use crate::resolve::{self, ResolvedPlugin};
@@ -45,7 +45,7 @@ pub(super) async fn plugin(settings: &Settings, command: PluginCommand) -> Resul
         }
         PluginCommand::Diff { old, new } => return diff(settings, &old, &new).await,
     };
-    let runtime = settings.runtime()?;
+    let runtime = settings.runtime(FEW_SANDBOXES)?;
     let mut infos = Vec::new();
     for name in names {
         let plugin = load(settings, &runtime, &name).await?;
@@ -110,7 +110,7 @@ fn oci_error(e: crate::oci::OciError) -> CliError {
 /// config lists its imports and exports and whose annotations carry `describe()`.
 async fn push(settings: &Settings, file: &Path, target: &str) -> Result<(), CliError> {
     let parsed = crate::oci::parse(target).map_err(oci_error)?;
-    let runtime = settings.runtime()?;
+    let runtime = settings.runtime(FEW_SANDBOXES)?;
     let plugin = load(settings, &runtime, &file.display().to_string()).await?;
     let bytes = std::fs::read(file)?;
     let layer = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
@@ -175,7 +175,7 @@ async fn pull(settings: &Settings, text: &str, add_to: Option<&Path>) -> Result<
         )));
     }
     crate::oci::parse(text).map_err(oci_error)?;
-    let runtime = settings.runtime()?;
+    let runtime = settings.runtime(FEW_SANDBOXES)?;
     let plugin = load(settings, &runtime, text).await?;
     let bare = text.split('@').next().unwrap_or(text).to_string();
     let entry = plugin.locked(bare.clone());
@@ -266,7 +266,7 @@ async fn inspect_oci(settings: &Settings, text: &str) -> Result<(), CliError> {
 
 /// `orch plugin diff OLD NEW`: exit 1 when NEW imports something OLD did not.
 async fn diff(settings: &Settings, old: &str, new: &str) -> Result<(), CliError> {
-    let runtime = settings.runtime()?;
+    let runtime = settings.runtime(FEW_SANDBOXES)?;
     let before = load(settings, &runtime, old).await?.locked(new.to_string());
     let after = load(settings, &runtime, new).await?.locked(new.to_string());
     let diff = PluginDiff::between(&before, &after, &[]);

@@ -16,10 +16,18 @@ pub(super) async fn run(
     pairs: &[String],
     parallel: usize,
 ) -> Result<(), CliError> {
-    let (runtime, spec) = prepare::run_spec(settings, file, pairs).await?;
+    // The store opens and migrates on a task of its own while the plugins load.
+    let store = settings.open_store_soon();
+    // One sandbox per step running at once, and one for a plugin describing itself.
+    let sandboxes = u32::try_from(parallel.saturating_add(1)).unwrap_or(u32::MAX);
+    // A workflow that is wrong is reported as such, whatever the store says.
+    let (runtime, spec) = prepare::run_spec(settings, file, pairs, sandboxes)
+        .await
+        .inspect_err(|_| store.abort())?;
+    let store = store.await.map_err(anyhow::Error::from)??;
     let executor = Executor {
         runtime,
-        store: settings.store().await?,
+        store,
         max_parallel: parallel,
     };
     let observer: Arc<dyn Observer> = if settings.json {

@@ -32,7 +32,7 @@ fn config(settings: &Settings, args: ServeArgs) -> Result<ServeConfig, CliError>
 
 pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> Result<(), CliError> {
     let store = settings.store().await?;
-    let runtime = Arc::new(settings.runtime()?);
+    let runtime = Arc::new(settings.runtime(crate::runtime::MAX_SANDBOXES)?);
     let secret_store = Some(settings.secret_store()?);
     crate::serve::serve(
         config(settings, args)?,

@@ -2,13 +2,13 @@
 //! schema. Every file is checked, and each one's problems are shown as they are found.
 
 use crate::cli::prepare;
-use crate::cli::settings::Settings;
+use crate::cli::settings::{FEW_SANDBOXES, Settings};
 use crate::cli::{CliError, Exit};
 use crate::runtime::Runtime;
 use std::path::{Path, PathBuf};
 
 pub(super) async fn validate(settings: &Settings, files: &[PathBuf]) -> Result<(), CliError> {
-    let runtime = settings.runtime()?;
+    let runtime = settings.runtime(FEW_SANDBOXES)?;
     let mut ok = true;
     let mut routed = Vec::new();
     for file in files {

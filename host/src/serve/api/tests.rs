@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 /// One engine for every test: each compiles the `echo` plugin once, not once per test.
 static RUNTIME: LazyLock<Arc<Runtime>> = LazyLock::new(|| {
-    Arc::new(Runtime::new(RuntimeConfig { cache_dir: None }).expect("the wasm engine starts"))
+    Arc::new(Runtime::new(RuntimeConfig::default()).expect("the wasm engine starts"))
 });
 
 const GREET: &str = r#"
