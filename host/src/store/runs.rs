@@ -1,6 +1,7 @@
 //! Runs and their step attempts, log lines and audited denials: the one place a run row is
 //! created ([`insert_run`]) and where its status moves.
 
+use super::inline::{Param, Statement, Written};
 use super::{
     AuditRow, DETAIL_LOG_LINES, LogRow, RunDetail, RunRow, RunStatus, StepRow, StepStatus, Store,
     StoreError, Trigger, now_ms,
@@ -59,59 +60,141 @@ const LOG_ROWS_PER_STATEMENT: usize = 128;
 /// bound values).
 const ROWS_PER_STATEMENT: usize = 64;
 
-/// Insert or close attempts: a start inserts the row, an end updates it (or inserts it, for
-/// attempt 0, started and ended at once).
-async fn upsert_attempts(
-    conn: &mut sqlx::AnyConnection,
-    run: &str,
-    writes: &[StepWrite<'_>],
-) -> Result<(), StoreError> {
-    let sql = values_sql(
-        "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at, outputs, error, error_kind, finished_at, resumable)",
-        11,
-        writes.len(),
-        " ON CONFLICT (run_id, step, attempt) DO UPDATE SET status = excluded.status, \
-         outputs = excluded.outputs, error = excluded.error, error_kind = excluded.error_kind, \
-         finished_at = excluded.finished_at, resumable = excluded.resumable",
-    );
+/// The statements that record `writes`: the attempts (a start inserts the row, an end updates
+/// it, or inserts it for attempt 0, started and ended at once), then the grants the ended
+/// ones used.
+fn attempt_statements<'a>(run: &'a str, writes: &[StepWrite<'a>]) -> Vec<Statement<'a>> {
     let now = now_ms();
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for write in writes {
-        q = match write {
-            StepWrite::Start {
-                step,
-                attempt,
-                plugin,
-            } => q
-                .bind(run)
-                .bind(*step)
-                .bind(i64::from(*attempt))
-                .bind(*plugin)
-                .bind(StepStatus::Running.as_str())
-                .bind(now)
-                .bind(None::<String>)
-                .bind(None::<String>)
-                .bind(None::<String>)
-                .bind(None::<i64>)
-                .bind(0i32),
-            StepWrite::End {
-                step,
-                attempt,
-                plugin,
-                end,
-                ..
-            } => q
-                .bind(run)
-                .bind(*step)
-                .bind(i64::from(*attempt))
-                .bind(*plugin)
-                .bind(end.status.as_str())
-                .bind(now)
-                .bind(end.outputs.map(|o| o.to_string()))
-                .bind(end.error.map(str::to_string))
-                .bind(end.error_kind.map(str::to_string))
-                .bind(Some(now))
-                .bind(i32::from(end.resumable)),
+    let mut statements: Vec<Statement<'a>> = writes
+        .chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| Statement {
+            sql: values_sql(
+                "INSERT INTO step_runs (run_id, step, attempt, plugin, status, started_at, outputs, error, error_kind, finished_at, resumable)",
+                11,
+                chunk.len(),
+                " ON CONFLICT (run_id, step, attempt) DO UPDATE SET status = excluded.status, \
+                 outputs = excluded.outputs, error = excluded.error, error_kind = excluded.error_kind, \
+                 finished_at = excluded.finished_at, resumable = excluded.resumable",
+            ),
+            params: chunk
+                .iter()
+                .flat_map(|w| attempt_params(run, w, now))
+                .collect(),
+        })
+        .collect();
+    let used: Vec<(&'a str, &'a str)> = writes
+        .iter()
+        .flat_map(|w| match w {
+            StepWrite::End { step, used, .. } => used.iter().map(|g| (*step, g.as_str())).collect(),
+            StepWrite::Start { .. } => Vec::new(),
+        })
+        .collect();
+    statements.extend(used.chunks(ROWS_PER_STATEMENT).map(|chunk| {
+        Statement {
+            sql: values_sql(
+                "INSERT INTO grants_used (run_id, step, grant_text)",
+                3,
+                chunk.len(),
+                " ON CONFLICT DO NOTHING",
+            ),
+            params: chunk
+                .iter()
+                .flat_map(|(step, grant)| [text(run), text(step), text(grant)])
+                .collect(),
+        }
+    }));
+    statements
+}
+
+/// One attempt's row, in `attempt_statements`' column order.
+fn attempt_params<'a>(run: &'a str, write: &StepWrite<'a>, now: i64) -> [Param<'a>; 11] {
+    match write {
+        StepWrite::Start {
+            step,
+            attempt,
+            plugin,
+        } => [
+            text(run),
+            text(step),
+            Param::Int(i64::from(*attempt)),
+            text(plugin),
+            text(StepStatus::Running.as_str()),
+            Param::Int(now),
+            Param::NullText,
+            Param::NullText,
+            Param::NullText,
+            Param::NullInt,
+            Param::Int32(0),
+        ],
+        StepWrite::End {
+            step,
+            attempt,
+            plugin,
+            end,
+            ..
+        } => [
+            text(run),
+            text(step),
+            Param::Int(i64::from(*attempt)),
+            text(plugin),
+            text(end.status.as_str()),
+            Param::Int(now),
+            end.outputs
+                .map_or(Param::NullText, |o| Param::Text(o.to_string().into())),
+            end.error.map_or(Param::NullText, text),
+            end.error_kind.map_or(Param::NullText, text),
+            Param::Int(now),
+            Param::Int32(i32::from(end.resumable)),
+        ],
+    }
+}
+
+fn text(s: &str) -> Param<'_> {
+    Param::Text(s.into())
+}
+
+/// Log lines of no claimed attempt, many to a statement.
+fn log_statements<'a>(run: &'a str, lines: &[&'a NewLog]) -> Vec<Statement<'a>> {
+    lines
+        .chunks(LOG_ROWS_PER_STATEMENT)
+        .map(|chunk| Statement {
+            sql: values_sql(
+                "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message)",
+                7,
+                chunk.len(),
+                "",
+            ),
+            params: chunk
+                .iter()
+                .flat_map(|line| {
+                    [
+                        text(run),
+                        Param::Int(line.seq),
+                        text(&line.step),
+                        Param::Int(line.attempt),
+                        Param::Int(line.ts),
+                        text(line.level),
+                        text(&line.message),
+                    ]
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Run one hot-write statement through sqlx.
+async fn execute(
+    conn: &mut sqlx::AnyConnection,
+    statement: &Statement<'_>,
+) -> Result<(), StoreError> {
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(statement.sql.as_str()));
+    for param in &statement.params {
+        q = match param {
+            Param::Text(t) => q.bind(t.as_ref()),
+            Param::Int(i) => q.bind(*i),
+            Param::Int32(i) => q.bind(*i),
+            Param::NullText => q.bind(None::<String>),
+            Param::NullInt => q.bind(None::<i64>),
         };
     }
     q.execute(&mut *conn).await?;
@@ -256,37 +339,28 @@ impl Store {
         run: &str,
         writes: &[StepWrite<'_>],
     ) -> Result<(), StoreError> {
-        let used: Vec<(&str, &str)> = writes
-            .iter()
-            .flat_map(|w| match w {
-                StepWrite::End { step, used, .. } => {
-                    used.iter().map(|g| (*step, g.as_str())).collect()
-                }
-                StepWrite::Start { .. } => Vec::new(),
-            })
-            .collect();
-        let chunks = writes.chunks(ROWS_PER_STATEMENT);
-        if used.is_empty() && chunks.len() == 1 {
-            // One statement is atomic by itself: no BEGIN and COMMIT round trips.
+        self.write_hot(&attempt_statements(run, writes)).await
+    }
+
+    /// Commit `statements` as one (a single statement on its own, more in a transaction):
+    /// inline on SQLite when the store is free ([`super::inline::InlineWriter`]), else through
+    /// the pool.
+    async fn write_hot(&self, statements: &[Statement<'_>]) -> Result<(), StoreError> {
+        if statements.is_empty() {
+            return Ok(());
+        }
+        if let Some(inline) = &self.inline
+            && inline.write(statements)? == Written::Done
+        {
+            return Ok(());
+        }
+        if let [only] = statements {
             let mut conn = self.pool.acquire().await?;
-            return upsert_attempts(&mut conn, run, writes).await;
+            return execute(&mut conn, only).await;
         }
         let mut tx = self.write_tx().await?;
-        for chunk in chunks {
-            upsert_attempts(&mut tx, run, chunk).await?;
-        }
-        for chunk in used.chunks(ROWS_PER_STATEMENT) {
-            let sql = values_sql(
-                "INSERT INTO grants_used (run_id, step, grant_text)",
-                3,
-                chunk.len(),
-                " ON CONFLICT DO NOTHING",
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (step, grant) in chunk {
-                q = q.bind(run).bind(*step).bind(*grant);
-            }
-            q.execute(&mut *tx).await?;
+        for statement in statements {
+            execute(&mut tx, statement).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -315,9 +389,9 @@ impl Store {
 
     /// Append log lines in one transaction (one statement, when they fit in one).
     pub async fn append_logs(&self, run: &str, lines: &[NewLog]) -> Result<(), StoreError> {
-        if lines.len() <= LOG_ROWS_PER_STATEMENT && lines.iter().all(|l| l.lease.is_none()) {
-            let mut conn = self.pool.acquire().await?;
-            return insert_logs(&mut conn, run, lines, false).await;
+        if lines.iter().all(|l| l.lease.is_none()) {
+            let lines: Vec<&NewLog> = lines.iter().collect();
+            return self.write_hot(&log_statements(run, &lines)).await;
         }
         let mut tx = self.write_tx().await?;
         insert_logs(&mut tx, run, lines, false).await?;
@@ -737,25 +811,8 @@ pub(super) async fn insert_logs(
     // Lines of no claimed attempt: many to a statement.
     let (free, leased): (Vec<&NewLog>, Vec<&NewLog>) =
         lines.iter().partition(|l| l.lease.is_none());
-    for chunk in free.chunks(LOG_ROWS_PER_STATEMENT) {
-        let sql = values_sql(
-            "INSERT INTO logs (run_id, seq, step, attempt, ts, level, message)",
-            7,
-            chunk.len(),
-            "",
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for line in chunk {
-            q = q
-                .bind(run)
-                .bind(line.seq)
-                .bind(&line.step)
-                .bind(line.attempt)
-                .bind(line.ts)
-                .bind(line.level)
-                .bind(&line.message);
-        }
-        q.execute(&mut *conn).await?;
+    for statement in log_statements(run, &free) {
+        execute(conn, &statement).await?;
     }
     for line in leased {
         next += 1;
@@ -922,5 +979,98 @@ mod tests {
             .unwrap();
         assert_eq!(next.logs[0].seq, DETAIL_LOG_LINES);
         assert_eq!(next.logs_before, DETAIL_LOG_LINES);
+    }
+
+    /// While another process holds SQLite's write lock, the run's attempts and logs wait for it
+    /// through the pool (the inline writer never waits) and are all there afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hot_writes_wait_through_the_pool_while_the_store_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("o.db");
+        let store = Store::open(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        let id = crate::store::new_run_id();
+        store
+            .create_run(NewRun {
+                id: &id,
+                workflow: "w",
+                workflow_path: "w.toml",
+                inputs: &serde_json::json!({}),
+                trigger: Trigger::Cli,
+                trigger_detail: None,
+                status: RunStatus::Running,
+                wait_group: false,
+            })
+            .await
+            .unwrap();
+        let (locked, release) = (
+            std::sync::mpsc::channel::<()>(),
+            std::sync::mpsc::channel::<()>(),
+        );
+        let holder = std::thread::spawn(move || {
+            let other = rusqlite::Connection::open(&file).unwrap();
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked.0.send(()).unwrap();
+            release.1.recv().unwrap();
+            other.execute_batch("COMMIT").unwrap();
+        });
+        locked.1.recv().unwrap();
+        let used: &'static [String] = Vec::leak(vec!["kafka".to_string()]);
+        let end = StepEnd {
+            status: StepStatus::Succeeded,
+            resumable: true,
+            outputs: None,
+            error: None,
+            error_kind: None,
+        };
+        let writes = [
+            StepWrite::End {
+                step: "a",
+                attempt: 1,
+                plugin: "echo",
+                end,
+                used,
+            },
+            StepWrite::Start {
+                step: "b",
+                attempt: 1,
+                plugin: "echo",
+            },
+        ];
+        let line = NewLog {
+            seq: 0,
+            lease: None,
+            step: "a".into(),
+            attempt: 1,
+            ts: 0,
+            level: "info",
+            message: "hello".into(),
+        };
+        let written = tokio::spawn({
+            let (store, id) = (store.clone(), id.clone());
+            async move {
+                store.record_steps(&id, &writes).await?;
+                store.append_logs(&id, &[line]).await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!written.is_finished(), "a write got past the lock");
+        release.0.send(()).unwrap();
+        holder.join().unwrap();
+        written.await.unwrap().unwrap();
+
+        let attempts = store.attempts(&id).await.unwrap();
+        let states: Vec<(&str, StepStatus)> = attempts
+            .iter()
+            .map(|a| (a.step.as_str(), a.status))
+            .collect();
+        assert_eq!(
+            states,
+            [("a", StepStatus::Succeeded), ("b", StepStatus::Running)]
+        );
+        assert_eq!(store.get_run(&id).await.unwrap().logs.len(), 1);
+        let used = store.grants_used_lately("w", 1).await.unwrap();
+        assert_eq!(used.used, [("a".to_string(), "kafka".to_string())]);
     }
 }
