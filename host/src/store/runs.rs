@@ -920,12 +920,9 @@ pub(super) fn parse<T: std::str::FromStr>(row: &AnyRow, column: &str) -> Result<
 mod tests {
     use super::*;
 
-    /// R3: a run's detail carries one page of its log, however long the log, and says how
-    /// many lines lie before and after it.
-    #[tokio::test]
-    async fn a_run_detail_holds_one_page_of_a_long_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("o.db").display()))
+    /// A SQLite store at `file` with one running run of workflow `w`.
+    async fn store_with_a_run(file: &std::path::Path) -> (Store, String) {
+        let store = Store::open(&format!("sqlite://{}", file.display()))
             .await
             .unwrap();
         let id = crate::store::new_run_id();
@@ -942,6 +939,15 @@ mod tests {
             })
             .await
             .unwrap();
+        (store, id)
+    }
+
+    /// R3: a run's detail carries one page of its log, however long the log, and says how
+    /// many lines lie before and after it.
+    #[tokio::test]
+    async fn a_run_detail_holds_one_page_of_a_long_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, id) = store_with_a_run(&dir.path().join("o.db")).await;
         let total = 2 * DETAIL_LOG_LINES + 500;
         let lines: Vec<NewLog> = (0..total)
             .map(|seq| NewLog {
@@ -987,23 +993,7 @@ mod tests {
     async fn hot_writes_wait_through_the_pool_while_the_store_is_locked() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("o.db");
-        let store = Store::open(&format!("sqlite://{}", file.display()))
-            .await
-            .unwrap();
-        let id = crate::store::new_run_id();
-        store
-            .create_run(NewRun {
-                id: &id,
-                workflow: "w",
-                workflow_path: "w.toml",
-                inputs: &serde_json::json!({}),
-                trigger: Trigger::Cli,
-                trigger_detail: None,
-                status: RunStatus::Running,
-                wait_group: false,
-            })
-            .await
-            .unwrap();
+        let (store, id) = store_with_a_run(&file).await;
         let (locked, release) = (
             std::sync::mpsc::channel::<()>(),
             std::sync::mpsc::channel::<()>(),
