@@ -95,8 +95,9 @@ pub struct Store {
     pg: bool,
     /// The SQLite file, if the store is one.
     file: Option<std::path::PathBuf>,
-    /// SQLite: the connection that writes a run's attempts and logs on the caller's thread.
-    inline: Option<std::sync::Arc<inline::InlineWriter>>,
+    /// SQLite: the connection that writes a run's attempts and logs on the caller's thread,
+    /// opened at the first such write (a store that is only read opens none).
+    inline: std::sync::Arc<std::sync::OnceLock<Option<inline::InlineWriter>>>,
     /// The database's clock minus this host's (ms): leases and ready times are read and
     /// written by one clock, whatever the workers' hosts think the time is.
     clock_offset: std::sync::Arc<std::sync::atomic::AtomicI64>,
@@ -263,23 +264,32 @@ impl Store {
             .await
             .map_err(open_err)?;
         MIGRATOR.run(&pool).await?;
-        if let Some(path) = sqlite_path(url) {
-            owner_only(&path);
+        let file = sqlite_path(url);
+        if let Some(path) = &file {
+            owner_only(path);
         }
-        // Without it every write goes through the pool, as on PostgreSQL: slower, not wrong.
-        let inline = sqlite_path(url).and_then(|path| {
-            inline::InlineWriter::open(&path)
-                .inspect_err(|e| tracing::debug!("no inline writer for {}: {e}", path.display()))
-                .ok()
-                .map(std::sync::Arc::new)
-        });
         Ok(Self {
             pool,
             pg: !sqlite,
-            file: sqlite_path(url),
-            inline,
+            file,
+            inline: Default::default(),
             clock_offset: Default::default(),
         })
+    }
+
+    /// SQLite: the inline writer, opened on first use. Without it every write goes through the
+    /// pool, as on PostgreSQL: slower, not wrong.
+    fn inline_writer(&self) -> Option<&inline::InlineWriter> {
+        let path = self.file.as_ref()?;
+        self.inline
+            .get_or_init(|| {
+                inline::InlineWriter::open(path)
+                    .inspect_err(|e| {
+                        tracing::debug!("no inline writer for {}: {e}", path.display())
+                    })
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// A transaction that writes. On SQLite it takes the write lock when it begins (`BEGIN

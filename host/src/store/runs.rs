@@ -349,7 +349,7 @@ impl Store {
         if statements.is_empty() {
             return Ok(());
         }
-        if let Some(inline) = &self.inline
+        if let Some(inline) = self.inline_writer()
             && inline.write(statements)? == Written::Done
         {
             return Ok(());
