@@ -22,7 +22,11 @@ pub fn template(text: &str) {
     };
     let scope = Scope {
         inputs: Arc::new(json!({"name": "ana", "n": 3, "list": [1, 2], "flag": true})),
-        steps: Arc::new(json!({"a": {"status": "succeeded", "outputs": {"x": "y", "n": 1}}})),
+        steps: [(
+            "a".to_string(),
+            Arc::new(json!({"status": "succeeded", "outputs": {"x": "y", "n": 1}})),
+        )]
+        .into(),
         secrets: Arc::new(json!({"TOKEN": "s3cret-value"})),
         env: Arc::new(json!({"HOME": "/root"})),
         run: Arc::new(json!({"id": "r1"})),

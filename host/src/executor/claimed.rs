@@ -142,7 +142,7 @@ impl Executor {
             secret_store: spec.secret_store.take(),
             run_id: attach.run_id,
             workflow: attach.workflow.clone(),
-            finished: RwLock::new(Map::new()),
+            finished: RwLock::new(HashMap::new()),
             channel: Arc::new(RunChannel {
                 masker,
                 dag: Some(attach.workflow),
@@ -518,7 +518,7 @@ impl Executor {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(
                     other,
-                    json!({"status": last.status.as_str(), "outputs": outputs}),
+                    Arc::new(json!({"status": last.status.as_str(), "outputs": outputs})),
                 );
         }
         Ok(Ok(()))

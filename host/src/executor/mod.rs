@@ -118,7 +118,7 @@ impl RunSpec {
     fn base_scope(&mut self, run_id: &str, lookup: secrets::Lookup) -> Scope {
         Scope {
             inputs: Arc::new(Json::Object(std::mem::take(&mut self.inputs))),
-            steps: Arc::new(json!({})),
+            steps: Default::default(),
             secrets: Arc::new(Json::Object(lookup.secrets)),
             env: Arc::new(Json::Object(lookup.env)),
             run: Arc::new(json!({
@@ -175,7 +175,7 @@ struct RunShared {
     workflow: Arc<ResolvedWorkflow>,
     base: Scope,
     /// `steps.ID` values (status and real outputs) of finished steps.
-    finished: RwLock<Map<String, Json>>,
+    finished: RwLock<HashMap<String, Arc<Json>>>,
     connections: Arc<Connections>,
     secret_store: Option<SecretStore>,
     channel: Arc<RunChannel>,
@@ -252,7 +252,7 @@ impl Executor {
             secret_store: spec.secret_store.clone(),
             run_id: run_id.clone(),
             workflow: workflow.clone(),
-            finished: RwLock::new(Map::new()),
+            finished: RwLock::new(HashMap::new()),
             channel: Arc::new(RunChannel {
                 masker: masker.clone(),
                 dag: Some(workflow.clone()),
@@ -426,7 +426,7 @@ impl RunShared {
             .unwrap_or_else(|e| e.into_inner())
             .insert(
                 id.to_string(),
-                json!({"status": status.as_str(), "outputs": real_outputs}),
+                Arc::new(json!({"status": status.as_str(), "outputs": real_outputs})),
             );
         StepReport {
             id: id.to_string(),

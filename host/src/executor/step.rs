@@ -49,12 +49,27 @@ pub(super) fn prepare_step(
         ))
     })?;
     // Straight into a buffer: `Value`'s `Display` goes through a formatter, ~3x slower.
-    serde_json::to_string(&config)
-        .map(Prepared::Config)
-        .map_err(|e| format!("cannot serialise `with`: {e}"))
+    let text =
+        serde_json::to_string(&config).map_err(|e| format!("cannot serialise `with`: {e}"))?;
+    if text.len() >= LARGE_CONFIG {
+        drop_off_path(config);
+    }
+    Ok(Prepared::Config(text))
 }
 
-/// The expression scope for a step: the run's values plus the finished steps it reads.
+/// A rendered `with` this large (as JSON text) is freed on a blocking thread, off the step's path:
+/// freeing 100k rows takes ~25 ms.
+const LARGE_CONFIG: usize = 1 << 20;
+
+/// Free `value` on a blocking thread when there is a runtime to run one; here otherwise.
+fn drop_off_path(value: Json) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(value))),
+        Err(_) => drop(value),
+    }
+}
+
+/// The expression scope for a step: the run's values plus the finished steps it reads, shared.
 pub(super) fn scope_for(shared: &RunShared, step: &Step) -> Scope {
     let mut scope = shared.base.clone();
     let read = step.steps_read();
@@ -63,7 +78,7 @@ pub(super) fn scope_for(shared: &RunShared, step: &Step) -> Scope {
     }
     let finished = shared.finished.read().unwrap_or_else(|e| e.into_inner());
     let dag = shared.workflow.dag();
-    let steps: Map<String, Json> = match read {
+    scope.steps = match read {
         // `steps` as a whole or by index: still only the steps this one needs.
         StepsRead::All => finished
             .iter()
@@ -75,7 +90,6 @@ pub(super) fn scope_for(shared: &RunShared, step: &Step) -> Scope {
             .filter_map(|id| finished.get(id).map(|v| (id.to_string(), v.clone())))
             .collect(),
     };
-    scope.steps = Arc::new(Json::Object(steps));
     scope
 }
 
@@ -281,15 +295,16 @@ pub(super) struct Ran {
     pub duration: std::time::Duration,
 }
 
-/// Run a prepared step's attempts until one is final. A retried attempt's end and the next
+/// Run a prepared step's attempts until one is final; its duration counts from `started`, when
+/// its preparation began. A retried attempt's end and the next
 /// one's start are recorded here, each before what follows it.
 pub(super) async fn run_prepared(
     shared: &RunShared,
     node: crate::dag::Node,
     config: String,
     mut attempt: u32,
+    started: Instant,
 ) -> Result<Ran, ExecError> {
-    let started = Instant::now();
     let (step, resolved) = shared.step(node)?;
     let id = step.id.as_str();
     let events = Arc::new(StepEvents::new(shared.channel.clone(), id));

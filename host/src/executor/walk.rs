@@ -8,6 +8,7 @@ use crate::dag::{Dag, Node, Walk};
 use crate::store::{StepEnd, StepStatus, StepWrite};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::task::JoinSet;
 
 impl Executor {
@@ -56,10 +57,13 @@ impl Executor {
                 let Some(node) = ready.pop_front() else {
                     break;
                 };
+                // A step's duration counts from here: rendering a large `with` is its cost.
+                let started = Instant::now();
                 match prepare(shared, node)? {
                     Ok(Prepared::Config(config)) => {
                         let attempt = shared.next_attempt.get(dag.id(node)).copied();
-                        turn.launch.push((node, attempt.unwrap_or(1), config));
+                        turn.launch
+                            .push((node, attempt.unwrap_or(1), config, started));
                     }
                     Ok(Prepared::Skipped) => {
                         let decided = (StepStatus::Skipped, None);
@@ -76,9 +80,11 @@ impl Executor {
                 shared.announce(&report);
                 reports.push(report);
             }
-            for (node, attempt, config) in turn.launch {
+            for (node, attempt, config, started) in turn.launch {
                 let shared = shared.clone();
-                running.spawn(async move { run_prepared(&shared, node, config, attempt).await });
+                running.spawn(async move {
+                    run_prepared(&shared, node, config, attempt, started).await
+                });
             }
             if running.is_empty() {
                 return Ok(if ready.is_empty() {
@@ -119,8 +125,8 @@ impl Executor {
 /// What one turn of the walk records in one commit, then announces and starts.
 #[derive(Default)]
 struct Turn {
-    /// Steps to start once recorded: first attempt and rendered config.
-    launch: Vec<(Node, u32, String)>,
+    /// Steps to start once recorded: first attempt, rendered config, when preparing began.
+    launch: Vec<(Node, u32, String, Instant)>,
     /// Attempts that ended (their outcome already published to later expressions).
     ended: Vec<Ran>,
     /// Steps decided without their plugin.
@@ -182,7 +188,7 @@ impl Turn {
                 used: &ran.used,
             });
         }
-        for ((node, attempt, _), plugin) in self.launch.iter().zip(&launch) {
+        for ((node, attempt, ..), plugin) in self.launch.iter().zip(&launch) {
             let (step, attempt) = (dag.id(*node), *attempt);
             writes.push(StepWrite::Start {
                 step,

@@ -2,7 +2,7 @@
 
 use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr};
 use serde_json::Value as Json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -110,6 +110,14 @@ impl Expr {
                 context.add_variable_from_value(name, json_to_cel(value));
             }
         }
+        if self.reads_root("steps") {
+            let steps: HashMap<String, cel::Value> = scope
+                .steps
+                .iter()
+                .map(|(id, step)| (id.clone(), json_to_cel(step)))
+                .collect();
+            context.add_variable_from_value("steps", cel::Value::from(steps));
+        }
         let fail = |message: String| ExprError::Eval {
             expr: self.source.clone(),
             message,
@@ -123,18 +131,27 @@ impl Expr {
 
     /// Read a plain name from the scope; a missing key fails like CEL's `No such key`.
     fn lookup(&self, path: &[String], scope: &Scope) -> Result<Json, ExprError> {
-        let (root, rest) = path.split_first().expect("a name has a root");
-        let mut value = scope
-            .roots()
-            .into_iter()
-            .find(|(name, _)| name == root)
-            .map(|(_, v)| v)
-            .expect("the root was checked at compile time");
+        let missing = |key: &str| ExprError::Eval {
+            expr: self.source.clone(),
+            message: format!("No such key: {key}"),
+        };
+        let (root, mut rest) = path.split_first().expect("a name has a root");
+        let mut value = if root == "steps" {
+            let Some((id, after)) = rest.split_first() else {
+                return Ok(scope.steps_json());
+            };
+            rest = after;
+            &**scope.steps.get(id).ok_or_else(|| missing(id))?
+        } else {
+            scope
+                .roots()
+                .into_iter()
+                .find(|(name, _)| name == root)
+                .map(|(_, v)| v)
+                .expect("the root was checked at compile time")
+        };
         for key in rest {
-            value = value.get(key).ok_or_else(|| ExprError::Eval {
-                expr: self.source.clone(),
-                message: format!("No such key: {key}"),
-            })?;
+            value = value.get(key).ok_or_else(|| missing(key))?;
         }
         Ok(value.clone())
     }
@@ -283,26 +300,37 @@ pub fn json_to_cel(value: &Json) -> cel::Value {
 }
 
 /// What expressions can read while a run is going: each root is a JSON object.
-#[derive(Debug, Clone, Default)]
 /// Shared (`Arc`) so each step's scope costs no copy of large inputs or outputs.
+#[derive(Debug, Clone, Default)]
 pub struct Scope {
     pub inputs: Arc<Json>,
-    /// `{ ID: { status, outputs: {..} } }` for finished steps.
-    pub steps: Arc<Json>,
+    /// `ID -> { status, outputs: {..} }` for the finished steps a step reads, each shared with
+    /// the run: a step that reads a 100k-row output gets it without a copy.
+    pub steps: BTreeMap<String, Arc<Json>>,
     pub secrets: Arc<Json>,
     pub env: Arc<Json>,
     pub run: Arc<Json>,
 }
 
 impl Scope {
-    fn roots(&self) -> [(&'static str, &Json); 5] {
+    /// The roots held as one JSON value each (`steps` is held per step).
+    fn roots(&self) -> [(&'static str, &Json); 4] {
         [
             ("inputs", &*self.inputs),
-            ("steps", &*self.steps),
             ("secrets", &*self.secrets),
             ("env", &*self.env),
             ("run", &*self.run),
         ]
+    }
+
+    /// `steps` as one JSON object (a copy), for an expression that reads all of it.
+    fn steps_json(&self) -> Json {
+        Json::Object(
+            self.steps
+                .iter()
+                .map(|(id, step)| (id.clone(), Json::clone(step)))
+                .collect(),
+        )
     }
 }
 
@@ -460,7 +488,11 @@ mod tests {
     fn scope() -> Scope {
         Scope {
             inputs: json!({"db_user": "etl", "n": 4, "tags": ["a", "b"]}).into(),
-            steps: json!({"make": {"status": "succeeded", "outputs": {"pw": "s3cret"}}}).into(),
+            steps: [(
+                "make".to_string(),
+                json!({"status": "succeeded", "outputs": {"pw": "s3cret"}}).into(),
+            )]
+            .into(),
             ..Scope::default()
         }
     }

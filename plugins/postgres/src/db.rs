@@ -65,9 +65,9 @@ impl Db {
         Ok(self.0.execute(sql, params)?)
     }
 
-    /// `COPY … FROM STDIN` with `data` in COPY text format.
-    pub fn copy_in(&self, sql: &str, data: &[u8]) -> Result<u64, StepError> {
-        Ok(self.0.copy_in(sql, data)?)
+    /// `COPY … FROM STDIN` of `rows`, a JSON array of objects keyed by `columns`.
+    pub fn copy_json(&self, sql: &str, columns: &[String], rows: &str) -> Result<u64, StepError> {
+        Ok(self.0.copy_json(sql, columns, rows)?)
     }
 
     /// Run `f` in a transaction: commit on success, roll back on error.

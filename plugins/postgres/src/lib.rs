@@ -74,7 +74,7 @@ enum Config {
         #[serde(default = "default_limit")]
         limit: u32,
     },
-    /// Insert rows (objects keyed by column) into a table in one transaction, in batches;
+    /// Insert rows (objects keyed by column) into a table in one transaction and one `COPY`;
     /// with `key`, rows whose key exists are updated instead (upsert).
     Load(#[allow(dead_code, reason = "schema only: parsed as LoadConfig")] LoadSchema),
 }

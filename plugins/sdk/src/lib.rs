@@ -308,13 +308,43 @@ where
 {
     use serde::Deserialize;
     use serde::de::Error;
-    #[derive(serde::Deserialize)]
-    struct Tag {
-        action: String,
-    }
     let raw = <&'de serde_json::value::RawValue>::deserialize(deserializer)?;
-    let tag: Tag = serde_json::from_str(raw.get()).map_err(D::Error::custom)?;
-    pick(&tag.action, raw.get()).map_err(D::Error::custom)
+    let action = action_of(raw.get()).map_err(D::Error::custom)?;
+    pick(&action, raw.get()).map_err(D::Error::custom)
+}
+
+/// The `action` of a config object, read without reading past it: the host writes keys in
+/// order, so it comes before large fields like `rows` and `records`, which are then not
+/// scanned twice.
+fn action_of(config: &str) -> Result<String, serde_json::Error> {
+    use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+    /// Raised to stop reading once the action is known.
+    const FOUND: &str = "orch: action found";
+    struct Tag<'a>(&'a mut Option<String>);
+    impl<'de> Visitor<'de> for Tag<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+            f.write_str("an object with an `action`")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "action" {
+                    *self.0 = Some(map.next_value()?);
+                    return Err(A::Error::custom(FOUND));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Err(A::Error::missing_field("action"))
+        }
+    }
+    let mut action = None;
+    let mut de = serde_json::Deserializer::from_str(config);
+    let read = serde::Deserializer::deserialize_map(&mut de, Tag(&mut action));
+    match (action, read) {
+        (Some(action), _) => Ok(action),
+        (None, Err(e)) => Err(e),
+        (None, Ok(())) => Err(serde_json::Error::missing_field("action")),
+    }
 }
 
 impl From<postgres::Error> for StepError {
@@ -397,6 +427,25 @@ mod tests {
         assert_eq!(glue::plugin_name("orch-echo"), "echo");
         assert_eq!(glue::plugin_name("orch-plugin-fetch"), "fetch");
         assert_eq!(glue::plugin_name("fetch"), "fetch");
+    }
+
+    #[test]
+    fn the_action_is_read_without_reading_what_follows_it() {
+        // What follows `action` is not read: the type `pick` parses checks it.
+        let truncated = r#"{"action": "load", "rows": [{"id": 1}, {"id""#;
+        assert_eq!(action_of(truncated).unwrap(), "load");
+        let later = r#"{"connection": "db", "rows": [{"a\"ction": 1}], "action": "produce"}"#;
+        assert_eq!(action_of(later).unwrap(), "produce");
+        for bad in [
+            r#"{"rows": []}"#,
+            "[]",
+            r#"{"action": 3}"#,
+            r#"{"rows": [}"#,
+        ] {
+            assert!(action_of(bad).is_err(), "{bad}");
+        }
+        let missing = action_of(r#"{"rows": []}"#).unwrap_err().to_string();
+        assert!(missing.contains("missing field `action`"), "{missing}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Host side of `orch:plugin/postgres`: opens granted connections with sqlx and runs statements
 //! for the guest. The URL and password never cross into the sandbox.
 
+mod copy_json;
+
 use super::connections::{
     ConnectionData, ConnectionGate, ConnectionView, OpenError, connection_view,
 };
@@ -213,6 +215,50 @@ async fn fetch(
     Ok(Rows { columns, rows })
 }
 
+/// Chunks of COPY text in flight between the thread that reads the rows and the connection.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// `COPY … FROM STDIN` of JSON rows: a blocking thread reads and encodes them while this task
+/// sends each chunk as it comes, and the server loads it meanwhile. What waits between the two
+/// is bounded ([`CHUNKS_IN_FLIGHT`] chunks); if this future is dropped (timeout, cancel), the
+/// channel closes and the reading stops.
+async fn copy_rows(
+    conn: &mut PgConnection,
+    sql: &str,
+    columns: Vec<String>,
+    rows: String,
+) -> Result<u64, Error> {
+    let mut copy = conn.copy_in_raw(sql).await.map_err(classify)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    let encoder = tokio::task::spawn_blocking(move || {
+        copy_json::encode_rows(&rows, &columns, |chunk| tx.blocking_send(chunk).is_ok())
+    });
+    let mut sent = Ok(());
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = copy.send(chunk).await {
+            sent = Err(e);
+            break;
+        }
+    }
+    drop(rx);
+    let encoded = encoder.await.unwrap_or_else(|e| {
+        Err(copy_json::EncodeError::Rows(format!(
+            "reading rows failed: {e}"
+        )))
+    });
+    let failed = match (encoded, sent) {
+        (_, Err(e)) => classify(e),
+        (Err(copy_json::EncodeError::Rows(why)), Ok(())) => Error::Other(why),
+        (Err(copy_json::EncodeError::Stopped), Ok(())) => {
+            Error::Other("the copy stopped before every row was sent".into())
+        }
+        (Ok(_), Ok(())) => return copy.finish().await.map_err(classify),
+    };
+    // Nothing of a failed copy is kept: the server drops the rows it took.
+    let _ = copy.abort("orch: the rows could not be copied").await;
+    Err(failed)
+}
+
 /// `work` inside a `READ ONLY` transaction that is always rolled back.
 async fn in_read_only<T>(
     conn: &mut PgConnection,
@@ -306,6 +352,20 @@ impl HostConnection for ConnectionView<'_> {
             copy.finish().await
         };
         Ok(copied.await.map_err(classify))
+    }
+
+    async fn copy_json(
+        &mut self,
+        session: Resource<PgSession>,
+        sql: String,
+        columns: Vec<String>,
+        rows: String,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        if let Err(denied) = self.gate.write::<Error>(|| "run COPY … FROM STDIN".into()) {
+            return Ok(Err(denied));
+        }
+        let conn = &mut self.table.get_mut(&session)?.conn;
+        Ok(copy_rows(conn, &sql, columns, rows).await)
     }
 
     async fn begin(&mut self, session: Resource<PgSession>) -> wasmtime::Result<Result<(), Error>> {
