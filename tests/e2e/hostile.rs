@@ -502,6 +502,10 @@ with = {{ {with} }}
 
     for (with, what) in [
         (
+            "postgres_copy = [\"pg\", \"plan_copy\"]".to_string(),
+            "may not run COPY … FROM STDIN during `plan`".to_string(),
+        ),
+        (
             format!("post = \"http://127.0.0.1:{post_to}/x\""),
             format!("may not send POST http://127.0.0.1:{post_to}/x during `plan`"),
         ),

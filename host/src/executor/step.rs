@@ -296,8 +296,8 @@ pub(super) struct Ran {
 }
 
 /// Run a prepared step's attempts until one is final; its duration counts from `started`, when
-/// its preparation began. A retried attempt's end and the next
-/// one's start are recorded here, each before what follows it.
+/// its preparation began. A retried attempt's end and the next one's start are recorded here,
+/// each before what follows it.
 pub(super) async fn run_prepared(
     shared: &RunShared,
     node: crate::dag::Node,

@@ -1,5 +1,5 @@
-//! Test plugin: does the same writes from `plan` as from `run` (a SQL statement, a POST, a
-//! Kafka record, a Docker volume), to show that a plan cannot change anything.
+//! Test plugin: does the same writes from `plan` as from `run` (a SQL statement, a COPY of
+//! rows, a POST, a Kafka record, a Docker volume), to show that a plan cannot change anything.
 use orch_sdk::{Cx, Step, StepError};
 use serde::Deserialize;
 
@@ -8,6 +8,8 @@ use serde::Deserialize;
 struct Config {
     /// `[connection, statement]`: run it through `execute` (no parameters: simple protocol).
     postgres: Option<(String, String)>,
+    /// `[connection, table]`: copy one row `{"id": 1}` into it with `copy-json`.
+    postgres_copy: Option<(String, String)>,
     /// POST to this URL.
     post: Option<String>,
     /// `[connection, topic]`: produce one record.
@@ -22,6 +24,11 @@ fn write(config: &Config) -> Result<(), StepError> {
     if let Some((connection, sql)) = &config.postgres {
         let db = orch_sdk::postgres::open(connection)?;
         db.execute(sql, &[])?;
+    }
+    if let Some((connection, table)) = &config.postgres_copy {
+        let db = orch_sdk::postgres::open(connection)?;
+        let copy = format!("COPY {table} (id) FROM STDIN");
+        db.copy_json(&copy, &["id".to_string()], r#"[{"id": 1}]"#)?;
     }
     if let Some(url) = &config.post {
         let request = orch_sdk::http::Request::json("POST", url, &serde_json::json!({"x": 1}));
