@@ -54,47 +54,42 @@ pub(super) fn encode_rows(
     Ok(count)
 }
 
-/// Where each column goes in a row.
-enum ColumnIndex<'c> {
-    Scan(&'c [String]),
-    Map(HashMap<&'c str, usize>),
+/// Where each column goes in a row: its place in `columns`, found by comparing names, or
+/// through `map` when there are many. Rows have a cell for every entry of `columns`, repeats
+/// included (the server refuses a repeated column; reading must not break on one first).
+struct ColumnIndex<'c> {
+    columns: &'c [String],
+    map: Option<HashMap<&'c str, usize>>,
 }
 
 impl<'c> ColumnIndex<'c> {
     fn new(columns: &'c [String]) -> Self {
-        if columns.len() <= SCAN_COLUMNS {
-            ColumnIndex::Scan(columns)
-        } else {
-            ColumnIndex::Map(
-                columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (c.as_str(), i))
-                    .collect(),
-            )
-        }
+        let map = (columns.len() > SCAN_COLUMNS).then(|| {
+            // The first place of a repeated name, as the scan finds it.
+            let mut map = HashMap::with_capacity(columns.len());
+            for (i, c) in columns.iter().enumerate() {
+                map.entry(c.as_str()).or_insert(i);
+            }
+            map
+        });
+        Self { columns, map }
     }
 
     fn len(&self) -> usize {
-        match self {
-            ColumnIndex::Scan(columns) => columns.len(),
-            ColumnIndex::Map(map) => map.len(),
-        }
+        self.columns.len()
     }
 
     fn position(&self, name: &str) -> Option<usize> {
-        match self {
-            ColumnIndex::Scan(columns) => columns.iter().position(|c| c == name),
-            ColumnIndex::Map(map) => map.get(name).copied(),
+        match &self.map {
+            Some(map) => map.get(name).copied(),
+            None => self.columns.iter().position(|c| c == name),
         }
     }
 
     fn names(&self) -> String {
-        let mut names: Vec<&str> = match self {
-            ColumnIndex::Scan(columns) => columns.iter().map(String::as_str).collect(),
-            ColumnIndex::Map(map) => map.keys().copied().collect(),
-        };
+        let mut names: Vec<&str> = self.columns.iter().map(String::as_str).collect();
         names.sort_unstable();
+        names.dedup();
         names.join("`, `")
     }
 }
@@ -328,6 +323,28 @@ mod tests {
         let text = String::from_utf8(chunks.concat()).unwrap();
         assert_eq!(text.lines().count(), rows);
         assert_eq!(text.lines().nth(7).unwrap(), vec!["7"; 20].join("\t"));
+    }
+
+    #[test]
+    fn repeated_column_names_from_a_guest_do_not_break_the_reading() {
+        // Past the scan's limit too, where names are found through a map.
+        for n in [3, 20] {
+            let mut names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+            names.push("c0".into());
+            let (count, text) = encode(
+                r#"[{"c0": 1}]"#,
+                &names.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            assert_eq!(count, 1);
+            let cells: Vec<&str> = text.trim_end().split('\t').collect();
+            assert_eq!(cells.len(), n + 1, "a cell for every column");
+            assert_eq!(
+                (cells[0], cells[n]),
+                ("1", "\\N"),
+                "the first place gets the value"
+            );
+        }
     }
 
     #[test]
