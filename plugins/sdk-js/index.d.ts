@@ -272,6 +272,8 @@ export interface Connection {
   queryRaw(sql: string, params?: Array<SqlValue | TypedSqlValue | undefined>, limit?: number | { limit?: number }): { columns: string[]; rows: any[][] };
   /** `COPY ... FROM STDIN` with `data` in the statement's format; rows copied. */
   copyIn(sql: string, data: string | Uint8Array | ArrayBuffer): number;
+  /** `COPY … FROM STDIN` of rows keyed by column, encoded and streamed by the host; `columns` defaults to the first row's keys. */
+  copyJson(sql: string, rows: Array<Record<string, unknown>> | string, columns?: string[]): number;
   begin(): void;
   commit(): void;
   rollback(): void;

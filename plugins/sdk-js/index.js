@@ -985,6 +985,28 @@ class Connection {
   copyIn(sql, data) {
     return guard('postgres', () => Number(this.#c.copyIn(String(sql), toBytes(data))));
   }
+  /**
+   * `COPY … FROM STDIN` (text format) of `rows`, objects keyed by column; the number copied.
+   * The fast way to bulk load: the host encodes the rows and streams them to the server.
+   * `columns` is the statement's column order; it defaults to the first row's keys. A missing
+   * key is NULL; a key not in `columns` fails the call and nothing is copied. `rows` may also
+   * be their JSON text, with `columns` given.
+   */
+  copyJson(sql, rows, columns) {
+    let text;
+    if (typeof rows === 'string') {
+      if (columns == null) throw new TypeError('copyJson: pass `columns` when `rows` is JSON text');
+      text = rows;
+    } else if (Array.isArray(rows)) {
+      if (columns == null) columns = rows.length ? Object.keys(rows[0] ?? {}) : [];
+      text = toJson(rows);
+    } else {
+      throw new TypeError('copyJson: rows must be an array of objects or their JSON text');
+    }
+    if (!Array.isArray(columns)) throw new TypeError('copyJson: columns must be an array of names');
+    const names = columns.map(String);
+    return guard('postgres', () => Number(this.#c.copyJson(String(sql), names, text)));
+  }
   begin() {
     guard('postgres', () => this.#c.begin());
   }

@@ -33,6 +33,7 @@ macro_rules! in_each_language {
 in_each_language!(
     http_is_denied_without_a_grant_audited_and_allowed_with_one,
     postgres_is_read_through_a_granted_connection_never_the_url,
+    postgres_rows_are_bulk_loaded_through_copy_json,
     invalid_config_is_not_retried_and_retryable_is,
     describe_schema_is_enforced_by_validate,
     a_secret_output_is_masked,
@@ -161,6 +162,37 @@ fn postgres_is_read_through_a_granted_connection_never_the_url() {
     for text in [&ran.stdout, &ran.stderr] {
         assert!(!text.contains(&password), "the password leaked: {text}");
     }
+}
+
+/// The SDK's `copy_json` / `copyJson`: rows from the config go to the host as JSON and come
+/// back out of the table exactly (tabs, newlines, backslashes, a literal `\N`, a missing key as
+/// NULL, jsonb); a key that is not a column fails the step with its row number.
+fn postgres_rows_are_bulk_loaded_through_copy_json() {
+    let orch = Orch::new().env("PROBE_PG_URL", &crate::harness::pg::admin_url());
+    let rows = r#"[{ id = 2, name = "tab\there", doc = { a = [1, 2] } }, { id = 1, name = "\\N" }, { id = 3, name = "back\\slash\nline", doc = 7 }]"#;
+    let workflow = format!(
+        "name = \"probe\"\n[connections.db]\nkind = \"postgres\"\nurl = \"${{{{ env.PROBE_PG_URL }}}}\"\n[steps.load]\nplugin = \"{probe}\"\nallow = [\"db\"]\nwith = {{ action = \"load\", connection = \"db\", rows = {rows} }}\n[steps.unknown]\nplugin = \"{probe}\"\nallow = [\"db\"]\nwith = {{ action = \"load\", connection = \"db\", rows = [{{ id = 1 }}, {{ id = 2, nope = true }}] }}\n",
+        probe = probe()
+    );
+    let ran = orch.run(&workflow, &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    let report = ran.report();
+    let load = step(&report, "load");
+    assert_eq!(load["status"], "succeeded", "{load}");
+    assert_eq!(load["outputs"]["copied"], 3, "{load}");
+    let expected = serde_json::json!([
+        { "id": 1, "name": "\\N", "doc": null },
+        { "id": 2, "name": "tab\there", "doc": { "a": [1, 2] } },
+        { "id": 3, "name": "back\\slash\nline", "doc": 7 },
+    ]);
+    assert_eq!(load["outputs"]["rows"], expected, "{load}");
+    let unknown = step(&report, "unknown");
+    assert_eq!(unknown["status"], "failed", "{unknown}");
+    let error = unknown["error"].as_str().unwrap();
+    assert!(
+        error.contains("row 2 has column `nope`, which is not one of the columns"),
+        "{unknown}"
+    );
 }
 
 fn invalid_config_is_not_retried_and_retryable_is() {

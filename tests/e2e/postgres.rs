@@ -719,7 +719,7 @@ fn load_copies_awkward_values_exactly_and_rejects_unknown_columns() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(error.contains("row 1 has column `nope`"), "{error}");
+    assert!(error.contains("row 2 has column `nope`"), "{error}");
     assert_eq!(
         psql_at(&url, "SELECT count(*) FROM t"),
         "2",

@@ -4,6 +4,7 @@
 //   hello   log a line, output `greeting`; plans a "run" change
 //   http    GET `url`; output `status` and `body` (text)
 //   pg      open postgres connection `connection`, run `query`; output `rows`
+//   load    copy `rows` into a temporary table with copyJson; output `copied` and the table's rows
 //   invalid throw InvalidConfig            retry  throw Retryable
 //   secret  output `token` = `value`, marked secret
 //   hog     allocate memory without bound  spin   loop forever
@@ -13,7 +14,7 @@
 //   fetch   GET `url` with fetch() from an async body; output `status` and `body`
 import { plugin, log, http, postgres, schema, InvalidConfig, Retryable } from 'orch-sdk';
 
-const ACTIONS = ['hello', 'http', 'pg', 'invalid', 'retry', 'secret', 'hog', 'spin', 'env', 'create', 'noop', 'fetch'];
+const ACTIONS = ['hello', 'http', 'pg', 'load', 'invalid', 'retry', 'secret', 'hog', 'spin', 'env', 'create', 'noop', 'fetch'];
 
 export const { describe, plan, run } = plugin({
   name: 'js-probe',
@@ -25,6 +26,7 @@ export const { describe, plan, run } = plugin({
     url: schema.string({ description: 'http: the URL to GET', default: 'http://127.0.0.1:8080/' }),
     connection: schema.string({ description: 'pg: the postgres connection', default: 'db' }),
     query: schema.string({ description: 'pg: the query', default: 'select 1 as one' }),
+    rows: schema.array({ type: 'object' }, { description: 'load: rows keyed by column', default: [] }),
     value: schema.string({ description: 'secret: the value to output', default: 's3cret-js-probe' }),
     name: schema.string({ description: 'create: the thing to create', default: 'probe' }),
   }),
@@ -49,6 +51,16 @@ export const { describe, plan, run } = plugin({
         if (cx.change('run', `query on ${config.connection}`, config.query)) {
           const db = postgres.open(config.connection);
           cx.output('rows', db.query(config.query));
+        }
+        return;
+      }
+      case 'load': {
+        if (cx.change('run', `copy ${config.rows.length} rows on ${config.connection}`)) {
+          const db = postgres.open(config.connection);
+          db.execute('CREATE TEMP TABLE probe_load (id int8, name text, doc jsonb)');
+          const copied = db.copyJson('COPY probe_load (id, name, doc) FROM STDIN', config.rows, ['id', 'name', 'doc']);
+          cx.output('copied', copied);
+          cx.output('rows', db.query('SELECT id, name, doc FROM probe_load ORDER BY id'));
         }
         return;
       }

@@ -4,6 +4,7 @@ hello  log a line, output `greeting`, plan a "run" change
 noop   nothing (the per-step cost benchmark)
 http   GET `url`, output `status` and `body` (text)
 pg     open `connection`, run `query`, output `rows`
+load   copy `rows` into a temporary table with copy_json; output `copied` and the table's rows
 invalid / retry    fail as invalid-config / retryable
 secret output `value` as the secret output `token`
 hog    allocate memory without bound          spin   loop forever
@@ -13,12 +14,12 @@ create plan `create thing NAME`; only when applying output `created = true`
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import orch_sdk
 from orch_sdk import http, log, postgres
 
-Action = Literal["hello", "http", "pg", "invalid", "retry", "secret", "hog", "spin", "env",
+Action = Literal["hello", "http", "pg", "load", "invalid", "retry", "secret", "hog", "spin", "env",
                  "create", "noop"]
 
 
@@ -29,6 +30,8 @@ class Config:
     url: str = field(default="", metadata={"description": "http: the URL to GET"})
     connection: str = field(default="", metadata={"description": "pg: a postgres connection"})
     query: str = field(default="SELECT 1 AS one", metadata={"description": "pg: the SQL"})
+    rows: list[dict[str, Any]] = field(default_factory=list,
+                                       metadata={"description": "load: rows keyed by column"})
     value: str = field(default="py-probe-secret-value",
                        metadata={"description": "secret: the value to output as secret"})
     name: str = field(default="probe", metadata={"description": "create: the thing's name"})
@@ -58,6 +61,15 @@ class Probe(orch_sdk.Plugin):
         if cx.change("run", f"query on {c.connection}", c.query):
             with postgres.open(c.connection) as conn:
                 cx.output("rows", conn.query(c.query))
+
+    def do_load(self, cx, c):
+        if cx.change("run", f"copy {len(c.rows)} rows on {c.connection}"):
+            with postgres.open(c.connection) as conn:
+                conn.execute("CREATE TEMP TABLE probe_load (id int8, name text, doc jsonb)")
+                copied = conn.copy_json("COPY probe_load (id, name, doc) FROM STDIN", c.rows,
+                                        columns=["id", "name", "doc"])
+                cx.output("copied", copied)
+                cx.output("rows", conn.query("SELECT id, name, doc FROM probe_load ORDER BY id"))
 
     def do_noop(self, cx, c):
         pass

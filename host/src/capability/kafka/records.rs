@@ -32,14 +32,15 @@ struct RawRecord<'a> {
 
 impl<'a> RawRecord<'a> {
     /// Strings as their text, other JSON as its text, null as none; a key must be a string.
-    fn decode(self, index: usize) -> Result<JsonRecord<'a>, String> {
+    /// `number` counts from 1, in messages.
+    fn decode(self, number: usize) -> Result<JsonRecord<'a>, String> {
         if self.key.is_some_and(|k| !k.get().starts_with('"')) {
-            return Err(format!("record {index}: `key` must be a string or null"));
+            return Err(format!("record {number}: `key` must be a string or null"));
         }
         let text = |raw: Option<&'a RawValue>| raw.map(payload).transpose();
         Ok(JsonRecord {
-            key: text(self.key).map_err(|e| format!("record {index}: {e}"))?,
-            value: text(self.value).map_err(|e| format!("record {index}: {e}"))?,
+            key: text(self.key).map_err(|e| format!("record {number}: {e}"))?,
+            value: text(self.value).map_err(|e| format!("record {number}: {e}"))?,
             headers: self.headers,
             partition: self.partition,
         })
@@ -64,7 +65,7 @@ pub(super) fn for_each_record<'a>(
         fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<(), A::Error> {
             let mut index = 0;
             while let Some(raw) = seq.next_element::<RawRecord<'a>>()? {
-                let record = raw.decode(index).map_err(A::Error::custom)?;
+                let record = raw.decode(index + 1).map_err(A::Error::custom)?;
                 if let Err(e) = (self.each)(record) {
                     self.failed = Some(e);
                     return Err(A::Error::custom("stopped"));
@@ -149,7 +150,7 @@ mod tests {
             other => panic!("expected an error, got {other:?}"),
         };
         assert!(message(r#"[{"kee": "a"}]"#).contains("unknown field `kee`"));
-        assert!(message(r#"[{"key": 1}]"#).contains("record 0: `key` must be a string"));
+        assert!(message(r#"[{"key": 1}]"#).contains("record 1: `key` must be a string"));
         assert!(message(r#"{"key": "a"}"#).contains("expected an array of records"));
         assert!(message(r#"[{"key": "a"}] x"#).contains("trailing characters"));
         let mut seen = 0;

@@ -117,13 +117,13 @@ impl<'de, F: FnMut(Vec<u8>) -> bool> Visitor<'de> for &mut Rows<'_, '_, F> {
             let row = Row {
                 index: self.index,
                 cells: &mut cells,
-                number: self.count,
+                number: self.count + 1,
             };
             if seq.next_element_seed(row)?.is_none() {
                 return Ok(());
             }
             write_row(&mut self.out, &cells)
-                .map_err(|e| A::Error::custom(format_args!("row {}: {e}", self.count)))?;
+                .map_err(|e| A::Error::custom(format_args!("row {}: {e}", self.count + 1)))?;
             self.count += 1;
             if self.out.len() >= CHUNK {
                 let chunk = std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK + 1024));
@@ -140,6 +140,7 @@ impl<'de, F: FnMut(Vec<u8>) -> bool> Visitor<'de> for &mut Rows<'_, '_, F> {
 struct Row<'r, 'c, 'de> {
     index: &'r ColumnIndex<'c>,
     cells: &'r mut [Option<&'de RawValue>],
+    /// From 1, as PostgreSQL counts a COPY's lines.
     number: u64,
 }
 
@@ -281,12 +282,12 @@ mod tests {
             panic!("{unknown:?}")
         };
         assert!(
-            message.contains("row 1 has column `nope`, which is not one of the columns (`id`)"),
+            message.contains("row 2 has column `nope`, which is not one of the columns (`id`)"),
             "{message}"
         );
         let not_object = encode(r#"[{"id": 1}, 7]"#, &["id"]).unwrap_err();
         assert!(
-            matches!(&not_object, EncodeError::Rows(m) if m.contains("row 1 to be an object")),
+            matches!(&not_object, EncodeError::Rows(m) if m.contains("row 2 to be an object")),
             "{not_object:?}"
         );
         for broken in [
