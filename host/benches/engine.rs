@@ -5,7 +5,8 @@
 //! 1. Plugin load with and without the compiled-component cache; per-step instantiate + call.
 //! 2. Per-step overhead of a 40-step chain of no-op steps: (run time - step work) / steps, where
 //!    step work is the median `run` call on a warm instance pre.
-//! 3. The same chain where each step sleeps 10 ms: what a step that waits costs beyond its wait.
+//! 3. The same chain where each step sleeps 10 ms: what a step that waits costs beyond its wait;
+//!    beside it, how late a native thread's 10 ms sleep ends on this machine (its floor).
 //! 4. Throughput of a 1000-step fan-out (independent no-op steps, 8 at a time).
 //! 5. Growth: 1 000, 10 000 and 100 000-step chains and fan-outs, each parsed, validated,
 //!    resolved and run; time per step and the process's peak RSS growth per step.
@@ -185,9 +186,22 @@ fn main() -> anyhow::Result<()> {
         let sleepy = chain(40, 10);
         run_once(&executor, &runtime, &sleepy).await;
         let mut waits = Vec::new();
+        // The machine's own floor for the same wait, alternating with the runs: how late a
+        // native thread's 10 ms sleep ends (timer slack, and a core coming back from idle).
+        let mut native = Vec::new();
         for _ in 0..10 {
             let took = run_once(&executor, &runtime, &sleepy).await;
             waits.push(took.saturating_sub(Duration::from_millis(400)) / 40);
+            let late = tokio::task::spawn_blocking(|| {
+                (0..40)
+                    .map(|_| {
+                        let t = Instant::now();
+                        std::thread::sleep(Duration::from_millis(10));
+                        t.elapsed().saturating_sub(Duration::from_millis(10))
+                    })
+                    .collect::<Vec<_>>()
+            });
+            native.extend(late.await?);
         }
 
         // 1000-step fan-out.
@@ -218,6 +232,11 @@ fn main() -> anyhow::Result<()> {
             "40 steps of 10 ms each: overhead per step beyond its wait {:.2?} median, {:.2?} max (10 runs)",
             median(waits.clone()),
             waits.iter().max().copied().unwrap_or_default()
+        );
+        println!(
+            "a native thread's 10 ms sleep (the machine's floor): late by {:.2?} median, {:.2?} p90 (400 sleeps)",
+            median(native.clone()),
+            p(&native, 0.9)
         );
         println!(
             "1000-step fan-out: {:.2?} median (5 runs) = {:.0} steps/s",
