@@ -21,6 +21,7 @@ use orch::resolve;
 use orch::store::Store;
 use orch::{Runtime, RuntimeConfig};
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +52,22 @@ fn chain(n: usize, sleep_ms: u64) -> String {
         }
     }
     s
+}
+
+/// How late each of 40 sleeps of 10 ms ends on this thread, with `slack` as its timer slack
+/// (none: the kernel's default), which is restored after.
+fn late_sleeps(slack: Option<NonZeroU64>) -> Vec<Duration> {
+    let wait = Duration::from_millis(10);
+    rustix::thread::set_current_timer_slack(slack).expect("timer slack");
+    let late = (0..40)
+        .map(|_| {
+            let t = Instant::now();
+            std::thread::sleep(wait);
+            t.elapsed().saturating_sub(wait)
+        })
+        .collect();
+    rustix::thread::set_current_timer_slack(None).expect("timer slack");
+    late
 }
 
 /// Reset the process's peak resident set to what it holds now (Linux: `5` to `clear_refs`), so
@@ -187,21 +204,14 @@ fn main() -> anyhow::Result<()> {
         run_once(&executor, &runtime, &sleepy).await;
         let mut waits = Vec::new();
         // The machine's own floor for the same wait, alternating with the runs: how late a
-        // native thread's 10 ms sleep ends (timer slack, and a core coming back from idle).
-        let mut native = Vec::new();
+        // native thread's 10 ms sleep ends, with the kernel's default timer slack (50 µs) and
+        // with none (as orch's exact timer, a timerfd, has none).
+        let (mut native, mut exact) = (Vec::new(), Vec::new());
         for _ in 0..10 {
             let took = run_once(&executor, &runtime, &sleepy).await;
             waits.push(took.saturating_sub(Duration::from_millis(400)) / 40);
-            let late = tokio::task::spawn_blocking(|| {
-                (0..40)
-                    .map(|_| {
-                        let t = Instant::now();
-                        std::thread::sleep(Duration::from_millis(10));
-                        t.elapsed().saturating_sub(Duration::from_millis(10))
-                    })
-                    .collect::<Vec<_>>()
-            });
-            native.extend(late.await?);
+            native.extend(tokio::task::spawn_blocking(|| late_sleeps(None)).await?);
+            exact.extend(tokio::task::spawn_blocking(|| late_sleeps(NonZeroU64::new(1))).await?);
         }
 
         // 1000-step fan-out.
@@ -234,9 +244,9 @@ fn main() -> anyhow::Result<()> {
             waits.iter().max().copied().unwrap_or_default()
         );
         println!(
-            "a native thread's 10 ms sleep (the machine's floor): late by {:.2?} median, {:.2?} p90 (400 sleeps)",
-            median(native.clone()),
-            p(&native, 0.9)
+            "a native thread's 10 ms sleep (the machine's floor): late by {:.2?} median, {:.2?} with no timer slack (400 sleeps each)",
+            median(native),
+            median(exact)
         );
         println!(
             "1000-step fan-out: {:.2?} median (5 runs) = {:.0} steps/s",
