@@ -112,7 +112,7 @@ class Connection(_wrap.Resource):
             if columns is None:
                 columns = list(rows[0]) if rows else []
             try:
-                text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+                text = json.dumps(rows, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
             except (TypeError, ValueError) as e:
                 raise TypeError(f"copy_json: a row is not JSON ({e}); str(x) for dates") from e
         return _call(self._inner.copy_json, sql, [str(c) for c in columns], text)
