@@ -463,3 +463,53 @@ fn independent_steps_run_concurrently_up_to_the_bound() {
     let one = order("1");
     assert_eq!(one, ["start a", "end a", "start b", "end b"]);
 }
+
+/// A `with` of 50 000 values or more (here ~60 000) takes its own path: its copy is checked on a second thread
+/// while the text is written from what it borrows. The plugin gets the same config, a large
+/// literal as well as a large output read by name, and a config that does not match the
+/// plugin's schema fails with the same message as a small one.
+#[test]
+fn a_large_config_is_checked_beside_its_serialising_and_arrives_whole() {
+    let rows: Vec<String> = (0..20_000)
+        .map(|i| format!("{{ id = {i}, name = \"r{i}\" }}"))
+        .collect();
+    let workflow = format!(
+        r#"
+        name = "large"
+        [steps.make]
+        plugin = "echo"
+        with = {{ outputs = {{ rows = [{}] }} }}
+        [steps.read]
+        plugin = "echo"
+        needs = ["make"]
+        with = {{ outputs = {{ rows = "${{{{ steps.make.outputs.rows }}}}", count = "${{{{ size(steps.make.outputs.rows) }}}}" }} }}
+        [steps.bad]
+        plugin = "echo"
+        needs = ["make"]
+        with = {{ outputs = {{ rows = "${{{{ steps.make.outputs.rows }}}}" }}, secret = "${{{{ steps.make.outputs.rows }}}}" }}
+        "#,
+        rows.join(", ")
+    );
+    let ran = Orch::new().run(&workflow, &[]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    let report = ran.report();
+    for id in ["make", "read"] {
+        let step = step(&report, id);
+        assert_eq!(step["status"], "succeeded", "{}", step["error"]);
+        let rows = step["outputs"]["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), 20_000);
+        assert_eq!(rows[0], serde_json::json!({ "id": 0, "name": "r0" }));
+        assert_eq!(
+            rows[19_999],
+            serde_json::json!({ "id": 19_999, "name": "r19999" })
+        );
+    }
+    assert_eq!(step(&report, "read")["outputs"]["count"], 20_000);
+    let bad = step(&report, "bad");
+    assert_eq!(bad["status"], "failed");
+    let error = bad["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("`with` does not match plugin `echo` after rendering: at `/secret/0`:"),
+        "{error}"
+    );
+}

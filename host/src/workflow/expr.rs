@@ -2,6 +2,7 @@
 
 use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr};
 use serde_json::Value as Json;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -101,6 +102,11 @@ impl Expr {
 
     /// Evaluate against `scope`, as JSON.
     pub fn eval(&self, scope: &Scope) -> Result<Json, ExprError> {
+        self.eval_shared(scope).map(Cow::into_owned)
+    }
+
+    /// Evaluate against `scope`; a plain name is borrowed from the scope, not copied.
+    pub fn eval_shared<'s>(&self, scope: &'s Scope) -> Result<Cow<'s, Json>, ExprError> {
         if let Some(path) = &self.path {
             return self.lookup(path, scope);
         }
@@ -126,11 +132,14 @@ impl Expr {
             .program
             .execute(&context)
             .map_err(|e| fail(e.to_string()))?;
-        value.json().map_err(|e| fail(e.to_string()))
+        value
+            .json()
+            .map(Cow::Owned)
+            .map_err(|e| fail(e.to_string()))
     }
 
     /// Read a plain name from the scope; a missing key fails like CEL's `No such key`.
-    fn lookup(&self, path: &[String], scope: &Scope) -> Result<Json, ExprError> {
+    fn lookup<'s>(&self, path: &[String], scope: &'s Scope) -> Result<Cow<'s, Json>, ExprError> {
         let missing = |key: &str| ExprError::Eval {
             expr: self.source.clone(),
             message: format!("No such key: {key}"),
@@ -138,7 +147,7 @@ impl Expr {
         let (root, mut rest) = path.split_first().expect("a name has a root");
         let mut value = if root == "steps" {
             let Some((id, after)) = rest.split_first() else {
-                return Ok(scope.steps_json());
+                return Ok(Cow::Owned(scope.steps_json()));
             };
             rest = after;
             &**scope.steps.get(id).ok_or_else(|| missing(id))?
@@ -153,7 +162,7 @@ impl Expr {
         for key in rest {
             value = value.get(key).ok_or_else(|| missing(key))?;
         }
-        Ok(value.clone())
+        Ok(Cow::Borrowed(value))
     }
 
     /// Evaluate as a condition: must be a boolean.
@@ -396,34 +405,40 @@ impl Template {
     /// Substitute every template. A string that is exactly one `${{ expr }}` takes the
     /// expression's type (number, list...); otherwise values are spliced into the text.
     pub fn render(&self, scope: &Scope) -> Result<Json, ExprError> {
+        self.render_shared(scope).map(Rendered::into_value)
+    }
+
+    /// [`Template::render`], borrowing what it can: literals from the template, and the values
+    /// that plain names (`${{ steps.x.outputs.rows }}`) read from the scope.
+    pub fn render_shared<'a>(&'a self, scope: &'a Scope) -> Result<Rendered<'a>, ExprError> {
         Ok(match self {
-            Template::Literal(v) => v.clone(),
+            Template::Literal(v) => Rendered::Value(Cow::Borrowed(v)),
             Template::String(parts) => match parts.as_slice() {
-                [Part::Expr(e)] => e.eval(scope)?,
+                [Part::Expr(e)] => Rendered::Value(e.eval_shared(scope)?),
                 parts => {
                     let mut text = String::new();
                     for part in parts {
                         match part {
                             Part::Text(t) => text.push_str(t),
-                            Part::Expr(e) => match e.eval(scope)? {
-                                Json::String(s) => text.push_str(&s),
+                            Part::Expr(e) => match &*e.eval_shared(scope)? {
+                                Json::String(s) => text.push_str(s),
                                 other => text.push_str(&other.to_string()),
                             },
                         }
                     }
-                    Json::String(text)
+                    Rendered::Value(Cow::Owned(Json::String(text)))
                 }
             },
-            Template::Array(items) => Json::Array(
+            Template::Array(items) => Rendered::Array(
                 items
                     .iter()
-                    .map(|t| t.render(scope))
+                    .map(|t| t.render_shared(scope))
                     .collect::<Result<_, _>>()?,
             ),
-            Template::Object(fields) => Json::Object(
+            Template::Object(fields) => Rendered::Object(
                 fields
                     .iter()
-                    .map(|(k, t)| Ok((k.clone(), t.render(scope)?)))
+                    .map(|(k, t)| Ok((k.as_str(), t.render_shared(scope)?)))
                     .collect::<Result<_, ExprError>>()?,
             ),
         })
@@ -450,6 +465,98 @@ impl Template {
                     .map(|(k, t)| (k.clone(), t.skeleton()))
                     .collect(),
             ),
+        }
+    }
+}
+
+/// A rendered `with` that borrows its large parts (see [`Template::render_shared`]): it
+/// serialises as the value it stands for, byte for byte, and becomes that value on request.
+#[derive(Debug)]
+pub enum Rendered<'a> {
+    Value(Cow<'a, Json>),
+    Array(Vec<Rendered<'a>>),
+    /// Keys in the template's order, which is the order of a JSON object's keys.
+    Object(Vec<(&'a str, Rendered<'a>)>),
+}
+
+impl Rendered<'_> {
+    /// The value, copying what is borrowed.
+    pub fn into_value(self) -> Json {
+        match self {
+            Rendered::Value(v) => v.into_owned(),
+            Rendered::Array(items) => {
+                Json::Array(items.into_iter().map(Rendered::into_value).collect())
+            }
+            Rendered::Object(fields) => Json::Object(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.into_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The value, as a copy.
+    pub fn to_value(&self) -> Json {
+        match self {
+            Rendered::Value(v) => Json::clone(v),
+            Rendered::Array(items) => Json::Array(items.iter().map(Rendered::to_value).collect()),
+            Rendered::Object(fields) => Json::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_value()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether the value holds at least `n` JSON values (counting stops there).
+    pub fn holds_at_least(&self, n: usize) -> bool {
+        /// Count `value`'s values off `left`; true once it reaches 0.
+        fn spent(value: &Json, left: &mut usize) -> bool {
+            *left = left.saturating_sub(1);
+            *left == 0
+                || match value {
+                    Json::Array(items) => items.iter().any(|v| spent(v, left)),
+                    Json::Object(map) => map.values().any(|v| spent(v, left)),
+                    _ => false,
+                }
+        }
+        fn walk(rendered: &Rendered<'_>, left: &mut usize) -> bool {
+            if let Rendered::Value(v) = rendered {
+                return spent(v, left);
+            }
+            *left = left.saturating_sub(1);
+            *left == 0
+                || match rendered {
+                    Rendered::Array(items) => items.iter().any(|r| walk(r, left)),
+                    Rendered::Object(fields) => fields.iter().any(|(_, r)| walk(r, left)),
+                    Rendered::Value(_) => false,
+                }
+        }
+        n == 0 || walk(self, &mut { n })
+    }
+}
+
+impl serde::Serialize for Rendered<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Rendered::Value(v) => v.serialize(serializer),
+            Rendered::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Rendered::Object(fields) => {
+                let mut map = serializer.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
         }
     }
 }
@@ -555,6 +662,38 @@ mod tests {
             t.skeleton(),
             json!({"n": "${{ inputs.n }}", "s": "user=${{ inputs.db_user }}!"})
         );
+    }
+
+    #[test]
+    fn a_shared_render_borrows_whole_values_and_serialises_as_the_render() {
+        let t = Template::parse(&json!({
+            "z": "${{ steps.make.outputs }}",
+            "a": {"tags": "${{ inputs.tags }}", "lit": [1, {"k": "v"}], "s": "n=${{ inputs.n }}"},
+            "computed": "${{ inputs.n * 2 }}",
+            "list": ["${{ inputs.db_user }}", "x"],
+        }))
+        .unwrap();
+        let scope = scope();
+        let shared = t.render_shared(&scope).unwrap();
+        let owned = t.render(&scope).unwrap();
+        assert_eq!(
+            serde_json::to_string(&shared).unwrap(),
+            serde_json::to_string(&owned).unwrap()
+        );
+        assert_eq!(shared.to_value(), owned);
+        let Rendered::Object(fields) = &shared else {
+            panic!("{shared:?}")
+        };
+        let z = &fields.iter().find(|(k, _)| *k == "z").unwrap().1;
+        assert!(
+            matches!(z, Rendered::Value(Cow::Borrowed(v)) if std::ptr::eq(*v, &scope.steps["make"]["outputs"])),
+            "a plain name is borrowed from the scope: {z:?}"
+        );
+        // 16 values: the object; `a`, `lit` and its 3, `s`, `tags` and its 2; `computed`; `list`
+        // and its 2; `z` and its `pw`.
+        assert!(shared.holds_at_least(1) && shared.holds_at_least(16));
+        assert!(!shared.holds_at_least(17));
+        assert_eq!(shared.into_value(), owned);
     }
 
     #[test]
