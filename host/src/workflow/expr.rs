@@ -471,7 +471,7 @@ impl Template {
 
 /// A rendered `with` that borrows its large parts (see [`Template::render_shared`]): it
 /// serialises as the value it stands for, byte for byte, and becomes that value on request.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Rendered<'a> {
     Value(Cow<'a, Json>),
     Array(Vec<Rendered<'a>>),
@@ -498,24 +498,18 @@ impl Rendered<'_> {
 
     /// The value, as a copy.
     pub fn to_value(&self) -> Json {
-        match self {
-            Rendered::Value(v) => Json::clone(v),
-            Rendered::Array(items) => Json::Array(items.iter().map(Rendered::to_value).collect()),
-            Rendered::Object(fields) => Json::Object(
-                fields
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_value()))
-                    .collect(),
-            ),
-        }
+        self.clone().into_value()
     }
 
     /// Whether the value holds at least `n` JSON values (counting stops there).
     pub fn holds_at_least(&self, n: usize) -> bool {
-        /// Count `value`'s values off `left`; true once it reaches 0.
-        fn spent(value: &Json, left: &mut usize) -> bool {
+        /// Count one value off `left`; true once none is left.
+        fn tick(left: &mut usize) -> bool {
             *left = left.saturating_sub(1);
             *left == 0
+        }
+        fn spent(value: &Json, left: &mut usize) -> bool {
+            tick(left)
                 || match value {
                     Json::Array(items) => items.iter().any(|v| spent(v, left)),
                     Json::Object(map) => map.values().any(|v| spent(v, left)),
@@ -523,16 +517,11 @@ impl Rendered<'_> {
                 }
         }
         fn walk(rendered: &Rendered<'_>, left: &mut usize) -> bool {
-            if let Rendered::Value(v) = rendered {
-                return spent(v, left);
+            match rendered {
+                Rendered::Value(v) => spent(v, left),
+                Rendered::Array(items) => tick(left) || items.iter().any(|r| walk(r, left)),
+                Rendered::Object(fields) => tick(left) || fields.iter().any(|(_, r)| walk(r, left)),
             }
-            *left = left.saturating_sub(1);
-            *left == 0
-                || match rendered {
-                    Rendered::Array(items) => items.iter().any(|r| walk(r, left)),
-                    Rendered::Object(fields) => fields.iter().any(|(_, r)| walk(r, left)),
-                    Rendered::Value(_) => false,
-                }
         }
         n == 0 || walk(self, &mut { n })
     }
