@@ -8,7 +8,7 @@ use crate::capability::{Denial, Granter, LogLevel, Masker, StepSink};
 use crate::resolve::ResolvedPlugin;
 use crate::runtime::{Fault, Invocation, StepContext};
 use crate::store::{StepEnd, StepStatus, StepWrite};
-use crate::workflow::expr::Scope;
+use crate::workflow::expr::{Rendered, Scope};
 use crate::workflow::{Step, StepsRead};
 use serde_json::{Map, Value as Json, json};
 use std::sync::Arc;
@@ -42,7 +42,7 @@ pub(super) fn prepare_step(
         .with
         .render_shared(scope)
         .map_err(|e| masker.mask(&format!("cannot render `with`: {e}")))?;
-    let check = |config: &Json| {
+    let check = |config: &Rendered<'_>| {
         plugin.check_config(config).map_err(|problems| {
             masker.mask(&format!(
                 "`with` does not match plugin `{}` after rendering: {problems}",
@@ -51,30 +51,24 @@ pub(super) fn prepare_step(
         })
     };
     if !rendered.holds_at_least(LARGE_CONFIG) {
-        let config = rendered.into_value();
-        check(&config)?;
-        return serialise(&config).map(Prepared::Config);
+        check(&rendered)?;
+        return serialise(&rendered).map(Prepared::Config);
     }
-    // A large config (100k rows read from another step): the schema needs a copy to check,
-    // and the copy and the check (~35 ms for 100k rows) run on a second thread while this one
-    // writes the text from what the config borrows (~11 ms). The copy is freed off the path.
-    let copy_and_check = || {
-        let config = rendered.to_value();
-        (check(&config), config)
-    };
-    let ((verdict, config), text) = std::thread::scope(|threads| {
-        let beside = std::thread::Builder::new().spawn_scoped(threads, copy_and_check);
+    // A large config (100k rows read from another step): the check (~10 ms for 100k rows)
+    // runs on a second thread while this one writes the text (~11 ms); both read the
+    // config where it lies.
+    let (verdict, text) = std::thread::scope(|threads| {
+        let beside = std::thread::Builder::new().spawn_scoped(threads, || check(&rendered));
         let text = serialise(&rendered);
-        let checked = match beside {
+        let verdict = match beside {
             Ok(thread) => thread
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             // No thread to be had: one after the other.
-            Err(_) => copy_and_check(),
+            Err(_) => check(&rendered),
         };
-        (checked, text)
+        (verdict, text)
     });
-    drop_off_path(config);
     verdict?;
     text.map(Prepared::Config)
 }
@@ -85,17 +79,8 @@ fn serialise<T: serde::Serialize + ?Sized>(config: &T) -> Result<String, String>
     serde_json::to_string(config).map_err(|e| format!("cannot serialise `with`: {e}"))
 }
 
-/// A rendered `with` holding this many JSON values or more is checked beside its serialising,
-/// and its copy freed on a blocking thread, off the step's path (freeing 100k rows takes ~25 ms).
+/// A rendered `with` holding this many JSON values or more is checked beside its serialising.
 const LARGE_CONFIG: usize = 50_000;
-
-/// Free `value` on a blocking thread when there is a runtime to run one; here otherwise.
-fn drop_off_path(value: Json) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(value))),
-        Err(_) => drop(value),
-    }
-}
 
 /// The expression scope for a step: the run's values plus the finished steps it reads, shared.
 pub(super) fn scope_for(shared: &RunShared, step: &Step) -> Scope {

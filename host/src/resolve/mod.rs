@@ -5,7 +5,7 @@
 use crate::capability::{Denial, LogLevel, StepSink};
 use crate::dag::Dag;
 use crate::runtime::{Plugin, PluginInfo, Runtime, builtin};
-use crate::workflow::expr::Template;
+use crate::workflow::expr::{Rendered, Template};
 use crate::workflow::{Diagnostic, Diagnostics, PluginRef, Workflow, did_you_mean, hint};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -13,9 +13,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub mod lock;
+mod rendered;
 mod untrusted;
 
 use lock::Lock;
+use rendered::{RenderedJson, RenderedNode};
 
 /// Where plugins come from besides the binary and the filesystem, and what pins them.
 #[derive(Clone, Default)]
@@ -39,7 +41,8 @@ pub struct ResolvedPlugin {
     pub info: PluginInfo,
     /// Where it came from: digests and size, as the lock records them.
     pub origin: Origin,
-    schema: Option<jsonschema::Validator>,
+    /// Checks a rendered `with` where it lies, borrowed parts and all.
+    schema: Option<jsonschema::Validator<RenderedJson>>,
 }
 
 /// The facts of a loaded component that pin it.
@@ -105,10 +108,11 @@ impl ResolvedPlugin {
 
 impl ResolvedPlugin {
     /// Check a rendered config against the plugin's schema; the error lists every problem.
-    pub fn check_config(&self, config: &Json) -> Result<(), String> {
+    pub fn check_config(&self, config: &Rendered<'_>) -> Result<(), String> {
         let Some(schema) = &self.schema else {
             return Ok(());
         };
+        let config = RenderedNode::of(config);
         // The fast path: describing problems costs more than finding none.
         if schema.is_valid(config) {
             return Ok(());
@@ -210,7 +214,7 @@ pub async fn resolve(
         let skeleton = step.with.skeleton();
         let templated = template_paths(&step.with, String::new());
         if let Some(schema) = &entry.schema {
-            for error in schema.iter_errors(&skeleton) {
+            for error in schema.iter_errors(RenderedNode::Value(&skeleton)) {
                 let path = error.instance_path().to_string();
                 // Known only at run time (checked again after rendering): errors at a templated
                 // value, and "no variant matches" errors above one.
@@ -414,12 +418,16 @@ pub async fn load(
                 "fix the plugin".to_string(),
             )
         })?;
-        Some(jsonschema::validator_for(&json).map_err(|e| {
-            (
-                format!("plugin `{name}` published an invalid config schema: {e}"),
-                "fix the plugin".to_string(),
-            )
-        })?)
+        Some(
+            jsonschema::options_for::<RenderedJson>()
+                .build(&json)
+                .map_err(|e| {
+                    (
+                        format!("plugin `{name}` published an invalid config schema: {e}"),
+                        "fix the plugin".to_string(),
+                    )
+                })?,
+        )
     };
     // What the artifact's config told a reviewer before download must be what it imports.
     if let Some(mut declared) = declared_imports {
