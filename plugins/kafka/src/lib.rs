@@ -65,7 +65,7 @@ enum Start {
 }
 
 /// `produce`; `records` is typed in the schema ([`Config`]) and left as JSON text when parsed
-/// on its own ([`parse`]), to be handed to the host undecoded.
+/// on its own ([`Action`]), to be handed to the host undecoded.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Produce<R> {
@@ -86,15 +86,19 @@ enum Action<'a> {
     Other(Config),
 }
 
+impl<'a> Action<'a> {
+    fn pick(action: &str, text: &'a str) -> Result<Self, serde_json::Error> {
+        if action == "produce" {
+            serde_json::from_str(text).map(Action::Produce)
+        } else {
+            serde_json::from_str(text).map(Action::Other)
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Action<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        orch_sdk::by_action(d, |action, text| {
-            if action == "produce" {
-                serde_json::from_str(text).map(Action::Produce)
-            } else {
-                serde_json::from_str(text).map(Action::Other)
-            }
-        })
+        orch_sdk::by_action(d, Action::pick)
     }
 }
 
@@ -387,7 +391,7 @@ fn act(action: Action<'_>, cx: &mut Cx) -> Result<(), StepError> {
             init_consumer(&client, &topic, &group, start, cx)
         }
         Config::Produce(p) => {
-            // Reached only when `produce` is parsed through the enum; [`parse`] avoids that.
+            // Reached only when `produce` is parsed through the enum; [`Action`] avoids that.
             let records = serde_json::value::to_raw_value(&p.records)
                 .map_err(|e| StepError::InvalidConfig(e.to_string()))?;
             produce(&p.connection, &p.topic, &records, cx)
@@ -439,6 +443,10 @@ struct Kafka;
 impl Step for Kafka {
     type Config<'a> = Action<'a>;
     const DESCRIPTION: &'static str = "Kafka topics, consumer groups, produce and consume";
+
+    fn parse(config: &str) -> Result<Action<'_>, StepError> {
+        orch_sdk::config_by_action(config, Action::pick)
+    }
 
     fn step(cx: &mut Cx, action: Action<'_>) -> Result<(), StepError> {
         act(action, cx)

@@ -86,15 +86,19 @@ enum Parsed {
     Other(Config),
 }
 
+impl Parsed {
+    fn pick(action: &str, text: &str) -> Result<Self, serde_json::Error> {
+        if action == "load" {
+            serde_json::from_str(text).map(Parsed::Load)
+        } else {
+            serde_json::from_str(text).map(Parsed::Other)
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Parsed {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        orch_sdk::by_action(d, |action, text| {
-            if action == "load" {
-                serde_json::from_str(text).map(Parsed::Load)
-            } else {
-                serde_json::from_str(text).map(Parsed::Other)
-            }
-        })
+        orch_sdk::by_action(d, Parsed::pick)
     }
 }
 
@@ -130,6 +134,10 @@ struct Postgres;
 impl Step for Postgres {
     type Config<'a> = Parsed;
     const DESCRIPTION: &'static str = "PostgreSQL roles, databases, grants, SQL, query and load";
+
+    fn parse(config: &str) -> Result<Parsed, StepError> {
+        orch_sdk::config_by_action(config, Parsed::pick)
+    }
 
     fn step(cx: &mut Cx, config: Parsed) -> Result<(), StepError> {
         let config = match config {

@@ -80,6 +80,12 @@ pub trait Step {
     /// finds nothing to change.
     fn step(cx: &mut Cx, config: Self::Config<'_>) -> Result<(), StepError>;
 
+    /// Parse the JSON text of `with`. Override it with [`config_by_action`] when the action
+    /// picks the shape and the config can carry large row batches.
+    fn parse(config: &str) -> Result<Self::Config<'_>, StepError> {
+        crate::config(config)
+    }
+
     /// The config schema as JSON text; derived from [`Step::Config`] unless overridden.
     /// Draft-07: the host compiles its meta-schema in ~2 ms where draft 2020-12's takes
     /// ~13 ms, and every `orch run` and `orch validate` compiles one.
@@ -247,7 +253,7 @@ pub mod glue {
 
     /// Parse the config once and run the body in `mode`.
     pub fn call<S: Step>(mode: Mode, ctx: StepContext, config: &str) -> Result<Cx, StepError> {
-        let parsed: S::Config<'_> = crate::config(config)?;
+        let parsed = S::parse(config)?;
         let mut cx = Cx::new(mode, ctx);
         S::step(&mut cx, parsed)?;
         Ok(cx)
@@ -298,7 +304,8 @@ pub fn config<'a, C: serde::Deserialize<'a>>(config: &'a str) -> Result<C, StepE
 
 /// Deserialise a config whose shape is picked by its `action` field without buffering the
 /// whole input (an internally tagged enum would): `pick` gets the action and the raw JSON
-/// text and parses the right type straight from it. For configs carrying large row batches.
+/// text and parses the right type straight from it. For configs carrying large row batches;
+/// [`config_by_action`] does the same from the text, without first scanning it whole.
 pub fn by_action<'de, D, T>(
     deserializer: D,
     pick: impl FnOnce(&str, &'de str) -> Result<T, serde_json::Error>,
@@ -313,9 +320,19 @@ where
     pick(&action, raw.get()).map_err(D::Error::custom)
 }
 
+/// [`by_action`] for [`Step::parse`]: the text is read once, by `pick` (100 000 Kafka records
+/// are 3.4 MB to scan).
+pub fn config_by_action<'a, T>(
+    config: &'a str,
+    pick: impl FnOnce(&str, &'a str) -> Result<T, serde_json::Error>,
+) -> Result<T, StepError> {
+    action_of(config)
+        .and_then(|action| pick(&action, config))
+        .map_err(|e| StepError::InvalidConfig(e.to_string()))
+}
+
 /// The `action` of a config object, read without reading past it: the host writes keys in
-/// order, so it comes before large fields like `rows` and `records`, which are then not
-/// scanned twice.
+/// order, so it comes before large fields like `rows` and `records`.
 fn action_of(config: &str) -> Result<String, serde_json::Error> {
     use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
     /// Raised to stop reading once the action is known.
@@ -446,6 +463,49 @@ mod tests {
         }
         let missing = action_of(r#"{"rows": []}"#).unwrap_err().to_string();
         assert!(missing.contains("missing field `action`"), "{missing}");
+    }
+
+    #[test]
+    fn a_config_picked_by_action_is_parsed_from_its_text_as_through_serde() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Load<'a> {
+            action: &'a str,
+            #[serde(borrow)]
+            rows: &'a serde_json::value::RawValue,
+        }
+        struct Picked<'a>(Load<'a>);
+        impl<'de> serde::Deserialize<'de> for Picked<'de> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                by_action(d, pick)
+            }
+        }
+        fn pick<'a>(action: &str, text: &'a str) -> Result<Picked<'a>, serde_json::Error> {
+            assert_eq!(action, "load");
+            serde_json::from_str(text).map(Picked)
+        }
+        let text = r#"{"action": "load", "rows": [{"id": 1}, {"id": 2}]}"#;
+        let direct = config_by_action(text, pick).unwrap().0;
+        assert_eq!(direct.rows.get(), r#"[{"id": 1}, {"id": 2}]"#);
+        let through_serde = config::<Picked<'_>>(text).unwrap().0;
+        assert_eq!(
+            (direct.action, direct.rows.get()),
+            (through_serde.action, through_serde.rows.get())
+        );
+        // Errors are `invalid-config`, with the position in the text.
+        for (bad, says) in [
+            (
+                r#"{"action": "load", "rows": [], "nope": 1}"#,
+                "unknown field `nope`",
+            ),
+            (r#"{"action": "load", "rows": [}"#, "line 1 column 29"),
+            (r#"{"rows": []}"#, "missing field `action`"),
+        ] {
+            match config_by_action(bad, pick) {
+                Err(StepError::InvalidConfig(m)) => assert!(m.contains(says), "{m}"),
+                other => panic!("{bad}: {:?}", other.map(|p| p.0)),
+            }
+        }
     }
 
     #[test]
