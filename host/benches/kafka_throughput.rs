@@ -1,6 +1,8 @@
 //! Produce and consume 100k small records through the `kafka` plugin, against the same rdkafka
-//! client used natively from the host, in one run (figures go to BENCHMARKS.md). Needs the
-//! project's broker:
+//! client used natively from the host, in one run (figures go to BENCHMARKS.md). Native
+//! produce is timed two ways: with `FutureProducer` (rdkafka's async API, this bench's baseline
+//! since issue 4) and with a `ThreadedProducer` whose delivery callback counts (what the
+//! plugin's host does since issue 20). Needs the project's broker:
 //!
 //!     bash tests/services.sh start && source "$(bash tests/services.sh env)"
 //!     cargo bench --bench kafka_throughput
@@ -42,6 +44,47 @@ async fn native_produce(bootstrap: &str, topic: &str) -> anyhow::Result<Duration
     for d in futures::future::join_all(deliveries).await {
         d?.map_err(|(e, _)| e)?;
     }
+    Ok(start.elapsed())
+}
+
+/// Counts delivery reports, for [`native_produce_counted`].
+#[derive(Default)]
+struct Counted(std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64);
+
+impl rdkafka::ClientContext for Counted {}
+
+impl rdkafka::producer::ProducerContext for Counted {
+    type DeliveryOpaque = ();
+    fn delivery(&self, report: &rdkafka::message::DeliveryResult<'_>, (): ()) {
+        let count = if report.is_ok() { &self.0 } else { &self.1 };
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// The same records with no future per record: the callback counts, and the end is when every
+/// record has a report (checked every 100 µs).
+fn native_produce_counted(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    use std::sync::atomic::Ordering;
+    let start = Instant::now();
+    let producer: ThreadedProducer<Counted> = config(bootstrap)
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .set("queue.buffering.max.messages", "1000000")
+        .create_with_context(Counted::default())?;
+    for i in 0..RECORDS {
+        let (key, value) = (format!("k{i}"), format!("value-{i}"));
+        let record = BaseRecord::to(topic).key(&key).payload(&value);
+        producer.send(record).map_err(|(e, _)| e)?;
+    }
+    let Counted(delivered, failed) = producer.context().as_ref();
+    while delivered.load(Ordering::Acquire) + failed.load(Ordering::Acquire) < RECORDS as u64 {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    anyhow::ensure!(
+        failed.load(Ordering::Acquire) == 0,
+        "native deliveries failed"
+    );
     Ok(start.elapsed())
 }
 
@@ -121,18 +164,27 @@ async fn through_plugin(
     ))
 }
 
-/// The native path: the same rdkafka client called from the host.
-async fn natively(bootstrap: &str, topic: &str) -> anyhow::Result<(Duration, Duration)> {
+/// The native path: the same rdkafka client called from the host. Produce with futures,
+/// produce counted (into a topic of its own), consume.
+async fn natively(bootstrap: &str, topic: &str) -> anyhow::Result<[Duration; 3]> {
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
         config(bootstrap).create()?;
-    let new = rdkafka::admin::NewTopic::new(topic, 3, rdkafka::admin::TopicReplication::Fixed(1));
+    let counted_topic = format!("{topic}_counted");
+    let new =
+        |name| rdkafka::admin::NewTopic::new(name, 3, rdkafka::admin::TopicReplication::Fixed(1));
     admin
-        .create_topics([&new], &rdkafka::admin::AdminOptions::new())
+        .create_topics(
+            [&new(topic), &new(&counted_topic)],
+            &rdkafka::admin::AdminOptions::new(),
+        )
         .await?;
     let produce = native_produce(bootstrap, topic).await?;
+    let b = bootstrap.to_string();
+    let counted =
+        tokio::task::spawn_blocking(move || native_produce_counted(&b, &counted_topic)).await??;
     let (b, t) = (bootstrap.to_string(), topic.to_string());
     let consume = tokio::task::spawn_blocking(move || native_consume(&b, &t)).await??;
-    Ok((produce, consume))
+    Ok([produce, counted, consume])
 }
 
 fn main() -> anyhow::Result<()> {
@@ -149,13 +201,13 @@ fn main() -> anyhow::Result<()> {
     println!(
         "## kafka throughput ({RECORDS} records of ~12 bytes, 3 partitions, tansu), {ROUNDS} rounds"
     );
-    let [mut pp, mut pc, mut np, mut nc] = [vec![], vec![], vec![], vec![]];
+    let [mut pp, mut pc, mut np, mut nn, mut nc] = [vec![], vec![], vec![], vec![], vec![]];
     for n in 0..ROUNDS {
         let id = &uuid::Uuid::now_v7().simple().to_string()[20..];
         let (plugin_topic, native_topic) =
             (format!("bench_plugin_{id}"), format!("bench_native_{id}"));
         // Alternate which path goes first: the broker shares the machine's two cores.
-        let ((p_produce, p_consume), (n_produce, n_consume)) = rt.block_on(async {
+        let ((p_produce, p_consume), [n_produce, n_counted, n_consume]) = rt.block_on(async {
             if n % 2 == 0 {
                 let p = through_plugin(&bootstrap, &plugin_topic, &records).await?;
                 anyhow::Ok((p, natively(&bootstrap, &native_topic).await?))
@@ -168,16 +220,19 @@ fn main() -> anyhow::Result<()> {
             }
         })?;
         println!(
-            "round {}: produce plugin {p_produce:.0?} vs native {n_produce:.0?}; consume plugin {p_consume:.0?} vs native {n_consume:.0?}",
+            "round {}: produce plugin {p_produce:.0?} vs native {n_produce:.0?} (counted {n_counted:.0?}); consume plugin {p_consume:.0?} vs native {n_consume:.0?}",
             n + 1
         );
         pp.push(p_produce);
         pc.push(p_consume);
         np.push(n_produce);
+        nn.push(n_counted);
         nc.push(n_consume);
     }
+    let plugin_produce = median(pp);
     for (name, plugin, native) in [
-        ("produce", median(pp), median(np)),
+        ("produce", plugin_produce, median(np)),
+        ("produce, native counted", plugin_produce, median(nn)),
         ("consume", median(pc), median(nc)),
     ] {
         println!(

@@ -251,6 +251,41 @@ fn produced_records_come_back_with_their_keys_values_and_headers_and_offsets_are
 }
 
 #[test]
+fn a_record_the_broker_cannot_take_fails_the_produce_step_with_its_reason() {
+    let orch = orch();
+    let (topic, group) = (unique("refused"), unique("refusedg"));
+    // The topic has 3 partitions: the 41st record names an 8th.
+    let records: Vec<serde_json::Value> = (0..80)
+        .map(|i| match i {
+            40 => serde_json::json!({"key": "lost", "value": "x", "partition": 7}),
+            i => serde_json::json!({"key": format!("k{i}"), "value": i}),
+        })
+        .collect();
+    let ran = orch.run(
+        PIPE,
+        &[
+            "-i",
+            &format!("topic={topic}"),
+            "-i",
+            &format!("group={group}"),
+            "-i",
+            &format!("records={}", serde_json::Value::from(records)),
+        ],
+    );
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    let report = ran.report();
+    let produce = step(&report, "produce");
+    assert_eq!(produce["status"], "failed", "{produce}");
+    assert_eq!(
+        produce["attempts"], 1,
+        "a refusal is not retried: {produce}"
+    );
+    let error = produce["error"].as_str().unwrap();
+    assert!(error.contains("Unknown partition"), "{error}");
+    assert_eq!(step(&report, "consume")["status"], "upstream_failed");
+}
+
+#[test]
 fn records_a_plugin_builds_in_code_go_through_the_typed_produce() {
     let orch = orch();
     let topic = unique("typed");

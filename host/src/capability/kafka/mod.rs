@@ -2,6 +2,7 @@
 //! step is granted. Bootstrap servers and SASL settings never cross into the sandbox.
 
 mod consume;
+mod produce;
 mod records;
 
 use super::connections::{
@@ -13,12 +14,11 @@ use crate::capability::bindings::orch::plugin::kafka::{
 };
 use crate::workflow::ConnectionKind;
 use consume::{consume_batch, consumer, partitions};
+use produce::{Batch, Producer};
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use records::for_each_record;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct KafkaClient {
     config: ClientConfig,
     admin: Arc<AdminClient<DefaultClientContext>>,
-    producer: Option<FutureProducer>,
+    producer: Option<Producer>,
 }
 
 /// Unreachable brokers and timeouts are retryable; refusals are not.
@@ -139,84 +139,12 @@ fn options() -> AdminOptions {
 
 impl KafkaClient {
     /// The client's producer, created on first use and reused for later batches.
-    fn producer(&mut self) -> Result<&FutureProducer, Error> {
+    fn producer(&mut self) -> Result<&Producer, Error> {
         let producer = match self.producer.take() {
             Some(producer) => producer,
-            None => self
-                .config
-                .clone()
-                .set("linger.ms", "5")
-                .set("acks", "all")
-                .set("queue.buffering.max.messages", "1000000")
-                .create()
-                .map_err(classify)?,
+            None => produce::producer(&self.config)?,
         };
         Ok(self.producer.insert(producer))
-    }
-}
-
-/// Records handed to one producer, not yet known to be delivered.
-struct Batch<'p> {
-    producer: &'p FutureProducer,
-    deliveries: Vec<DeliveryFuture>,
-}
-
-impl Batch<'_> {
-    /// Hand one record to the client. A full local queue (a million records) is waited out on
-    /// this thread: the client's own threads drain it within milliseconds.
-    fn send<'a>(
-        &mut self,
-        topic: &'a str,
-        key: Option<&'a [u8]>,
-        value: Option<&'a [u8]>,
-        headers: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>,
-        partition: Option<i32>,
-    ) -> Result<(), Error> {
-        let mut record: FutureRecord<'a, [u8], [u8]> = FutureRecord::to(topic);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        if let Some(v) = value {
-            record = record.payload(v);
-        }
-        if let Some(p) = partition {
-            record = record.partition(p);
-        }
-        if headers.len() > 0 {
-            let headers = headers.fold(OwnedHeaders::new(), |all, (key, value)| {
-                all.insert(KafkaHeader {
-                    key,
-                    value: Some(value),
-                })
-            });
-            record = record.headers(headers);
-        }
-        loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => {
-                    self.deliveries.push(delivery);
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(classify(e)),
-            }
-        }
-    }
-
-    /// Wait until the broker has every record; how many it took.
-    async fn delivered(self) -> Result<u64, Error> {
-        let mut produced = 0u64;
-        for delivery in futures::future::join_all(self.deliveries).await {
-            match delivery {
-                Ok(Ok(_)) => produced += 1,
-                Ok(Err((e, _))) => return Err(classify(e)),
-                Err(_) => return Err(Error::Unavailable("delivery was cancelled".into())),
-            }
-        }
-        Ok(produced)
     }
 }
 
@@ -225,10 +153,7 @@ async fn produce_each(
     client: &mut KafkaClient,
     feed: impl FnOnce(&mut Batch<'_>) -> Result<(), Error>,
 ) -> Result<u64, Error> {
-    let mut batch = Batch {
-        producer: client.producer()?,
-        deliveries: Vec::new(),
-    };
+    let mut batch = Batch::new(client.producer()?);
     feed(&mut batch)?;
     batch.delivered().await
 }
