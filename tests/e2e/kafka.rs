@@ -195,14 +195,9 @@ allow = ["kafka"]
 with = { action = "consume", connection = "kafka", topic = "${{ inputs.topic }}", group = "${{ inputs.group }}", max_records = 1000, timeout_ms = 10000 }
 "#;
 
-#[test]
-fn produced_records_come_back_with_their_keys_values_and_headers_and_offsets_are_committed() {
-    let orch = orch();
-    let (topic, group) = (unique("pipe"), unique("pipeg"));
-    let records: Vec<serde_json::Value> = (0..50)
-        .map(|i| serde_json::json!({"key": format!("k{i}"), "value": {"n": i, "s": format!("v{i}")}, "headers": {"trace": format!("t{i}")}}))
-        .collect();
-    let ran = orch.run(
+/// [`PIPE`] producing `records` into `topic`, then consuming them as `group`.
+fn run_pipe(orch: &Orch, topic: &str, group: &str, records: &[serde_json::Value]) -> Ran {
+    orch.run(
         PIPE,
         &[
             "-i",
@@ -210,9 +205,19 @@ fn produced_records_come_back_with_their_keys_values_and_headers_and_offsets_are
             "-i",
             &format!("group={group}"),
             "-i",
-            &format!("records={}", serde_json::Value::from(records.clone())),
+            &format!("records={}", serde_json::Value::from(records)),
         ],
-    );
+    )
+}
+
+#[test]
+fn produced_records_come_back_with_their_keys_values_and_headers_and_offsets_are_committed() {
+    let orch = orch();
+    let (topic, group) = (unique("pipe"), unique("pipeg"));
+    let records: Vec<serde_json::Value> = (0..50)
+        .map(|i| serde_json::json!({"key": format!("k{i}"), "value": {"n": i, "s": format!("v{i}")}, "headers": {"trace": format!("t{i}")}}))
+        .collect();
+    let ran = run_pipe(&orch, &topic, &group, &records);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     let report = ran.report();
     assert_eq!(step(&report, "produce")["outputs"]["produced"], 50);
@@ -261,17 +266,7 @@ fn a_record_the_broker_cannot_take_fails_the_produce_step_with_its_reason() {
             i => serde_json::json!({"key": format!("k{i}"), "value": i}),
         })
         .collect();
-    let ran = orch.run(
-        PIPE,
-        &[
-            "-i",
-            &format!("topic={topic}"),
-            "-i",
-            &format!("group={group}"),
-            "-i",
-            &format!("records={}", serde_json::Value::from(records)),
-        ],
-    );
+    let ran = run_pipe(&orch, &topic, &group, &records);
     assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
     let report = ran.report();
     let produce = step(&report, "produce");
