@@ -65,7 +65,7 @@ enum Start {
 }
 
 /// `produce`; `records` is typed in the schema ([`Config`]) and left as JSON text when parsed
-/// on its own ([`Action`]), to be handed to the host undecoded.
+/// on its own ([`Action::pick`]), to be handed to the host undecoded.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Produce<R> {
@@ -391,7 +391,7 @@ fn act(action: Action<'_>, cx: &mut Cx) -> Result<(), StepError> {
             init_consumer(&client, &topic, &group, start, cx)
         }
         Config::Produce(p) => {
-            // Reached only when `produce` is parsed through the enum; [`Action`] avoids that.
+            // Reached only when `produce` is parsed through the enum; [`Action::pick`] avoids that.
             let records = serde_json::value::to_raw_value(&p.records)
                 .map_err(|e| StepError::InvalidConfig(e.to_string()))?;
             produce(&p.connection, &p.topic, &records, cx)
