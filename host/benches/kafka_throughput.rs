@@ -27,14 +27,19 @@ fn config(bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// The plugin's producer settings (`capability/kafka/produce.rs`).
+fn producer_config(bootstrap: &str) -> ClientConfig {
+    let mut c = config(bootstrap);
+    c.set("linger.ms", "5")
+        .set("acks", "all")
+        .set("queue.buffering.max.messages", "1000000");
+    c
+}
+
 /// Timed from client creation, as the plugin's step creates its client too.
 async fn native_produce(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let producer: FutureProducer = config(bootstrap)
-        .set("linger.ms", "5")
-        .set("acks", "all")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?;
+    let producer: FutureProducer = producer_config(bootstrap).create()?;
     let mut deliveries = Vec::with_capacity(RECORDS);
     for i in 0..RECORDS {
         let (key, value) = (format!("k{i}"), format!("value-{i}"));
@@ -67,11 +72,8 @@ fn native_produce_counted(bootstrap: &str, topic: &str) -> anyhow::Result<Durati
     use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
     use std::sync::atomic::Ordering;
     let start = Instant::now();
-    let producer: ThreadedProducer<Counted> = config(bootstrap)
-        .set("linger.ms", "5")
-        .set("acks", "all")
-        .set("queue.buffering.max.messages", "1000000")
-        .create_with_context(Counted::default())?;
+    let producer: ThreadedProducer<Counted> =
+        producer_config(bootstrap).create_with_context(Counted::default())?;
     for i in 0..RECORDS {
         let (key, value) = (format!("k{i}"), format!("value-{i}"));
         let record = BaseRecord::to(topic).key(&key).payload(&value);

@@ -464,8 +464,8 @@ fn independent_steps_run_concurrently_up_to_the_bound() {
     assert_eq!(one, ["start a", "end a", "start b", "end b"]);
 }
 
-/// A `with` of 50 000 values or more (here ~60 000) takes its own path: its copy is checked on a second thread
-/// while the text is written from what it borrows. The plugin gets the same config, a large
+/// A `with` of 50 000 values or more (here ~60 000) takes its own path: it is checked in place on
+/// a second thread while the text is written from what it borrows. The plugin gets the same config, a large
 /// literal as well as a large output read by name, and a config that does not match the
 /// plugin's schema fails with the same message as a small one.
 #[test]

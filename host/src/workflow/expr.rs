@@ -167,8 +167,8 @@ impl Expr {
 
     /// Evaluate as a condition: must be a boolean.
     pub fn eval_bool(&self, scope: &Scope) -> Result<bool, ExprError> {
-        match self.eval(scope)? {
-            Json::Bool(b) => Ok(b),
+        match &*self.eval_shared(scope)? {
+            Json::Bool(b) => Ok(*b),
             other => Err(ExprError::Eval {
                 expr: self.source.clone(),
                 message: format!("expected a boolean, got {other}"),
@@ -501,6 +501,22 @@ impl Rendered<'_> {
         self.clone().into_value()
     }
 
+    /// The values it owns (what CEL computed, spliced text), without what it borrows: to free
+    /// them elsewhere.
+    pub fn into_owned_parts(self) -> Vec<Json> {
+        fn gather(rendered: Rendered<'_>, owned: &mut Vec<Json>) {
+            match rendered {
+                Rendered::Value(Cow::Owned(v)) => owned.push(v),
+                Rendered::Value(Cow::Borrowed(_)) => {}
+                Rendered::Array(items) => items.into_iter().for_each(|r| gather(r, owned)),
+                Rendered::Object(fields) => fields.into_iter().for_each(|(_, r)| gather(r, owned)),
+            }
+        }
+        let mut owned = Vec::new();
+        gather(self, &mut owned);
+        owned
+    }
+
     /// Whether the value holds at least `n` JSON values (counting stops there).
     pub fn holds_at_least(&self, n: usize) -> bool {
         /// Count one value off `left`; true once none is left.
@@ -682,6 +698,9 @@ mod tests {
         // and its 2; `z` and its `pw`.
         assert!(shared.holds_at_least(1) && shared.holds_at_least(16));
         assert!(!shared.holds_at_least(17));
+        // Owned: the spliced `a.s`, then `computed`; the rest is borrowed.
+        let parts = shared.clone().into_owned_parts();
+        assert_eq!(parts, [json!("n=4"), json!(8)], "{parts:?}");
         assert_eq!(shared.into_value(), owned);
     }
 

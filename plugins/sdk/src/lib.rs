@@ -304,8 +304,9 @@ pub fn config<'a, C: serde::Deserialize<'a>>(config: &'a str) -> Result<C, StepE
 
 /// Deserialise a config whose shape is picked by its `action` field without buffering the
 /// whole input (an internally tagged enum would): `pick` gets the action and the raw JSON
-/// text and parses the right type straight from it. For configs carrying large row batches;
-/// [`config_by_action`] does the same from the text, without first scanning it whole.
+/// text and parses the right type straight from it. For configs carrying large row batches.
+/// A step's own call goes through [`Step::parse`]: override it with [`config_by_action`] and
+/// the same `pick`, which reads the text once (this reads it whole first, as a `RawValue`).
 pub fn by_action<'de, D, T>(
     deserializer: D,
     pick: impl FnOnce(&str, &'de str) -> Result<T, serde_json::Error>,

@@ -44,8 +44,8 @@ impl ProducerContext for Reports {
 /// The delivery reports of one batch. Each record holds it, so the late reports of a batch
 /// that stopped early never count toward the next.
 pub(super) struct Tally {
-    delivered: AtomicU64,
-    failed: AtomicU64,
+    /// Reports so far, delivered or not.
+    reported: AtomicU64,
     first_error: Mutex<Option<KafkaError>>,
     /// Reports the batch waits for: unknown (`u64::MAX`) while records are still handed over.
     expected: AtomicU64,
@@ -55,8 +55,7 @@ pub(super) struct Tally {
 impl Tally {
     fn new() -> Self {
         Self {
-            delivered: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            reported: AtomicU64::new(0),
             first_error: Mutex::new(None),
             expected: AtomicU64::new(u64::MAX),
             done: Notify::new(),
@@ -64,25 +63,22 @@ impl Tally {
     }
 
     fn count(&self, error: Option<&KafkaError>) {
-        match error {
-            None => self.delivered.fetch_add(1, Ordering::AcqRel),
-            Some(e) => {
-                // Kept before it is counted: whoever sees the count sees the error.
-                let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
-                first.get_or_insert_with(|| e.clone());
-                self.failed.fetch_add(1, Ordering::AcqRel)
-            }
-        };
-        if self.reported() >= self.expected.load(Ordering::Acquire) {
+        if let Some(e) = error {
+            // Kept before it is counted: whoever sees the count sees the error.
+            let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+            first.get_or_insert_with(|| e.clone());
+        }
+        let reported = self.reported.fetch_add(1, Ordering::AcqRel) + 1;
+        if reported >= self.expected.load(Ordering::Acquire) {
             self.done.notify_one();
         }
     }
 
     fn reported(&self) -> u64 {
-        self.delivered.load(Ordering::Acquire) + self.failed.load(Ordering::Acquire)
+        self.reported.load(Ordering::Acquire)
     }
 
-    /// Wait for `sent` reports: how many were delivered, or the first failure.
+    /// Wait for `sent` reports: all `sent` delivered, or the first failure.
     async fn wait(&self, sent: u64) -> Result<u64, KafkaError> {
         self.expected.store(sent, Ordering::Release);
         loop {
@@ -96,7 +92,7 @@ impl Tally {
         let first_error = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
         match first_error.as_ref() {
             Some(e) => Err(e.clone()),
-            None => Ok(self.delivered.load(Ordering::Acquire)),
+            None => Ok(sent),
         }
     }
 }
